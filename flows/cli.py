@@ -1,0 +1,91 @@
+"""The ``expand`` command line.
+
+Exit codes: 0 success, 1 the run failed (unreadable data, I/O), 2 bad usage or config.
+``expand run`` prints the version directory as the last line of stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from pipeline.errors import ConfigError, PipelineError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _UsageParser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse exits with 2 too; keep its message short
+        self.print_usage(sys.stderr)
+        print(f"expand: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _UsageParser(prog="expand", description="Offline dataset expansion.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_UsageParser)
+    run = commands.add_parser("run", help="publish one dataset version from a config")
+    run.add_argument("config", help="YAML config file")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key by its dotted path (repeatable)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+    except ConfigError as exc:
+        print(f"expand: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except PipelineError as exc:
+        print(f"expand: run failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_USAGE
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+
+    load_config(args.config, args.overrides)  # fail fast, before Prefect starts
+    _hide_tracebacks_of_expected_errors()
+    from flows.expand import expand
+
+    started = time.perf_counter()
+    result = expand(config_path=args.config, overrides=args.overrides)
+    elapsed = time.perf_counter() - started
+    state = "published" if result["created"] else "already published (nothing to do)"
+    print(f"version {result['version_id']} {state} in {elapsed:.1f}s")
+    for split, by_origin in result["splits"].items():
+        parts = ", ".join(f"{origin} {count}" for origin, count in sorted(by_origin.items()))
+        print(f"  {split:<10} {sum(by_origin.values()):>7} rows ({parts})")
+    print(result["version_dir"])
+    return EXIT_OK
+
+
+class _DropExpectedTraceback(logging.Filter):
+    """Prefect logs failed runs with a traceback; for bad input the message is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], PipelineError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _hide_tracebacks_of_expected_errors() -> None:
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logging.getLogger(name).addFilter(_DropExpectedTraceback())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Classical augmentation: an albumentations recipe written in YAML, per-sample seeds.
+
+A recipe is a list of one-key mappings, transform name to parameters::
+
+    - Affine: {rotate: [-10, 10], translate_percent: [-0.1, 0.1], p: 0.8}
+    - OneOf:
+        p: 0.3
+        transforms:
+          - GaussNoise: {}
+          - Blur: {blur_limit: 3}
+
+Names are resolved only in the albumentations namespace. Every augmented image gets its
+own seed derived from (run seed, source id, replica), so the result does not depend on
+how many workers run or in which order; the seed and the applied parameters are recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+
+# Arrays in applied parameters (noise maps, matrices) are summarised above this many values;
+# the seed and the recipe replay them exactly.
+_MAX_ARRAY_VALUES = 16
+
+
+def derive_seed(run_seed: int, source_id: str, replica: int | str) -> int:
+    """A 32-bit seed that depends only on its inputs (never on order or worker)."""
+    digest = hashlib.sha256(f"{run_seed}\x1f{source_id}\x1f{replica}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def build_transforms(spec: list[dict[str, Any]], where: str = "transforms") -> list[Any]:
+    """Instantiate a recipe, validating names and parameters.
+
+    Raises:
+        ValueError: an entry is malformed, names no albumentations transform, or has
+            parameters the transform rejects; the message names the entry.
+    """
+    import albumentations as A
+
+    if not isinstance(spec, list):
+        raise ValueError(f"{where} must be a list of {{TransformName: {{params}}}} entries")
+    built = []
+    for index, entry in enumerate(spec):
+        at = f"{where}[{index}]"
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise ValueError(f"{at} must be a mapping with one key, the transform name")
+        ((name, params),) = entry.items()
+        params = {} if params is None else params
+        if not isinstance(params, dict):
+            raise ValueError(f"{at} ({name}): parameters must be a mapping, got {params!r}")
+        built.append(_build_one(A, str(name), dict(params), f"{at}.{name}"))
+    return built
+
+
+def _build_one(A, name: str, params: dict[str, Any], at: str) -> Any:
+    cls = getattr(A, name, None)
+    is_compose = inspect.isclass(cls) and issubclass(cls, A.BaseCompose)
+    if not inspect.isclass(cls) or not (issubclass(cls, A.BasicTransform) or is_compose):
+        raise ValueError(f"{at}: '{name}' is not an albumentations transform")
+    if is_compose:
+        params["transforms"] = build_transforms(params.get("transforms", []), f"{at}.transforms")
+    accepted = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(params) - set(accepted) - {"self"})
+        if unknown:
+            raise ValueError(f"{at}: unknown parameter(s) {unknown}")
+    try:
+        return cls(**params)
+    except (ValueError, TypeError, AssertionError) as exc:  # pydantic errors are ValueErrors
+        raise ValueError(f"{at}: invalid parameters: {exc}") from None
+
+
+class Augmenter:
+    """Applies a recipe to one image with a given seed; returns the image and what was done."""
+
+    def __init__(self, spec: list[dict[str, Any]]):
+        import albumentations as A
+
+        self._compose = A.Compose(build_transforms(spec), save_applied_params=True, seed=0)
+
+    def __call__(self, pixels: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+        """Augment ``pixels`` deterministically from ``seed``.
+
+        Returns:
+            The augmented uint8 image (same shape as the input) and the applied
+            parameters as compact JSON.
+
+        Raises:
+            PipelineError: the recipe changed the image size or dtype.
+        """
+        self._compose.set_random_seed(seed)
+        result = self._compose(image=pixels)
+        out = np.ascontiguousarray(result["image"])
+        if out.shape != pixels.shape or out.dtype != np.uint8:
+            raise PipelineError(
+                f"augment.transforms changed the image from {pixels.shape} {pixels.dtype} to "
+                f"{out.shape} {out.dtype}; add a Resize to the recipe's end to keep the size"
+            )
+        return out, params_json(result.get("applied_transforms", []))
+
+
+def params_json(applied: list[tuple[str, dict[str, Any]]]) -> str:
+    """JSON of albumentations' applied transforms, as ``[[name, params], ...]``."""
+    return json.dumps(
+        [[name, _plain(params)] for name, params in applied], sort_keys=True, separators=(",", ":")
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        if value.size > _MAX_ARRAY_VALUES:
+            return {"array": {"shape": list(value.shape), "dtype": str(value.dtype)}}
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float | int | str | bool) or value is None:
+        return value
+    return repr(value)

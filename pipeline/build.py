@@ -1,0 +1,266 @@
+"""Building one dataset version in three stages: prepare, write shards, publish.
+
+The stages are plain functions so that the Prefect flow can run them as tasks (one per
+stage, one per shard) and :func:`build` can run them in-process. Between stages only a
+small :class:`BuildContext` and shard entries travel; data stays on disk.
+
+A version is built in ``<root>/<name>/.incomplete-<random>/version`` and renamed to
+``<root>/<name>/<version-id>`` after its manifest is written, so a version directory
+that exists is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.augment import Augmenter, derive_seed
+from pipeline.config import Config
+from pipeline.images import content_sha256, encode_png
+from pipeline.ingest import PIXELS_FILE, Ingested, PixelStore, ingest
+from pipeline.manifest import (
+    CONTENT_LIBRARIES,
+    MANIFEST_FILE,
+    OTHER_LIBRARIES,
+    library_versions,
+    run_info,
+    summarise_counts,
+    utcnow,
+    version_id,
+    write_manifest,
+)
+from pipeline.plan import ShardSpec, allocate_copies, build_plan, read_shard_plan
+from pipeline.shards import ImageFolderShardWriter, ParquetShardWriter, Row
+
+STAGING_PREFIX = ".incomplete-"
+_SIZE_SAMPLE = 64
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What the shard and publish stages need; small enough to pass between tasks."""
+
+    config: Config
+    name: str
+    version_id: str
+    final_dir: Path
+    staging_dir: Path | None
+    class_names: list[str] = field(default_factory=list)
+    shards: list[ShardSpec] = field(default_factory=list)
+    shape: tuple[int, ...] = ()
+    mode: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def existing(self) -> bool:
+        """True when this version was already published; nothing is to be built."""
+        return self.staging_dir is None
+
+    @property
+    def work_dir(self) -> Path:
+        return self.staging_dir / "work"
+
+    @property
+    def version_dir(self) -> Path:
+        return self.staging_dir / "version"
+
+
+def prepare(config: Config) -> BuildContext:
+    """Ingest the source, derive the version id, and plan the shards.
+
+    When a version with the same id is already published, staging is removed and the
+    returned context points at it (``existing`` is True).
+    """
+    started = utcnow()
+    name = config.dataset_name()
+    parent = config.output.root / name
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = parent / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
+    try:
+        ingested = ingest(config, staging / "work")
+        vid = version_id(config.content_dict(), config.source.kind, ingested.fingerprint)
+        final_dir = parent / vid
+        if (final_dir / MANIFEST_FILE).is_file():
+            shutil.rmtree(staging)
+            return BuildContext(
+                config=config, name=name, version_id=vid, final_dir=final_dir, staging_dir=None
+            )
+        copies, shortfall = allocate_copies(
+            ingested.index, config.augment, config.seed, len(ingested.class_names)
+        )
+        rows_per_shard = _rows_per_shard(config, ingested)
+        shards = build_plan(ingested.index, copies, config.seed, rows_per_shard, staging / "work")
+        (staging / "version").mkdir()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    details = {
+        "started": started.isoformat(timespec="seconds"),
+        "source": {
+            "kind": config.source.kind,
+            "path": str(config.source.path) if config.source.path else None,
+            "fingerprint": ingested.fingerprint,
+            "images": len(ingested.index.source_ids),
+            "split_carved": ingested.split_carved,
+            "counts": ingested.counts(),
+        },
+        "augment": {
+            "rows_per_shard": rows_per_shard,
+            "planned_copies": int(copies.sum()),
+            "shortfall": {ingested.class_names[k]: v for k, v in shortfall.items()},
+        },
+    }
+    return BuildContext(
+        config=config,
+        name=name,
+        version_id=vid,
+        final_dir=final_dir,
+        staging_dir=staging,
+        class_names=ingested.class_names,
+        shards=shards,
+        shape=ingested.shape,
+        mode=ingested.mode,
+        details=details,
+    )
+
+
+def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
+    """Produce one shard: read its plan rows, augment the copies, encode, write.
+
+    Returns:
+        The shard's entry: split, name, rows, counts per origin and class, and files.
+    """
+    config = context.config
+    plan = read_shard_plan(context.work_dir, shard).to_pydict()
+    augmenter = Augmenter(config.augment.transforms) if any(plan["replica"]) else None
+    level = config.output.png_compress_level
+    with (
+        PixelStore(context.work_dir / PIXELS_FILE, context.shape) as pixels,
+        _open_writer(context, shard) as writer,
+    ):
+        for pixel_row, source_id, label, source_sha, replica in zip(
+            plan["pixel_row"],
+            plan["source_id"],
+            plan["label"],
+            plan["source_sha256"],
+            plan["replica"],
+            strict=True,
+        ):
+            image = pixels[pixel_row]
+            seed = params = None
+            if replica:
+                seed = derive_seed(config.seed, source_id, replica)
+                image, params = augmenter(image, seed)
+            writer.write(
+                Row(
+                    id=row_id(source_id, replica),
+                    label=label,
+                    origin="augmented" if replica else "real",
+                    source_id=source_id,
+                    source_sha256=source_sha,
+                    seed=seed,
+                    sha256=content_sha256(image) if replica else source_sha,
+                    params=params,
+                    png=encode_png(image, level),
+                )
+            )
+        entry = writer.finish()
+    return {"split": shard.split, "shard": shard.name, **entry}
+
+
+def publish(context: BuildContext, entries: list[dict[str, Any]]) -> Path:
+    """Write the manifest last and move the version into place atomically.
+
+    Returns:
+        The published version directory (an existing one if another run got there first).
+    """
+    if context.existing:
+        return context.final_dir
+    config = context.config
+    files = sorted((f for e in entries for f in e["files"]), key=lambda f: f["path"])
+    manifest = {
+        "version_id": context.version_id,
+        "name": context.name,
+        "created": utcnow().isoformat(timespec="seconds"),
+        "format": config.output.format,
+        "class_names": context.class_names,
+        "image": {"mode": context.mode, "height": context.shape[0], "width": context.shape[1]},
+        "splits": summarise_counts(entries),
+        "shards": sorted(
+            ({k: e[k] for k in ("split", "shard", "rows")} for e in entries), key=lambda e: e["shard"]
+        ),
+        "files": files,
+        "source": context.details["source"],
+        "augment": context.details["augment"],
+        "config": config.model_dump(mode="json"),
+        "seeds": {"run": config.seed, "per_sample": "sha256(run_seed␟source_id␟replica)[:4], big-endian"},
+        "libraries": library_versions(CONTENT_LIBRARIES + OTHER_LIBRARIES),
+        "run": run_info(context.details["started"]),
+    }
+    write_manifest(context.version_dir, manifest)
+    try:
+        context.version_dir.rename(context.final_dir)
+    except OSError:
+        if not (context.final_dir / MANIFEST_FILE).is_file():
+            raise
+    shutil.rmtree(context.staging_dir, ignore_errors=True)
+    return context.final_dir
+
+
+def discard(context: BuildContext) -> None:
+    """Remove a failed build's staging directory."""
+    if context.staging_dir is not None:
+        shutil.rmtree(context.staging_dir, ignore_errors=True)
+
+
+def build(config: Config) -> tuple[Path, bool]:
+    """Run all stages in this process.
+
+    Returns:
+        The version directory and whether it was newly published (False: it existed).
+    """
+    context = prepare(config)
+    if context.existing:
+        return context.final_dir, False
+    try:
+        entries = [write_shard(context, shard) for shard in context.shards]
+        return publish(context, entries), True
+    except BaseException:
+        discard(context)
+        raise
+
+
+def row_id(source_id: str, replica: int) -> str:
+    """A row's id, unique within a version: 16 hex characters of sha256(source_id, replica)."""
+    return hashlib.sha256(f"{source_id}\x1f{replica}".encode()).hexdigest()[:16]
+
+
+def _open_writer(context: BuildContext, shard: ShardSpec):
+    root = context.version_dir
+    if context.config.output.format == "parquet":
+        return ParquetShardWriter(
+            root=root, path=root / "data" / f"{shard.name}.parquet", class_names=context.class_names
+        )
+    return ImageFolderShardWriter(
+        root=root,
+        split=shard.split,
+        lineage_path=root / "lineage" / f"{shard.name}.parquet",
+        class_names=context.class_names,
+    )
+
+
+def _rows_per_shard(config: Config, ingested: Ingested) -> int:
+    unit, limit = config.output.shard_limit()
+    if unit == "rows":
+        return limit
+    # A byte target becomes a row count from the mean encoded size of the first images.
+    count = min(_SIZE_SAMPLE, len(ingested.index.source_ids))
+    with PixelStore(ingested.pixels_path, ingested.shape) as pixels:
+        sizes = [len(encode_png(pixels[i], config.output.png_compress_level)) for i in range(count)]
+    return max(1, int(limit // max(1.0, float(np.mean(sizes)))))

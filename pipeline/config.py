@@ -1,0 +1,225 @@
+"""The one configuration tree. Every default lives here; YAML files hold only what differs.
+
+Loading goes through :func:`load_config`, which turns every validation problem into a
+:class:`~pipeline.errors.ConfigError` naming the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import ConfigError
+
+SOURCE_KINDS = ("digits", "imagefolder", "parquet", "cifar10", "mnist-idx")
+_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """Where the images come from."""
+
+    kind: Literal["digits", "imagefolder", "parquet", "cifar10", "mnist-idx"] = "digits"
+    path: Path | None = None
+    class_names: list[str] | None = Field(
+        default=None, description="Names for integer labels of array sources (MNIST IDX, CIFAR)."
+    )
+
+    @model_validator(mode="after")
+    def _path_matches_kind(self) -> SourceConfig:
+        if self.kind == "digits":
+            if self.path is not None:
+                raise ValueError("source.path is not used with kind 'digits'; remove it")
+            return self
+        if self.path is None:
+            raise ValueError(f"source.path is required for source kind '{self.kind}'")
+        if not self.path.exists():
+            raise ValueError(f"source.path does not exist: {self.path}")
+        return self
+
+
+class SplitConfig(_Strict):
+    """How a test split is carved when the source has none (stratified, seeded)."""
+
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+
+
+class AugmentConfig(_Strict):
+    """Classical augmentation of the training split.
+
+    Exactly one of ``copies_per_image`` (every training image gets floor(k) or ceil(k)
+    augmented copies) and ``target_per_class`` (each class is filled up to this many
+    training rows, real included) may be set; neither means no augmentation.
+    """
+
+    copies_per_image: float | None = Field(default=None, ge=0.0)
+    target_per_class: int | None = Field(default=None, ge=1)
+    transforms: list[dict[str, Any]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_count_rule(self) -> AugmentConfig:
+        if self.copies_per_image is not None and self.target_per_class is not None:
+            raise ValueError("set either copies_per_image or target_per_class, not both")
+        return self
+
+    @field_validator("transforms")
+    @classmethod
+    def _transforms_build(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from pipeline.augment import build_transforms  # albumentations is heavy; load on use
+
+        build_transforms(value)
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.copies_per_image) or self.target_per_class is not None
+
+
+class OutputConfig(_Strict):
+    """Where and how the version is written."""
+
+    root: Path = Path("output")
+    format: Literal["parquet", "imagefolder"] = "parquet"
+    shard_size: int | str = Field(
+        default=5000, description="Rows per shard (int) or a byte size such as '64MB'."
+    )
+    png_compress_level: int = Field(default=6, ge=0, le=9)
+
+    @field_validator("shard_size")
+    @classmethod
+    def _shard_size_valid(cls, value: int | str) -> int | str:
+        if isinstance(value, int):
+            if value < 1:
+                raise ValueError(f"shard_size must be at least 1 row, got {value}")
+            return value
+        parse_size(value)
+        return value
+
+    def shard_limit(self) -> tuple[Literal["rows", "bytes"], int]:
+        """The shard size as ('rows', n) or ('bytes', n)."""
+        if isinstance(self.shard_size, int):
+            return "rows", self.shard_size
+        return "bytes", parse_size(self.shard_size)
+
+
+class Config(_Strict):
+    """The whole run: one source, one split rule, one augmentation recipe, one output."""
+
+    name: str | None = Field(default=None, description="Dataset name; defaults from the source.")
+    seed: int = Field(default=0, ge=0)
+    source: SourceConfig = SourceConfig()
+    split: SplitConfig = SplitConfig()
+    augment: AugmentConfig = AugmentConfig()
+    output: OutputConfig = OutputConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_safe(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
+            raise ValueError(f"name {value!r} must be 1-100 characters of letters, digits, '.', '_' or '-'")
+        return value
+
+    def dataset_name(self) -> str:
+        """The name used under ``output.root``: ``name``, else derived from the source."""
+        if self.name:
+            return self.name
+        if self.source.kind == "digits" or self.source.path is None:
+            return self.source.kind
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", self.source.path.resolve().name).strip(".-")
+        return stem or self.source.kind
+
+    def content_dict(self) -> dict[str, Any]:
+        """The settings that decide the version's content (not where it is written)."""
+        data = self.model_dump(mode="json")
+        data.pop("name")
+        data["output"].pop("root")
+        data["source"].pop("path")  # the source enters the version id by its content hash
+        return data
+
+
+def parse_size(text: str) -> int:
+    """Parse '64MB', '512KiB' or '1GB' into bytes.
+
+    Raises:
+        ValueError: the text is not a number followed by a known unit.
+    """
+    match = _SIZE_RE.match(text)
+    if not match or match.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(f"size {text!r} must look like '64MB' (units: B, KB, MB, GB, KiB, MiB, GiB)")
+    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    if size < 1:
+        raise ValueError(f"size {text!r} must be positive")
+    return size
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a YAML config, apply ``dotted.key=value`` overrides, validate.
+
+    Relative ``source.path`` and ``output.root`` in the file are kept relative to the
+    working directory, as users type them on the command line.
+
+    Raises:
+        ConfigError: unreadable file, bad YAML, bad override, or invalid values; the
+            message names the file and the dotted key.
+    """
+    where = str(path) if path is not None else "<defaults>"
+    raw: Any = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {where}: {exc.strerror or exc}") from None
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{where}: invalid YAML: {exc}") from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: the top level must be a mapping, got {type(raw).__name__}")
+    for item in overrides:
+        _apply_override(raw, item)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(where, exc)) from None
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {item!r}: expected dotted.key=value")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value {text!r} is not valid YAML: {exc}") from None
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _format_validation_error(where: str, exc: ValidationError) -> str:
+    lines = [f"invalid config {where}:"]
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "literal_error":
+            message = f"{message}, got {error.get('input')!r}"
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)

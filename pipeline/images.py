@@ -1,0 +1,110 @@
+"""Pixel-level helpers shared by sources, augmentation and writers.
+
+Images travel through the pipeline as ``uint8`` numpy arrays: ``(H, W)`` for mode ``L``
+and ``(H, W, 3)`` for ``RGB``. Every dataset is normalised to one of those two modes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from pathlib import Path
+from typing import IO, Literal
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pipeline.errors import SourceError
+
+Mode = Literal["L", "RGB"]
+
+# Pillow modes that carry colour; everything else is reduced to grayscale.
+_COLOUR_MODES = {"RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "P", "PA", "La"}
+
+
+def dataset_mode(pil_modes: set[str]) -> Mode:
+    """The one mode a dataset is normalised to: RGB if any image has colour, else L."""
+    return "RGB" if pil_modes & _COLOUR_MODES else "L"
+
+
+def to_array(image: Image.Image, mode: Mode) -> np.ndarray:
+    """Convert a Pillow image to a uint8 array in ``mode``, honouring EXIF orientation.
+
+    Transparent pixels are composited on black so that the result does not depend on
+    whatever colour the encoder left under alpha.
+    """
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        wide = np.asarray(image, dtype=np.uint32)
+        image = Image.fromarray((wide >> 8).clip(0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P" or image.mode.endswith("A") or image.mode == "La":
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.asarray(image.convert(mode), dtype=np.uint8)
+
+
+def array_mode(pixels: np.ndarray) -> Mode:
+    """The mode of a pipeline array (see module docstring)."""
+    return "L" if pixels.ndim == 2 else "RGB"
+
+
+def content_sha256(pixels: np.ndarray) -> str:
+    """sha256 of decoded content: shape header plus raw pixel bytes.
+
+    Two files that decode to the same pixels have the same hash, whatever the encoding.
+    """
+    header = f"{array_mode(pixels)}:{pixels.shape[0]}x{pixels.shape[1]}:".encode()
+    return hashlib.sha256(header + np.ascontiguousarray(pixels).tobytes()).hexdigest()
+
+
+def encode_png(pixels: np.ndarray, compress_level: int = 6) -> bytes:
+    """Lossless PNG bytes of a pipeline array. Deterministic for equal input."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """Inverse of :func:`encode_png`."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return np.asarray(image)
+
+
+def header_mode(source: str | Path | IO[bytes], where: str) -> str:
+    """The Pillow mode of an encoded image, reading only its header.
+
+    Raises:
+        SourceError: not an image, or a size over Pillow's decompression-bomb limit.
+    """
+    try:
+        with Image.open(source) as image:
+            return image.mode
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise SourceError(f"{where}: cannot read image: {exc}") from None
+
+
+def decode_image(source: str | Path | IO[bytes], mode: Mode, where: str) -> np.ndarray:
+    """Decode an encoded image into a pipeline array in ``mode``.
+
+    Images over Pillow's pixel limit are refused before decoding (decompression bombs).
+
+    Raises:
+        SourceError: the file is not a decodable image; the message names ``where``.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as image:
+                image.load()
+                return to_array(image, mode)
+    except (
+        OSError,
+        ValueError,
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
+        raise SourceError(f"{where}: cannot decode image: {exc}") from None

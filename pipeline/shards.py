@@ -1,0 +1,204 @@
+"""Shard writers: Hugging Face Parquet shards and torchvision image folders.
+
+A writer is built with keyword arguments, takes rows through :meth:`write`, and returns
+its entry from :meth:`finish`: the files it wrote (relative path, bytes, sha256), its row
+count and counts per origin and class. Used as a context manager, a writer whose block
+raises removes what it wrote, so no partial shard is left behind. Writers do not decide
+the layout or the version; the builder does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ORIGINS = ("real", "augmented", "synthetic")
+ROW_GROUP_ROWS = 1000
+
+
+@dataclass(frozen=True)
+class Row:
+    """One output image and its lineage."""
+
+    id: str
+    label: int
+    origin: str
+    source_id: str
+    source_sha256: str
+    seed: int | None
+    sha256: str
+    params: str | None
+    png: bytes
+
+
+def parquet_schema(class_names: list[str]) -> pa.Schema:
+    """The shard schema, with the ``huggingface`` features metadata (ClassLabel names)."""
+    features = {
+        "image": {"_type": "Image"},
+        "label": {"names": list(class_names), "_type": "ClassLabel"},
+        **{
+            name: {"dtype": "string", "_type": "Value"}
+            for name in ("id", "origin", "source_id", "source_sha256")
+        },
+        "seed": {"dtype": "int64", "_type": "Value"},
+        "sha256": {"dtype": "string", "_type": "Value"},
+        "params": {"dtype": "string", "_type": "Value"},
+    }
+    fields = [
+        pa.field("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        pa.field("label", pa.int64()),
+        pa.field("id", pa.string()),
+        pa.field("origin", pa.string()),
+        pa.field("source_id", pa.string()),
+        pa.field("source_sha256", pa.string()),
+        pa.field("seed", pa.int64()),
+        pa.field("sha256", pa.string()),
+        pa.field("params", pa.string()),
+    ]
+    metadata = {"huggingface": json.dumps({"info": {"features": features}})}
+    return pa.schema(fields, metadata=metadata)
+
+
+def file_entry(root: Path, path: Path) -> dict[str, Any]:
+    """``{path, bytes, sha256}`` of a written file, its path relative to ``root``."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {
+        "path": path.relative_to(root).as_posix(),
+        "bytes": path.stat().st_size,
+        "sha256": digest.hexdigest(),
+    }
+
+
+class _CountingWriter:
+    def __init__(self, class_names: list[str]):
+        if not class_names:
+            raise ValueError("class_names must not be empty")
+        self._class_names = list(class_names)
+        self._counts: dict[str, dict[str, int]] = {}
+        self._rows = 0
+        self._finished = False
+
+    def _check(self, row: Row) -> None:
+        if self._finished:
+            raise RuntimeError("write() after finish()")
+        if row.origin not in ORIGINS:
+            raise ValueError(f"origin {row.origin!r} is not one of {ORIGINS}")
+        if not 0 <= row.label < len(self._class_names):
+            raise ValueError(f"label {row.label} is outside 0..{len(self._class_names) - 1}")
+        by_class = self._counts.setdefault(row.origin, {})
+        name = self._class_names[row.label]
+        by_class[name] = by_class.get(name, 0) + 1
+        self._rows += 1
+
+    def _entry(self, files: list[dict[str, Any]]) -> dict[str, Any]:
+        self._finished = True
+        return {"rows": self._rows, "counts": self._counts, "files": files}
+
+
+class ParquetShardWriter(_CountingWriter):
+    """Writes one Parquet shard incrementally, a row group at a time."""
+
+    def __init__(
+        self, *, root: Path, path: Path, class_names: list[str], row_group_rows: int = ROW_GROUP_ROWS
+    ):
+        super().__init__(class_names)
+        if row_group_rows < 1:
+            raise ValueError(f"row_group_rows must be positive, got {row_group_rows}")
+        self._root = Path(root)
+        self._path = Path(path)
+        self._schema = parquet_schema(class_names)
+        self._row_group_rows = row_group_rows
+        self._buffer: list[Row] = []
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = pq.ParquetWriter(self._path, self._schema)
+
+    def write(self, row: Row) -> None:
+        self._check(row)
+        self._buffer.append(row)
+        if len(self._buffer) >= self._row_group_rows:
+            self._flush()
+
+    def finish(self) -> dict[str, Any]:
+        self._flush()
+        self._writer.close()
+        return self._entry([file_entry(self._root, self._path)])
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        rows = self._buffer
+        columns = {
+            "image": [{"bytes": r.png, "path": f"{r.origin}-{r.id}.png"} for r in rows],
+            **{name: [getattr(r, name) for r in rows] for name in self._schema.names[1:]},
+        }
+        self._writer.write_table(pa.table(columns, schema=self._schema))
+        self._buffer = []
+
+    def __enter__(self) -> ParquetShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._writer.close()
+            self._path.unlink(missing_ok=True)
+
+
+class ImageFolderShardWriter(_CountingWriter):
+    """Writes PNGs as ``{split}/{class}/{origin}-{id}.png`` plus a lineage Parquet file.
+
+    The lineage file holds every column of the Parquet format but the image bytes, and a
+    ``file_name`` column relative to the version root.
+    """
+
+    def __init__(self, *, root: Path, split: str, lineage_path: Path, class_names: list[str]):
+        super().__init__(class_names)
+        self._root = Path(root)
+        self._split = split
+        self._lineage_path = Path(lineage_path)
+        self._written: list[Path] = []
+        self._lineage: list[dict[str, Any]] = []
+
+    def write(self, row: Row) -> None:
+        self._check(row)
+        path = self._root / self._split / self._class_names[row.label] / f"{row.origin}-{row.id}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(row.png)
+        self._written.append(path)
+        record = {k: v for k, v in row.__dict__.items() if k != "png"}
+        record["file_name"] = path.relative_to(self._root).as_posix()
+        self._lineage.append(record)
+
+    def finish(self) -> dict[str, Any]:
+        self._lineage_path.parent.mkdir(parents=True, exist_ok=True)
+        schema = lineage_schema(self._class_names)
+        table = pa.Table.from_pylist(self._lineage, schema=schema)
+        pq.write_table(table, self._lineage_path)
+        files = [file_entry(self._root, p) for p in [*self._written, self._lineage_path]]
+        return self._entry(files)
+
+    def __enter__(self) -> ImageFolderShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            for path in [*self._written, self._lineage_path]:
+                path.unlink(missing_ok=True)
+
+
+def lineage_schema(class_names: list[str]) -> pa.Schema:
+    """The image-folder lineage schema: the shard schema without image bytes, plus file_name."""
+    base = parquet_schema(class_names)
+    features = json.loads(base.metadata[b"huggingface"])["info"]["features"]
+    del features["image"]
+    features["file_name"] = {"dtype": "string", "_type": "Value"}
+    fields = [f for f in base if f.name != "image"] + [pa.field("file_name", pa.string())]
+    return pa.schema(fields, metadata={"huggingface": json.dumps({"info": {"features": features}})})

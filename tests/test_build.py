@@ -1,0 +1,162 @@
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import make_imagefolder
+from pipeline import build as build_module
+from pipeline.build import build, prepare, publish, write_shard
+from pipeline.ingest import Index, carve_test_split
+from pipeline.manifest import read_manifest
+from pipeline.plan import allocate_copies
+from pipeline.shards import file_entry
+
+
+def rows(version: Path, split: str) -> list[dict]:
+    files = sorted((version / "data").glob(f"{split}-*.parquet"))
+    return [r for f in files for r in pq.read_table(f).to_pylist()]
+
+
+def test_split_is_made_before_augmentation(tiny_config):
+    version, created = build(tiny_config())
+    assert created
+    train, test = rows(version, "train"), rows(version, "test")
+    assert {r["origin"] for r in test} == {"real"}
+    test_ids = {r["source_id"] for r in test}
+    train_real = {r["source_id"] for r in train if r["origin"] == "real"}
+    assert not test_ids & {r["source_id"] for r in train}
+    augmented = [r for r in train if r["origin"] == "augmented"]
+    assert {r["source_id"] for r in augmented} == train_real
+    assert len(augmented) == 2 * len(train_real)
+    assert len(test) + len(train_real) == 15
+    # the carved test split is stratified: each class keeps about a third of its images
+    assert Counter(r["label"] for r in test) == Counter({0: 2, 1: 1, 2: 2})
+
+
+def test_source_test_split_is_copied_unchanged(tmp_path, tiny_config):
+    src = make_imagefolder(tmp_path / "split-src", {"a": 3, "b": 3}, splits=["train", "test"])
+    version, _ = build(tiny_config(f"source.path={src}"))
+    test = rows(version, "test")
+    assert len(test) == 6 and {r["origin"] for r in test} == {"real"}
+    assert all(r["sha256"] == r["source_sha256"] and r["seed"] is None for r in test)
+    train = rows(version, "train")
+    assert len(train) == 18 and all(r["source_id"].startswith("train/") for r in train)
+
+
+def test_lineage_columns(tiny_config):
+    version, _ = build(tiny_config())
+    for row in rows(version, "train"):
+        if row["origin"] == "real":
+            assert row["seed"] is None and row["params"] is None
+        else:
+            applied = json.loads(row["params"])
+            assert applied[0][0] == "Affine" and isinstance(row["seed"], int)
+            assert row["sha256"] != row["source_sha256"]
+
+
+def test_fractional_copies_are_floor_or_ceil(tiny_config):
+    version, _ = build(tiny_config("augment.copies_per_image=1.5"))
+    copies = Counter(r["source_id"] for r in rows(version, "train") if r["origin"] == "augmented")
+    assert set(copies.values()) == {1, 2}
+
+
+def test_target_per_class_balances(tiny_config):
+    version, _ = build(tiny_config("augment.copies_per_image=null", "augment.target_per_class=9"))
+    per_class = Counter(r["label"] for r in rows(version, "train"))
+    assert per_class == Counter({0: 9, 1: 9, 2: 9})
+    manifest = read_manifest(version)
+    assert manifest["splits"]["train"]["by_origin_class"]["real"]["cat"] == 4
+
+
+def test_result_does_not_depend_on_shard_order_or_size(tiny_config, tmp_path):
+    one = tiny_config("output.shard_size=1000", f"output.root={tmp_path / 'a'}")
+    version_a, _ = build(one)
+    many = tiny_config("output.shard_size=3", f"output.root={tmp_path / 'b'}")
+    context = prepare(many)
+    shards = list(context.shards)
+    random.Random(1).shuffle(shards)
+    entries = [write_shard(context, shard) for shard in shards]
+    version_b = publish(context, entries)
+    for split in ("train", "test"):
+        a = {r["id"]: r["sha256"] for r in rows(version_a, split)}
+        b = {r["id"]: r["sha256"] for r in rows(version_b, split)}
+        assert a == b and len(a) > 0
+    # same settings, shards written in another order: byte-identical shards
+    again = tiny_config("output.shard_size=3", f"output.root={tmp_path / 'c'}")
+    version_c, _ = build(again)
+    files_b = {f["path"]: f["sha256"] for f in read_manifest(version_b)["files"]}
+    files_c = {f["path"]: f["sha256"] for f in read_manifest(version_c)["files"]}
+    assert files_b == files_c and len(files_b) > 2
+
+
+def test_split_and_allocation_ignore_input_order(tiny_config):
+    ids = [f"img{i}" for i in range(40)]
+    labels = np.array([i % 3 for i in range(40)])
+    order = np.random.default_rng(0).permutation(40)
+    first = dict(zip(ids, carve_test_split(ids, labels, 0.25, seed=5), strict=True))
+    shuffled_ids = [ids[i] for i in order]
+    second = dict(zip(shuffled_ids, carve_test_split(shuffled_ids, labels[order], 0.25, seed=5), strict=True))
+    assert first == second
+    augment = tiny_config("augment.copies_per_image=1.3").augment
+    splits = ["train"] * 40
+    a, _ = allocate_copies(Index(ids, labels, splits, [""] * 40), augment, 5, 3)
+    b, _ = allocate_copies(Index(shuffled_ids, labels[order], splits, [""] * 40), augment, 5, 3)
+    assert dict(zip(ids, a.tolist(), strict=True)) == dict(zip(shuffled_ids, b.tolist(), strict=True))
+
+
+def test_manifest_lists_every_file_with_hashes(tiny_config):
+    version, _ = build(tiny_config())
+    text = (version / "manifest.json").read_text()
+    manifest = json.loads(text)
+    assert text == json.dumps(manifest, sort_keys=True, indent=2) + "\n"
+    assert manifest["schema_version"] == 1 and manifest["version_id"] == version.name
+    on_disk = sorted(p for p in version.rglob("*") if p.is_file() and p.name != "manifest.json")
+    assert [f["path"] for f in manifest["files"]] == [p.relative_to(version).as_posix() for p in on_disk]
+    for listed, path in zip(manifest["files"], on_disk, strict=True):
+        assert listed == file_entry(version, path)
+    assert manifest["splits"]["train"]["rows"] == len(rows(version, "train"))
+    assert manifest["config"]["augment"]["copies_per_image"] == 2
+    assert manifest["class_names"] == ["cat", "dog", "eel"]
+    assert manifest["libraries"]["albumentations"].startswith("2.0")
+    assert manifest["source"]["split_carved"] is True
+
+
+def test_version_id_is_content_derived(tiny_config, tmp_path):
+    first, created = build(tiny_config())
+    again, created_again = build(tiny_config())
+    assert first == again and created and not created_again
+    other_seed, _ = build(tiny_config("seed=1"))
+    assert other_seed.name != first.name
+    elsewhere, _ = build(tiny_config(f"output.root={tmp_path / 'elsewhere'}"))
+    assert elsewhere.name == first.name
+    (Path(tiny_config().source.path) / "cat" / "img_000.png").unlink()
+    edited, _ = build(tiny_config())
+    assert edited.name != first.name
+
+
+def test_failed_shard_leaves_no_version(tiny_config, monkeypatch):
+    class Boom(RuntimeError):
+        pass
+
+    def explode(self, pixels, seed):
+        raise Boom("disk on fire")
+
+    monkeypatch.setattr(build_module.Augmenter, "__call__", explode)
+    config = tiny_config()
+    with pytest.raises(Boom):
+        build(config)
+    parent = config.output.root / config.dataset_name()
+    assert list(parent.iterdir()) == []
+
+
+def test_byte_shard_size(tiny_config):
+    version, _ = build(tiny_config("output.shard_size=4KB"))
+    manifest = read_manifest(version)
+    image_bytes = [len(r["image"]["bytes"]) for r in rows(version, "train")]
+    expected_rows = 4000 // int(np.mean(image_bytes[:5]))
+    assert 1 < manifest["augment"]["rows_per_shard"] <= expected_rows + 2
+    assert len([s for s in manifest["shards"] if s["split"] == "train"]) > 1

@@ -1,0 +1,121 @@
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Config, load_config, parse_size
+from pipeline.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_embedded_digits():
+    config = load_config(None)
+    assert config.source.kind == "digits"
+    assert config.dataset_name() == "digits"
+    assert config.output.format == "parquet"
+    assert not config.augment.enabled
+
+
+def test_repo_configs_load(tmp_path):
+    root = Path(__file__).resolve().parents[1] / "config"
+    config = load_config(root / "digits.yaml")
+    assert config.augment.enabled and config.augment.transforms
+    # the examples are valid once their source path exists
+    for name in ("imagefolder.example.yaml", "cifar10.example.yaml"):
+        example = load_config(root / name, [f"source.path={tmp_path}"])
+        assert example.augment.enabled
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = write(tmp_path, "augment:\n  copies_per_imag: 2\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    assert "augment.copies_per_imag: unknown key" in str(info.value)
+
+
+def test_wrong_type_names_key(tmp_path):
+    with pytest.raises(ConfigError, match="output.shard_size"):
+        load_config(write(tmp_path, "output:\n  shard_size: [1, 2]\n"))
+    with pytest.raises(ConfigError, match="split.test_fraction"):
+        load_config(write(tmp_path, "split:\n  test_fraction: 1.5\n"))
+
+
+def test_missing_source_path_is_named(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(ConfigError, match=f"source.path does not exist: {missing}"):
+        load_config(None, ["source.kind=imagefolder", f"source.path={missing}"])
+    with pytest.raises(ConfigError, match="source.path is required"):
+        load_config(None, ["source.kind=cifar10"])
+
+
+def test_unknown_source_kind():
+    with pytest.raises(ConfigError, match="source.kind"):
+        load_config(None, ["source.kind=tiff-stack"])
+
+
+def test_overrides_are_typed_by_schema():
+    config = load_config(None, ["seed=7", "augment.copies_per_image=1.5", "output.shard_size=64MB"])
+    assert config.seed == 7 and config.augment.copies_per_image == 1.5
+    assert config.output.shard_limit() == ("bytes", 64 * 10**6)
+    with pytest.raises(ConfigError, match="seed"):
+        load_config(None, ["seed=abc"])
+    with pytest.raises(ConfigError, match="expected dotted.key=value"):
+        load_config(None, ["seed"])
+    with pytest.raises(ConfigError, match="nonsense: unknown key"):
+        load_config(None, ["nonsense.key=1"])
+
+
+def test_copies_and_target_are_exclusive():
+    with pytest.raises(ConfigError, match="either copies_per_image or target_per_class"):
+        load_config(None, ["augment.copies_per_image=1", "augment.target_per_class=10"])
+
+
+@pytest.mark.parametrize(
+    "recipe, message",
+    [
+        ("[{NoSuchTransform: {}}]", "'NoSuchTransform' is not an albumentations transform"),
+        ("[{Affine: {rotat: 3}}]", r"unknown parameter\(s\) \['rotat'\]"),
+        ("[{Affine: {p: 7}}]", "invalid parameters"),
+        ("[{Affine: {}, Blur: {}}]", "one key"),
+        ("[{OneOf: {transforms: [{Nope: {}}]}}]", r"transforms\[0\].OneOf.transforms\[0\].Nope"),
+        ("[{Compose: {}}]", None),
+    ],
+)
+def test_transform_recipes_are_validated(recipe, message):
+    if message is None:
+        load_config(None, [f"augment.transforms={recipe}"])
+        return
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [f"augment.transforms={recipe}"])
+
+
+def test_sizes():
+    assert parse_size("512KiB") == 512 * 1024
+    with pytest.raises(ValueError):
+        parse_size("12 parsecs")
+
+
+def test_round_trip_through_yaml(tmp_path):
+    import yaml
+
+    config = load_config(
+        None, ["seed=3", "augment.target_per_class=50", "augment.transforms=[{HorizontalFlip: {p: 0.5}}]"]
+    )
+    path = write(tmp_path, yaml.safe_dump(config.model_dump(mode="json")))
+    assert load_config(path) == config
+    assert isinstance(Config.model_validate(config.model_dump()), Config)
+
+
+def test_empty_and_non_mapping_files(tmp_path):
+    assert load_config(write(tmp_path, "")) == Config()
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(write(tmp_path, "a: [\n"))
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "absent.yaml")

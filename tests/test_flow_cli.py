@@ -1,0 +1,90 @@
+"""The Prefect flow and the ``expand`` command, end to end on small data."""
+
+import subprocess
+import sys
+
+import pytest
+
+from flows.cli import main
+from pipeline.manifest import read_manifest
+
+
+def test_flow_publishes_then_reuses(prefect_harness, tiny_config, tmp_path):
+    from flows.expand import expand
+
+    config = tiny_config()
+    overrides = [
+        f"{k}={v}"
+        for k, v in (
+            ("source.kind", "imagefolder"),
+            ("source.path", config.source.path),
+            ("output.root", tmp_path / "flow-out"),
+            ("augment.copies_per_image", 1),
+            ("output.shard_size", 4),
+        )
+    ]
+    first = expand(config_path=None, overrides=overrides)
+    assert first["created"] is True
+    manifest = read_manifest(first["version_dir"])
+    assert len(manifest["shards"]) > 2  # several shard tasks ran
+    assert first["splits"]["train"]["augmented"] == first["splits"]["train"]["real"]
+    second = expand(config_path=None, overrides=overrides)
+    assert second["created"] is False and second["version_dir"] == first["version_dir"]
+
+
+def test_cli_run_prints_version_dir_last(prefect_harness, tiny_folder, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"source:\n  kind: imagefolder\n  path: {tiny_folder}\noutput:\n  root: {tmp_path / 'cli-out'}\n"
+    )
+    assert main(["run", str(config), "--set", "augment.copies_per_image=1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    version_dir = lines[-1]
+    assert read_manifest(version_dir)["version_id"] in version_dir
+    assert main(["run", str(config), "--set", "augment.copies_per_image=1"]) == 0
+    again = capsys.readouterr().out.strip().splitlines()
+    assert again[-1] == version_dir and "already published" in again[0]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "{cfg}", "--set", "augment.bogus=1"], "augment.bogus: unknown key"),
+        (
+            ["run", "{cfg}", "--set", "source.kind=imagefolder", "--set", "source.path=/no/such/dir"],
+            "source.path does not exist: /no/such/dir",
+        ),
+        (["run", "{missing}"], "cannot read config file"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_cli_usage_errors_exit_2_without_traceback(tmp_path, args, message):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("seed: 1\n")
+    args = [a.format(cfg=cfg, missing=tmp_path / "missing.yaml") for a in args]
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_cli_bad_source_data_exits_1_without_traceback(prefect_harness, tmp_path, capsys):
+    folder = tmp_path / "src" / "cls"
+    folder.mkdir(parents=True)
+    (folder / "bad.png").write_bytes(b"definitely not a png")
+    code = main(
+        [
+            "run",
+            "/dev/null",
+            "--set",
+            "source.kind=imagefolder",
+            "--set",
+            f"source.path={tmp_path / 'src'}",
+            "--set",
+            f"output.root={tmp_path / 'o'}",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "bad.png" in err

@@ -1,0 +1,32 @@
+"""The code base stays lint-clean and keeps its layering (pipeline/ never imports prefect)."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ruff_clean():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed")
+    done = subprocess.run(
+        [ruff, "check", "pipeline", "flows", "tests", "bench"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_library_does_not_import_prefect():
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "pipeline").rglob("*.py")
+        if any(
+            line.lstrip().startswith(("import prefect", "from prefect"))
+            for line in path.read_text().splitlines()
+        )
+    ]
+    assert offenders == []

@@ -1,0 +1,132 @@
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import idx_bytes, make_cifar, make_imagefolder, make_mnist, make_parquet
+from pipeline.config import SourceConfig
+from pipeline.errors import SourceError
+from pipeline.images import content_sha256
+from pipeline.sources import open_source
+
+
+def read(kind, path=None, **kw):
+    reader = open_source(SourceConfig(kind=kind, path=path, **kw))
+    return reader, list(reader)
+
+
+def test_digits_is_embedded_and_scaled():
+    reader, samples = read("digits")
+    assert reader.class_names == [str(i) for i in range(10)] and reader.mode == "L"
+    assert len(samples) == 1797 and samples[0].pixels.shape == (8, 8)
+    assert samples[0].pixels.dtype == np.uint8 and max(s.pixels.max() for s in samples) == 255
+    assert all(s.split is None for s in samples)
+
+
+def test_imagefolder_class_layout(tmp_path):
+    make_imagefolder(tmp_path, {"b": 2, "a": 3})
+    (tmp_path / "a" / ".hidden.png").write_bytes(b"junk")
+    (tmp_path / "a" / "notes.txt").write_text("ignored")
+    reader, samples = read("imagefolder", tmp_path)
+    assert reader.class_names == ["a", "b"] and reader.mode == "RGB"
+    assert [s.source_id for s in samples] == sorted(s.source_id for s in samples)
+    assert [s.label for s in samples] == [0, 0, 0, 1, 1]
+    assert all(s.split is None for s in samples)
+
+
+def test_imagefolder_split_layout_and_mode_normalisation(tmp_path):
+    make_imagefolder(tmp_path, {"x": 2, "y": 2}, splits=["train", "val"], mode="L")
+    rgb = Image.fromarray(np.full((8, 8, 3), 9, np.uint8))
+    rgb.save(tmp_path / "train" / "x" / "colour.png")
+    reader, samples = read("imagefolder", tmp_path)
+    assert reader.mode == "RGB"
+    assert {s.split for s in samples} == {"train", "validation"}
+    assert all(s.pixels.shape == (8, 8, 3) for s in samples)
+
+
+def test_imagefolder_bad_image_names_the_file(tmp_path):
+    make_imagefolder(tmp_path, {"a": 1})
+    (tmp_path / "a" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(SourceError, match="broken.png"):
+        read("imagefolder", tmp_path)
+
+
+def test_parquet_with_classlabel_metadata_and_splits(tmp_path):
+    make_parquet(
+        tmp_path / "data" / "train-00000-of-00001.parquet", [0, 1, 2, 1], class_names=["ant", "bee", "cow"]
+    )
+    make_parquet(tmp_path / "data" / "test-00000-of-00001.parquet", [2, 0], class_names=["ant", "bee", "cow"])
+    reader, samples = read("parquet", tmp_path)
+    assert reader.class_names == ["ant", "bee", "cow"]
+    assert [s.split for s in samples] == ["test", "test", "train", "train", "train", "train"]
+    assert samples[0].source_id == "data/test-00000-of-00001.parquet:0"
+
+
+def test_parquet_string_labels(tmp_path):
+    make_parquet(tmp_path / "all.parquet", ["zebra", "ant", "zebra"], mode="L")
+    reader, samples = read("parquet", tmp_path / "all.parquet")
+    assert reader.class_names == ["ant", "zebra"] and reader.mode == "L"
+    assert [s.label for s in samples] == [1, 0, 1] and samples[0].split is None
+
+
+def test_parquet_label_out_of_range(tmp_path):
+    make_parquet(tmp_path / "x.parquet", [0, 5], class_names=["a", "b"])
+    with pytest.raises(SourceError, match="label 5"):
+        read("parquet", tmp_path)
+
+
+def test_cifar10_batches(tmp_path):
+    folder = make_cifar(tmp_path / "cifar-10-batches-py")
+    reader, samples = read("cifar10", tmp_path)  # the parent folder works too
+    assert reader.class_names[0] == "airplane" and reader.mode == "RGB"
+    assert len(samples) == 12 and {s.split for s in samples} == {"train", "test"}
+    assert samples[0].pixels.shape == (32, 32, 3)
+    with (folder / "data_batch_1").open("rb") as handle:
+        raw = pickle.load(handle)
+    first = raw[b"data"][0].reshape(3, 32, 32).transpose(1, 2, 0)
+    assert np.array_equal(samples[0].pixels, first)
+
+
+def test_cifar10_refuses_code_in_pickles(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    make_cifar(tmp_path)
+    with (tmp_path / "data_batch_1").open("wb") as handle:
+        pickle.dump({b"data": Evil()}, handle)
+    with pytest.raises(SourceError, match="refusing to load builtins.print"):
+        read("cifar10", tmp_path)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_mnist_idx(tmp_path, gz):
+    make_mnist(tmp_path, gz=gz)
+    reader, samples = read("mnist-idx", tmp_path, class_names=["zero", "one", "two"])
+    assert reader.class_names == ["zero", "one", "two"] and reader.mode == "L"
+    assert [s.split for s in samples].count("test") == 4 and len(samples) == 16
+
+
+def test_mnist_wrong_magic(tmp_path):
+    make_mnist(tmp_path, gz=False)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros((2, 2), np.uint8)))
+    with pytest.raises(SourceError, match="not an IDX file"):
+        read("mnist-idx", tmp_path)
+
+
+def test_class_name_count_must_match(tmp_path):
+    make_mnist(tmp_path)
+    with pytest.raises(SourceError, match="has 2 names but the data has 3 classes"):
+        read("mnist-idx", tmp_path, class_names=["a", "b"])
+
+
+def test_content_hash_ignores_encoding(tmp_path):
+    pixels = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    folder = tmp_path / "k"
+    folder.mkdir()
+    Image.fromarray(pixels).save(folder / "a.png")
+    Image.fromarray(pixels).save(folder / "b.bmp")
+    _, samples = read("imagefolder", tmp_path)
+    assert samples[0].pixels.tolist() == samples[1].pixels.tolist()
+    assert content_sha256(samples[0].pixels) == content_sha256(samples[1].pixels)
