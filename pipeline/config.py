@@ -6,6 +6,7 @@ Loading goes through :func:`load_config`, which turns every validation problem i
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -83,6 +84,87 @@ class AugmentConfig(_Strict):
         return bool(self.copies_per_image) or self.target_per_class is not None
 
 
+class GanTrainConfig(_Strict):
+    """GAN training: hinge loss, Adam, EMA generator, DiffAugment."""
+
+    steps: int = Field(default=2000, ge=1)
+    batch_size: int = Field(default=64, ge=2)
+    width: int = Field(default=64, ge=8, description="base channel count of G and D")
+    z_dim: int = Field(default=64, ge=2)
+    lr_g: float = Field(default=2e-4, gt=0)
+    lr_d: float = Field(default=2e-4, gt=0)
+    betas: tuple[float, float] = (0.0, 0.9)
+    d_steps: int = Field(default=1, ge=1)
+    ema_decay: float = Field(default=0.999, ge=0.0, lt=1.0)
+    ema_start: int = Field(default=0, ge=0)
+    eval_every: int = Field(default=500, ge=1, description="steps between best-checkpoint checks")
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    diffaug: list[Literal["color", "translation", "cutout"]] | None = Field(
+        default=None, description="None: translation, colour for RGB, cutout from 16x16 up"
+    )
+
+
+class FilterConfig(_Strict):
+    """Which generated samples are kept."""
+
+    min_confidence: float = Field(default=0.0, ge=0.0, le=1.0,
+                                  description="reference-classifier probability of the intended class")
+    reject_d_fraction: float = Field(default=0.0, ge=0.0, lt=1.0,
+                                     description="share of each class's lowest discriminator scores dropped")
+
+
+class GateConfig(_Strict):
+    """Publish synthetic samples only if they help a classifier on held-out real data."""
+
+    enabled: bool = True
+    ratios: list[float] = Field(default_factory=lambda: [0.5, 1.0],
+                                description="synthetic:real ratios tried (each capped by per_class)")
+    seeds: int = Field(default=3, ge=1)
+    validation_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    min_gain: float = Field(default=0.0, description="accuracy gain required to keep synthetic data")
+    classifier_epochs: int = Field(default=30, ge=1)
+
+    @field_validator("ratios")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        if not value or any(r <= 0 for r in value):
+            raise ValueError(f"ratios must be a non-empty list of positive numbers, got {value}")
+        return value
+
+
+class SynthesisConfig(_Strict):
+    """Class-conditional GAN synthesis of extra training rows (off by default)."""
+
+    enabled: bool = False
+    per_class: int | None = Field(default=None, ge=1, description="synthetic rows per class")
+    ratio: float | None = Field(default=None, gt=0.0,
+                                description="synthetic rows per class as a multiple of its real count")
+    truncation: float | None = Field(default=None, gt=0.0,
+                                     description="resample latents beyond this |z| (off: keeps diversity)")
+    checkpoint: Path | None = Field(default=None, description="use this generator instead of training")
+    features: str = Field(default="classifier",
+                          description="feature extractor for metrics: 'classifier' or 'module:function'")
+    train: GanTrainConfig = GanTrainConfig()
+    filter: FilterConfig = FilterConfig()
+    gate: GateConfig = GateConfig()
+
+    @model_validator(mode="after")
+    def _count_rule(self) -> SynthesisConfig:
+        if self.per_class is not None and self.ratio is not None:
+            raise ValueError("set either per_class or ratio, not both")
+        if self.checkpoint is not None and not self.checkpoint.is_file():
+            raise ValueError(f"synthesis.checkpoint does not exist: {self.checkpoint}")
+        if self.features != "classifier" and ":" not in self.features:
+            raise ValueError(f"features must be 'classifier' or 'module:function', got {self.features!r}")
+        return self
+
+    def count_for(self, real_count: int) -> int:
+        """Synthetic rows wanted for a class with ``real_count`` training images."""
+        if self.per_class is not None:
+            return self.per_class
+        return int(math.floor((self.ratio if self.ratio is not None else 1.0) * real_count + 0.5))
+
+
 class OutputConfig(_Strict):
     """Where and how the version is written."""
 
@@ -118,6 +200,7 @@ class Config(_Strict):
     source: SourceConfig = SourceConfig()
     split: SplitConfig = SplitConfig()
     augment: AugmentConfig = AugmentConfig()
+    synthesis: SynthesisConfig = SynthesisConfig()
     output: OutputConfig = OutputConfig()
 
     @field_validator("name")
@@ -142,6 +225,10 @@ class Config(_Strict):
         data.pop("name")
         data["output"].pop("root")
         data["source"].pop("path")  # the source enters the version id by its content hash
+        if not self.synthesis.enabled:
+            data.pop("synthesis")  # settings of a disabled stage do not change the content
+        else:
+            data["synthesis"].pop("checkpoint")  # a given checkpoint enters by its sha256
         return data
 
 

@@ -1,0 +1,129 @@
+"""The reference classifier: one small CNN used for the GAN metrics, the utility gate and
+evaluation, so every figure the project reports comes from the same yardstick.
+
+The network adapts to the resolution: 3x3 conv blocks, pooling while the feature map is at
+least 8 pixels, global average pooling, then a linear head. Its pooled features (128
+values) replace Inception features for Fréchet distance, KID and precision/recall, which
+need no downloaded weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """Fixed, documented training recipe (Adam, cosine decay, no augmentation)."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    width: int = 32
+
+
+class ReferenceCNN(nn.Module):
+    def __init__(self, *, channels: int, num_classes: int, resolution: int, width: int = 32):
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch, out_ch, size = channels, width, resolution
+        while True:
+            layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.BatchNorm2d(out_ch), nn.ReLU(),
+                       nn.Conv2d(out_ch, out_ch, 3, padding=1), nn.BatchNorm2d(out_ch), nn.ReLU()]
+            in_ch = out_ch
+            if size < 8 or out_ch >= 4 * width:
+                break
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
+            out_ch = min(out_ch * 2, 4 * width)
+        self.features = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(0.3)
+        self.head = nn.Linear(in_ch, num_classes)
+        self.feature_dim = in_ch
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (global average pool)."""
+        return self.features(x).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.embed(x)))
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 images (N, H, W) or (N, H, W, C) -> float tensor (N, C, H, W) in [0, 1]."""
+    array = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(array)).float().div_(255.0)
+
+
+def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
+                     seed: int, spec: ClassifierSpec = ClassifierSpec(),
+                     device: str | torch.device = "cpu") -> ReferenceCNN:
+    """Train the reference CNN on ``images`` (N, C, H, W in [0, 1]).
+
+    Initialisation and shuffling depend only on ``seed``; the global RNG is left as it was.
+    """
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ReferenceCNN(channels=images.shape[1], num_classes=num_classes,
+                             resolution=max(images.shape[2:]), width=spec.width).to(device)
+        shuffle = torch.Generator().manual_seed(seed)
+        steps_per_epoch = max(1, int(np.ceil(len(images) / spec.batch_size)))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=spec.lr, total_steps=spec.epochs * steps_per_epoch, pct_start=0.2)
+        model.train()
+        for _ in range(spec.epochs):
+            order = torch.randperm(len(images), generator=shuffle)
+            for start in range(0, len(images), spec.batch_size):
+                batch = order[start:start + spec.batch_size]
+                if len(batch) < 2:  # BatchNorm needs two samples
+                    continue
+                x, y = images[batch].to(device), labels[batch].to(device)
+                loss = F.cross_entropy(model(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def predict_proba(model: ReferenceCNN, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Class probabilities, (N, num_classes), on the CPU."""
+    device = next(model.parameters()).device
+    model.eval()
+    parts = [F.softmax(model(images[i:i + batch_size].to(device)), dim=1).cpu()
+             for i in range(0, len(images), batch_size)]
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def extract_features(model: ReferenceCNN, images: torch.Tensor, batch_size: int = 512) -> np.ndarray:
+    """Penultimate features as float64 numpy, (N, feature_dim)."""
+    device = next(model.parameters()).device
+    model.eval()
+    parts = [model.embed(images[i:i + batch_size].to(device)).double().cpu()
+             for i in range(0, len(images), batch_size)]
+    return torch.cat(parts).numpy()
+
+
+def accuracy(model: ReferenceCNN, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    return float((predict_proba(model, images).argmax(dim=1) == labels.cpu()).float().mean())
+
+
+def per_class_accuracy(model: ReferenceCNN, images: torch.Tensor, labels: torch.Tensor,
+                       num_classes: int) -> list[float | None]:
+    """Accuracy per class (None for a class absent from ``labels``)."""
+    predicted = predict_proba(model, images).argmax(dim=1)
+    labels = labels.cpu()
+    return [float((predicted[labels == c] == c).float().mean()) if (labels == c).any() else None
+            for c in range(num_classes)]

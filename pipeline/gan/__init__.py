@@ -1,0 +1,1 @@
+"""Class-conditional GAN synthesis: models, losses, DiffAugment, training, sampling."""

@@ -1,0 +1,125 @@
+"""Class-conditional ResNet GAN (SNGAN/BigGAN family) for 8x8 to 64x64 images.
+
+Generator: class-conditional BatchNorm in every residual up-block. Discriminator: spectral
+norm everywhere and a projection head (Miyato & Koyama 2018), no auxiliary classifier.
+Both work at a square power-of-two resolution; :func:`train_resolution` picks it from the
+data and the sampler resizes back to the dataset's size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils import spectral_norm
+
+MIN_RESOLUTION, MAX_RESOLUTION = 8, 64
+
+
+def train_resolution(height: int, width: int) -> int:
+    """The smallest power of two >= the image's larger side, within 8..64.
+
+    Raises:
+        ValueError: the images are larger than 64 pixels on a side.
+    """
+    side = max(height, width)
+    if side > MAX_RESOLUTION:
+        raise ValueError(f"GAN synthesis supports images up to {MAX_RESOLUTION}x{MAX_RESOLUTION}, "
+                         f"got {height}x{width}")
+    return max(MIN_RESOLUTION, 1 << math.ceil(math.log2(side)))
+
+
+class ConditionalBatchNorm(nn.Module):
+    """BatchNorm without its own affine; per-class gain and bias instead."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Embedding(num_classes, channels)
+        self.bias = nn.Embedding(num_classes, channels)
+        nn.init.ones_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        gain = self.gain(y)[:, :, None, None]
+        bias = self.bias(y)[:, :, None, None]
+        return self.norm(x) * gain + bias
+
+
+class GeneratorBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, num_classes: int):
+        super().__init__()
+        self.bn1 = ConditionalBatchNorm(in_ch, num_classes)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.bn2 = ConditionalBatchNorm(out_ch, num_classes)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.skip = nn.Conv2d(in_ch, out_ch, 1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = F.interpolate(F.relu(self.bn1(x, y)), scale_factor=2, mode="nearest")
+        h = self.conv2(F.relu(self.bn2(self.conv1(h), y)))
+        return h + self.skip(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class Generator(nn.Module):
+    """z (and class) -> image in [-1, 1] at ``resolution``."""
+
+    def __init__(self, *, num_classes: int, channels: int, resolution: int, z_dim: int = 64,
+                 width: int = 64):
+        super().__init__()
+        self.z_dim = z_dim
+        self.num_classes = num_classes
+        blocks = int(math.log2(resolution // 4))
+        widths = [width * min(4, 2 ** (blocks - i)) for i in range(blocks + 1)]
+        self.linear = nn.Linear(z_dim, 4 * 4 * widths[0])
+        self.blocks = nn.ModuleList(
+            GeneratorBlock(widths[i], widths[i + 1], num_classes) for i in range(blocks)
+        )
+        self.out_bn = nn.BatchNorm2d(widths[-1])
+        self.out_conv = nn.Conv2d(widths[-1], channels, 3, padding=1)
+        self._first = widths[0]
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.linear(z).view(z.shape[0], self._first, 4, 4)
+        for block in self.blocks:
+            h = block(h, y)
+        return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
+
+
+class DiscriminatorBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, downsample: bool, first: bool):
+        super().__init__()
+        self.conv1 = spectral_norm(nn.Conv2d(in_ch, out_ch, 3, padding=1))
+        self.conv2 = spectral_norm(nn.Conv2d(out_ch, out_ch, 3, padding=1))
+        self.skip = spectral_norm(nn.Conv2d(in_ch, out_ch, 1))
+        self.downsample = downsample
+        self.first = first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x if self.first else F.relu(x)
+        h = self.conv2(F.relu(self.conv1(h)))
+        skip = self.skip(x)
+        if self.downsample:
+            h, skip = F.avg_pool2d(h, 2), F.avg_pool2d(skip, 2)
+        return h + skip
+
+
+class Discriminator(nn.Module):
+    """Image (and class) -> realness score, with a projection head for the class."""
+
+    def __init__(self, *, num_classes: int, channels: int, resolution: int, width: int = 64):
+        super().__init__()
+        downs = int(math.log2(resolution // 4))
+        widths = [channels] + [width * min(4, 2**i) for i in range(downs + 1)]
+        self.blocks = nn.Sequential(*(
+            DiscriminatorBlock(widths[i], widths[i + 1], downsample=i < downs, first=i == 0)
+            for i in range(downs + 1)
+        ))
+        self.linear = spectral_norm(nn.Linear(widths[-1], 1))
+        self.embed = spectral_norm(nn.Embedding(num_classes, widths[-1]))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.blocks(x)).sum(dim=(2, 3))
+        return self.linear(h).squeeze(1) + (self.embed(y) * h).sum(dim=1)

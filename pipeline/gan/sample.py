@@ -1,0 +1,72 @@
+"""Sampling from a trained generator: per-row latent seeds, optional truncation, scores.
+
+Each synthetic image is reproducible from (checkpoint, label, latent seed): the latent is
+drawn from a CPU generator seeded with that seed alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from pipeline.gan.models import Discriminator, Generator
+
+
+def latent(seed: int, z_dim: int, truncation: float | None) -> torch.Tensor:
+    """The latent of one sample; with truncation, entries beyond |t| are redrawn."""
+    g = torch.Generator().manual_seed(int(seed))
+    z = torch.randn(z_dim, generator=g)
+    if truncation is not None:
+        for _ in range(100):
+            outside = z.abs() > truncation
+            if not outside.any():
+                break
+            z[outside] = torch.randn(int(outside.sum()), generator=g)
+        z = z.clamp(-truncation, truncation)
+    return z
+
+
+@torch.no_grad()
+def generate(generator_net: Generator, discriminator: Discriminator | None, labels: np.ndarray,
+             seeds: np.ndarray, *, out_size: tuple[int, int], truncation: float | None = None,
+             batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Generate one image per (label, seed).
+
+    Returns:
+        uint8 images at the dataset's size, (N, H, W) or (N, H, W, 3), and the
+        discriminator's score per image (NaN without a discriminator).
+    """
+    device = next(generator_net.parameters()).device
+    generator_net.eval()
+    images, scores = [], []
+    for start in range(0, len(labels), batch_size):
+        y = torch.as_tensor(labels[start:start + batch_size], dtype=torch.long, device=device)
+        z = torch.stack([latent(s, generator_net.z_dim, truncation)
+                         for s in seeds[start:start + batch_size]]).to(device)
+        x = generator_net(z, y).float()
+        if discriminator is not None:
+            discriminator.eval()
+            scores.append(discriminator(x, y).float().cpu().numpy())
+        else:
+            scores.append(np.full(len(y), np.nan))
+        if tuple(x.shape[2:]) != out_size:
+            x = F.interpolate(x, size=out_size, mode="bilinear", align_corners=False, antialias=True)
+        pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+        images.append(pixels[:, 0] if pixels.shape[1] == 1 else pixels.transpose(0, 2, 3, 1))
+    return np.concatenate(images), np.concatenate(scores)
+
+
+def select(labels: np.ndarray, confidences: np.ndarray, d_scores: np.ndarray, wanted: dict[int, int],
+           *, min_confidence: float, reject_d_fraction: float) -> np.ndarray:
+    """Indices of kept candidates: per class, drop low confidence and the lowest D scores,
+    then keep the first ``wanted[c]`` in candidate order."""
+    keep: list[int] = []
+    for c, count in wanted.items():
+        members = np.flatnonzero(labels == c)
+        members = members[confidences[members] >= min_confidence]
+        if reject_d_fraction > 0 and len(members):
+            cut = np.quantile(d_scores[members], reject_d_fraction)
+            members = members[d_scores[members] >= cut]
+        keep.extend(members[:count].tolist())
+    return np.asarray(sorted(keep), dtype=np.int64)

@@ -1,0 +1,286 @@
+"""GAN training: a ``train_step`` returning metrics, exact checkpoints, best-by-metric.
+
+Every random draw (batches, latents, labels, DiffAugment) comes from three seeded
+``torch.Generator`` objects whose states are checkpointed, so N steps + resume + M steps
+equals N + M steps on the CPU. Checkpoints hold only tensors and plain values and load
+with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from pipeline.config import GanTrainConfig
+from pipeline.errors import PipelineError
+from pipeline.gan.diffaug import default_policy, diff_augment
+from pipeline.gan.losses import discriminator_hinge, generator_hinge
+from pipeline.gan.models import Discriminator, Generator, train_resolution
+
+CHECKPOINT_FORMAT = "dataset-expand-gan/1"
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' -> cuda, then mps, then cpu; anything else is taken as given."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class GanShape:
+    """What the networks are built for; derived from the data, stored in checkpoints."""
+
+    num_classes: int
+    channels: int
+    height: int
+    width: int
+
+    @property
+    def resolution(self) -> int:
+        return train_resolution(self.height, self.width)
+
+
+def images_to_tensor(images: np.ndarray, resolution: int) -> torch.Tensor:
+    """uint8 (N, H, W[, C]) -> float (N, C, R, R) in [-1, 1], resized to the GAN resolution."""
+    array = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+    x = torch.from_numpy(np.ascontiguousarray(array)).float().div_(127.5).sub_(1.0)
+    if x.shape[2:] != (resolution, resolution):
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
+                          antialias=True)
+    return x
+
+
+class GanTrainer:
+    """Holds G, D, the EMA generator, both optimizers and the RNG streams."""
+
+    def __init__(self, *, images: np.ndarray, labels: np.ndarray, shape: GanShape,
+                 settings: GanTrainConfig, seed: int, config_json: str = "{}"):
+        self.shape = shape
+        self.settings = settings
+        self.config_json = config_json
+        self.device = pick_device(settings.device)
+        self.policy = tuple(settings.diffaug) if settings.diffaug is not None else default_policy(
+            shape.channels, shape.resolution)
+        self.data = images_to_tensor(images, shape.resolution).to(self.device)
+        self.labels = torch.as_tensor(labels, dtype=torch.long, device=self.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.G = Generator(num_classes=shape.num_classes, channels=shape.channels,
+                               resolution=shape.resolution, z_dim=settings.z_dim, width=settings.width)
+            self.D = Discriminator(num_classes=shape.num_classes, channels=shape.channels,
+                                   resolution=shape.resolution, width=settings.width)
+        self.G.to(self.device)
+        self.D.to(self.device)
+        if self.device.type == "cuda":
+            self.G.to(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)
+        self.G_ema = copy.deepcopy(self.G).eval()
+        for p in self.G_ema.parameters():
+            p.requires_grad_(False)
+        betas = tuple(settings.betas)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=settings.lr_g, betas=betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=settings.lr_d, betas=betas)
+        self.rng = {name: torch.Generator(device=self.device).manual_seed(seed * 1000 + k)
+                    for k, name in enumerate(("batch", "latent", "augment"))}
+        self.step = 0
+        self.best: dict[str, Any] = {}
+
+    # -- one step ---------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        """One discriminator update (or ``d_steps``) and one generator update."""
+        s = self.settings
+        self.G.train()
+        self.D.train()
+        for _ in range(s.d_steps):
+            real, y = self._batch()
+            with self._autocast(), torch.no_grad():
+                fake = self.G(self._latents(len(y)), y)
+            with self._autocast():
+                d_real = self.D(self._augment(real), y)
+                d_fake = self.D(self._augment(fake.float()), y)
+                d_loss = discriminator_hinge(d_real.float(), d_fake.float())
+            self.opt_D.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_D.step()
+        y = self._labels(s.batch_size)
+        with self._autocast():
+            fake = self.G(self._latents(s.batch_size), y)
+            g_loss = generator_hinge(self.D(self._augment(fake.float()), y).float())
+        self.opt_G.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_G.step()
+        self._update_ema()
+        self.step += 1
+        return {"step": self.step, "d_loss": d_loss.item(), "g_loss": g_loss.item(),
+                "d_real": d_real.detach().float().mean().item(), "d_fake": d_fake.detach().float().mean().item()}
+
+    def train(self, steps: int, *, on_metrics: Callable[[dict[str, float]], None] | None = None,
+              log_every: int = 50) -> list[dict[str, float]]:
+        """Run ``steps`` more steps; report every ``log_every`` steps (with img/s)."""
+        history = []
+        started, images_done = time.perf_counter(), 0
+        for _ in range(steps):
+            metrics = self.train_step()
+            images_done += self.settings.batch_size * (self.settings.d_steps + 1)
+            if self.step % log_every == 0 or self.step == steps:
+                metrics["img_per_s"] = images_done / max(time.perf_counter() - started, 1e-9)
+                history.append(metrics)
+                if on_metrics:
+                    on_metrics(metrics)
+        return history
+
+    # -- sampling helpers ---------------------------------------------------------------------
+    @torch.no_grad()
+    def recompute_ema_batchnorm(self, batches: int = 16) -> None:
+        """Replace the EMA generator's BatchNorm statistics by their average over fresh batches.
+
+        Uses its own generator (seeded from the step) so it does not disturb training RNG.
+        """
+        g = torch.Generator(device=self.device).manual_seed(self.step)
+        recompute_batchnorm(self.G_ema, self.shape.num_classes, self.settings.z_dim,
+                            self.settings.batch_size, batches, g)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config_json,
+            "settings": json.dumps(self.settings.model_dump(mode="json"), sort_keys=True),
+            "shape": [self.shape.num_classes, self.shape.channels, self.shape.height, self.shape.width],
+            "policy": list(self.policy),
+            "step": self.step,
+            "best": json.dumps(self.best, sort_keys=True),
+            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+            "rng": {name: g.get_state() for name, g in self.rng.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any], where: str = "checkpoint") -> None:
+        """Restore everything :meth:`state_dict` saved.
+
+        Raises:
+            PipelineError: the checkpoint was made for other data or other settings.
+        """
+        check_compatible(state, self.shape, self.settings, where)
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        for name, g in self.rng.items():
+            g.set_state(state["rng"][name].cpu())
+        self.step = int(state["step"])
+        self.best = json.loads(state["best"])
+        self.policy = tuple(state["policy"])
+
+    # -- internals ----------------------------------------------------------------------------
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.randint(0, len(self.data), (self.settings.batch_size,),
+                              generator=self.rng["batch"], device=self.device)
+        return self._channels_last(self.data[index]), self.labels[index]
+
+    def _latents(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.settings.z_dim, generator=self.rng["latent"], device=self.device)
+
+    def _labels(self, n: int) -> torch.Tensor:
+        return torch.randint(0, self.shape.num_classes, (n,), generator=self.rng["latent"],
+                             device=self.device)
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        return self._channels_last(diff_augment(x, self.policy, self.rng["augment"]))
+
+    def _channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.settings.ema_decay if self.step >= self.settings.ema_start else 0.0
+        for ema, live in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
+            ema.lerp_(live, 1.0 - decay)
+        for ema, live in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
+            ema.copy_(live)
+
+
+@torch.no_grad()
+def recompute_batchnorm(generator_net: Generator, num_classes: int, z_dim: int, batch_size: int,
+                        batches: int, g: torch.Generator) -> None:
+    """Cumulative BatchNorm statistics of ``generator_net`` over ``batches`` random batches."""
+    norms = [m for m in generator_net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    device = next(generator_net.parameters()).device
+    generator_net.train()
+    for _ in range(batches):
+        z = torch.randn(batch_size, z_dim, generator=g, device=device)
+        y = torch.randint(0, num_classes, (batch_size,), generator=g, device=device)
+        generator_net(z, y)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    generator_net.eval()
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> str:
+    """Write a checkpoint atomically (temp file + rename); return its sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".partial")
+    torch.save(state, partial)
+    partial.replace(path)
+    return file_sha256(path)
+
+
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``.
+
+    Raises:
+        PipelineError: missing, corrupt, or not one of ours.
+    """
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: checkpoint not found") from None
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+        raise PipelineError(f"{path}: not a readable checkpoint: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise PipelineError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
+    return state
+
+
+def check_compatible(state: dict[str, Any], shape: GanShape, settings: GanTrainConfig, where: str) -> None:
+    """Refuse a checkpoint made for other data or network settings."""
+    expected = [shape.num_classes, shape.channels, shape.height, shape.width]
+    if list(state["shape"]) != expected:
+        raise PipelineError(f"{where}: made for (classes, channels, height, width) = "
+                            f"{list(state['shape'])}, this data is {expected}")
+    saved = json.loads(state["settings"])
+    for key in ("width", "z_dim"):
+        if saved.get(key) != getattr(settings, key):
+            raise PipelineError(f"{where}: made with synthesis.train.{key}={saved.get(key)}, "
+                                f"config has {getattr(settings, key)}")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
