@@ -9,7 +9,6 @@ CONFIG ?= config/digits.yaml
 # Prefect runs on its ephemeral local server; no telemetry (no network here).
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 60
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
-export PREFECT_LOGGING_LEVEL ?= WARNING
 
 .PHONY: venv demo test lint clean
 

@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config key by its dotted path (repeatable)",
     )
+    gan = commands.add_parser("train-gan", help="train the class-conditional GAN alone")
+    gan.add_argument("config", help="YAML config file")
+    gan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    gan.add_argument("--out", help="checkpoint folder (default: <output.root>/<name>-gan)")
+    gan.add_argument("--resume", help="continue from this checkpoint (exactly, on the same device)")
     return parser
 
 
@@ -44,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "train-gan":
+            return _train_gan(args)
     except ConfigError as exc:
         print(f"expand: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -68,7 +75,28 @@ def _run(args: argparse.Namespace) -> int:
     for split, by_origin in result["splits"].items():
         parts = ", ".join(f"{origin} {count}" for origin, count in sorted(by_origin.items()))
         print(f"  {split:<10} {sum(by_origin.values()):>7} rows ({parts})")
+    if result.get("synthesis") and result["synthesis"].get("gate"):
+        print(f"  gate: {result['synthesis']['gate']['reason']}")
     print(result["version_dir"])
+    return EXIT_OK
+
+
+def _train_gan(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+
+    load_config(args.config, args.overrides)
+    _hide_tracebacks_of_expected_errors()
+    from flows.expand import train_gan
+
+    result = train_gan(
+        config_path=args.config, overrides=args.overrides, out_dir=args.out, resume=args.resume
+    )
+    best = result["best"]
+    print(
+        f"best checkpoint at step {best.get('step')} (classifier FD {best.get('fd', float('nan')):.3f}),"
+        f" sha256 {result['sha256'][:16]}"
+    )
+    print(result["checkpoint"])
     return EXIT_OK
 
 

@@ -1,12 +1,14 @@
-"""The ``expand`` Prefect flow: prepare -> one task per shard -> publish.
+"""Prefect flows: ``expand`` (prepare -> [train GAN -> synthesize] -> plan -> shards -> publish)
+and ``train_gan`` (train the generator alone).
 
-Tasks only call :mod:`pipeline.build`; they pass a small build context and shard entries,
-never images. Shard writes are retried (I/O); the writer removes a partial shard before a
-retry, and a failed run removes its staging directory.
+Tasks only call :mod:`pipeline.build`; they pass a small build context, paths and shard
+entries, never images. Shard writes are retried (I/O); the writer removes a partial shard
+before a retry, and a failed run removes its staging directory.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -14,15 +16,58 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 from prefect.utilities.annotations import unmapped
 
-from pipeline.build import BuildContext, discard, prepare, publish, write_shard
+from pipeline.build import (
+    BuildContext,
+    discard,
+    plan,
+    prepare,
+    publish,
+    synthesize_for,
+    train_gan_for,
+    train_gan_only,
+    write_shard,
+)
 from pipeline.config import Config, load_config
 from pipeline.manifest import read_manifest
 from pipeline.plan import ShardSpec
 
 
+def _log_training(metrics: dict[str, float]) -> None:
+    logger = get_run_logger()
+    if "fd" in metrics:
+        logger.info("GAN step %d: classifier FD %.3f", metrics["step"], metrics["fd"])
+    else:
+        logger.info(
+            "GAN step %d: d_loss %.3f g_loss %.3f (%.0f img/s)",
+            metrics["step"],
+            metrics["d_loss"],
+            metrics["g_loss"],
+            metrics["img_per_s"],
+        )
+
+
 @task(name="prepare", cache_policy=NO_CACHE)
 def prepare_task(config: Config) -> BuildContext:
     return prepare(config)
+
+
+@task(name="train-gan", cache_policy=NO_CACHE)
+def train_gan_task(context: BuildContext) -> str:
+    return train_gan_for(context, on_metrics=_log_training)["checkpoint"]
+
+
+@task(name="synthesize", cache_policy=NO_CACHE)
+def synthesize_task(context: BuildContext, checkpoint: str) -> dict[str, Any]:
+    report = synthesize_for(context, Path(checkpoint))
+    gate = report.get("gate")
+    if gate:
+        get_run_logger().info("utility gate: %s", gate["reason"])
+    return report
+
+
+@task(name="plan", cache_policy=NO_CACHE)
+def plan_task(context: BuildContext, report: dict[str, Any] | None) -> BuildContext:
+    return plan(context, report)
 
 
 @task(
@@ -46,8 +91,8 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
     """Publish one dataset version from a YAML config (plus ``dotted.key=value`` overrides).
 
     Returns:
-        ``{"version_dir", "version_id", "created"}``; ``created`` is False when a
-        version with the same content already existed and nothing was written.
+        ``{"version_dir", "version_id", "created", "splits"}``; ``created`` is False when
+        a version with the same content already existed and nothing was written.
     """
     logger = get_run_logger()
     config = load_config(config_path, overrides or [])
@@ -55,8 +100,15 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
     if context.existing:
         logger.info("version %s already published at %s", context.version_id, context.final_dir)
         return _result(context, created=False)
-    logger.info("building %s: %d shards", context.version_id, len(context.shards))
     try:
+        report = None
+        if config.synthesis.enabled:
+            checkpoint = (
+                str(config.synthesis.checkpoint) if config.synthesis.checkpoint else train_gan_task(context)
+            )
+            report = synthesize_task(context, checkpoint)
+        context = plan_task(context, report)
+        logger.info("building %s: %d shards", context.version_id, len(context.shards))
         futures = write_shard_task.map(unmapped(context), context.shards)
         wait(futures)  # let every shard settle before a failure removes staging
         entries = [future.result() for future in futures]
@@ -67,6 +119,27 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
     return _result(context, created=True)
 
 
+@flow(name="train_gan", log_prints=True)
+def train_gan(
+    config_path: str | None = None,
+    overrides: list[str] | None = None,
+    out_dir: str | None = None,
+    resume: str | None = None,
+) -> dict[str, Any]:
+    """Train the class-conditional GAN on the config's training split; keep best and last.
+
+    Returns:
+        ``{"checkpoint", "sha256", "best", ...}``; pass ``checkpoint`` as
+        ``synthesis.checkpoint`` to sample from it without training again.
+    """
+    config = load_config(config_path, overrides or [])
+    target = Path(out_dir) if out_dir else config.output.root / f"{config.dataset_name()}-gan"
+    summary = train_gan_only(
+        config, target, resume=Path(resume) if resume else None, on_metrics=_log_training
+    )
+    return {k: v for k, v in summary.items() if k != "history"}
+
+
 def _result(context: BuildContext, created: bool) -> dict[str, Any]:
     manifest = read_manifest(context.final_dir)
     return {
@@ -74,4 +147,9 @@ def _result(context: BuildContext, created: bool) -> dict[str, Any]:
         "version_id": context.version_id,
         "created": created,
         "splits": {split: info["by_origin"] for split, info in manifest["splits"].items()},
+        "synthesis": {
+            k: manifest["synthesis"][k] for k in ("published", "gate") if k in manifest["synthesis"]
+        }
+        if "synthesis" in manifest
+        else None,
     }

@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import shutil
 import uuid
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,9 @@ import numpy as np
 
 from pipeline.augment import Augmenter, derive_seed
 from pipeline.config import Config
+from pipeline.hashing import file_sha256
 from pipeline.images import content_sha256, encode_png
-from pipeline.ingest import PIXELS_FILE, Ingested, PixelStore, ingest
+from pipeline.ingest import INDEX_FILE, PIXELS_FILE, PixelStore, ingest, load_index, save_index
 from pipeline.manifest import (
     CONTENT_LIBRARIES,
     MANIFEST_FILE,
@@ -35,8 +37,14 @@ from pipeline.manifest import (
     version_id,
     write_manifest,
 )
-from pipeline.plan import ShardSpec, allocate_copies, build_plan, read_shard_plan
-from pipeline.shards import ImageFolderShardWriter, ParquetShardWriter, Row
+from pipeline.plan import STORE_SYNTHETIC, ShardSpec, allocate_copies, build_plan, read_shard_plan
+from pipeline.shards import ImageFolderShardWriter, ParquetShardWriter, Row, file_entry
+from pipeline.synthetic_stage import (
+    SYNTHETIC_PIXELS,
+    read_synthetic,
+    synthesize_stage,
+    train_gan_stage,
+)
 
 STAGING_PREFIX = ".incomplete-"
 _SIZE_SAMPLE = 64
@@ -72,7 +80,7 @@ class BuildContext:
 
 
 def prepare(config: Config) -> BuildContext:
-    """Ingest the source, derive the version id, and plan the shards.
+    """Ingest the source and derive the version id.
 
     When a version with the same id is already published, staging is removed and the
     returned context points at it (``existing`` is True).
@@ -84,18 +92,20 @@ def prepare(config: Config) -> BuildContext:
     staging = parent / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
     try:
         ingested = ingest(config, staging / "work")
-        vid = version_id(config.content_dict(), config.source.kind, ingested.fingerprint)
+        checkpoint = config.synthesis.checkpoint if config.synthesis.enabled else None
+        vid = version_id(
+            config.content_dict(),
+            config.source.kind,
+            ingested.fingerprint,
+            file_sha256(checkpoint) if checkpoint else None,
+        )
         final_dir = parent / vid
         if (final_dir / MANIFEST_FILE).is_file():
             shutil.rmtree(staging)
             return BuildContext(
                 config=config, name=name, version_id=vid, final_dir=final_dir, staging_dir=None
             )
-        copies, shortfall = allocate_copies(
-            ingested.index, config.augment, config.seed, len(ingested.class_names)
-        )
-        rows_per_shard = _rows_per_shard(config, ingested)
-        shards = build_plan(ingested.index, copies, config.seed, rows_per_shard, staging / "work")
+        save_index(ingested.index, staging / "work" / INDEX_FILE)
         (staging / "version").mkdir()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -110,11 +120,6 @@ def prepare(config: Config) -> BuildContext:
             "split_carved": ingested.split_carved,
             "counts": ingested.counts(),
         },
-        "augment": {
-            "rows_per_shard": rows_per_shard,
-            "planned_copies": int(copies.sum()),
-            "shortfall": {ingested.class_names[k]: v for k, v in shortfall.items()},
-        },
     }
     return BuildContext(
         config=config,
@@ -123,11 +128,29 @@ def prepare(config: Config) -> BuildContext:
         final_dir=final_dir,
         staging_dir=staging,
         class_names=ingested.class_names,
-        shards=shards,
         shape=ingested.shape,
         mode=ingested.mode,
         details=details,
     )
+
+
+def plan(context: BuildContext, synthesis_report: dict[str, Any] | None = None) -> BuildContext:
+    """Allocate augmented copies, add synthetic rows if any, and cut the splits into shards."""
+    config = context.config
+    index = load_index(context.work_dir / INDEX_FILE)
+    copies, shortfall = allocate_copies(index, config.augment, config.seed, len(context.class_names))
+    rows_per_shard = _rows_per_shard(config, context)
+    synthetic = read_synthetic(context.work_dir) if synthesis_report else None
+    shards = build_plan(index, copies, config.seed, rows_per_shard, context.work_dir, synthetic)
+    details = dict(context.details)
+    details["augment"] = {
+        "rows_per_shard": rows_per_shard,
+        "planned_copies": int(copies.sum()),
+        "shortfall": {context.class_names[k]: v for k, v in shortfall.items()},
+    }
+    if synthesis_report is not None:
+        details["synthesis"] = synthesis_report
+    return replace(context, shards=shards, details=details)
 
 
 def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
@@ -137,41 +160,54 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
         The shard's entry: split, name, rows, counts per origin and class, and files.
     """
     config = context.config
-    plan = read_shard_plan(context.work_dir, shard).to_pydict()
-    augmenter = Augmenter(config.augment.transforms) if any(plan["replica"]) else None
+    rows = read_shard_plan(context.work_dir, shard).to_pylist()
+    augmenter = Augmenter(config.augment.transforms) if any(r["replica"] for r in rows) else None
     level = config.output.png_compress_level
+    synthetic_path = context.work_dir / SYNTHETIC_PIXELS
     with (
         PixelStore(context.work_dir / PIXELS_FILE, context.shape) as pixels,
+        PixelStore(synthetic_path, context.shape) if synthetic_path.exists() else nullcontext() as fake,
         _open_writer(context, shard) as writer,
     ):
-        for pixel_row, source_id, label, source_sha, replica in zip(
-            plan["pixel_row"],
-            plan["source_id"],
-            plan["label"],
-            plan["source_sha256"],
-            plan["replica"],
-            strict=True,
-        ):
-            image = pixels[pixel_row]
-            seed = params = None
-            if replica:
-                seed = derive_seed(config.seed, source_id, replica)
-                image, params = augmenter(image, seed)
+        for r in rows:
+            source_sha, seed, params = r["source_sha256"], r["seed"], r["params"]
+            if r["store"] == STORE_SYNTHETIC:
+                image, origin = fake[r["pixel_row"]], "synthetic"
+            elif r["replica"]:
+                seed = derive_seed(config.seed, r["source_id"], r["replica"])
+                image, params = augmenter(pixels[r["pixel_row"]], seed)
+                origin = "augmented"
+            else:
+                image, origin = pixels[r["pixel_row"]], "real"
             writer.write(
                 Row(
-                    id=row_id(source_id, replica),
-                    label=label,
-                    origin="augmented" if replica else "real",
-                    source_id=source_id,
+                    id=row_id(r["source_id"], r["replica"]),
+                    label=r["label"],
+                    origin=origin,
+                    source_id=r["source_id"],
                     source_sha256=source_sha,
                     seed=seed,
-                    sha256=content_sha256(image) if replica else source_sha,
+                    sha256=source_sha if origin == "real" else content_sha256(image),
                     params=params,
                     png=encode_png(image, level),
                 )
             )
         entry = writer.finish()
     return {"split": shard.split, "shard": shard.name, **entry}
+
+
+def train_gan_for(context: BuildContext, **kwargs: Any) -> dict[str, Any]:
+    """Train the GAN on the staged training split (see :func:`train_gan_stage`)."""
+    return train_gan_stage(
+        context.config, context.work_dir, context.shape, len(context.class_names), **kwargs
+    )
+
+
+def synthesize_for(context: BuildContext, checkpoint: Path) -> dict[str, Any]:
+    """Sample, filter and gate synthetic rows into staging (see :func:`synthesize_stage`)."""
+    return synthesize_stage(
+        context.config, context.work_dir, context.version_dir, context.shape, context.class_names, checkpoint
+    )
 
 
 def publish(context: BuildContext, entries: list[dict[str, Any]]) -> Path:
@@ -183,7 +219,12 @@ def publish(context: BuildContext, entries: list[dict[str, Any]]) -> Path:
     if context.existing:
         return context.final_dir
     config = context.config
-    files = sorted((f for e in entries for f in e["files"]), key=lambda f: f["path"])
+    files = [f for e in entries for f in e["files"]]
+    # Files written by stages other than the shard writers (generator, sample grid).
+    hashed = {f["path"] for f in files}
+    files += [file_entry(context.version_dir, p) for p in context.version_dir.rglob("*")
+              if p.is_file() and p.relative_to(context.version_dir).as_posix() not in hashed]
+    files.sort(key=lambda f: f["path"])
     manifest = {
         "version_id": context.version_id,
         "name": context.name,
@@ -203,6 +244,8 @@ def publish(context: BuildContext, entries: list[dict[str, Any]]) -> Path:
         "libraries": library_versions(CONTENT_LIBRARIES + OTHER_LIBRARIES),
         "run": run_info(context.details["started"]),
     }
+    if "synthesis" in context.details:
+        manifest["synthesis"] = context.details["synthesis"]
     write_manifest(context.version_dir, manifest)
     try:
         context.version_dir.rename(context.final_dir)
@@ -229,11 +272,36 @@ def build(config: Config) -> tuple[Path, bool]:
     if context.existing:
         return context.final_dir, False
     try:
+        report = None
+        if config.synthesis.enabled:
+            checkpoint = config.synthesis.checkpoint or train_gan_for(context)["checkpoint"]
+            report = synthesize_for(context, Path(checkpoint))
+        context = plan(context, report)
         entries = [write_shard(context, shard) for shard in context.shards]
         return publish(context, entries), True
     except BaseException:
         discard(context)
         raise
+
+
+def train_gan_only(
+    config: Config, out_dir: Path, *, resume: Path | None = None, on_metrics=None
+) -> dict[str, Any]:
+    """Train the GAN without publishing: ingest into staging, train, keep the checkpoints.
+
+    Returns:
+        The training summary; ``checkpoint`` points at ``out_dir/best.pt``.
+    """
+    # Staged under "<name>-gan", where nothing is ever published, so it always stages.
+    context = prepare(config.model_copy(update={"name": config.dataset_name() + "-gan"}))
+    try:
+        summary = train_gan_for(context, resume=resume, on_metrics=on_metrics)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("best.pt", "last.pt"):
+            shutil.copyfile(context.work_dir / "gan" / name, out_dir / name)
+        return {**summary, "checkpoint": str(out_dir / "best.pt")}
+    finally:
+        discard(context)
 
 
 def row_id(source_id: str, replica: int) -> str:
@@ -255,12 +323,12 @@ def _open_writer(context: BuildContext, shard: ShardSpec):
     )
 
 
-def _rows_per_shard(config: Config, ingested: Ingested) -> int:
+def _rows_per_shard(config: Config, context: BuildContext) -> int:
     unit, limit = config.output.shard_limit()
     if unit == "rows":
         return limit
     # A byte target becomes a row count from the mean encoded size of the first images.
-    count = min(_SIZE_SAMPLE, len(ingested.index.source_ids))
-    with PixelStore(ingested.pixels_path, ingested.shape) as pixels:
+    count = min(_SIZE_SAMPLE, int(context.details["source"]["images"]))
+    with PixelStore(context.work_dir / PIXELS_FILE, context.shape) as pixels:
         sizes = [len(encode_png(pixels[i], config.output.png_compress_level)) for i in range(count)]
     return max(1, int(limit // max(1.0, float(np.mean(sizes)))))

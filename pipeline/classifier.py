@@ -34,8 +34,14 @@ class ReferenceCNN(nn.Module):
         layers: list[nn.Module] = []
         in_ch, out_ch, size = channels, width, resolution
         while True:
-            layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.BatchNorm2d(out_ch), nn.ReLU(),
-                       nn.Conv2d(out_ch, out_ch, 3, padding=1), nn.BatchNorm2d(out_ch), nn.ReLU()]
+            layers += [
+                nn.Conv2d(in_ch, out_ch, 3, padding=1),
+                nn.BatchNorm2d(out_ch),
+                nn.ReLU(),
+                nn.Conv2d(out_ch, out_ch, 3, padding=1),
+                nn.BatchNorm2d(out_ch),
+                nn.ReLU(),
+            ]
             in_ch = out_ch
             if size < 8 or out_ch >= 4 * width:
                 break
@@ -61,9 +67,15 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).float().div_(255.0)
 
 
-def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
-                     seed: int, spec: ClassifierSpec = ClassifierSpec(),
-                     device: str | torch.device = "cpu") -> ReferenceCNN:
+def train_classifier(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    *,
+    seed: int,
+    spec: ClassifierSpec = ClassifierSpec(),
+    device: str | torch.device = "cpu",
+) -> ReferenceCNN:
     """Train the reference CNN on ``images`` (N, C, H, W in [0, 1]).
 
     Initialisation and shuffling depend only on ``seed``; the global RNG is left as it was.
@@ -71,18 +83,23 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = ReferenceCNN(channels=images.shape[1], num_classes=num_classes,
-                             resolution=max(images.shape[2:]), width=spec.width).to(device)
+        model = ReferenceCNN(
+            channels=images.shape[1],
+            num_classes=num_classes,
+            resolution=max(images.shape[2:]),
+            width=spec.width,
+        ).to(device)
         shuffle = torch.Generator().manual_seed(seed)
         steps_per_epoch = max(1, int(np.ceil(len(images) / spec.batch_size)))
         optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
         schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=spec.lr, total_steps=spec.epochs * steps_per_epoch, pct_start=0.2)
+            optimizer, max_lr=spec.lr, total_steps=spec.epochs * steps_per_epoch, pct_start=0.2
+        )
         model.train()
         for _ in range(spec.epochs):
             order = torch.randperm(len(images), generator=shuffle)
             for start in range(0, len(images), spec.batch_size):
-                batch = order[start:start + spec.batch_size]
+                batch = order[start : start + spec.batch_size]
                 if len(batch) < 2:  # BatchNorm needs two samples
                     continue
                 x, y = images[batch].to(device), labels[batch].to(device)
@@ -100,8 +117,10 @@ def predict_proba(model: ReferenceCNN, images: torch.Tensor, batch_size: int = 5
     """Class probabilities, (N, num_classes), on the CPU."""
     device = next(model.parameters()).device
     model.eval()
-    parts = [F.softmax(model(images[i:i + batch_size].to(device)), dim=1).cpu()
-             for i in range(0, len(images), batch_size)]
+    parts = [
+        F.softmax(model(images[i : i + batch_size].to(device)), dim=1).cpu()
+        for i in range(0, len(images), batch_size)
+    ]
     return torch.cat(parts)
 
 
@@ -110,8 +129,10 @@ def extract_features(model: ReferenceCNN, images: torch.Tensor, batch_size: int 
     """Penultimate features as float64 numpy, (N, feature_dim)."""
     device = next(model.parameters()).device
     model.eval()
-    parts = [model.embed(images[i:i + batch_size].to(device)).double().cpu()
-             for i in range(0, len(images), batch_size)]
+    parts = [
+        model.embed(images[i : i + batch_size].to(device)).double().cpu()
+        for i in range(0, len(images), batch_size)
+    ]
     return torch.cat(parts).numpy()
 
 
@@ -120,10 +141,13 @@ def accuracy(model: ReferenceCNN, images: torch.Tensor, labels: torch.Tensor) ->
     return float((predict_proba(model, images).argmax(dim=1) == labels.cpu()).float().mean())
 
 
-def per_class_accuracy(model: ReferenceCNN, images: torch.Tensor, labels: torch.Tensor,
-                       num_classes: int) -> list[float | None]:
+def per_class_accuracy(
+    model: ReferenceCNN, images: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> list[float | None]:
     """Accuracy per class (None for a class absent from ``labels``)."""
     predicted = predict_proba(model, images).argmax(dim=1)
     labels = labels.cpu()
-    return [float((predicted[labels == c] == c).float().mean()) if (labels == c).any() else None
-            for c in range(num_classes)]
+    return [
+        float((predicted[labels == c] == c).float().mean()) if (labels == c).any() else None
+        for c in range(num_classes)
+    ]

@@ -107,18 +107,22 @@ class GanTrainConfig(_Strict):
 class FilterConfig(_Strict):
     """Which generated samples are kept."""
 
-    min_confidence: float = Field(default=0.0, ge=0.0, le=1.0,
-                                  description="reference-classifier probability of the intended class")
-    reject_d_fraction: float = Field(default=0.0, ge=0.0, lt=1.0,
-                                     description="share of each class's lowest discriminator scores dropped")
+    min_confidence: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="reference-classifier probability of the intended class"
+    )
+    reject_d_fraction: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="share of each class's lowest discriminator scores dropped"
+    )
 
 
 class GateConfig(_Strict):
     """Publish synthetic samples only if they help a classifier on held-out real data."""
 
     enabled: bool = True
-    ratios: list[float] = Field(default_factory=lambda: [0.5, 1.0],
-                                description="synthetic:real ratios tried (each capped by per_class)")
+    ratios: list[float] = Field(
+        default_factory=lambda: [0.5, 1.0],
+        description="synthetic:real ratios tried (each capped by per_class)",
+    )
     seeds: int = Field(default=3, ge=1)
     validation_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     min_gain: float = Field(default=0.0, description="accuracy gain required to keep synthetic data")
@@ -137,13 +141,16 @@ class SynthesisConfig(_Strict):
 
     enabled: bool = False
     per_class: int | None = Field(default=None, ge=1, description="synthetic rows per class")
-    ratio: float | None = Field(default=None, gt=0.0,
-                                description="synthetic rows per class as a multiple of its real count")
-    truncation: float | None = Field(default=None, gt=0.0,
-                                     description="resample latents beyond this |z| (off: keeps diversity)")
+    ratio: float | None = Field(
+        default=None, gt=0.0, description="synthetic rows per class as a multiple of its real count"
+    )
+    truncation: float | None = Field(
+        default=None, gt=0.0, description="resample latents beyond this |z| (off: keeps diversity)"
+    )
     checkpoint: Path | None = Field(default=None, description="use this generator instead of training")
-    features: str = Field(default="classifier",
-                          description="feature extractor for metrics: 'classifier' or 'module:function'")
+    features: str = Field(
+        default="classifier", description="feature extractor for metrics: 'classifier' or 'module:function'"
+    )
     train: GanTrainConfig = GanTrainConfig()
     filter: FilterConfig = FilterConfig()
     gate: GateConfig = GateConfig()

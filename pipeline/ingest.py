@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
 
 from pipeline.augment import derive_seed
 from pipeline.config import Config
@@ -23,6 +24,7 @@ from pipeline.images import Mode, content_sha256
 from pipeline.sources import open_source
 
 PIXELS_FILE = "pixels.arrow"
+INDEX_FILE = "index.parquet"
 _BATCH_ROWS = 2048
 SPLIT_ORDER = ("train", "validation", "test")
 
@@ -74,9 +76,9 @@ def ingest(config: Config, work_dir: Path) -> Ingested:
     given_splits: list[str | None] = []
     hashes: list[str] = []
     shape: tuple[int, ...] | None = None
-    schema = pa.schema([("pixels", pa.binary())])
-    batch: list[bytes] = []
-    with pa.OSFile(str(pixels_path), "wb") as sink, ipc.new_file(sink, schema) as writer:
+
+    def checked():
+        nonlocal shape
         for sample in reader:
             if shape is None:
                 shape = sample.pixels.shape
@@ -89,12 +91,9 @@ def ingest(config: Config, work_dir: Path) -> Ingested:
             labels.append(sample.label)
             given_splits.append(sample.split)
             hashes.append(content_sha256(sample.pixels))
-            batch.append(np.ascontiguousarray(sample.pixels).tobytes())
-            if len(batch) >= _BATCH_ROWS:
-                writer.write_batch(pa.record_batch([pa.array(batch, pa.binary())], schema=schema))
-                batch = []
-        if batch:
-            writer.write_batch(pa.record_batch([pa.array(batch, pa.binary())], schema=schema))
+            yield sample.pixels
+
+    write_pixels(pixels_path, checked())
     if shape is None:
         raise SourceError(f"source {config.source.kind} {config.source.path or ''}: no images")
     if len(set(ids)) != len(ids):
@@ -133,6 +132,48 @@ def carve_test_split(ids: list[str], labels: np.ndarray, fraction: float, seed: 
         for i in members[:n_test]:
             splits[i] = "test"
     return splits
+
+
+def write_pixels(path: Path, images) -> int:
+    """Stage uint8 arrays into an uncompressed Arrow IPC file, in batches; return the count."""
+    schema = pa.schema([("pixels", pa.binary())])
+    batch: list[bytes] = []
+    count = 0
+    with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, schema) as writer:
+        for image in images:
+            batch.append(np.ascontiguousarray(image).tobytes())
+            count += 1
+            if len(batch) >= _BATCH_ROWS:
+                writer.write_batch(pa.record_batch([pa.array(batch, pa.binary())], schema=schema))
+                batch = []
+        if batch:
+            writer.write_batch(pa.record_batch([pa.array(batch, pa.binary())], schema=schema))
+    return count
+
+
+def save_index(index: Index, path: Path) -> None:
+    """Persist the index (for stages that run in other processes)."""
+    pq.write_table(
+        pa.table(
+            {
+                "source_id": index.source_ids,
+                "label": index.labels,
+                "split": index.splits,
+                "sha256": index.sha256,
+            }
+        ),
+        path,
+    )
+
+
+def load_index(path: Path) -> Index:
+    columns = pq.read_table(path).to_pydict()
+    return Index(
+        columns["source_id"],
+        np.asarray(columns["label"], dtype=np.int64),
+        columns["split"],
+        columns["sha256"],
+    )
 
 
 class PixelStore:

@@ -20,9 +20,17 @@ import pipeline
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 # Libraries whose versions can change the bytes of a version: they enter its id.
-CONTENT_LIBRARIES = ("albumentations", "albucore", "opencv-python-headless", "numpy", "pillow", "pyarrow")
+CONTENT_LIBRARIES = (
+    "torch",
+    "albumentations",
+    "albucore",
+    "opencv-python-headless",
+    "numpy",
+    "pillow",
+    "pyarrow",
+)
 # Recorded for the record only.
-OTHER_LIBRARIES = ("torch", "torchvision", "prefect", "pydantic", "scikit-learn")
+OTHER_LIBRARIES = ("torchvision", "prefect", "pydantic", "scikit-learn")
 
 
 def library_versions(names: tuple[str, ...]) -> dict[str, str]:
@@ -36,9 +44,13 @@ def library_versions(names: tuple[str, ...]) -> dict[str, str]:
     return versions
 
 
-def version_id(content_config: dict[str, Any], source_kind: str, fingerprint: str) -> str:
-    """A content-derived id: same source content, settings, code and libraries, same id."""
+def version_id(
+    content_config: dict[str, Any], source_kind: str, fingerprint: str, checkpoint_sha256: str | None = None
+) -> str:
+    """A content-derived id: same source content, settings, code, libraries (and given
+    generator checkpoint), same id."""
     key = {
+        "checkpoint": checkpoint_sha256,
         "schema_version": SCHEMA_VERSION,
         "code": pipeline.__version__,
         "libraries": library_versions(CONTENT_LIBRARIES),

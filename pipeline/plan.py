@@ -21,6 +21,7 @@ from pipeline.config import AugmentConfig
 from pipeline.ingest import SPLIT_ORDER, Index
 
 PLAN_FILE = "plan.parquet"
+STORE_SOURCE, STORE_SYNTHETIC = 0, 1
 
 
 @dataclass(frozen=True)
@@ -73,37 +74,88 @@ def allocate_copies(
 
 
 def build_plan(
-    index: Index, copies: np.ndarray, seed: int, rows_per_shard: int, work_dir: Path
+    index: Index,
+    copies: np.ndarray,
+    seed: int,
+    rows_per_shard: int,
+    work_dir: Path,
+    synthetic: dict[str, list] | None = None,
 ) -> list[ShardSpec]:
     """Write the plan file and return the shard specs, splits in train/validation/test order.
 
-    Only training images have copies; other splits are copied through unchanged.
+    Only training images have copies, and synthetic rows join the training split; other
+    splits are copied through unchanged.
     """
-    columns: dict[str, list] = {
-        k: [] for k in ("split", "shard", "pixel_row", "source_id", "label", "source_sha256", "replica")
-    }
+    names = (
+        "split",
+        "shard",
+        "store",
+        "pixel_row",
+        "source_id",
+        "label",
+        "source_sha256",
+        "replica",
+        "seed",
+        "params",
+    )
+    columns: dict[str, list] = {k: [] for k in names}
     shards: list[ShardSpec] = []
     for split in [s for s in SPLIT_ORDER if s in set(index.splits)]:
         rows = [
-            (derive_seed(seed, index.source_ids[i], f"order-{replica}"), index.source_ids[i], replica, i)
+            (index.source_ids[i], replica, STORE_SOURCE, i, int(index.labels[i]), index.sha256[i], None, None)
             for i, s in enumerate(index.splits)
             if s == split
             for replica in range(1 + (int(copies[i]) if split == "train" else 0))
         ]
-        rows.sort()
+        if split == "train" and synthetic:
+            rows += [
+                (
+                    synthetic["source_id"][k],
+                    0,
+                    STORE_SYNTHETIC,
+                    k,
+                    synthetic["label"][k],
+                    synthetic["checkpoint_sha256"][k],
+                    synthetic["seed"][k],
+                    synthetic["params"][k],
+                )
+                for k in range(len(synthetic["label"]))
+            ]
+        rows.sort(key=lambda r: (derive_seed(seed, r[0], f"order-{r[1]}"), r[0], r[1]))
         count = max(1, math.ceil(len(rows) / rows_per_shard))
-        for position, (_, source_id, replica, i) in enumerate(rows):
-            columns["split"].append(split)
-            columns["shard"].append(position // rows_per_shard)
-            columns["pixel_row"].append(i)
-            columns["source_id"].append(source_id)
-            columns["label"].append(int(index.labels[i]))
-            columns["source_sha256"].append(index.sha256[i])
-            columns["replica"].append(replica)
+        for position, (source_id, replica, store, pixel_row, label, sha, row_seed, params) in enumerate(rows):
+            values = (
+                split,
+                position // rows_per_shard,
+                store,
+                pixel_row,
+                source_id,
+                label,
+                sha,
+                replica,
+                row_seed,
+                params,
+            )
+            for name, value in zip(names, values, strict=True):
+                columns[name].append(value)
         for shard in range(count):
             size = min(rows_per_shard, len(rows) - shard * rows_per_shard)
             shards.append(ShardSpec(split, shard, count, size))
-    pq.write_table(pa.table(columns), work_dir / PLAN_FILE)
+    schema = pa.schema(
+        [
+            ("split", pa.string()),
+            ("shard", pa.int64()),
+            ("store", pa.int8()),
+            ("pixel_row", pa.int64()),
+            ("source_id", pa.string()),
+            ("label", pa.int64()),
+            ("source_sha256", pa.string()),
+            ("replica", pa.int64()),
+            ("seed", pa.int64()),
+            ("params", pa.string()),
+        ]
+    )
+    pq.write_table(pa.table(columns, schema=schema), work_dir / PLAN_FILE)
     return shards
 
 

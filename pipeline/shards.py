@@ -9,7 +9,6 @@ the layout or the version; the builder does.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pipeline.hashing import file_sha256
 
 ORIGINS = ("real", "augmented", "synthetic")
 ROW_GROUP_ROWS = 1000
@@ -67,14 +68,10 @@ def parquet_schema(class_names: list[str]) -> pa.Schema:
 
 def file_entry(root: Path, path: Path) -> dict[str, Any]:
     """``{path, bytes, sha256}`` of a written file, its path relative to ``root``."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
     return {
         "path": path.relative_to(root).as_posix(),
         "bytes": path.stat().st_size,
-        "sha256": digest.hexdigest(),
+        "sha256": file_sha256(path),
     }
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import make_imagefolder
 from pipeline import build as build_module
-from pipeline.build import build, prepare, publish, write_shard
+from pipeline.build import build, plan, prepare, publish, write_shard
 from pipeline.ingest import Index, carve_test_split
 from pipeline.manifest import read_manifest
 from pipeline.plan import allocate_copies
@@ -76,7 +76,7 @@ def test_result_does_not_depend_on_shard_order_or_size(tiny_config, tmp_path):
     one = tiny_config("output.shard_size=1000", f"output.root={tmp_path / 'a'}")
     version_a, _ = build(one)
     many = tiny_config("output.shard_size=3", f"output.root={tmp_path / 'b'}")
-    context = prepare(many)
+    context = plan(prepare(many))
     shards = list(context.shards)
     random.Random(1).shuffle(shards)
     entries = [write_shard(context, shard) for shard in shards]

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from test_synthesis import TINY_GAN
 
 from flows.cli import main
 from pipeline.manifest import read_manifest
@@ -88,3 +89,36 @@ def test_cli_bad_source_data_exits_1_without_traceback(prefect_harness, tmp_path
     )
     err = capsys.readouterr().err
     assert code == 1 and "bad.png" in err
+
+
+def test_cli_train_gan_then_sample_from_checkpoint(prefect_harness, tiny_config, tmp_path, capsys):
+    source = tiny_config().source.path
+    common = [
+        "--set",
+        "source.kind=imagefolder",
+        "--set",
+        f"source.path={source}",
+        "--set",
+        f"output.root={tmp_path / 'o'}",
+    ] + [a for s in TINY_GAN for a in ("--set", s)]
+    assert main(["train-gan", "/dev/null", *common, "--out", str(tmp_path / "ckpt")]) == 0
+    checkpoint = capsys.readouterr().out.strip().splitlines()[-1]
+    assert checkpoint == str(tmp_path / "ckpt" / "best.pt")
+    assert (tmp_path / "ckpt" / "last.pt").is_file()
+    assert not list((tmp_path / "o").rglob("manifest.json"))  # training alone publishes nothing
+    code = main(
+        [
+            "run",
+            "/dev/null",
+            *common,
+            "--set",
+            f"synthesis.checkpoint={checkpoint}",
+            "--set",
+            "synthesis.gate.enabled=false",
+        ]
+    )
+    assert code == 0
+    version = capsys.readouterr().out.strip().splitlines()[-1]
+    manifest = read_manifest(version)
+    assert manifest["synthesis"]["checkpoint_step"] in {2, 4}  # the best by FD, not the last
+    assert manifest["splits"]["train"]["by_origin"]["synthetic"] == 9

@@ -48,8 +48,7 @@ def _translation(x: torch.Tensor, g: torch.Generator, ratio: float = 0.125) -> t
     sy, sx = max(1, int(h * ratio + 0.5)), max(1, int(w * ratio + 0.5))
     ty = torch.randint(-sy, sy + 1, (n, 1, 1), generator=g, device=x.device)
     tx = torch.randint(-sx, sx + 1, (n, 1, 1), generator=g, device=x.device)
-    gy, gx = torch.meshgrid(torch.arange(h, device=x.device), torch.arange(w, device=x.device),
-                            indexing="ij")
+    gy, gx = torch.meshgrid(torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij")
     gy = torch.clamp(gy[None] + ty + 1, 0, h + 1)
     gx = torch.clamp(gx[None] + tx + 1, 0, w + 1)
     padded = F.pad(x, [1, 1, 1, 1])
@@ -62,8 +61,9 @@ def _cutout(x: torch.Tensor, g: torch.Generator, ratio: float = 0.5) -> torch.Te
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
     oy = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), generator=g, device=x.device)
     ox = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), generator=g, device=x.device)
-    gy, gx = torch.meshgrid(torch.arange(ch, device=x.device), torch.arange(cw, device=x.device),
-                            indexing="ij")
+    gy, gx = torch.meshgrid(
+        torch.arange(ch, device=x.device), torch.arange(cw, device=x.device), indexing="ij"
+    )
     gy = torch.clamp(gy[None] + oy - ch // 2, 0, h - 1)
     gx = torch.clamp(gx[None] + ox - cw // 2, 0, w - 1)
     mask = torch.ones(n, h, w, dtype=x.dtype, device=x.device)

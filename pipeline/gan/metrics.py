@@ -25,8 +25,9 @@ def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
     return max(value, 0.0)
 
 
-def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, *, subsets: int = 10,
-                              subset_size: int = 200, rng: np.random.Generator) -> float:
+def kernel_inception_distance(
+    real: np.ndarray, fake: np.ndarray, *, subsets: int = 10, subset_size: int = 200, rng: np.random.Generator
+) -> float:
     """Unbiased MMD^2 with the cubic polynomial kernel, averaged over random subsets (KID)."""
     m = min(subset_size, len(real), len(fake))
     dim = real.shape[1]
@@ -51,8 +52,9 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[fl
     return _coverage(real, fake, k), _coverage(fake, real, k)
 
 
-def per_class_frechet(real: np.ndarray, real_labels: np.ndarray, fake: np.ndarray,
-                      fake_labels: np.ndarray, num_classes: int) -> list[float | None]:
+def per_class_frechet(
+    real: np.ndarray, real_labels: np.ndarray, fake: np.ndarray, fake_labels: np.ndarray, num_classes: int
+) -> list[float | None]:
     """Fréchet distance per class (None where either side has fewer than 2 samples)."""
     values: list[float | None] = []
     for c in range(num_classes):

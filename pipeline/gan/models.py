@@ -26,8 +26,9 @@ def train_resolution(height: int, width: int) -> int:
     """
     side = max(height, width)
     if side > MAX_RESOLUTION:
-        raise ValueError(f"GAN synthesis supports images up to {MAX_RESOLUTION}x{MAX_RESOLUTION}, "
-                         f"got {height}x{width}")
+        raise ValueError(
+            f"GAN synthesis supports images up to {MAX_RESOLUTION}x{MAX_RESOLUTION}, got {height}x{width}"
+        )
     return max(MIN_RESOLUTION, 1 << math.ceil(math.log2(side)))
 
 
@@ -66,8 +67,7 @@ class GeneratorBlock(nn.Module):
 class Generator(nn.Module):
     """z (and class) -> image in [-1, 1] at ``resolution``."""
 
-    def __init__(self, *, num_classes: int, channels: int, resolution: int, z_dim: int = 64,
-                 width: int = 64):
+    def __init__(self, *, num_classes: int, channels: int, resolution: int, z_dim: int = 64, width: int = 64):
         super().__init__()
         self.z_dim = z_dim
         self.num_classes = num_classes
@@ -113,10 +113,12 @@ class Discriminator(nn.Module):
         super().__init__()
         downs = int(math.log2(resolution // 4))
         widths = [channels] + [width * min(4, 2**i) for i in range(downs + 1)]
-        self.blocks = nn.Sequential(*(
-            DiscriminatorBlock(widths[i], widths[i + 1], downsample=i < downs, first=i == 0)
-            for i in range(downs + 1)
-        ))
+        self.blocks = nn.Sequential(
+            *(
+                DiscriminatorBlock(widths[i], widths[i + 1], downsample=i < downs, first=i == 0)
+                for i in range(downs + 1)
+            )
+        )
         self.linear = spectral_norm(nn.Linear(widths[-1], 1))
         self.embed = spectral_norm(nn.Embedding(num_classes, widths[-1]))
 

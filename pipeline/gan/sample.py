@@ -28,9 +28,16 @@ def latent(seed: int, z_dim: int, truncation: float | None) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate(generator_net: Generator, discriminator: Discriminator | None, labels: np.ndarray,
-             seeds: np.ndarray, *, out_size: tuple[int, int], truncation: float | None = None,
-             batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def generate(
+    generator_net: Generator,
+    discriminator: Discriminator | None,
+    labels: np.ndarray,
+    seeds: np.ndarray,
+    *,
+    out_size: tuple[int, int],
+    truncation: float | None = None,
+    batch_size: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
     """Generate one image per (label, seed).
 
     Returns:
@@ -41,9 +48,10 @@ def generate(generator_net: Generator, discriminator: Discriminator | None, labe
     generator_net.eval()
     images, scores = [], []
     for start in range(0, len(labels), batch_size):
-        y = torch.as_tensor(labels[start:start + batch_size], dtype=torch.long, device=device)
-        z = torch.stack([latent(s, generator_net.z_dim, truncation)
-                         for s in seeds[start:start + batch_size]]).to(device)
+        y = torch.as_tensor(labels[start : start + batch_size], dtype=torch.long, device=device)
+        z = torch.stack(
+            [latent(s, generator_net.z_dim, truncation) for s in seeds[start : start + batch_size]]
+        ).to(device)
         x = generator_net(z, y).float()
         if discriminator is not None:
             discriminator.eval()
@@ -57,8 +65,15 @@ def generate(generator_net: Generator, discriminator: Discriminator | None, labe
     return np.concatenate(images), np.concatenate(scores)
 
 
-def select(labels: np.ndarray, confidences: np.ndarray, d_scores: np.ndarray, wanted: dict[int, int],
-           *, min_confidence: float, reject_d_fraction: float) -> np.ndarray:
+def select(
+    labels: np.ndarray,
+    confidences: np.ndarray,
+    d_scores: np.ndarray,
+    wanted: dict[int, int],
+    *,
+    min_confidence: float,
+    reject_d_fraction: float,
+) -> np.ndarray:
     """Indices of kept candidates: per class, drop low confidence and the lowest D scores,
     then keep the first ``wanted[c]`` in candidate order."""
     keep: list[int] = []

@@ -9,8 +9,8 @@ with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ from pipeline.errors import PipelineError
 from pipeline.gan.diffaug import default_policy, diff_augment
 from pipeline.gan.losses import discriminator_hinge, generator_hinge
 from pipeline.gan.models import Discriminator, Generator, train_resolution
+from pipeline.hashing import file_sha256
 
 CHECKPOINT_FORMAT = "dataset-expand-gan/1"
 
@@ -60,30 +61,51 @@ def images_to_tensor(images: np.ndarray, resolution: int) -> torch.Tensor:
     array = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
     x = torch.from_numpy(np.ascontiguousarray(array)).float().div_(127.5).sub_(1.0)
     if x.shape[2:] != (resolution, resolution):
-        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
-                          antialias=True)
+        x = F.interpolate(
+            x, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True
+        )
     return x
 
 
 class GanTrainer:
     """Holds G, D, the EMA generator, both optimizers and the RNG streams."""
 
-    def __init__(self, *, images: np.ndarray, labels: np.ndarray, shape: GanShape,
-                 settings: GanTrainConfig, seed: int, config_json: str = "{}"):
+    def __init__(
+        self,
+        *,
+        images: np.ndarray,
+        labels: np.ndarray,
+        shape: GanShape,
+        settings: GanTrainConfig,
+        seed: int,
+        config_json: str = "{}",
+    ):
         self.shape = shape
         self.settings = settings
         self.config_json = config_json
         self.device = pick_device(settings.device)
-        self.policy = tuple(settings.diffaug) if settings.diffaug is not None else default_policy(
-            shape.channels, shape.resolution)
+        self.policy = (
+            tuple(settings.diffaug)
+            if settings.diffaug is not None
+            else default_policy(shape.channels, shape.resolution)
+        )
         self.data = images_to_tensor(images, shape.resolution).to(self.device)
         self.labels = torch.as_tensor(labels, dtype=torch.long, device=self.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.G = Generator(num_classes=shape.num_classes, channels=shape.channels,
-                               resolution=shape.resolution, z_dim=settings.z_dim, width=settings.width)
-            self.D = Discriminator(num_classes=shape.num_classes, channels=shape.channels,
-                                   resolution=shape.resolution, width=settings.width)
+            self.G = Generator(
+                num_classes=shape.num_classes,
+                channels=shape.channels,
+                resolution=shape.resolution,
+                z_dim=settings.z_dim,
+                width=settings.width,
+            )
+            self.D = Discriminator(
+                num_classes=shape.num_classes,
+                channels=shape.channels,
+                resolution=shape.resolution,
+                width=settings.width,
+            )
         self.G.to(self.device)
         self.D.to(self.device)
         if self.device.type == "cuda":
@@ -95,8 +117,10 @@ class GanTrainer:
         betas = tuple(settings.betas)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=settings.lr_g, betas=betas)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=settings.lr_d, betas=betas)
-        self.rng = {name: torch.Generator(device=self.device).manual_seed(seed * 1000 + k)
-                    for k, name in enumerate(("batch", "latent", "augment"))}
+        self.rng = {
+            name: torch.Generator(device=self.device).manual_seed(seed * 1000 + k)
+            for k, name in enumerate(("batch", "latent", "augment"))
+        }
         self.step = 0
         self.best: dict[str, Any] = {}
 
@@ -126,17 +150,23 @@ class GanTrainer:
         self.opt_G.step()
         self._update_ema()
         self.step += 1
-        return {"step": self.step, "d_loss": d_loss.item(), "g_loss": g_loss.item(),
-                "d_real": d_real.detach().float().mean().item(), "d_fake": d_fake.detach().float().mean().item()}
+        return {
+            "step": self.step,
+            "d_loss": d_loss.item(),
+            "g_loss": g_loss.item(),
+            "d_real": d_real.detach().float().mean().item(),
+            "d_fake": d_fake.detach().float().mean().item(),
+        }
 
-    def train(self, steps: int, *, on_metrics: Callable[[dict[str, float]], None] | None = None,
-              log_every: int = 50) -> list[dict[str, float]]:
+    def train(
+        self, steps: int, *, on_metrics: Callable[[dict[str, float]], None] | None = None, log_every: int = 50
+    ) -> list[dict[str, float]]:
         """Run ``steps`` more steps; report every ``log_every`` steps (with img/s)."""
         history = []
         started, images_done = time.perf_counter(), 0
         for _ in range(steps):
             metrics = self.train_step()
-            images_done += self.settings.batch_size * (self.settings.d_steps + 1)
+            images_done += self.settings.batch_size  # real images per iteration, as DCGAN counts
             if self.step % log_every == 0 or self.step == steps:
                 metrics["img_per_s"] = images_done / max(time.perf_counter() - started, 1e-9)
                 history.append(metrics)
@@ -152,8 +182,9 @@ class GanTrainer:
         Uses its own generator (seeded from the step) so it does not disturb training RNG.
         """
         g = torch.Generator(device=self.device).manual_seed(self.step)
-        recompute_batchnorm(self.G_ema, self.shape.num_classes, self.settings.z_dim,
-                            self.settings.batch_size, batches, g)
+        recompute_batchnorm(
+            self.G_ema, self.shape.num_classes, self.settings.z_dim, self.settings.batch_size, batches, g
+        )
 
     # -- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -165,8 +196,11 @@ class GanTrainer:
             "policy": list(self.policy),
             "step": self.step,
             "best": json.dumps(self.best, sort_keys=True),
-            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
-            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict(),
+            "opt_G": self.opt_G.state_dict(),
+            "opt_D": self.opt_D.state_dict(),
             "rng": {name: g.get_state() for name, g in self.rng.items()},
         }
 
@@ -190,16 +224,18 @@ class GanTrainer:
 
     # -- internals ----------------------------------------------------------------------------
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.randint(0, len(self.data), (self.settings.batch_size,),
-                              generator=self.rng["batch"], device=self.device)
+        index = torch.randint(
+            0, len(self.data), (self.settings.batch_size,), generator=self.rng["batch"], device=self.device
+        )
         return self._channels_last(self.data[index]), self.labels[index]
 
     def _latents(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.settings.z_dim, generator=self.rng["latent"], device=self.device)
 
     def _labels(self, n: int) -> torch.Tensor:
-        return torch.randint(0, self.shape.num_classes, (n,), generator=self.rng["latent"],
-                             device=self.device)
+        return torch.randint(
+            0, self.shape.num_classes, (n,), generator=self.rng["latent"], device=self.device
+        )
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         return self._channels_last(diff_augment(x, self.policy, self.rng["augment"]))
@@ -220,8 +256,9 @@ class GanTrainer:
 
 
 @torch.no_grad()
-def recompute_batchnorm(generator_net: Generator, num_classes: int, z_dim: int, batch_size: int,
-                        batches: int, g: torch.Generator) -> None:
+def recompute_batchnorm(
+    generator_net: Generator, num_classes: int, z_dim: int, batch_size: int, batches: int, g: torch.Generator
+) -> None:
     """Cumulative BatchNorm statistics of ``generator_net`` over ``batches`` random batches."""
     norms = [m for m in generator_net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     momenta = [m.momentum for m in norms]
@@ -258,7 +295,7 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str,
         state = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise PipelineError(f"{path}: checkpoint not found") from None
-    except (RuntimeError, OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as exc:
         raise PipelineError(f"{path}: not a readable checkpoint: {exc}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise PipelineError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
@@ -269,18 +306,14 @@ def check_compatible(state: dict[str, Any], shape: GanShape, settings: GanTrainC
     """Refuse a checkpoint made for other data or network settings."""
     expected = [shape.num_classes, shape.channels, shape.height, shape.width]
     if list(state["shape"]) != expected:
-        raise PipelineError(f"{where}: made for (classes, channels, height, width) = "
-                            f"{list(state['shape'])}, this data is {expected}")
+        raise PipelineError(
+            f"{where}: made for (classes, channels, height, width) = "
+            f"{list(state['shape'])}, this data is {expected}"
+        )
     saved = json.loads(state["settings"])
     for key in ("width", "z_dim"):
         if saved.get(key) != getattr(settings, key):
-            raise PipelineError(f"{where}: made with synthesis.train.{key}={saved.get(key)}, "
-                                f"config has {getattr(settings, key)}")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            raise PipelineError(
+                f"{where}: made with synthesis.train.{key}={saved.get(key)}, "
+                f"config has {getattr(settings, key)}"
+            )

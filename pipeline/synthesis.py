@@ -1,0 +1,338 @@
+"""The synthesis stage: train (or load) the GAN, sample per class, filter, measure, gate.
+
+Inputs are the staged training split (pixels and index in the build's work directory).
+When the utility gate is on, a validation part is carved from the real training split
+first (stratified, seeded); the GAN and the reference classifier never see it, and the
+gate decides on it alone. The test split is never used for a decision; CAS on the test
+split is reported only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.augment import Augmenter, derive_seed
+from pipeline.classifier import (
+    ClassifierSpec,
+    accuracy,
+    extract_features,
+    predict_proba,
+    to_tensor,
+    train_classifier,
+)
+from pipeline.config import Config
+from pipeline.gan import metrics as gm
+from pipeline.gan.sample import generate, select
+from pipeline.gan.train import (
+    GanShape,
+    GanTrainer,
+    check_compatible,
+    load_checkpoint,
+    save_checkpoint,
+)
+from pipeline.hashing import file_sha256
+from pipeline.ingest import Index, carve_test_split
+from pipeline.plan import allocate_copies
+
+_METRIC_SAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class RealData:
+    """Real images of one split with their labels and source ids."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    ids: list[str]
+
+    def subset(self, mask: np.ndarray) -> RealData:
+        return RealData(
+            self.images[mask], self.labels[mask], [i for i, m in zip(self.ids, mask, strict=True) if m]
+        )
+
+
+def fit_validation_masks(data: RealData, config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Fit/validation masks over the training split (all fit when the gate is off)."""
+    if not config.synthesis.gate.enabled:
+        everything = np.ones(len(data.ids), dtype=bool)
+        return everything, ~everything
+    splits = carve_test_split(
+        data.ids, data.labels, config.synthesis.gate.validation_fraction, derive_seed(config.seed, "gate", 0)
+    )
+    validation = np.asarray([s == "test" for s in splits])
+    return ~validation, validation
+
+
+def train_gan(
+    config: Config,
+    fit: RealData,
+    shape: GanShape,
+    out_dir: Path,
+    *,
+    resume: Path | None = None,
+    on_metrics: Callable[[dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Train the GAN on ``fit``; keep ``last.pt`` and ``best.pt`` (lowest classifier FD).
+
+    Returns:
+        ``{"checkpoint", "sha256", "history", "best"}`` for the best checkpoint.
+    """
+    settings = config.synthesis.train
+    trainer = GanTrainer(
+        images=fit.images,
+        labels=fit.labels,
+        shape=shape,
+        settings=settings,
+        seed=config.seed,
+        config_json=json.dumps(config.model_dump(mode="json")),
+    )
+    if resume is not None:
+        trainer.load_state_dict(load_checkpoint(resume, trainer.device), str(resume))
+    reference = _reference(config, fit, shape.num_classes)
+    real_features = _features(config, reference, to_tensor(fit.images))
+    history: list[dict[str, float]] = []
+    while trainer.step < settings.steps:
+        chunk = min(settings.eval_every - trainer.step % settings.eval_every, settings.steps - trainer.step)
+        history += trainer.train(chunk, on_metrics=on_metrics)
+        trainer.recompute_ema_batchnorm()
+        fd = _ema_fd(trainer, config, reference, real_features, fit)
+        history.append({"step": trainer.step, "fd": fd})
+        if on_metrics:
+            on_metrics({"step": trainer.step, "fd": fd})
+        if not trainer.best or fd < trainer.best["fd"]:
+            trainer.best = {"step": trainer.step, "fd": fd}
+            save_checkpoint(trainer.state_dict(), out_dir / "best.pt")
+        save_checkpoint(trainer.state_dict(), out_dir / "last.pt")
+    best = out_dir / "best.pt"
+    return {"checkpoint": str(best), "sha256": file_sha256(best), "history": history, "best": trainer.best}
+
+
+def synthesize(
+    config: Config, train: RealData, test: RealData | None, shape: GanShape, checkpoint: Path
+) -> dict[str, Any]:
+    """Sample, filter, measure and gate synthetic rows from a trained checkpoint.
+
+    Returns:
+        ``{"images", "labels", "seeds", "confidence", "d_score", "report"}``: the kept
+        synthetic rows (possibly none, when the gate declines) and the figures behind it.
+    """
+    syn = config.synthesis
+    fit_mask, val_mask = fit_validation_masks(train, config)
+    fit, validation = train.subset(fit_mask), train.subset(val_mask)
+    state = load_checkpoint(checkpoint)
+    check_compatible(state, shape, syn.train, str(checkpoint))
+    trainer = GanTrainer(
+        images=fit.images[:2],
+        labels=fit.labels[:2],
+        shape=shape,
+        settings=syn.train.model_copy(update={"device": "cpu"}),
+        seed=config.seed,
+    )
+    trainer.load_state_dict(state, str(checkpoint))
+    reference = _reference(config, fit, shape.num_classes)
+
+    wanted = {c: syn.count_for(int((train.labels == c).sum())) for c in range(shape.num_classes)}
+    oversample = 1.0 / (1.0 - syn.filter.reject_d_fraction) * (1.5 if syn.filter.min_confidence else 1.0)
+    labels, seeds = _candidates(config.seed, wanted, oversample)
+    images, d_scores = generate(
+        trainer.G_ema,
+        trainer.D,
+        labels,
+        seeds,
+        out_size=(shape.height, shape.width),
+        truncation=syn.truncation,
+    )
+    probs = predict_proba(reference, to_tensor(images)) if len(images) else torch.zeros(0, 1)
+    confidence = (
+        probs[torch.arange(len(labels)), torch.as_tensor(labels)].numpy() if len(labels) else np.zeros(0)
+    )
+    kept = select(
+        labels,
+        confidence,
+        d_scores,
+        wanted,
+        min_confidence=syn.filter.min_confidence,
+        reject_d_fraction=syn.filter.reject_d_fraction,
+    )
+    rows = {
+        "images": images[kept],
+        "labels": labels[kept],
+        "seeds": seeds[kept],
+        "confidence": confidence[kept],
+        "d_score": d_scores[kept],
+    }
+
+    report: dict[str, Any] = {
+        "checkpoint_sha256": file_sha256(checkpoint),
+        "checkpoint_step": int(state["step"]),
+        "candidates": int(len(labels)),
+        "kept_after_filter": int(len(kept)),
+        "metrics": quality_metrics(config, reference, fit, rows, test, shape.num_classes),
+    }
+    if syn.gate.enabled and len(validation.ids):
+        decision = utility_gate(config, fit, validation, rows, shape.num_classes)
+        report["gate"] = decision
+        rows = _take_ratio(rows, decision["chosen_ratio"], train)
+    report["published"] = int(len(rows["labels"]))
+    return {**rows, "report": report}
+
+
+def quality_metrics(
+    config: Config,
+    reference,
+    fit: RealData,
+    rows: dict[str, np.ndarray],
+    test: RealData | None,
+    num_classes: int,
+) -> dict[str, Any]:
+    """FD, KID, precision/recall, per-class FD (features of the reference classifier) and CAS."""
+    if len(rows["labels"]) < 2:
+        return {"note": "fewer than 2 synthetic samples kept; no metrics"}
+    real = _features(config, reference, to_tensor(fit.images))
+    fake = _features(config, reference, to_tensor(rows["images"]))
+    rng = np.random.default_rng(derive_seed(config.seed, "metrics", 0))
+    precision, recall = gm.precision_recall(real[:_METRIC_SAMPLES], fake[:_METRIC_SAMPLES])
+    result: dict[str, Any] = {
+        "features": config.synthesis.features,
+        "fd": gm.frechet_distance(real, fake),
+        "kid": gm.kernel_inception_distance(real, fake, rng=rng),
+        "precision": precision,
+        "recall": recall,
+        "per_class_fd": gm.per_class_frechet(real, fit.labels, fake, rows["labels"], num_classes),
+    }
+    if test is not None and len(test.ids):
+        spec = ClassifierSpec(epochs=config.synthesis.gate.classifier_epochs)
+        cas_model = train_classifier(
+            to_tensor(rows["images"]),
+            torch.as_tensor(rows["labels"]),
+            num_classes,
+            seed=config.seed,
+            spec=spec,
+        )
+        result["cas_test"] = accuracy(cas_model, to_tensor(test.images), torch.as_tensor(test.labels))
+        result["cas_note"] = (
+            "classifier trained on synthetic rows only, tested on the real test split (report only)"
+        )
+    return result
+
+
+def utility_gate(
+    config: Config, fit: RealData, validation: RealData, rows: dict[str, np.ndarray], num_classes: int
+) -> dict[str, Any]:
+    """Validation accuracy of real(+augmented) vs +synthetic at each ratio, over seeds.
+
+    The chosen ratio is the best mean when it beats the baseline by more than
+    ``gate.min_gain``; otherwise 0 (no synthetic rows).
+    """
+    gate = config.synthesis.gate
+    base_x, base_y = _with_augmentation(config, fit, num_classes)
+    spec = ClassifierSpec(epochs=gate.classifier_epochs)
+    val_x, val_y = to_tensor(validation.images), torch.as_tensor(validation.labels)
+
+    def score(x: np.ndarray, y: np.ndarray) -> list[float]:
+        return [
+            accuracy(
+                train_classifier(
+                    to_tensor(x), torch.as_tensor(y), num_classes, seed=config.seed + s, spec=spec
+                ),
+                val_x,
+                val_y,
+            )
+            for s in range(gate.seeds)
+        ]
+
+    results = {"0": score(base_x, base_y)}
+    for ratio in gate.ratios:
+        extra = _take_ratio(rows, ratio, fit)
+        x = np.concatenate([base_x, extra["images"]]) if len(extra["labels"]) else base_x
+        y = np.concatenate([base_y, extra["labels"]]) if len(extra["labels"]) else base_y
+        results[f"{ratio:g}"] = score(x, y)
+    summary = {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "runs": v} for k, v in results.items()}
+    best = max(summary, key=lambda k: (summary[k]["mean"], -float(k)))
+    gain = summary[best]["mean"] - summary["0"]["mean"]
+    chosen = float(best) if best != "0" and gain > gate.min_gain else 0.0
+    reason = (
+        f"synthetic ratio {chosen:g} raised validation accuracy by {gain:+.4f}"
+        if chosen
+        else f"no ratio beat real{'+augmented' if config.augment.enabled else ''} by more than "
+        f"{gate.min_gain:g} (best gain {gain:+.4f}); synthetic rows left out"
+    )
+    return {
+        "validation_rows": len(validation.ids),
+        "seeds": gate.seeds,
+        "accuracy": summary,
+        "chosen_ratio": chosen,
+        "reason": reason,
+    }
+
+
+def _take_ratio(rows: dict[str, np.ndarray], ratio: float, counts_from: RealData) -> dict[str, np.ndarray]:
+    """The first round(ratio * real count) synthetic rows of each class."""
+    keep: list[int] = []
+    for c in np.unique(rows["labels"]):
+        n = int(np.floor(ratio * int((counts_from.labels == c).sum()) + 0.5))
+        keep.extend(np.flatnonzero(rows["labels"] == c)[:n].tolist())
+    index = np.asarray(sorted(keep), dtype=np.int64)
+    return {k: v[index] for k, v in rows.items()}
+
+
+def _with_augmentation(config: Config, fit: RealData, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``fit`` plus its augmented copies, made exactly as the build makes them."""
+    if not config.augment.enabled:
+        return fit.images, fit.labels
+    index = Index(fit.ids, fit.labels, ["train"] * len(fit.ids), [""] * len(fit.ids))
+    copies, _ = allocate_copies(index, config.augment, config.seed, num_classes)
+    augmenter = Augmenter(config.augment.transforms)
+    extra_x, extra_y = [], []
+    for i, count in enumerate(copies):
+        for replica in range(1, int(count) + 1):
+            image, _ = augmenter(fit.images[i], derive_seed(config.seed, fit.ids[i], replica))
+            extra_x.append(image)
+            extra_y.append(fit.labels[i])
+    if not extra_x:
+        return fit.images, fit.labels
+    return np.concatenate([fit.images, np.stack(extra_x)]), np.concatenate([fit.labels, extra_y])
+
+
+def _candidates(seed: int, wanted: dict[int, int], oversample: float) -> tuple[np.ndarray, np.ndarray]:
+    labels, seeds = [], []
+    for c, count in wanted.items():
+        for k in range(int(np.ceil(count * oversample))):
+            labels.append(c)
+            seeds.append(derive_seed(seed, f"synthetic/{c}", k))
+    return np.asarray(labels, dtype=np.int64), np.asarray(seeds, dtype=np.int64)
+
+
+def _reference(config: Config, fit: RealData, num_classes: int):
+    spec = ClassifierSpec(epochs=config.synthesis.gate.classifier_epochs)
+    return train_classifier(
+        to_tensor(fit.images), torch.as_tensor(fit.labels), num_classes, seed=config.seed, spec=spec
+    )
+
+
+def _features(config: Config, reference, images: torch.Tensor) -> np.ndarray:
+    if config.synthesis.features == "classifier":
+        return extract_features(reference, images)
+    module, _, name = config.synthesis.features.partition(":")
+    extractor = getattr(importlib.import_module(module), name)
+    return np.asarray(extractor(images), dtype=np.float64)
+
+
+def _ema_fd(
+    trainer: GanTrainer, config: Config, reference, real_features: np.ndarray, fit: RealData
+) -> float:
+    n = min(_METRIC_SAMPLES, max(len(fit.ids), 2))
+    labels = fit.labels[np.arange(n) % len(fit.labels)]
+    seeds = np.asarray([derive_seed(config.seed, "fd", k) for k in range(n)], dtype=np.int64)
+    images, _ = generate(
+        trainer.G_ema, None, labels, seeds, out_size=(trainer.shape.height, trainer.shape.width)
+    )
+    return gm.frechet_distance(real_features, _features(config, reference, to_tensor(images)))

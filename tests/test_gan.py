@@ -1,0 +1,137 @@
+"""GAN building blocks on the CPU at 8x8: shapes, losses, DiffAugment, exact resume, checkpoints."""
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.config import GanTrainConfig
+from pipeline.errors import PipelineError
+from pipeline.gan import metrics as gm
+from pipeline.gan.diffaug import default_policy, diff_augment
+from pipeline.gan.losses import discriminator_hinge, generator_hinge
+from pipeline.gan.models import Discriminator, Generator, train_resolution
+from pipeline.gan.sample import generate, latent, select
+from pipeline.gan.train import GanShape, GanTrainer, load_checkpoint, save_checkpoint
+
+SHAPE = GanShape(4, 1, 8, 8)
+SETTINGS = GanTrainConfig(batch_size=8, width=8, z_dim=8, device="cpu", eval_every=2)
+
+
+def tiny_data(n=40, shape=(8, 8)):
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (n, *shape), dtype=np.uint8), np.arange(n) % 4
+
+
+def trainer(seed=0, shape=SHAPE, settings=SETTINGS):
+    images, labels = tiny_data(shape=(shape.height, shape.width) + ((3,) if shape.channels == 3 else ()))
+    return GanTrainer(images=images, labels=labels, shape=shape, settings=settings, seed=seed)
+
+
+@pytest.mark.parametrize("resolution, channels", [(8, 1), (16, 3), (32, 3)])
+def test_model_shapes(resolution, channels):
+    g = Generator(num_classes=3, channels=channels, resolution=resolution, z_dim=8, width=8)
+    d = Discriminator(num_classes=3, channels=channels, resolution=resolution, width=8)
+    y = torch.tensor([0, 2])
+    x = g(torch.randn(2, 8), y)
+    assert x.shape == (2, channels, resolution, resolution) and x.abs().max() <= 1
+    assert d(x, y).shape == (2,)
+
+
+def test_train_resolution():
+    assert [train_resolution(s, s) for s in (8, 12, 28, 32, 64)] == [8, 16, 32, 32, 64]
+    with pytest.raises(ValueError, match="up to 64x64"):
+        train_resolution(96, 96)
+
+
+def test_hinge_losses():
+    assert discriminator_hinge(torch.tensor([2.0]), torch.tensor([-2.0])) == 0
+    assert discriminator_hinge(torch.tensor([0.0]), torch.tensor([0.0])) == 2
+    assert generator_hinge(torch.tensor([1.0, 3.0])) == -2
+
+
+def test_diffaug_is_seeded_and_policy_fits_resolution():
+    assert "cutout" not in default_policy(1, 8) and "color" not in default_policy(1, 32)
+    assert default_policy(3, 32) == ("color", "translation", "cutout")
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    policy = default_policy(3, 16)
+    a = diff_augment(x, policy, torch.Generator().manual_seed(1))
+    b = diff_augment(x, policy, torch.Generator().manual_seed(1))
+    c = diff_augment(x, policy, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c) and a.shape == x.shape
+
+
+def test_train_step_reports_metrics():
+    t = trainer()
+    metrics = t.train_step()
+    assert set(metrics) >= {"step", "d_loss", "g_loss", "d_real", "d_fake"}
+    assert metrics["step"] == 1 and np.isfinite(metrics["d_loss"])
+
+
+def test_resume_is_exact(tmp_path):
+    straight = trainer()
+    straight.train(5)
+    first = trainer()
+    first.train(3)
+    save_checkpoint(first.state_dict(), tmp_path / "c.pt")
+    resumed = trainer(seed=123)  # different init: everything must come from the checkpoint
+    resumed.load_state_dict(load_checkpoint(tmp_path / "c.pt"))
+    resumed.train(2)
+    assert resumed.step == straight.step == 5
+    for name in ("G", "D", "G_ema"):
+        a, b = getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_checkpoint_refusals(tmp_path):
+    t = trainer()
+    save_checkpoint(t.state_dict(), tmp_path / "ok.pt")
+    (tmp_path / "corrupt.pt").write_bytes(b"\x00garbage")
+    with pytest.raises(PipelineError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "corrupt.pt")
+    torch.save({"format": "someone-else"}, tmp_path / "other.pt")
+    with pytest.raises(PipelineError, match="not a dataset-expand-gan/1 checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(PipelineError, match="made for"):
+        trainer(shape=GanShape(5, 1, 8, 8)).load_state_dict(load_checkpoint(tmp_path / "ok.pt"))
+    wider = trainer(settings=SETTINGS.model_copy(update={"width": 16}))
+    with pytest.raises(PipelineError, match="synthesis.train.width"):
+        wider.load_state_dict(load_checkpoint(tmp_path / "ok.pt"))
+
+
+def test_sampling_is_reproducible_per_seed():
+    t = trainer()
+    t.recompute_ema_batchnorm(batches=2)
+    labels, seeds = np.array([0, 1, 2]), np.array([5, 6, 7])
+    a, scores = generate(t.G_ema, t.D, labels, seeds, out_size=(8, 8))
+    b, _ = generate(t.G_ema, None, labels[1:], seeds[1:], out_size=(8, 8))
+    assert a.dtype == np.uint8 and a.shape == (3, 8, 8) and np.isfinite(scores).all()
+    assert np.array_equal(a[1:], b)
+    assert latent(3, 64, truncation=0.5).abs().max() <= 0.5
+
+
+def test_select_filters_and_counts():
+    labels = np.array([0, 0, 0, 1, 1])
+    confidence = np.array([0.9, 0.1, 0.8, 0.7, 0.95])
+    d_score = np.array([1.0, 2.0, -5.0, 0.0, 0.0])
+    kept = select(labels, confidence, d_score, {0: 2, 1: 1}, min_confidence=0.5, reject_d_fraction=0.0)
+    assert kept.tolist() == [0, 2, 3]
+    kept = select(labels, confidence, d_score, {0: 2, 1: 2}, min_confidence=0.5, reject_d_fraction=0.4)
+    assert 2 not in kept.tolist()
+
+
+def test_metrics_behave():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(300, 4))
+    same = rng.normal(size=(300, 4))
+    shifted = same + 3.0
+    assert gm.frechet_distance(real, real) < 1e-6
+    assert gm.frechet_distance(real, same) < 0.3 < gm.frechet_distance(real, shifted)
+    assert gm.frechet_distance(real, shifted) == pytest.approx(36.0, rel=0.15)
+    kid_same = gm.kernel_inception_distance(real, same, rng=rng, subset_size=100)
+    kid_far = gm.kernel_inception_distance(real, shifted, rng=rng, subset_size=100)
+    assert abs(kid_same) < 0.05 < kid_far
+    precision, recall = gm.precision_recall(real, same)
+    assert precision > 0.8 and recall > 0.8
+    assert gm.precision_recall(real, shifted + 10)[0] == 0.0
+    per_class = gm.per_class_frechet(real, np.arange(300) % 2, same, np.arange(300) % 2, 3)
+    assert per_class[1] is not None and per_class[2] is None
