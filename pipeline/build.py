@@ -1,4 +1,4 @@
-"""Building one dataset version in three stages: prepare, write shards, publish.
+"""Building one dataset version: prepare, [train GAN, synthesize,] plan, write shards, publish.
 
 The stages are plain functions so that the Prefect flow can run them as tasks (one per
 stage, one per shard) and :func:`build` can run them in-process. Between stages only a
@@ -222,8 +222,11 @@ def publish(context: BuildContext, entries: list[dict[str, Any]]) -> Path:
     files = [f for e in entries for f in e["files"]]
     # Files written by stages other than the shard writers (generator, sample grid).
     hashed = {f["path"] for f in files}
-    files += [file_entry(context.version_dir, p) for p in context.version_dir.rglob("*")
-              if p.is_file() and p.relative_to(context.version_dir).as_posix() not in hashed]
+    files += [
+        file_entry(context.version_dir, p)
+        for p in context.version_dir.rglob("*")
+        if p.is_file() and p.relative_to(context.version_dir).as_posix() not in hashed
+    ]
     files.sort(key=lambda f: f["path"])
     manifest = {
         "version_id": context.version_id,

@@ -1,10 +1,11 @@
 """The reference classifier: one small CNN used for the GAN metrics, the utility gate and
 evaluation, so every figure the project reports comes from the same yardstick.
 
-The network adapts to the resolution: 3x3 conv blocks, pooling while the feature map is at
-least 8 pixels, global average pooling, then a linear head. Its pooled features (128
-values) replace Inception features for Fréchet distance, KID and precision/recall, which
-need no downloaded weights.
+The network adapts to the resolution: conv3x3-BN-ReLU blocks that double the width (32 to
+128) with max pooling between them while the map is at least 8 pixels, global average
+pooling, dropout, a linear head. It is small on purpose: the gate trains it many times.
+Its pooled features (up to 128 values) replace Inception features for Fréchet distance,
+KID and precision/recall, which need no downloaded weights.
 """
 
 from __future__ import annotations
@@ -34,14 +35,7 @@ class ReferenceCNN(nn.Module):
         layers: list[nn.Module] = []
         in_ch, out_ch, size = channels, width, resolution
         while True:
-            layers += [
-                nn.Conv2d(in_ch, out_ch, 3, padding=1),
-                nn.BatchNorm2d(out_ch),
-                nn.ReLU(),
-                nn.Conv2d(out_ch, out_ch, 3, padding=1),
-                nn.BatchNorm2d(out_ch),
-                nn.ReLU(),
-            ]
+            layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.BatchNorm2d(out_ch), nn.ReLU()]
             in_ch = out_ch
             if size < 8 or out_ch >= 4 * width:
                 break
@@ -88,7 +82,7 @@ def train_classifier(
             num_classes=num_classes,
             resolution=max(images.shape[2:]),
             width=spec.width,
-        ).to(device)
+        ).to(device, memory_format=torch.channels_last)
         shuffle = torch.Generator().manual_seed(seed)
         steps_per_epoch = max(1, int(np.ceil(len(images) / spec.batch_size)))
         optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
@@ -102,7 +96,8 @@ def train_classifier(
                 batch = order[start : start + spec.batch_size]
                 if len(batch) < 2:  # BatchNorm needs two samples
                     continue
-                x, y = images[batch].to(device), labels[batch].to(device)
+                x = images[batch].to(device).contiguous(memory_format=torch.channels_last)
+                y = labels[batch].to(device)
                 loss = F.cross_entropy(model(x), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -29,6 +29,7 @@ from pipeline.classifier import (
     train_classifier,
 )
 from pipeline.config import Config
+from pipeline.errors import PipelineError
 from pipeline.gan import metrics as gm
 from pipeline.gan.sample import generate, select
 from pipeline.gan.train import (
@@ -112,6 +113,8 @@ def train_gan(
             save_checkpoint(trainer.state_dict(), out_dir / "best.pt")
         save_checkpoint(trainer.state_dict(), out_dir / "last.pt")
     best = out_dir / "best.pt"
+    if not best.is_file():  # resumed at or past the last step: nothing new was measured
+        save_checkpoint(trainer.state_dict(), best)
     return {"checkpoint": str(best), "sha256": file_sha256(best), "history": history, "best": trainer.best}
 
 
@@ -322,7 +325,10 @@ def _features(config: Config, reference, images: torch.Tensor) -> np.ndarray:
     if config.synthesis.features == "classifier":
         return extract_features(reference, images)
     module, _, name = config.synthesis.features.partition(":")
-    extractor = getattr(importlib.import_module(module), name)
+    try:
+        extractor = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise PipelineError(f"synthesis.features: cannot load {config.synthesis.features!r}: {exc}") from None
     return np.asarray(extractor(images), dtype=np.float64)
 
 

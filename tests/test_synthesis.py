@@ -61,3 +61,22 @@ def test_gate_decision_is_recorded_and_followed(tiny_config):
         for r in pq.read_table(f).to_pylist()
     }
     assert gate["validation_rows"] > 0 and not test_ids & {r["source_id"] for r in train_rows(version)}
+
+
+def test_user_feature_extractor_is_used(tiny_config):
+    version, _ = build(
+        tiny_config(
+            *TINY_GAN, "synthesis.gate.enabled=false", "synthesis.features=conftest:mean_pixel_features"
+        )
+    )
+    metrics = read_manifest(version)["synthesis"]["metrics"]
+    assert metrics["features"] == "conftest:mean_pixel_features" and metrics["fd"] >= 0
+
+
+def test_bad_feature_extractor_is_a_config_error(tiny_config):
+    import pytest
+
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="module:function"):
+        tiny_config("synthesis.features=inception")
