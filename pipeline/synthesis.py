@@ -124,8 +124,9 @@ def synthesize(
     """Sample, filter, measure and gate synthetic rows from a trained checkpoint.
 
     Returns:
-        ``{"images", "labels", "seeds", "confidence", "d_score", "report"}``: the kept
-        synthetic rows (possibly none, when the gate declines) and the figures behind it.
+        ``{"images", "labels", "seeds", "confidence", "d_score", "report", "preview"}``:
+        the kept synthetic rows (possibly none, when the gate declines), the figures behind
+        them, and (images, labels) of the filtered samples before the gate, for the grid.
     """
     syn = config.synthesis
     fit_mask, val_mask = fit_validation_masks(train, config)
@@ -180,12 +181,13 @@ def synthesize(
         "kept_after_filter": int(len(kept)),
         "metrics": quality_metrics(config, reference, fit, rows, test, shape.num_classes),
     }
+    filtered = rows  # the grid shows what the generator makes, whatever the gate decides
     if syn.gate.enabled and len(validation.ids):
         decision = utility_gate(config, fit, validation, rows, shape.num_classes)
         report["gate"] = decision
         rows = _take_ratio(rows, decision["chosen_ratio"], train)
     report["published"] = int(len(rows["labels"]))
-    return {**rows, "report": report}
+    return {**rows, "report": report, "preview": (filtered["images"], filtered["labels"])}
 
 
 def quality_metrics(

@@ -120,7 +120,7 @@ def synthesize_stage(
     target = version_dir / CHECKPOINT_IN_VERSION
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(checkpoint, target)
-    write_grid(version_dir / GRID_FILE, train, result["images"], result["labels"], len(class_names))
+    write_grid(version_dir / GRID_FILE, train, *result["preview"], len(class_names))
     report["files"] = {"checkpoint": CHECKPOINT_IN_VERSION, "grid": GRID_FILE}
     report["per_class"] = {name: int((result["labels"] == c).sum()) for c, name in enumerate(class_names)}
     return report
@@ -134,7 +134,7 @@ def read_synthetic(work_dir: Path) -> dict[str, list]:
 def write_grid(
     path: Path, real: RealData, fake: np.ndarray, fake_labels: np.ndarray, num_classes: int, scale: int = 4
 ) -> None:
-    """A PNG with one row per class: real images on the left, synthetic on the right."""
+    """A PNG with one row per class: real images on the left, generated ones on the right."""
     h, w = real.images.shape[1:3]
     columns = 2 * _GRID_COLUMNS + 1
     canvas = np.full((num_classes * (h + 1), columns * (w + 1)) + real.images.shape[3:], 255, np.uint8)

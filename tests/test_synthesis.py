@@ -80,3 +80,15 @@ def test_bad_feature_extractor_is_a_config_error(tiny_config):
 
     with pytest.raises(ConfigError, match="module:function"):
         tiny_config("synthesis.features=inception")
+
+
+def test_sample_grid_shows_generated_images_even_when_gate_declines(tiny_config):
+    import numpy as np
+    from PIL import Image
+
+    version, _ = build(tiny_config(*TINY_GAN, "synthesis.gate.min_gain=1.0"))  # gain > 1 is impossible
+    manifest = read_manifest(version)
+    assert manifest["synthesis"]["gate"]["chosen_ratio"] == 0.0
+    assert manifest["splits"]["train"]["by_origin"].get("synthetic", 0) == 0
+    grid = np.asarray(Image.open(version / "samples.png"))
+    assert (grid[:, grid.shape[1] // 2 + 40 :] < 255).any()  # the synthetic half is not empty
