@@ -1,3 +1,3 @@
 """dataset-expand: offline expansion of image-classification datasets (library layer)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

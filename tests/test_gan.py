@@ -135,3 +135,13 @@ def test_metrics_behave():
     assert gm.precision_recall(real, shifted + 10)[0] == 0.0
     per_class = gm.per_class_frechet(real, np.arange(300) % 2, same, np.arange(300) % 2, 3)
     assert per_class[1] is not None and per_class[2] is None
+
+
+def test_ema_warm_up_follows_live_weights_early():
+    t = trainer()
+    initial = [p.clone() for p in t.G_ema.parameters()]
+    t.train_step()
+    live, ema = list(t.G.parameters()), list(t.G_ema.parameters())
+    to_live = sum(float((e - p).abs().sum()) for e, p in zip(ema, live, strict=True))
+    to_init = sum(float((e - p).abs().sum()) for e, p in zip(ema, initial, strict=True))
+    assert to_live < to_init  # decay min(0.999, 1/10) at the first step, not 0.999

@@ -253,7 +253,10 @@ class GanTrainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        decay = self.settings.ema_decay if self.step >= self.settings.ema_start else 0.0
+        # Warm-up (as TensorFlow's ExponentialMovingAverage with num_updates): early on the
+        # average follows the live weights, so short runs do not keep the random init in it.
+        steps_in = self.step - self.settings.ema_start
+        decay = min(self.settings.ema_decay, (1 + steps_in) / (10 + steps_in)) if steps_in >= 0 else 0.0
         torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - decay)
         torch._foreach_copy_(list(self.G_ema.buffers()), list(self.G.buffers()))
 
