@@ -134,15 +134,3 @@ def extract_features(model: ReferenceCNN, images: torch.Tensor, batch_size: int 
 def accuracy(model: ReferenceCNN, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy in [0, 1]."""
     return float((predict_proba(model, images).argmax(dim=1) == labels.cpu()).float().mean())
-
-
-def per_class_accuracy(
-    model: ReferenceCNN, images: torch.Tensor, labels: torch.Tensor, num_classes: int
-) -> list[float | None]:
-    """Accuracy per class (None for a class absent from ``labels``)."""
-    predicted = predict_proba(model, images).argmax(dim=1)
-    labels = labels.cpu()
-    return [
-        float((predicted[labels == c] == c).float().mean()) if (labels == c).any() else None
-        for c in range(num_classes)
-    ]

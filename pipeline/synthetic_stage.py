@@ -20,7 +20,7 @@ from PIL import Image
 
 from pipeline.config import Config
 from pipeline.gan.train import GanShape
-from pipeline.ingest import INDEX_FILE, PIXELS_FILE, PixelStore, load_index, write_pixels
+from pipeline.ingest import INDEX_FILE, PIXELS_FILE, Index, PixelStore, load_index, write_pixels
 from pipeline.synthesis import RealData, fit_validation_masks, synthesize, train_gan
 
 SYNTHETIC_PIXELS = "synthetic.arrow"
@@ -36,9 +36,11 @@ def gan_shape(shape: tuple[int, ...], num_classes: int) -> GanShape:
     )
 
 
-def load_split(work_dir: Path, shape: tuple[int, ...], split: str) -> RealData | None:
+def load_split(
+    work_dir: Path, shape: tuple[int, ...], split: str, index: Index | None = None
+) -> RealData | None:
     """The staged real images of one split (None when the source has no such split)."""
-    index = load_index(work_dir / INDEX_FILE)
+    index = index or load_index(work_dir / INDEX_FILE)
     rows = [i for i, s in enumerate(index.splits) if s == split]
     if not rows:
         return None
@@ -82,8 +84,9 @@ def synthesize_stage(
     Returns:
         The synthesis report for the manifest (metrics, gate figures, counts, files).
     """
-    train = load_split(work_dir, shape, "train")
-    test = load_split(work_dir, shape, "test")
+    index = load_index(work_dir / INDEX_FILE)
+    train = load_split(work_dir, shape, "train", index)
+    test = load_split(work_dir, shape, "test", index)
     result = synthesize(config, train, test, gan_shape(shape, len(class_names)), checkpoint)
     report = result["report"]
     sha = report["checkpoint_sha256"]

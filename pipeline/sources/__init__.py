@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pipeline.config import SourceConfig
+from pipeline.errors import SourceError
 from pipeline.sources.base import Sample, SourceReader
 from pipeline.sources.cifar10 import open_cifar10
 from pipeline.sources.digits import open_digits
@@ -19,8 +20,6 @@ def open_source(config: SourceConfig) -> SourceReader:
         return open_digits(config.class_names)
     if config.kind == "imagefolder":
         if config.class_names is not None:
-            from pipeline.errors import SourceError
-
             raise SourceError("source.class_names is not used with image folders (folder names are)")
         return open_imagefolder(config.path)
     if config.kind == "parquet":
