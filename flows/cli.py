@@ -1,16 +1,20 @@
 """The ``expand`` command line.
 
-Exit codes: 0 success, 1 the run failed (unreadable data, I/O), 2 bad usage or config.
-``expand run`` prints the version directory as the last line of stdout.
+Exit codes: 0 success, 1 the run failed (unreadable data, I/O, a version that does not
+verify), 2 bad usage or config. ``expand run`` prints the version directory as the last
+line of stdout. The catalog commands (versions, show, diff, tag, gc, verify, lineage) are
+in :mod:`flows.catalog_cli`.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 
+from flows import catalog_cli
 from pipeline.errors import ConfigError, PipelineError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -41,21 +45,32 @@ def build_parser() -> argparse.ArgumentParser:
     gan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     gan.add_argument("--out", help="checkpoint folder (default: <output.root>/<name>-gan)")
     gan.add_argument("--resume", help="continue from this checkpoint (exactly, on the same device)")
+    catalog_cli.add_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        return _dispatch(args)
+    except BrokenPipeError:  # e.g. `expand diff A B | head`: the reader left, not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
+        return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    try:
         if args.command == "run":
             return _run(args)
         if args.command == "train-gan":
             return _train_gan(args)
+        if args.command in catalog_cli.COMMANDS:
+            return catalog_cli.dispatch(args)
     except ConfigError as exc:
         print(f"expand: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except PipelineError as exc:
-        print(f"expand: run failed: {exc}", file=sys.stderr)
+        print(f"expand: {args.command} failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_USAGE
 
@@ -63,12 +78,12 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
 
-    load_config(args.config, args.overrides)  # fail fast, before Prefect starts
+    config = load_config(args.config, args.overrides)  # fail fast, before Prefect starts
     _hide_tracebacks_of_expected_errors()
-    from flows.expand import expand
+    from flows.expand import expand_for
 
     started = time.perf_counter()
-    result = expand(config_path=args.config, overrides=args.overrides)
+    result = expand_for(config)(config_path=args.config, overrides=args.overrides)
     elapsed = time.perf_counter() - started
     state = "published" if result["created"] else "already published (nothing to do)"
     print(f"version {result['version_id']} {state} in {elapsed:.1f}s")

@@ -14,10 +14,13 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
+from prefect.runtime import deployment, flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
 from pipeline.build import (
     BuildContext,
+    dataset_dir,
     discard,
     plan,
     prepare,
@@ -27,6 +30,7 @@ from pipeline.build import (
     train_gan_only,
     write_shard,
 )
+from pipeline.catalog import dataset_lock
 from pipeline.config import Config, load_config
 from pipeline.manifest import read_manifest
 from pipeline.plan import ShardSpec
@@ -47,8 +51,8 @@ def _log_training(metrics: dict[str, float]) -> None:
 
 
 @task(name="prepare", cache_policy=NO_CACHE)
-def prepare_task(config: Config) -> BuildContext:
-    return prepare(config)
+def prepare_task(config: Config, run: dict[str, Any]) -> BuildContext:
+    return prepare(config, run)
 
 
 @task(name="train-gan", cache_policy=NO_CACHE)
@@ -96,27 +100,46 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
     """
     logger = get_run_logger()
     config = load_config(config_path, overrides or [])
-    context = prepare_task(config)
-    if context.existing:
-        logger.info("version %s already published at %s", context.version_id, context.final_dir)
-        return _result(context, created=False)
-    try:
-        report = None
-        if config.synthesis.enabled:
-            checkpoint = (
-                str(config.synthesis.checkpoint) if config.synthesis.checkpoint else train_gan_task(context)
-            )
-            report = synthesize_task(context, checkpoint)
-        context = plan_task(context, report)
-        logger.info("building %s: %d shards", context.version_id, len(context.shards))
-        futures = write_shard_task.map(unmapped(context), context.shards)
-        wait(futures)  # let every shard settle before a failure removes staging
-        entries = [future.result() for future in futures]
-        publish_task(context, entries)
-    except BaseException:
-        discard(context)
-        raise
+    # The lock is held here, in the flow's process, for the whole run: tasks may run elsewhere.
+    with dataset_lock(dataset_dir(config), purpose="expand run", timeout=config.output.lock_timeout):
+        context = prepare_task(config, _run_record())
+        if context.existing:
+            publish_task(context, [])
+            logger.info("version %s already published at %s", context.version_id, context.final_dir)
+            return _result(context, created=False)
+        try:
+            report = None
+            if config.synthesis.enabled:
+                checkpoint = (
+                    str(config.synthesis.checkpoint)
+                    if config.synthesis.checkpoint
+                    else train_gan_task(context)
+                )
+                report = synthesize_task(context, checkpoint)
+            context = plan_task(context, report)
+            logger.info("building %s: %d shards", context.version_id, len(context.shards))
+            futures = write_shard_task.map(unmapped(context), context.shards)
+            wait(futures)  # let every shard settle before a failure removes staging
+            entries = [future.result() for future in futures]
+            publish_task(context, entries)
+        except BaseException:
+            discard(context)
+            raise
     return _result(context, created=True)
+
+
+def expand_for(config: Config):
+    """The ``expand`` flow with a task runner sized by ``runner.workers``."""
+    return expand.with_options(task_runner=ThreadPoolTaskRunner(max_workers=config.runner.worker_count()))
+
+
+def _run_record() -> dict[str, Any]:
+    return {
+        "orchestrator": "prefect",
+        "flow_run_id": str(flow_run.id),
+        "flow_run_name": flow_run.name,
+        "deployment_id": deployment.id,
+    }
 
 
 @flow(name="train_gan", log_prints=True)

@@ -12,8 +12,10 @@ that exists is complete.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +24,10 @@ from typing import Any
 import numpy as np
 
 from pipeline.augment import Augmenter, derive_seed
+from pipeline.card import CARD_FILE, dataset_card
+from pipeline.catalog import STAGING_PREFIX, dataset_lock, remove_stale_staging, set_latest
 from pipeline.config import Config
+from pipeline.croissant import CROISSANT_FILE, croissant_metadata
 from pipeline.hashing import file_sha256
 from pipeline.images import content_sha256, encode_png
 from pipeline.ingest import INDEX_FILE, PIXELS_FILE, PixelStore, ingest, load_index, save_index
@@ -40,13 +45,13 @@ from pipeline.manifest import (
 from pipeline.plan import STORE_SYNTHETIC, ShardSpec, allocate_copies, build_plan, read_shard_plan
 from pipeline.shards import ImageFolderShardWriter, ParquetShardWriter, Row, file_entry
 from pipeline.synthetic_stage import (
+    GRID_FILE,
     SYNTHETIC_PIXELS,
     read_synthetic,
     synthesize_stage,
     train_gan_stage,
 )
 
-STAGING_PREFIX = ".incomplete-"
 _SIZE_SAMPLE = 64
 
 
@@ -79,16 +84,25 @@ class BuildContext:
         return self.staging_dir / "version"
 
 
-def prepare(config: Config) -> BuildContext:
-    """Ingest the source and derive the version id.
+def dataset_dir(config: Config) -> Path:
+    """Where the config's versions live: ``<output.root>/<name>``."""
+    return config.output.root / config.dataset_name()
 
-    When a version with the same id is already published, staging is removed and the
-    returned context points at it (``existing`` is True).
+
+def prepare(config: Config, run: dict[str, Any] | None = None) -> BuildContext:
+    """Ingest the source and derive the version id. The caller holds the dataset's lock.
+
+    Staging left by crashed runs is removed first. When a version with the same id is
+    already published, the returned context points at it (``existing`` is True).
+
+    Args:
+        run: recorded in the manifest's ``run`` (e.g. the orchestrator's run id).
     """
     started = utcnow()
     name = config.dataset_name()
-    parent = config.output.root / name
+    parent = dataset_dir(config)
     parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(parent)
     staging = parent / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
     try:
         ingested = ingest(config, staging / "work")
@@ -112,6 +126,7 @@ def prepare(config: Config) -> BuildContext:
         raise
     details = {
         "started": started.isoformat(timespec="seconds"),
+        "run": dict(run or {}),
         "source": {
             "kind": config.source.kind,
             "path": str(config.source.path) if config.source.path else None,
@@ -119,6 +134,8 @@ def prepare(config: Config) -> BuildContext:
             "images": len(ingested.index.source_ids),
             "split_carved": ingested.split_carved,
             "counts": ingested.counts(),
+            "license": config.source.license,
+            "citation": config.source.citation,
         },
     }
     return BuildContext(
@@ -211,13 +228,35 @@ def synthesize_for(context: BuildContext, checkpoint: Path) -> dict[str, Any]:
 
 
 def publish(context: BuildContext, entries: list[dict[str, Any]]) -> Path:
-    """Write the manifest last and move the version into place atomically.
+    """Write the metadata, the manifest last, move the version into place atomically and
+    point ``latest`` at it. The caller holds the dataset's lock.
+
+    For an existing version (``context.existing``) only ``latest`` moves.
 
     Returns:
-        The published version directory (an existing one if another run got there first).
+        The published version directory.
     """
     if context.existing:
+        set_latest(context.final_dir.parent, context.version_id)
         return context.final_dir
+    manifest = _manifest(context, entries)
+    version = context.version_dir
+    (version / CROISSANT_FILE).write_text(json.dumps(croissant_metadata(manifest), indent=1) + "\n")
+    grid = GRID_FILE if (version / GRID_FILE).is_file() else None
+    (version / CARD_FILE).write_text(dataset_card(manifest, grid=grid), encoding="utf-8")
+    manifest["files"] = sorted(
+        manifest["files"] + [file_entry(version, version / n) for n in (CROISSANT_FILE, CARD_FILE)],
+        key=lambda f: f["path"],
+    )
+    write_manifest(version, manifest)
+    version.rename(context.final_dir)
+    shutil.rmtree(context.staging_dir, ignore_errors=True)
+    set_latest(context.final_dir.parent, context.version_id)
+    return context.final_dir
+
+
+def _manifest(context: BuildContext, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The manifest of a built version, before the metadata files are added to ``files``."""
     config = context.config
     files = [f for e in entries for f in e["files"]]
     # Files written by stages other than the shard writers (generator, sample grid).
@@ -231,7 +270,7 @@ def publish(context: BuildContext, entries: list[dict[str, Any]]) -> Path:
     manifest = {
         "version_id": context.version_id,
         "name": context.name,
-        "created": utcnow().isoformat(timespec="seconds"),
+        "created": utcnow().isoformat(timespec="milliseconds"),
         "format": config.output.format,
         "class_names": context.class_names,
         "image": {"mode": context.mode, "height": context.shape[0], "width": context.shape[1]},
@@ -245,18 +284,11 @@ def publish(context: BuildContext, entries: list[dict[str, Any]]) -> Path:
         "config": config.model_dump(mode="json"),
         "seeds": {"run": config.seed, "per_sample": "sha256(run_seed␟source_id␟replica)[:4], big-endian"},
         "libraries": library_versions(CONTENT_LIBRARIES + OTHER_LIBRARIES),
-        "run": run_info(context.details["started"]),
+        "run": run_info(context.details["started"], context.details["run"]),
     }
     if "synthesis" in context.details:
         manifest["synthesis"] = context.details["synthesis"]
-    write_manifest(context.version_dir, manifest)
-    try:
-        context.version_dir.rename(context.final_dir)
-    except OSError:
-        if not (context.final_dir / MANIFEST_FILE).is_file():
-            raise
-    shutil.rmtree(context.staging_dir, ignore_errors=True)
-    return context.final_dir
+    return manifest
 
 
 def discard(context: BuildContext) -> None:
@@ -265,26 +297,28 @@ def discard(context: BuildContext) -> None:
         shutil.rmtree(context.staging_dir, ignore_errors=True)
 
 
-def build(config: Config) -> tuple[Path, bool]:
-    """Run all stages in this process.
+def build(config: Config, run: dict[str, Any] | None = None) -> tuple[Path, bool]:
+    """Run all stages in this process, holding the dataset's lock.
 
     Returns:
         The version directory and whether it was newly published (False: it existed).
     """
-    context = prepare(config)
-    if context.existing:
-        return context.final_dir, False
-    try:
-        report = None
-        if config.synthesis.enabled:
-            checkpoint = config.synthesis.checkpoint or train_gan_for(context)["checkpoint"]
-            report = synthesize_for(context, Path(checkpoint))
-        context = plan(context, report)
-        entries = [write_shard(context, shard) for shard in context.shards]
-        return publish(context, entries), True
-    except BaseException:
-        discard(context)
-        raise
+    with dataset_lock(dataset_dir(config), purpose="expand run", timeout=config.output.lock_timeout):
+        context = prepare(config, run)
+        if context.existing:
+            return publish(context, []), False
+        try:
+            report = None
+            if config.synthesis.enabled:
+                checkpoint = config.synthesis.checkpoint or train_gan_for(context)["checkpoint"]
+                report = synthesize_for(context, Path(checkpoint))
+            context = plan(context, report)
+            with ThreadPoolExecutor(max_workers=config.runner.worker_count()) as pool:
+                entries = list(pool.map(lambda shard: write_shard(context, shard), context.shards))
+            return publish(context, entries), True
+        except BaseException:
+            discard(context)
+            raise
 
 
 def train_gan_only(
@@ -296,15 +330,17 @@ def train_gan_only(
         The training summary; ``checkpoint`` points at ``out_dir/best.pt``.
     """
     # Staged under "<name>-gan", where nothing is ever published, so it always stages.
-    context = prepare(config.model_copy(update={"name": config.dataset_name() + "-gan"}))
-    try:
-        summary = train_gan_for(context, resume=resume, on_metrics=on_metrics)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("best.pt", "last.pt"):
-            shutil.copyfile(context.work_dir / "gan" / name, out_dir / name)
-        return {**summary, "checkpoint": str(out_dir / "best.pt")}
-    finally:
-        discard(context)
+    staged = config.model_copy(update={"name": config.dataset_name() + "-gan"})
+    with dataset_lock(dataset_dir(staged), purpose="expand train-gan", timeout=config.output.lock_timeout):
+        context = prepare(staged)
+        try:
+            summary = train_gan_for(context, resume=resume, on_metrics=on_metrics)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for name in ("best.pt", "last.pt"):
+                shutil.copyfile(context.work_dir / "gan" / name, out_dir / name)
+            return {**summary, "checkpoint": str(out_dir / "best.pt")}
+        finally:
+            discard(context)
 
 
 def row_id(source_id: str, replica: int) -> str:

@@ -7,6 +7,7 @@ Loading goes through :func:`load_config`, which turns every validation problem i
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +34,10 @@ class SourceConfig(_Strict):
     class_names: list[str] | None = Field(
         default=None, description="Names for integer labels of array sources (MNIST IDX, CIFAR)."
     )
+    license: str | None = Field(
+        default=None, description="The source's licence (SPDX id or URL), for the dataset card and Croissant."
+    )
+    citation: str | None = Field(default=None, description="How to cite the source (e.g. BibTeX).")
 
     @model_validator(mode="after")
     def _path_matches_kind(self) -> SourceConfig:
@@ -181,6 +186,9 @@ class OutputConfig(_Strict):
         default=5000, description="Rows per shard (int) or a byte size such as '64MB'."
     )
     png_compress_level: int = Field(default=6, ge=0, le=9)
+    lock_timeout: float = Field(
+        default=0.0, ge=0.0, description="seconds to wait while another run holds this dataset's lock"
+    )
 
     @field_validator("shard_size")
     @classmethod
@@ -199,6 +207,17 @@ class OutputConfig(_Strict):
         return "bytes", parse_size(self.shard_size)
 
 
+class RunnerConfig(_Strict):
+    """How the shard tasks run; never changes the content of a version."""
+
+    workers: int | None = Field(
+        default=None, ge=1, description="shards written at once; default: the machine's CPU count"
+    )
+
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
 class Config(_Strict):
     """The whole run: one source, one split rule, one augmentation recipe, one output."""
 
@@ -209,6 +228,7 @@ class Config(_Strict):
     augment: AugmentConfig = AugmentConfig()
     synthesis: SynthesisConfig = SynthesisConfig()
     output: OutputConfig = OutputConfig()
+    runner: RunnerConfig = RunnerConfig()
 
     @field_validator("name")
     @classmethod
@@ -230,7 +250,9 @@ class Config(_Strict):
         """The settings that decide the version's content (not where it is written)."""
         data = self.model_dump(mode="json")
         data.pop("name")
+        data.pop("runner")
         data["output"].pop("root")
+        data["output"].pop("lock_timeout")
         data["source"].pop("path")  # the source enters the version id by its content hash
         if not self.synthesis.enabled:
             data.pop("synthesis")  # settings of a disabled stage do not change the content

@@ -10,15 +10,23 @@ import hashlib
 import json
 import platform
 import socket
+import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 import pipeline
+from pipeline.hashing import file_sha256
+from pipeline.shards import lineage_schema, parquet_schema
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
+# Files added to a version after publishing (evaluations): not hashed into the manifest.
+ATTACHMENTS_DIR = "attachments"
 # Libraries whose versions can change the bytes of a version: they enter its id.
 CONTENT_LIBRARIES = (
     "torch",
@@ -61,15 +69,39 @@ def version_id(
     return "v-" + hashlib.sha256(blob).hexdigest()[:16]
 
 
-def run_info(started: str) -> dict[str, Any]:
-    """Who made the version, where and when (``started``: ISO time)."""
+def run_info(started: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Who made the version, where and when (``started``: ISO time; ``extra``: e.g. the
+    orchestrator's run id)."""
     return {
         "started": started,
         "finished": utcnow().isoformat(timespec="seconds"),
         "host": socket.gethostname(),
         "python": platform.python_version(),
         "code_version": pipeline.__version__,
+        "git": git_revision(),
+        **(extra or {}),
     }
+
+
+def git_revision() -> dict[str, Any] | None:
+    """The commit of the code's git checkout and whether it had local changes (None when
+    the code is not in a git checkout, e.g. installed from a wheel)."""
+    here = Path(pipeline.__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return None
+        status = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
 def utcnow() -> datetime:
@@ -101,3 +133,65 @@ def write_manifest(version_dir: Path, manifest: dict[str, Any]) -> Path:
 def read_manifest(version_dir: Path) -> dict[str, Any]:
     """Load a version's manifest."""
     return json.loads((Path(version_dir) / MANIFEST_FILE).read_text(encoding="utf-8"))
+
+
+def verify(version_dir: Path, *, full: bool = True) -> list[str]:
+    """Check a version against its manifest; return the problems (none: intact).
+
+    Checks that every listed file exists with its size (and, when ``full``, its sha256),
+    that no unlisted file is present (outside ``attachments/``), and that every shard has
+    the schema and row count the manifest records.
+    """
+    version_dir = Path(version_dir)
+    try:
+        manifest = read_manifest(version_dir)
+    except (OSError, ValueError) as exc:
+        return [f"{MANIFEST_FILE}: unreadable ({exc})"]
+    listed = {f["path"]: f for f in manifest["files"]}
+    problems = [p for entry in listed.values() if (p := _check_file(version_dir, entry, full))]
+    for path in sorted(version_dir.rglob("*")):
+        relative = path.relative_to(version_dir).as_posix()
+        if path.is_file() and relative not in listed and relative != MANIFEST_FILE:
+            if not relative.startswith(ATTACHMENTS_DIR + "/"):
+                problems.append(f"{relative}: present but not listed in the manifest")
+    damaged = {p.split(":")[0] for p in problems}
+    return problems + _check_rows(version_dir, manifest, damaged)
+
+
+def _check_file(version_dir: Path, entry: dict[str, Any], full: bool) -> str | None:
+    path = version_dir / entry["path"]
+    if not path.is_file():
+        return f"{entry['path']}: missing"
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        return f"{entry['path']}: {size} bytes, the manifest says {entry['bytes']}"
+    if full and (digest := file_sha256(path)) != entry["sha256"]:
+        return f"{entry['path']}: sha256 {digest[:16]}..., the manifest says {entry['sha256'][:16]}..."
+    return None
+
+
+def _check_rows(version_dir: Path, manifest: dict[str, Any], damaged: set[str]) -> list[str]:
+    """Schema and row count of each shard's table, and split totals."""
+    parquet = manifest["format"] == "parquet"
+    schema = (parquet_schema if parquet else lineage_schema)(manifest["class_names"])
+    problems, totals = [], {}
+    for shard in manifest["shards"]:
+        relative = f"{'data' if parquet else 'lineage'}/{shard['shard']}.parquet"
+        totals[shard["split"]] = totals.get(shard["split"], 0) + shard["rows"]
+        if relative in damaged:
+            continue
+        try:
+            metadata = pq.read_metadata(version_dir / relative)
+            found = metadata.schema.to_arrow_schema()
+        except (OSError, pa.ArrowException) as exc:
+            problems.append(f"{relative}: not readable as Parquet ({exc})")
+            continue
+        if not found.equals(schema, check_metadata=True):
+            problems.append(f"{relative}: schema differs from the expected shard schema")
+        if metadata.num_rows != shard["rows"]:
+            problems.append(f"{relative}: {metadata.num_rows} rows, the manifest says {shard['rows']}")
+    for split, info in manifest["splits"].items():
+        if totals.get(split, 0) != info["rows"]:
+            held = totals.get(split, 0)
+            problems.append(f"split {split}: shards hold {held} rows, the manifest says {info['rows']}")
+    return problems

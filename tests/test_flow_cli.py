@@ -1,12 +1,16 @@
 """The Prefect flow and the ``expand`` command, end to end on small data."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from test_synthesis import TINY_GAN
 
 from flows.cli import main
+from pipeline.build import build
+from pipeline.config import load_config
 from pipeline.manifest import read_manifest
 
 
@@ -31,6 +35,15 @@ def test_flow_publishes_then_reuses(prefect_harness, tiny_config, tmp_path):
     assert first["splits"]["train"]["augmented"] == first["splits"]["train"]["real"]
     second = expand(config_path=None, overrides=overrides)
     assert second["created"] is False and second["version_dir"] == first["version_dir"]
+    assert manifest["run"]["orchestrator"] == "prefect" and manifest["run"]["flow_run_id"]
+    version = Path(first["version_dir"])
+    assert os.readlink(version.parent / "latest") == version.name
+    # Shard tasks in parallel threads under Prefect, or one worker in-process: same bytes.
+    alone, _ = build(load_config(None, [*overrides, f"output.root={tmp_path / 'alone'}", "runner.workers=1"]))
+    assert alone.name == version.name
+    assert {f["path"]: f["sha256"] for f in read_manifest(alone)["files"]} == {
+        f["path"]: f["sha256"] for f in manifest["files"]
+    }
 
 
 def test_cli_run_prints_version_dir_last(prefect_harness, tiny_folder, tmp_path, capsys):

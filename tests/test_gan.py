@@ -142,6 +142,6 @@ def test_ema_warm_up_follows_live_weights_early():
     initial = [p.clone() for p in t.G_ema.parameters()]
     t.train_step()
     live, ema = list(t.G.parameters()), list(t.G_ema.parameters())
-    to_live = sum(float((e - p).abs().sum()) for e, p in zip(ema, live, strict=True))
+    to_live = sum(float((e - p.detach()).abs().sum()) for e, p in zip(ema, live, strict=True))
     to_init = sum(float((e - p).abs().sum()) for e, p in zip(ema, initial, strict=True))
     assert to_live < to_init  # decay min(0.999, 1/10) at the first step, not 0.999

@@ -1,0 +1,185 @@
+"""``expand`` subcommands over published versions: versions, show, diff, tag, gc, verify, lineage.
+
+They read and change the output directory only; none starts Prefect. ``--json`` prints
+one JSON document instead of the human summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from pipeline import catalog
+from pipeline.manifest import read_manifest, verify
+
+EXIT_OK, EXIT_FAILED = 0, 1
+_LIST_LIMIT = 20
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    versions = commands.add_parser("versions", help="list the versions under an output root")
+    versions.add_argument("root", help="output.root, or one dataset folder in it")
+    versions.add_argument("--json", action="store_true")
+    show = commands.add_parser("show", help="summarise one version")
+    show.add_argument("version", help="version folder (or its 'latest' or tags/<name> link)")
+    show.add_argument("--json", action="store_true")
+    diff = commands.add_parser("diff", help="what changed between two versions")
+    diff.add_argument("a")
+    diff.add_argument("b")
+    diff.add_argument("--json", action="store_true")
+    tag = commands.add_parser("tag", help="name a version (gc keeps tagged versions)")
+    tag.add_argument("version")
+    tag.add_argument("name")
+    tag.add_argument("--delete", action="store_true", help="remove the tag instead")
+    gc = commands.add_parser("gc", help="remove old untagged versions and crashed runs' staging")
+    gc.add_argument("root")
+    gc.add_argument("--keep", type=int, required=True, help="newest versions kept per dataset")
+    gc.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    check = commands.add_parser("verify", help="re-hash every file of a version against its manifest")
+    check.add_argument("version")
+    check.add_argument("--quick", action="store_true", help="sizes, schemas and row counts only")
+    trace = commands.add_parser("lineage", help="where one row came from")
+    trace.add_argument("version")
+    trace.add_argument("row_id")
+
+
+COMMANDS = ("versions", "show", "diff", "tag", "gc", "verify", "lineage")
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    return {
+        "versions": _versions,
+        "show": _show,
+        "diff": _diff,
+        "tag": _tag,
+        "gc": _gc,
+        "verify": _verify,
+        "lineage": _lineage,
+    }[args.command](args)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=1, sort_keys=True, default=str))
+
+
+def _origins(rows: dict[str, int]) -> str:
+    return "/".join(str(rows.get(o, 0)) for o in ("real", "augmented", "synthetic"))
+
+
+def _versions(args: argparse.Namespace) -> int:
+    found = catalog.list_versions(Path(args.root))
+    if args.json:
+        _print_json([s.as_dict() for s in found])
+        return EXIT_OK
+    if not found:
+        print(f"no versions under {args.root}")
+        return EXIT_OK
+    print(f"{'version':<20} {'created':<30} {'dataset':<14} {'train r/a/s':<20} {'test':>6} {'MB':>8}  refs")
+    for s in found:
+        refs = ", ".join((["latest"] if s.latest else []) + s.tags)
+        test = sum(s.rows.get("test", {}).values())
+        print(
+            f"{s.version_id:<20} {s.created:<30} {s.name:<14} {_origins(s.rows.get('train', {})):<20} "
+            f"{test:>6} {s.bytes / 1e6:>8.2f}  {refs}"
+        )
+    return EXIT_OK
+
+
+def _show(args: argparse.Namespace) -> int:
+    version = catalog.resolve_version(args.version)
+    manifest = read_manifest(version)
+    latest, tags = catalog.refs(version.parent)
+    summary = catalog.summarize(version, latest, tags).as_dict()
+    summary.update(
+        classes=manifest["class_names"],
+        image=manifest["image"],
+        format=manifest["format"],
+        files=len(manifest["files"]),
+        run=manifest.get("run"),
+        synthesis={k: v for k, v in manifest.get("synthesis", {}).items() if k in ("published", "gate")},
+    )
+    if args.json:
+        _print_json(summary)
+        return EXIT_OK
+    print(f"{summary['name']} {summary['version_id']}  ({version})")
+    print(f"  created   {summary['created']}, {summary['files']} files, {summary['bytes'] / 1e6:.2f} MB")
+    print(f"  source    {summary['source']} (fingerprint {summary['fingerprint']})")
+    image = summary["image"]
+    print(
+        f"  images    {image['mode']} {image['height']}x{image['width']}, {len(summary['classes'])} classes"
+    )
+    for split, rows in summary["rows"].items():
+        print(f"  {split:<9} {sum(rows.values()):>7} rows (real/augmented/synthetic {_origins(rows)})")
+    gate = summary["synthesis"].get("gate")
+    if gate:
+        print(f"  gate      {gate['reason']}")
+    refs = (["latest"] if summary["latest"] else []) + summary["tags"]
+    if refs:
+        print(f"  refs      {', '.join(refs)}")
+    return EXIT_OK
+
+
+def _diff(args: argparse.Namespace) -> int:
+    changes = catalog.diff_versions(Path(args.a), Path(args.b))
+    if args.json:
+        _print_json(changes)
+        return EXIT_OK
+    print(f"{changes['a']} -> {changes['b']}")
+    source = changes["source"]
+    if source["changed"]:
+        print(f"source changed: {source['fingerprint'][0]} -> {source['fingerprint'][1]}")
+        for kind in ("added", "removed", "edited", "moved_split"):
+            ids = source[kind]
+            if ids:
+                more = f" (+{len(ids) - _LIST_LIMIT} more)" if len(ids) > _LIST_LIMIT else ""
+                print(f"  {kind:<12} {len(ids):>5}: {', '.join(ids[:_LIST_LIMIT])}{more}")
+    else:
+        print("source unchanged")
+    for c in changes["counts"]:
+        print(f"  rows {c['split']}/{c['origin']}/{c['class']}: {c['a']} -> {c['b']} ({c['delta']:+d})")
+    for c in changes["config"]:
+        print(f"  config {c['key']}: {json.dumps(c['a'])} -> {json.dumps(c['b'])}")
+    for c in changes["libraries"]:
+        print(f"  library {c['key']}: {c['a']} -> {c['b']}")
+    return EXIT_OK
+
+
+def _tag(args: argparse.Namespace) -> int:
+    previous = catalog.tag_version(Path(args.version), args.name, delete=args.delete)
+    if args.delete:
+        print(f"tag {args.name} removed (was {previous})")
+    else:
+        moved = f" (moved from {previous})" if previous else ""
+        print(f"tag {args.name} -> {catalog.resolve_version(args.version).name}{moved}")
+    return EXIT_OK
+
+
+def _gc(args: argparse.Namespace) -> int:
+    report = catalog.gc(Path(args.root), keep=args.keep, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for path in report["removed"]:
+        print(f"{verb} version {path}")
+    for path in report["staging"]:
+        print(f"{verb} staging {path}")
+    print(f"{len(report['kept'])} versions kept, {len(report['removed'])} {verb}")
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    version = catalog.resolve_version(args.version)
+    problems = verify(version, full=not args.quick)
+    if problems:
+        for problem in problems:
+            print(f"{version}: {problem}")
+        print(f"FAILED: {len(problems)} problem(s)")
+        return EXIT_FAILED
+    files = len(read_manifest(version)["files"])
+    print(f"OK: {files} files {'sized' if args.quick else 'hashed'}, schemas and row counts match")
+    return EXIT_OK
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    _print_json(catalog.lineage(Path(args.version), args.row_id))
+    return EXIT_OK
