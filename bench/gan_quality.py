@@ -1,10 +1,11 @@
 """GAN synthesis quality on Fashion-MNIST with K real images per class (low-data regime).
 
 Builds a version with ``expand``'s library (augmentation + GAN + utility gate) from K
-images per class of ``../shared/datasets/fashion-mnist.tar.gz``, then trains the reference
-classifier on real only, real+augmented, real+augmented+synthetic (as published, and
-with the gate forced open for comparison) and reports accuracy on the full real test
-split (10,000 images), with FD and CAS from the manifest.
+images per class of ``../shared/datasets/fashion-mnist.tar.gz``, then runs the evaluation
+of ``expand evaluate`` (:mod:`pipeline.evaluation`) on it: the reference classifier trained
+on real only, real+augmented, real+augmented+synthetic and synthetic only (CAS), tested on
+the full real test split (10,000 images); and again on the same generator's samples with
+the gate forced open. FD, KID, precision/recall come from the manifest.
 
     python bench/gan_quality.py --per-class 100 --steps 3000 --seeds 3
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -20,13 +22,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from pipeline.build import build
-from pipeline.classifier import ClassifierSpec, accuracy, to_tensor, train_classifier
 from pipeline.config import load_config
-from pipeline.images import decode_png
+from pipeline.evaluation import EvaluationSettings, evaluate
 from pipeline.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,36 +54,8 @@ def extract(per_class: int, seed: int, target: Path) -> Path:
     return target
 
 
-def rows(version: Path, split: str) -> dict[str, list]:
-    tables = [
-        pq.read_table(f, columns=["image", "label", "origin"])
-        for f in sorted((version / "data").glob(f"{split}-*.parquet"))
-    ]
-    out = {"images": [], "labels": [], "origin": []}
-    for table in tables:
-        data = table.to_pydict()
-        out["images"] += [decode_png(image["bytes"]) for image in data["image"]]
-        out["labels"] += data["label"]
-        out["origin"] += data["origin"]
-    return out
-
-
 def note(message: str, started: float) -> None:
     print(f"[{time.perf_counter() - started:7.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-def evaluate(train: dict, test: dict, origins: set[str], seeds: int, epochs: int) -> dict:
-    keep = [i for i, o in enumerate(train["origin"]) if o in origins]
-    if not keep:
-        return {"rows": 0}
-    x = to_tensor(np.stack([train["images"][i] for i in keep]))
-    y = torch.as_tensor([train["labels"][i] for i in keep])
-    tx, ty = to_tensor(np.stack(test["images"])), torch.as_tensor(test["labels"])
-    runs = [
-        accuracy(train_classifier(x, y, 10, seed=s, spec=ClassifierSpec(epochs=epochs)), tx, ty)
-        for s in range(seeds)
-    ]
-    return {"rows": len(keep), "mean": float(np.mean(runs)), "std": float(np.std(runs)), "runs": runs}
 
 
 def main() -> int:
@@ -97,6 +69,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--keep", type=Path, help="copy both versions (gate on, gate off) here")
     args = parser.parse_args()
     if not TARBALL.is_file():
         print(f"skipped: {TARBALL} not found", file=sys.stderr)
@@ -136,14 +109,10 @@ def main() -> int:
             k: synthesis["metrics"][k] for k in ("fd", "kid", "precision", "recall", "cas_test")
         }
         results["gate"] = synthesis.get("gate")
-        train, test = rows(version, "train"), rows(version, "test")
-        results["real"] = evaluate(train, test, {"real"}, args.seeds, args.epochs)
-        results["real+augmented"] = evaluate(train, test, {"real", "augmented"}, args.seeds, args.epochs)
-        results["published"] = evaluate(
-            train, test, {"real", "augmented", "synthetic"}, args.seeds, args.epochs
-        )
-        # The same generator with the gate forced open: what the gate protected us from (or not).
+        settings = EvaluationSettings(seeds=args.seeds, epochs=args.epochs)
+        results["published"] = evaluate(version, settings)["results"]
         note("evaluated the published version", started)
+        # The same generator with the gate forced open: what the gate protected us from (or not).
         forced, _ = build(
             load_config(
                 None,
@@ -154,12 +123,12 @@ def main() -> int:
                 ],
             )
         )
-        forced_train = rows(forced, "train")
-        results["real+augmented+synthetic (gate off)"] = evaluate(
-            forced_train, test, {"real", "augmented", "synthetic"}, args.seeds, args.epochs
-        )
-        results["synthetic only (CAS)"] = evaluate(forced_train, test, {"synthetic"}, args.seeds, args.epochs)
+        with_synthetic = ("real+augmented+synthetic", "synthetic only (CAS)")
+        results["gate_off"] = evaluate(forced, settings, with_synthetic)["results"]
         results["total_seconds"] = time.perf_counter() - started
+        if args.keep:
+            for built in (version, forced):
+                shutil.copytree(built, args.keep / built.name, symlinks=True)
     print(json.dumps(results, indent=1))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")

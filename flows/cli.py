@@ -2,13 +2,15 @@
 
 Exit codes: 0 success, 1 the run failed (unreadable data, I/O, a version that does not
 verify), 2 bad usage or config. ``expand run`` prints the version directory as the last
-line of stdout. The catalog commands (versions, show, diff, tag, gc, verify, lineage) are
+line of stdout; ``expand evaluate --json`` prints its report as JSON on the last line. The
+catalog commands (versions, show, diff, tag, gc, verify, lineage) are
 in :mod:`flows.catalog_cli`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -46,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     gan.add_argument("--out", help="checkpoint folder (default: <output.root>/<name>-gan)")
     gan.add_argument("--resume", help="continue from this checkpoint (exactly, on the same device)")
     catalog_cli.add_commands(commands)
+    evaluate = commands.add_parser("evaluate", help="train the reference classifier on parts of a version")
+    evaluate.add_argument("version")
+    evaluate.add_argument("--seeds", type=int, default=3, help="classifier seeds per subset (default 3)")
+    evaluate.add_argument("--epochs", type=int, default=30, help="classifier epochs (default 30)")
+    evaluate.add_argument(
+        "--real-per-class", type=int, help="low-data protocol: keep K real images per class and their copies"
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON on the last line")
     return parser
 
 
@@ -64,6 +74,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _run(args)
         if args.command == "train-gan":
             return _train_gan(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
         if args.command in catalog_cli.COMMANDS:
             return catalog_cli.dispatch(args)
     except ConfigError as exc:
@@ -112,6 +124,27 @@ def _train_gan(args: argparse.Namespace) -> int:
         f" sha256 {result['sha256'][:16]}"
     )
     print(result["checkpoint"])
+    return EXIT_OK
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pipeline.catalog import resolve_version
+    from pipeline.evaluation import EvaluationSettings
+
+    resolve_version(args.version)  # fail fast, before Prefect starts
+    EvaluationSettings(seeds=args.seeds, epochs=args.epochs, real_per_class=args.real_per_class)
+    _hide_tracebacks_of_expected_errors()
+    from flows.evaluate import evaluate
+
+    document = evaluate(
+        version=args.version, seeds=args.seeds, epochs=args.epochs, real_per_class=args.real_per_class
+    )
+    for name, result in document["results"].items():
+        value = f"{result['mean']:.4f} ± {result['std']:.4f}" if result["rows"] else "no rows"
+        print(f"  {name:<26} {result['rows']:>7} rows  {value}")
+    print(f"report: {document['files'][1]}")
+    if args.json:
+        print(json.dumps(document, sort_keys=True))
     return EXIT_OK
 
 

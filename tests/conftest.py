@@ -150,9 +150,13 @@ def tiny_config(tmp_path: Path, tiny_folder: Path):
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One temporary Prefect server (SQLite) for every flow test of the session."""
+    from prefect import flow
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=60):
+        # Prefect binds its console log handler to sys.stderr at the first run: make that
+        # the session's stream, not a test's capsys stream that closes after the test.
+        flow(lambda: None, name="warm-up")()
         yield
 
 

@@ -1,0 +1,58 @@
+"""Prefect flow ``evaluate``: does a version help a classifier? (``expand evaluate VERSION``)
+
+One task per training subset (real, real+augmented, real+augmented+synthetic, synthetic
+only), run one after another (each already uses every core), then a task that writes the
+report into the version's ``attachments/`` and publishes it as Prefect artifacts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from pipeline.catalog import resolve_version
+from pipeline.evaluation import SUBSETS, EvaluationSettings, evaluate_subset, markdown, report, write_report
+
+
+@task(name="evaluate-subset", cache_policy=NO_CACHE, task_run_name="evaluate-{subset}")
+def evaluate_subset_task(version: str, subset: str, settings: EvaluationSettings) -> dict[str, Any]:
+    return evaluate_subset(Path(version), subset, settings)
+
+
+@task(name="write-evaluation", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def write_report_task(version: str, document: dict[str, Any]) -> list[str]:
+    paths = write_report(version, document)
+    key = f"{document['version_id']}-{EvaluationSettings(**document['settings']).stem}".lower()
+    create_markdown_artifact(
+        markdown=markdown(document), key=key, description="test accuracy by training rows"
+    )
+    create_table_artifact(
+        table=[
+            {"training rows": name, "count": r["rows"], "mean": r.get("mean"), "std": r.get("std")}
+            for name, r in document["results"].items()
+        ],
+        key=f"{key}-table",
+    )
+    return [str(p) for p in paths]
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate(
+    version: str, seeds: int = 3, epochs: int = 30, real_per_class: int | None = None
+) -> dict[str, Any]:
+    """Evaluate a version; returns the report (also written to ``attachments/``)."""
+    logger = get_run_logger()
+    path = str(resolve_version(version))
+    settings = EvaluationSettings(seeds=seeds, epochs=epochs, real_per_class=real_per_class)
+    results = {}
+    for subset in SUBSETS:
+        results[subset] = evaluate_subset_task(path, subset, settings)
+        if results[subset]["rows"]:
+            logger.info("%s: %.4f ± %.4f", subset, results[subset]["mean"], results[subset]["std"])
+    document = report(Path(path), settings, results)
+    document["files"] = write_report_task(path, document)
+    return document

@@ -1,0 +1,229 @@
+"""Does the expansion help? The reference classifier trained on parts of a version, tested
+on the version's real test split.
+
+Subsets of the training split: real only, real+augmented, real+augmented+synthetic and
+synthetic only (CAS), each with several seeds; mean and spread of test accuracy, and
+per-class accuracy. The low-data protocol (``real_per_class=K``) keeps K real images per
+class (seeded, stratified) and only their augmented copies; synthetic rows are kept as
+published, and they come from a generator trained on the whole real training split (the
+report says so). The classifier is :mod:`pipeline.classifier`, the same yardstick as the
+GAN's utility gate and metrics.
+
+Reports go to ``<version>/attachments/`` (outside the version's hashed content):
+``evaluation[-kK].json``, ``.md`` and a ``.png`` bar chart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from pipeline.classifier import ClassifierSpec, predict_proba, to_tensor, train_classifier
+from pipeline.dataset import ExpandedDataset
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.manifest import ATTACHMENTS_DIR, read_manifest, utcnow
+
+SUBSETS: dict[str, tuple[str, ...]] = {
+    "real": ("real",),
+    "real+augmented": ("real", "augmented"),
+    "real+augmented+synthetic": ("real", "augmented", "synthetic"),
+    "synthetic only (CAS)": ("synthetic",),
+}
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """The evaluation protocol (fixed and recorded with every report)."""
+
+    seeds: int = 3
+    epochs: int = 30
+    real_per_class: int | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.seeds < 1 or self.epochs < 1:
+            raise ConfigError(f"evaluation needs seeds >= 1 and epochs >= 1, got {self.seeds}, {self.epochs}")
+        if self.real_per_class is not None and self.real_per_class < 1:
+            raise ConfigError(f"real_per_class must be at least 1, got {self.real_per_class}")
+
+    @property
+    def stem(self) -> str:
+        return "evaluation" + (f"-k{self.real_per_class}" if self.real_per_class else "")
+
+
+@dataclass(frozen=True)
+class _Rows:
+    images: np.ndarray
+    labels: np.ndarray
+    origins: np.ndarray
+    source_ids: np.ndarray
+
+
+def _load(version: Path, split: str) -> _Rows:
+    dataset = ExpandedDataset(version, split, transform=np.asarray, return_lineage=True, check="none")
+    items = [dataset[i] for i in range(len(dataset))]
+    if not items:
+        raise PipelineError(f"{version}: the {split} split has no rows to evaluate with")
+    return _Rows(
+        images=np.stack([image for image, _, _ in items]),
+        labels=np.asarray([label for _, label, _ in items], dtype=np.int64),
+        origins=np.asarray([info["origin"] for _, _, info in items]),
+        source_ids=np.asarray([info["source_id"] for _, _, info in items]),
+    )
+
+
+def low_data_mask(rows: _Rows, per_class: int | None, seed: int) -> np.ndarray:
+    """Rows kept under the low-data protocol: K real images per class (ranked by a seeded
+    hash of their source id), their augmented copies, and every synthetic row."""
+    if per_class is None:
+        return np.ones(len(rows.labels), dtype=bool)
+    real = rows.origins == "real"
+    chosen: set[str] = set()
+    for label in np.unique(rows.labels[real]):
+        ids = sorted(set(rows.source_ids[real & (rows.labels == label)].tolist()))
+        ranked = sorted(ids, key=lambda i: hashlib.sha256(f"{seed}\x1f{i}".encode()).hexdigest())
+        chosen.update(ranked[:per_class])
+    from_chosen = np.isin(rows.source_ids, sorted(chosen))
+    return (rows.origins == "synthetic") | (from_chosen & np.isin(rows.origins, ["real", "augmented"]))
+
+
+def evaluate_subset(version: Path, subset: str, settings: EvaluationSettings) -> dict[str, Any]:
+    """Train and test the reference classifier on one subset, once per seed.
+
+    Returns:
+        ``{"rows", "mean", "std", "runs", "per_class"}`` (only ``rows`` when it is empty).
+    """
+    if subset not in SUBSETS:
+        raise PipelineError(f"unknown subset {subset!r}; use one of {list(SUBSETS)}")
+    manifest = read_manifest(version)
+    train, test = _load(version, "train"), _load(version, "test")
+    mask = low_data_mask(train, settings.real_per_class, settings.seed) & np.isin(
+        train.origins, SUBSETS[subset]
+    )
+    if not mask.any():
+        return {"rows": 0}
+    x, y = to_tensor(train.images[mask]), torch.as_tensor(train.labels[mask])
+    test_x = to_tensor(test.images)
+    classes = manifest["class_names"]
+    runs, per_class = [], []
+    for s in range(settings.seeds):
+        model = train_classifier(
+            x, y, len(classes), seed=settings.seed + s, spec=ClassifierSpec(epochs=settings.epochs)
+        )
+        correct = predict_proba(model, test_x).argmax(dim=1).numpy() == test.labels
+        runs.append(float(correct.mean()))
+        per_class.append(
+            [
+                float(correct[test.labels == c].mean()) if (test.labels == c).any() else None
+                for c in range(len(classes))
+            ]
+        )
+    return {
+        "rows": int(mask.sum()),
+        "mean": float(np.mean(runs)),
+        "std": float(np.std(runs)),
+        "runs": runs,
+        "per_class": {
+            name: (None if per_class[0][c] is None else float(np.mean([run[c] for run in per_class])))
+            for c, name in enumerate(classes)
+        },
+    }
+
+
+def report(version: Path, settings: EvaluationSettings, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The evaluation document: protocol, classifier recipe and results."""
+    manifest = read_manifest(version)
+    return {
+        "version_id": manifest["version_id"],
+        "created": utcnow().isoformat(timespec="seconds"),
+        "settings": asdict(settings),
+        "classifier": {"name": "ReferenceCNN", **asdict(ClassifierSpec(epochs=settings.epochs))},
+        "test_rows": manifest["splits"]["test"]["rows"],
+        "results": results,
+        "note": (
+            "accuracy on the version's real test split; synthetic rows come from a generator "
+            "trained on the whole real training split"
+            + (
+                f", even when only {settings.real_per_class} real images per class are kept"
+                if settings.real_per_class
+                else ""
+            )
+        ),
+    }
+
+
+def evaluate(
+    version: str | Path,
+    settings: EvaluationSettings = EvaluationSettings(),
+    subsets: Sequence[str] = tuple(SUBSETS),
+) -> dict[str, Any]:
+    """The given subsets (default: all), in this process; see :func:`report`."""
+    path = Path(version)
+    return report(path, settings, {name: evaluate_subset(path, name, settings) for name in subsets})
+
+
+def markdown(document: dict[str, Any], chart: str | None = None) -> str:
+    """A Markdown table of the results (mean ± std over seeds)."""
+    s = document["settings"]
+    lines = [
+        f"# Evaluation of {document['version_id']}",
+        "",
+        f"Reference classifier, {s['epochs']} epochs, {s['seeds']} seeds"
+        + (f", {s['real_per_class']} real images per class" if s["real_per_class"] else "")
+        + f"; accuracy on the real test split ({document['test_rows']} rows).",
+        "",
+        "| training rows | count | test accuracy |",
+        "|---|---:|---:|",
+    ]
+    for name, result in document["results"].items():
+        value = f"{result['mean']:.4f} ± {result['std']:.4f}" if result["rows"] else "no rows"
+        lines.append(f"| {name} | {result['rows']} | {value} |")
+    if chart:
+        lines += ["", f"![test accuracy]({chart})"]
+    lines += ["", document["note"] + "."]
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(document: dict[str, Any], path: Path) -> None:
+    """A PNG bar chart of mean test accuracy with ±std whiskers (drawn with Pillow)."""
+    results = [(name, r) for name, r in document["results"].items() if r["rows"]]
+    width, height, left, bottom, bar = 640, 360, 60, 60, 80
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    top = 30
+    scale = height - bottom - top
+    for tick in range(0, 11, 2):
+        y = height - bottom - scale * tick / 10
+        draw.line([(left, y), (width - 10, y)], fill=(225, 225, 225))
+        draw.text((10, y - 6), f"{tick / 10:.1f}", fill="black")
+    step = (width - left - 20) / max(1, len(results))
+    for k, (name, r) in enumerate(results):
+        x0 = left + 10 + k * step
+        y = height - bottom - scale * r["mean"]
+        draw.rectangle([x0, y, x0 + bar, height - bottom], fill=(70, 110, 170))
+        spread = scale * r["std"]
+        draw.line([(x0 + bar / 2, y - spread), (x0 + bar / 2, y + spread)], fill="black", width=2)
+        draw.text((x0, y - 16 - spread), f"{r['mean']:.3f}", fill="black")
+        draw.text((x0, height - bottom + 8), name.replace("+", "+\n"), fill="black")
+    draw.text((left, 8), f"test accuracy, {document['version_id']}", fill="black")
+    image.save(path)
+
+
+def write_report(version: str | Path, document: dict[str, Any]) -> list[Path]:
+    """Write ``attachments/<stem>.json``, ``.md`` and ``.png``; returns their paths."""
+    settings = EvaluationSettings(**document["settings"])
+    folder = Path(version) / ATTACHMENTS_DIR
+    folder.mkdir(exist_ok=True)
+    json_path, md_path, png_path = (folder / f"{settings.stem}{ext}" for ext in (".json", ".md", ".png"))
+    json_path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+    bar_chart(document, png_path)
+    md_path.write_text(markdown(document, png_path.name), encoding="utf-8")
+    return [json_path, md_path, png_path]

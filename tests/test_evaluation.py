@@ -1,0 +1,66 @@
+"""The evaluation: subsets, the low-data protocol, the report beside (not inside) the version."""
+
+import json
+
+import numpy as np
+import pytest
+from test_synthesis import TINY_GAN
+
+from flows.cli import main
+from pipeline.build import build
+from pipeline.errors import ConfigError
+from pipeline.evaluation import EvaluationSettings, _Rows, evaluate, low_data_mask, write_report
+from pipeline.manifest import verify
+
+
+def test_low_data_mask_keeps_k_real_per_class_and_their_copies():
+    ids = np.asarray(["a", "b", "c", "d", "a", "b", "c", "d", "g1", "g2"])
+    rows = _Rows(
+        images=np.zeros((10, 2, 2), np.uint8),
+        labels=np.asarray([0, 0, 1, 1, 0, 0, 1, 1, 0, 1]),
+        origins=np.asarray(["real"] * 4 + ["augmented"] * 4 + ["synthetic"] * 2),
+        source_ids=ids,
+    )
+    mask = low_data_mask(rows, 1, seed=0)
+    kept_real = set(ids[mask & (rows.origins == "real")])
+    assert len(kept_real) == 2 and len(kept_real & {"a", "b"}) == 1 and len(kept_real & {"c", "d"}) == 1
+    assert set(ids[mask & (rows.origins == "augmented")]) == kept_real
+    assert mask[rows.origins == "synthetic"].all()
+    assert low_data_mask(rows, None, 0).all()
+
+
+def test_evaluation_of_every_subset(tiny_config):
+    version, _ = build(tiny_config(*TINY_GAN, "synthesis.gate.enabled=false"))
+    document = evaluate(version, EvaluationSettings(seeds=2, epochs=1))
+    results = document["results"]
+    assert (
+        results["real"]["rows"]
+        < results["real+augmented"]["rows"]
+        < results["real+augmented+synthetic"]["rows"]
+    )
+    assert results["synthetic only (CAS)"]["rows"] == 9
+    for result in results.values():
+        assert len(result["runs"]) == 2 and 0 <= result["mean"] <= 1
+        assert set(result["per_class"]) == {"cat", "dog", "eel"}
+    paths = write_report(version, document)
+    assert [p.name for p in paths] == ["evaluation.json", "evaluation.md", "evaluation.png"]
+    assert json.loads(paths[0].read_text())["results"] == results
+    assert "| real+augmented |" in paths[1].read_text()
+    assert verify(version) == []  # attachments are not part of the hashed content
+    with pytest.raises(ConfigError):
+        EvaluationSettings(seeds=0)
+
+
+def test_evaluate_cli_runs_the_flow(prefect_harness, tiny_config, capsys):
+    version, _ = build(tiny_config())
+    code = main(
+        ["evaluate", str(version), "--seeds", "1", "--epochs", "1", "--real-per-class", "2", "--json"]
+    )
+    assert code == 0
+    document = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert document["settings"]["real_per_class"] == 2
+    assert document["results"]["real"]["rows"] == 6  # 2 per class, 3 classes
+    assert document["results"]["real+augmented"]["rows"] == 18
+    assert document["results"]["synthetic only (CAS)"] == {"rows": 0}
+    assert (version / "attachments" / "evaluation-k2.md").is_file()
+    assert main(["evaluate", str(version), "--seeds", "0"]) == 2
