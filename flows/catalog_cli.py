@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import catalog
-from pipeline.manifest import read_manifest, verify
+from pipeline.manifest import ATTACHMENTS_DIR, read_manifest, verify
 
 EXIT_OK, EXIT_FAILED = 0, 1
 _LIST_LIMIT = 20
@@ -99,6 +99,9 @@ def _show(args: argparse.Namespace) -> int:
         files=len(manifest["files"]),
         run=manifest.get("run"),
         synthesis={k: v for k, v in manifest.get("synthesis", {}).items() if k in ("published", "gate")},
+        attachments=sorted(
+            p.relative_to(version).as_posix() for p in (version / ATTACHMENTS_DIR).rglob("*") if p.is_file()
+        ),
     )
     if args.json:
         _print_json(summary)
@@ -118,6 +121,8 @@ def _show(args: argparse.Namespace) -> int:
     refs = (["latest"] if summary["latest"] else []) + summary["tags"]
     if refs:
         print(f"  refs      {', '.join(refs)}")
+    if summary["attachments"]:
+        print(f"  attached  {', '.join(summary['attachments'])} (not in the manifest)")
     return EXIT_OK
 
 

@@ -129,8 +129,23 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
 
 
 def expand_for(config: Config):
-    """The ``expand`` flow with a task runner sized by ``runner.workers``."""
-    return expand.with_options(task_runner=ThreadPoolTaskRunner(max_workers=config.runner.worker_count()))
+    """The ``expand`` flow with the task runner ``config.runner`` asks for.
+
+    ``local``: a thread pool of ``runner.workers``. ``dask``: prefect-dask's
+    ``DaskTaskRunner`` on the cluster at ``runner.address``, or on a local cluster of
+    ``runner.workers`` single-threaded worker processes. Only the shard tasks are
+    submitted to the runner; the workers need the output root at the same path (a shared
+    file system).
+    """
+    runner = config.runner
+    if runner.kind == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if runner.address:
+            return expand.with_options(task_runner=DaskTaskRunner(address=runner.address))
+        cluster = {"n_workers": runner.worker_count(), "threads_per_worker": 1, "dashboard_address": None}
+        return expand.with_options(task_runner=DaskTaskRunner(cluster_kwargs=cluster))
+    return expand.with_options(task_runner=ThreadPoolTaskRunner(max_workers=runner.worker_count()))
 
 
 def _run_record() -> dict[str, Any]:

@@ -210,9 +210,21 @@ class OutputConfig(_Strict):
 class RunnerConfig(_Strict):
     """How the shard tasks run; never changes the content of a version."""
 
-    workers: int | None = Field(
-        default=None, ge=1, description="shards written at once; default: the machine's CPU count"
+    kind: Literal["local", "dask"] = Field(
+        default="local", description="local: a thread pool in this process; dask: a Dask cluster"
     )
+    workers: int | None = Field(
+        default=None, ge=1, description="shards written at once (local), or local Dask workers; default: CPUs"
+    )
+    address: str | None = Field(
+        default=None, description="scheduler of an existing Dask cluster (tcp://host:8786); none: start one"
+    )
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> RunnerConfig:
+        if self.address is not None and self.kind != "dask":
+            raise ValueError("runner.address is only used with runner.kind 'dask'")
+        return self
 
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1

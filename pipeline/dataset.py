@@ -90,7 +90,7 @@ def _to_item(
 
 
 def _to_tensor(image: Image.Image) -> torch.Tensor:
-    array = np.asarray(image)
+    array = np.array(image)  # a writable copy
     array = array[:, :, None] if array.ndim == 2 else array
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float().div_(255.0)
 
@@ -127,21 +127,24 @@ class ExpandedDataset(Dataset):
         self.return_lineage = return_lineage
         columns = self._version.columns(return_lineage)
         tables = [self._version.read(pq.read_table(f, columns=columns)) for f in self._version.files]
-        self._rows = pa.concat_tables(tables) if tables else pa.table({c: [] for c in columns})
-        self.labels = np.asarray(self._rows["label"].to_pylist(), dtype=np.int64)
-        self.origins = np.asarray(self._rows["origin"].to_pylist())
+        rows = pa.concat_tables(tables) if tables else pa.table({c: [] for c in columns})
+        # One contiguous Arrow array per column: indexing it is cheap, and the encoded
+        # images stay in Arrow's compact buffers rather than as Python objects.
+        self._columns = {name: rows[name].combine_chunks() for name in rows.column_names}
+        self.labels = np.asarray(self._columns["label"].to_numpy(zero_copy_only=False), dtype=np.int64)
+        self.origins = np.asarray(self._columns["origin"].to_pylist())
 
     @property
     def class_names(self) -> list[str]:
         return self._version.class_names
 
     def __len__(self) -> int:
-        return self._rows.num_rows
+        return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} rows")
-        row = {name: self._rows[name][index].as_py() for name in self._rows.column_names}
+        row = {name: column[index].as_py() for name, column in self._columns.items()}
         return _to_item(self._version, row, self.transform, self.return_lineage)
 
     def sample_weights(

@@ -186,6 +186,15 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
     for name, result in document["results"].items():
         value = f"{result['mean']:.4f} ± {result['std']:.4f}" if result["rows"] else "no rows"
         lines.append(f"| {name} | {result['rows']} | {value} |")
+    with_rows = [(name, r) for name, r in document["results"].items() if r["rows"]]
+    if with_rows:
+        classes = list(with_rows[0][1]["per_class"])
+        lines += ["", "Per-class test accuracy (mean over seeds):", ""]
+        lines += ["| class | " + " | ".join(name for name, _ in with_rows) + " |"]
+        lines += ["|---|" + "---:|" * len(with_rows)]
+        for c in classes:
+            cells = [r["per_class"][c] for _, r in with_rows]
+            lines.append(f"| {c} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in cells) + " |")
     if chart:
         lines += ["", f"![test accuracy]({chart})"]
     lines += ["", document["note"] + "."]

@@ -119,3 +119,13 @@ def test_empty_and_non_mapping_files(tmp_path):
         load_config(write(tmp_path, "a: [\n"))
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_runner_and_lock_settings_do_not_change_the_content():
+    base = load_config(None, [])
+    other = load_config(
+        None, ["runner.workers=3", "runner.kind=dask", "output.lock_timeout=9", "output.root=/elsewhere"]
+    )
+    assert base.content_dict() == other.content_dict()
+    with pytest.raises(ConfigError, match="runner.address is only used with runner.kind 'dask'"):
+        load_config(None, ["runner.address=tcp://127.0.0.1:8786"])

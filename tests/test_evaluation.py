@@ -45,7 +45,8 @@ def test_evaluation_of_every_subset(tiny_config):
     paths = write_report(version, document)
     assert [p.name for p in paths] == ["evaluation.json", "evaluation.md", "evaluation.png"]
     assert json.loads(paths[0].read_text())["results"] == results
-    assert "| real+augmented |" in paths[1].read_text()
+    report_text = paths[1].read_text()
+    assert "| real+augmented |" in report_text and "| eel |" in report_text
     assert verify(version) == []  # attachments are not part of the hashed content
     with pytest.raises(ConfigError):
         EvaluationSettings(seeds=0)
@@ -63,4 +64,7 @@ def test_evaluate_cli_runs_the_flow(prefect_harness, tiny_config, capsys):
     assert document["results"]["real+augmented"]["rows"] == 18
     assert document["results"]["synthetic only (CAS)"] == {"rows": 0}
     assert (version / "attachments" / "evaluation-k2.md").is_file()
+    capsys.readouterr()
+    assert main(["show", str(version)]) == 0
+    assert "attachments/evaluation-k2.json" in capsys.readouterr().out
     assert main(["evaluate", str(version), "--seeds", "0"]) == 2
