@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 from prefect.runtime import deployment, flow_run
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
 from pipeline.build import (
@@ -25,6 +25,7 @@ from pipeline.build import (
     plan,
     prepare,
     publish,
+    single_threaded,
     synthesize_for,
     train_gan_for,
     train_gan_only,
@@ -131,7 +132,8 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
 def expand_for(config: Config):
     """The ``expand`` flow with the task runner ``config.runner`` asks for.
 
-    ``local``: a thread pool of ``runner.workers``. ``dask``: prefect-dask's
+    ``local``: a pool of ``runner.workers`` processes (one OpenCV and torch thread each;
+    one worker runs in a thread of this process). ``dask``: prefect-dask's
     ``DaskTaskRunner`` on the cluster at ``runner.address``, or on a local cluster of
     ``runner.workers`` single-threaded worker processes. Only the shard tasks are
     submitted to the runner; the workers need the output root at the same path (a shared
@@ -145,7 +147,10 @@ def expand_for(config: Config):
             return expand.with_options(task_runner=DaskTaskRunner(address=runner.address))
         cluster = {"n_workers": runner.worker_count(), "threads_per_worker": 1, "dashboard_address": None}
         return expand.with_options(task_runner=DaskTaskRunner(cluster_kwargs=cluster))
-    return expand.with_options(task_runner=ThreadPoolTaskRunner(max_workers=runner.worker_count()))
+    if runner.worker_count() > 1:
+        pool = ProcessPoolTaskRunner(max_workers=runner.worker_count(), initializer=single_threaded)
+        return expand.with_options(task_runner=pool)
+    return expand.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))
 
 
 def _run_record() -> dict[str, Any]:

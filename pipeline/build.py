@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 import shutil
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+import torch
 
 from pipeline.augment import Augmenter, derive_seed
 from pipeline.card import CARD_FILE, dataset_card
@@ -213,6 +218,29 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
     return {"split": shard.split, "shard": shard.name, **entry}
 
 
+def write_shards(context: BuildContext, workers: int) -> list[dict[str, Any]]:
+    """Write every shard, in ``workers`` processes (in this one when 1 or a single shard).
+
+    Worker processes come from a ``forkserver`` that has imported this module once, and
+    run with one OpenCV and one torch thread each, so workers do not oversubscribe cores.
+    The entries come back in shard order; the bytes do not depend on ``workers``.
+    """
+    workers = min(workers, len(context.shards))
+    if workers <= 1:
+        return [write_shard(context, shard) for shard in context.shards]
+    mp = multiprocessing.get_context("forkserver")
+    mp.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp, initializer=single_threaded) as pool:
+        return list(pool.map(partial(write_shard, context), context.shards))
+
+
+def single_threaded() -> None:
+    """Worker-process set-up: one thread each for OpenCV, torch and OpenMP."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
 def train_gan_for(context: BuildContext, **kwargs: Any) -> dict[str, Any]:
     """Train the GAN on the staged training split (see :func:`train_gan_stage`)."""
     return train_gan_stage(
@@ -313,8 +341,7 @@ def build(config: Config, run: dict[str, Any] | None = None) -> tuple[Path, bool
                 checkpoint = config.synthesis.checkpoint or train_gan_for(context)["checkpoint"]
                 report = synthesize_for(context, Path(checkpoint))
             context = plan(context, report)
-            with ThreadPoolExecutor(max_workers=config.runner.worker_count()) as pool:
-                entries = list(pool.map(lambda shard: write_shard(context, shard), context.shards))
+            entries = write_shards(context, config.runner.worker_count())
             return publish(context, entries), True
         except BaseException:
             discard(context)

@@ -130,7 +130,7 @@ def tiny_folder(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiny_config(tmp_path: Path, tiny_folder: Path):
-    """A config over ``tiny_folder`` with 2 copies, small shards, writing under tmp_path."""
+    """A config over ``tiny_folder`` with 2 copies, small shards, one worker, writing under tmp_path."""
 
     def make(*overrides: str):
         base = [
@@ -141,6 +141,7 @@ def tiny_config(tmp_path: Path, tiny_folder: Path):
             f"augment.transforms={json.dumps(RECIPE)}",
             "output.shard_size=7",
             "split.test_fraction=0.34",
+            "runner.workers=1",  # in-process, so monkeypatches reach the shard writer
         ]
         return load_config(None, [*base, *overrides])
 

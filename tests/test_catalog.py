@@ -310,3 +310,14 @@ def test_dataset_card_loads_with_datasets(tiny_config):
     loaded = datasets.load_dataset(str(version))
     assert {s: loaded[s].num_rows for s in loaded} == {s: i["rows"] for s, i in manifest["splits"].items()}
     assert loaded["train"].features["label"].names == ["cat", "dog", "eel"]
+
+
+def test_a_failing_worker_process_fails_the_build(tiny_config):
+    from pipeline.build import plan, prepare, write_shards
+    from pipeline.ingest import PIXELS_FILE
+
+    context = plan(prepare(tiny_config("runner.workers=2")))
+    assert len(context.shards) > 2
+    (context.work_dir / PIXELS_FILE).unlink()  # every shard now fails in its worker process
+    with pytest.raises(OSError):
+        write_shards(context, 2)

@@ -15,7 +15,7 @@ from pipeline.manifest import read_manifest
 
 
 def test_flow_publishes_then_reuses(prefect_harness, tiny_config, tmp_path):
-    from flows.expand import expand
+    from flows.expand import expand_for
 
     config = tiny_config()
     overrides = [
@@ -26,8 +26,10 @@ def test_flow_publishes_then_reuses(prefect_harness, tiny_config, tmp_path):
             ("output.root", tmp_path / "flow-out"),
             ("augment.copies_per_image", 1),
             ("output.shard_size", 4),
+            ("runner.workers", 2),  # a pool of worker processes
         )
     ]
+    expand = expand_for(load_config(None, overrides))
     first = expand(config_path=None, overrides=overrides)
     assert first["created"] is True
     manifest = read_manifest(first["version_dir"])
@@ -38,7 +40,7 @@ def test_flow_publishes_then_reuses(prefect_harness, tiny_config, tmp_path):
     assert manifest["run"]["orchestrator"] == "prefect" and manifest["run"]["flow_run_id"]
     version = Path(first["version_dir"])
     assert os.readlink(version.parent / "latest") == version.name
-    # Shard tasks in parallel threads under Prefect, or one worker in-process: same bytes.
+    # Shard tasks in worker processes under Prefect, or one worker in-process: same bytes.
     alone, _ = build(load_config(None, [*overrides, f"output.root={tmp_path / 'alone'}", "runner.workers=1"]))
     assert alone.name == version.name
     assert {f["path"]: f["sha256"] for f in read_manifest(alone)["files"]} == {
