@@ -4,9 +4,12 @@ Publishes the same expansion (embedded digits, ``--copies`` augmented copies per
 image: 34 gives about 50k rows) three ways, each into a fresh output root, with the same
 ``runner.workers``:
 
-1. ``pipeline.build.build`` (no Prefect),
+0. ``pipeline.build.build`` with one worker, in-process (for scale),
+1. ``pipeline.build.build`` (no Prefect), twice: the first run starts the worker pool,
 2. the ``expand`` flow on a fresh ephemeral Prefect server (includes its start-up),
 3. the ``expand`` flow again, server already up (what a deployment on a running server pays).
+
+Overhead is the last against the second library run (both with the worker pool up).
 
     python bench/prefect_overhead.py --copies 34
 """
@@ -49,8 +52,12 @@ def main() -> int:
             ]
 
         started = time.perf_counter()
-        version, _ = build(load_config(None, overrides("library")))
-        results["library"] = time.perf_counter() - started
+        version, _ = build(load_config(None, [*overrides("one-worker"), "runner.workers=1"]))
+        results["library, 1 worker (in-process)"] = time.perf_counter() - started
+        for label, root in (("library (starts the worker pool)", "pool"), ("library", "library")):
+            started = time.perf_counter()
+            assert build(load_config(None, overrides(root)))[0].name == version.name
+            results[label] = time.perf_counter() - started
         rows = sum(s["rows"] for s in json.loads((version / "manifest.json").read_text())["shards"])
         for label, root in (("flow (cold ephemeral server)", "cold"), ("flow (server up)", "warm")):
             started = time.perf_counter()

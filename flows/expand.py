@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 from prefect.runtime import deployment, flow_run
-from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
 from pipeline.build import (
@@ -25,11 +25,10 @@ from pipeline.build import (
     plan,
     prepare,
     publish,
-    single_threaded,
     synthesize_for,
     train_gan_for,
     train_gan_only,
-    write_shard,
+    write_shard_in_worker,
 )
 from pipeline.catalog import dataset_lock
 from pipeline.config import Config, load_config
@@ -82,8 +81,8 @@ def plan_task(context: BuildContext, report: dict[str, Any] | None) -> BuildCont
     retry_delay_seconds=1,
     task_run_name="write-{shard.split}-{shard.index}",
 )
-def write_shard_task(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
-    return write_shard(context, shard)
+def write_shard_task(context: BuildContext, shard: ShardSpec, processes: int) -> dict[str, Any]:
+    return write_shard_in_worker(context, shard, processes)
 
 
 @task(name="publish", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
@@ -119,7 +118,10 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
                 report = synthesize_task(context, checkpoint)
             context = plan_task(context, report)
             logger.info("building %s: %d shards", context.version_id, len(context.shards))
-            futures = write_shard_task.map(unmapped(context), context.shards)
+            # Local: the task's thread hands the shard to a worker process. Dask: the task
+            # already runs on a cluster worker and writes the shard there.
+            processes = config.runner.worker_count() if config.runner.kind == "local" else 1
+            futures = write_shard_task.map(unmapped(context), context.shards, unmapped(processes))
             wait(futures)  # let every shard settle before a failure removes staging
             entries = [future.result() for future in futures]
             publish_task(context, entries)
@@ -132,8 +134,8 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
 def expand_for(config: Config):
     """The ``expand`` flow with the task runner ``config.runner`` asks for.
 
-    ``local``: a pool of ``runner.workers`` processes (one OpenCV and torch thread each;
-    one worker runs in a thread of this process). ``dask``: prefect-dask's
+    ``local``: one thread per concurrent shard task, each handing its shard to this
+    process's pool of ``runner.workers`` worker processes (see ``worker_pool``). ``dask``: prefect-dask's
     ``DaskTaskRunner`` on the cluster at ``runner.address``, or on a local cluster of
     ``runner.workers`` single-threaded worker processes. Only the shard tasks are
     submitted to the runner; the workers need the output root at the same path (a shared
@@ -147,10 +149,7 @@ def expand_for(config: Config):
             return expand.with_options(task_runner=DaskTaskRunner(address=runner.address))
         cluster = {"n_workers": runner.worker_count(), "threads_per_worker": 1, "dashboard_address": None}
         return expand.with_options(task_runner=DaskTaskRunner(cluster_kwargs=cluster))
-    if runner.worker_count() > 1:
-        pool = ProcessPoolTaskRunner(max_workers=runner.worker_count(), initializer=single_threaded)
-        return expand.with_options(task_runner=pool)
-    return expand.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))
+    return expand.with_options(task_runner=ThreadPoolTaskRunner(max_workers=runner.worker_count()))
 
 
 def _run_record() -> dict[str, Any]:

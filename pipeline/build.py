@@ -16,11 +16,12 @@ import json
 import multiprocessing
 import os
 import shutil
+import threading
 import uuid
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -221,17 +222,53 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
 def write_shards(context: BuildContext, workers: int) -> list[dict[str, Any]]:
     """Write every shard, in ``workers`` processes (in this one when 1 or a single shard).
 
-    Worker processes come from a ``forkserver`` that has imported this module once, and
-    run with one OpenCV and one torch thread each, so workers do not oversubscribe cores.
     The entries come back in shard order; the bytes do not depend on ``workers``.
     """
     workers = min(workers, len(context.shards))
     if workers <= 1:
         return [write_shard(context, shard) for shard in context.shards]
-    mp = multiprocessing.get_context("forkserver")
-    mp.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp, initializer=single_threaded) as pool:
-        return list(pool.map(partial(write_shard, context), context.shards))
+    futures = [worker_pool(workers).submit(write_shard, context, shard) for shard in context.shards]
+    return [_result(future) for future in futures]
+
+
+def write_shard_in_worker(context: BuildContext, shard: ShardSpec, workers: int) -> dict[str, Any]:
+    """:func:`write_shard` in a process of the ``workers``-process pool (for callers that
+    schedule shards themselves, such as one Prefect task per shard on threads)."""
+    if workers <= 1:
+        return write_shard(context, shard)
+    return _result(worker_pool(workers).submit(write_shard, context, shard))
+
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """This process's pool of ``workers`` shard-writing processes, started once.
+
+    Workers fork from a ``forkserver`` that has imported this module, so they start in
+    milliseconds, and run with one OpenCV and one torch thread each, so they do not
+    oversubscribe the cores.
+    """
+    with _POOLS_LOCK:
+        if workers not in _POOLS:
+            mp = multiprocessing.get_context("forkserver")
+            mp.set_forkserver_preload([__name__])
+            _POOLS[workers] = ProcessPoolExecutor(
+                max_workers=workers, mp_context=mp, initializer=single_threaded
+            )
+        return _POOLS[workers]
+
+
+def _result(future: Future) -> dict[str, Any]:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        with _POOLS_LOCK:  # a worker died (killed, out of memory): the next call starts afresh
+            for size, pool in list(_POOLS.items()):
+                if pool._broken:  # noqa: SLF001 - the executor exposes no public flag
+                    del _POOLS[size]
+        raise
 
 
 def single_threaded() -> None:
