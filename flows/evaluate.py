@@ -1,8 +1,9 @@
 """Prefect flow ``evaluate``: does a version help a classifier? (``expand evaluate VERSION``)
 
 One task per training subset (real, real+augmented, real+augmented+synthetic, synthetic
-only), run one after another (each already uses every core), then a task that writes the
-report into the version's ``attachments/`` and publishes it as Prefect artifacts.
+only), run one after another (each already uses every core; each reads the version itself,
+since tasks pass paths, not arrays), then a task that writes the report into the
+version's ``attachments/`` and publishes it as Prefect artifacts.
 """
 
 from __future__ import annotations

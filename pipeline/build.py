@@ -228,7 +228,7 @@ def write_shards(context: BuildContext, workers: int) -> list[dict[str, Any]]:
     if workers <= 1:
         return [write_shard(context, shard) for shard in context.shards]
     futures = [worker_pool(workers).submit(write_shard, context, shard) for shard in context.shards]
-    return [_result(future) for future in futures]
+    return [_result(future, workers) for future in futures]
 
 
 def write_shard_in_worker(context: BuildContext, shard: ShardSpec, workers: int) -> dict[str, Any]:
@@ -236,7 +236,7 @@ def write_shard_in_worker(context: BuildContext, shard: ShardSpec, workers: int)
     schedule shards themselves, such as one Prefect task per shard on threads)."""
     if workers <= 1:
         return write_shard(context, shard)
-    return _result(worker_pool(workers).submit(write_shard, context, shard))
+    return _result(worker_pool(workers).submit(write_shard, context, shard), workers)
 
 
 _POOLS: dict[int, ProcessPoolExecutor] = {}
@@ -260,14 +260,12 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
         return _POOLS[workers]
 
 
-def _result(future: Future) -> dict[str, Any]:
+def _result(future: Future, workers: int) -> dict[str, Any]:
     try:
         return future.result()
     except BrokenProcessPool:
         with _POOLS_LOCK:  # a worker died (killed, out of memory): the next call starts afresh
-            for size, pool in list(_POOLS.items()):
-                if pool._broken:  # noqa: SLF001 - the executor exposes no public flag
-                    del _POOLS[size]
+            _POOLS.pop(workers, None)
         raise
 
 

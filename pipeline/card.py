@@ -9,14 +9,15 @@ it byte for byte.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import yaml
 
 from pipeline.croissant import CROISSANT_FILE, LINEAGE_COLUMNS
+from pipeline.shards import parquet_schema
 
 CARD_FILE = "README.md"
-_STRING_COLUMNS = ("id", "origin", "source_id", "source_sha256")
 
 
 def dataset_card(manifest: dict[str, Any], *, grid: str | None = None) -> str:
@@ -28,15 +29,9 @@ def dataset_card(manifest: dict[str, Any], *, grid: str | None = None) -> str:
 def _header(manifest: dict[str, Any]) -> dict[str, Any]:
     splits = sorted(manifest["splits"])
     parquet = manifest["format"] == "parquet"
-    label = {"class_label": {"names": {str(i): n for i, n in enumerate(manifest["class_names"])}}}
-    features: list[dict[str, Any]] = [{"name": "image", "dtype": "image"}, {"name": "label", "dtype": label}]
-    if parquet:
-        features += [{"name": n, "dtype": "string"} for n in _STRING_COLUMNS]
-        features += [
-            {"name": "seed", "dtype": "int64"},
-            {"name": "sha256", "dtype": "string"},
-            {"name": "params", "dtype": "string"},
-        ]
+    features = _card_features(manifest["class_names"])
+    if not parquet:  # the image folder's files hold the image and (by folder) the label
+        features = features[:2]
     split_of = {f"data/{s['shard']}.parquet": s["split"] for s in manifest["shards"]}
     bytes_by_split = {s: 0 for s in splits}
     for f in manifest["files"]:
@@ -66,6 +61,21 @@ def _header(manifest: dict[str, Any]) -> dict[str, Any]:
         ],
     }
     return header
+
+
+def _card_features(class_names: list[str]) -> list[dict[str, Any]]:
+    """The shard schema's ``huggingface`` features, in the card's YAML form."""
+    metadata = parquet_schema(class_names).metadata[b"huggingface"]
+    card = []
+    for name, feature in json.loads(metadata)["info"]["features"].items():
+        if feature["_type"] == "Image":
+            dtype: Any = "image"
+        elif feature["_type"] == "ClassLabel":
+            dtype = {"class_label": {"names": {str(i): n for i, n in enumerate(feature["names"])}}}
+        else:
+            dtype = feature["dtype"]
+        card.append({"name": name, "dtype": dtype})
+    return card
 
 
 def _synthetic_rows(manifest: dict[str, Any]) -> int:

@@ -99,10 +99,11 @@ def _busy_message(path: Path, timeout: float) -> str:
     )
 
 
-def remove_stale_staging(dataset_dir: Path) -> list[Path]:
-    """Remove staging directories left by crashed runs. The caller holds the lock."""
+def remove_stale_staging(dataset_dir: Path, *, dry_run: bool = False) -> list[Path]:
+    """Remove (or, dry, only list) staging directories left by crashed runs. The caller
+    holds the lock."""
     stale = sorted(p for p in dataset_dir.glob(f"{STAGING_PREFIX}*") if p.is_dir())
-    for path in stale:
+    for path in [] if dry_run else stale:
         shutil.rmtree(path, ignore_errors=True)
     return stale
 
@@ -280,10 +281,7 @@ def gc(root: Path, *, keep: int, dry_run: bool = False, lock_timeout: float = 0.
                 report["removed"].append(summary.path)
                 if not dry_run:
                     _remove_version(Path(summary.path))
-            staging = sorted(p for p in dataset_dir.glob(f"{STAGING_PREFIX}*") if p.is_dir())
-            report["staging"] += [str(p) for p in staging]
-            if not dry_run:
-                remove_stale_staging(dataset_dir)
+            report["staging"] += [str(p) for p in remove_stale_staging(dataset_dir, dry_run=dry_run)]
     return report
 
 

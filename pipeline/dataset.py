@@ -79,14 +79,29 @@ class _Version:
         return image
 
 
-def _to_item(
-    version: _Version, row: dict[str, Any], transform: Callable | None, lineage: bool
-) -> tuple[Any, ...]:
-    image = version.decode(row["image"] if version.parquet else row["file_name"])
-    x = transform(image) if transform else _to_tensor(image)
-    if lineage:  # no None values, so the default collate can batch them
-        return x, row["label"], {k: _MISSING.get(k, "") if row[k] is None else row[k] for k in LINEAGE_FIELDS}
-    return x, row["label"]
+class _Reader:
+    """What both datasets share: the opened version, the transform, lineage on request."""
+
+    def _open(self, version_dir, split, origins, transform, return_lineage: bool, check: Verify) -> None:
+        self._version = _Version(version_dir, split, origins, check)
+        self.transform = transform
+        self.return_lineage = return_lineage
+
+    @property
+    def class_names(self) -> list[str]:
+        return self._version.class_names
+
+    def _item(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        version = self._version
+        image = version.decode(row["image"] if version.parquet else row["file_name"])
+        x = self.transform(image) if self.transform else _to_tensor(image)
+        if self.return_lineage:  # no None values, so the default collate can batch them
+            return (
+                x,
+                row["label"],
+                {k: _MISSING.get(k, "") if row[k] is None else row[k] for k in LINEAGE_FIELDS},
+            )
+        return x, row["label"]
 
 
 def _to_tensor(image: Image.Image) -> torch.Tensor:
@@ -95,7 +110,7 @@ def _to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float().div_(255.0)
 
 
-class ExpandedDataset(Dataset):
+class ExpandedDataset(_Reader, Dataset):
     """Map-style dataset over one split of a version.
 
     Args:
@@ -122,9 +137,7 @@ class ExpandedDataset(Dataset):
         return_lineage: bool = False,
         check: Verify = "quick",
     ):
-        self._version = _Version(version_dir, split, origins, check)
-        self.transform = transform
-        self.return_lineage = return_lineage
+        self._open(version_dir, split, origins, transform, return_lineage, check)
         columns = self._version.columns(return_lineage)
         tables = [self._version.read(pq.read_table(f, columns=columns)) for f in self._version.files]
         rows = pa.concat_tables(tables) if tables else pa.table({c: [] for c in columns})
@@ -134,10 +147,6 @@ class ExpandedDataset(Dataset):
         self.labels = np.asarray(self._columns["label"].to_numpy(zero_copy_only=False), dtype=np.int64)
         self.origins = np.asarray(self._columns["origin"].to_pylist())
 
-    @property
-    def class_names(self) -> list[str]:
-        return self._version.class_names
-
     def __len__(self) -> int:
         return len(self.labels)
 
@@ -145,7 +154,7 @@ class ExpandedDataset(Dataset):
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} rows")
         row = {name: column[index].as_py() for name, column in self._columns.items()}
-        return _to_item(self._version, row, self.transform, self.return_lineage)
+        return self._item(row)
 
     def sample_weights(
         self, origin_weights: Mapping[str, float] | None = None, *, class_balanced: bool = False
@@ -191,7 +200,7 @@ class ExpandedDataset(Dataset):
         return WeightedRandomSampler(weights, num_samples or len(self), replacement=True, generator=generator)
 
 
-class IterableExpandedDataset(IterableDataset):
+class IterableExpandedDataset(_Reader, IterableDataset):
     """Streaming dataset over one split: row groups are dealt to (rank, worker) pairs.
 
     Each row of the split (with the chosen origins) is yielded exactly once per epoch
@@ -217,9 +226,7 @@ class IterableExpandedDataset(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
     ):
-        self._version = _Version(version_dir, split, origins, check)
-        self.transform = transform
-        self.return_lineage = return_lineage
+        self._open(version_dir, split, origins, transform, return_lineage, check)
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
@@ -231,10 +238,6 @@ class IterableExpandedDataset(IterableDataset):
         self._units = [
             (f, g) for f in self._version.files for g in range(pq.ParquetFile(f).metadata.num_row_groups)
         ]
-
-    @property
-    def class_names(self) -> list[str]:
-        return self._version.class_names
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -256,4 +259,4 @@ class IterableExpandedDataset(IterableDataset):
                     for i in np.random.default_rng([self.seed, self.epoch, unit]).permutation(len(rows))
                 ]
             for row in rows:
-                yield _to_item(self._version, row, self.transform, self.return_lineage)
+                yield self._item(row)

@@ -103,8 +103,13 @@ def evaluate_subset(version: Path, subset: str, settings: EvaluationSettings) ->
     """
     if subset not in SUBSETS:
         raise PipelineError(f"unknown subset {subset!r}; use one of {list(SUBSETS)}")
-    manifest = read_manifest(version)
-    train, test = _load(version, "train"), _load(version, "test")
+    classes = read_manifest(version)["class_names"]
+    return _score(_load(version, "train"), _load(version, "test"), classes, subset, settings)
+
+
+def _score(
+    train: _Rows, test: _Rows, classes: list[str], subset: str, settings: EvaluationSettings
+) -> dict[str, Any]:
     mask = low_data_mask(train, settings.real_per_class, settings.seed) & np.isin(
         train.origins, SUBSETS[subset]
     )
@@ -112,7 +117,6 @@ def evaluate_subset(version: Path, subset: str, settings: EvaluationSettings) ->
         return {"rows": 0}
     x, y = to_tensor(train.images[mask]), torch.as_tensor(train.labels[mask])
     test_x = to_tensor(test.images)
-    classes = manifest["class_names"]
     runs, per_class = [], []
     for s in range(settings.seeds):
         model = train_classifier(
@@ -165,9 +169,15 @@ def evaluate(
     settings: EvaluationSettings = EvaluationSettings(),
     subsets: Sequence[str] = tuple(SUBSETS),
 ) -> dict[str, Any]:
-    """The given subsets (default: all), in this process; see :func:`report`."""
+    """The given subsets (default: all), in this process, reading the version once; see
+    :func:`report`."""
     path = Path(version)
-    return report(path, settings, {name: evaluate_subset(path, name, settings) for name in subsets})
+    unknown = set(subsets) - set(SUBSETS)
+    if unknown:
+        raise PipelineError(f"unknown subsets {sorted(unknown)}; use some of {list(SUBSETS)}")
+    train, test = _load(path, "train"), _load(path, "test")
+    classes = read_manifest(path)["class_names"]
+    return report(path, settings, {name: _score(train, test, classes, name, settings) for name in subsets})
 
 
 def markdown(document: dict[str, Any], chart: str | None = None) -> str:

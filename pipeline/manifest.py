@@ -148,13 +148,17 @@ def verify(version_dir: Path, *, full: bool = True) -> list[str]:
     except (OSError, ValueError) as exc:
         return [f"{MANIFEST_FILE}: unreadable ({exc})"]
     listed = {f["path"]: f for f in manifest["files"]}
-    problems = [p for entry in listed.values() if (p := _check_file(version_dir, entry, full))]
+    problems, damaged = [], set()
+    for path, entry in listed.items():
+        problem = _check_file(version_dir, entry, full)
+        if problem:
+            problems.append(problem)
+            damaged.add(path)
     for path in sorted(version_dir.rglob("*")):
         relative = path.relative_to(version_dir).as_posix()
         if path.is_file() and relative not in listed and relative != MANIFEST_FILE:
             if not relative.startswith(ATTACHMENTS_DIR + "/"):
                 problems.append(f"{relative}: present but not listed in the manifest")
-    damaged = {p.split(":")[0] for p in problems}
     return problems + _check_rows(version_dir, manifest, damaged)
 
 
