@@ -34,6 +34,7 @@ from pipeline.catalog import dataset_lock
 from pipeline.config import Config, load_config
 from pipeline.manifest import read_manifest
 from pipeline.plan import ShardSpec
+from pipeline.workers import warm_up
 
 
 def _log_training(metrics: dict[str, float]) -> None:
@@ -51,8 +52,8 @@ def _log_training(metrics: dict[str, float]) -> None:
 
 
 @task(name="prepare", cache_policy=NO_CACHE)
-def prepare_task(config: Config, run: dict[str, Any]) -> BuildContext:
-    return prepare(config, run)
+def prepare_task(config: Config, run: dict[str, Any], processes: int) -> BuildContext:
+    return prepare(config, run, processes)
 
 
 @task(name="train-gan", cache_policy=NO_CACHE)
@@ -100,9 +101,13 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
     """
     logger = get_run_logger()
     config = load_config(config_path, overrides or [])
+    # Local: the worker processes start while the source is ingested and the plan made.
+    processes = config.runner.worker_count() if config.runner.kind == "local" else 1
+    if processes > 1:
+        warm_up(processes)
     # The lock is held here, in the flow's process, for the whole run: tasks may run elsewhere.
     with dataset_lock(dataset_dir(config), purpose="expand run", timeout=config.output.lock_timeout):
-        context = prepare_task(config, _run_record())
+        context = prepare_task(config, _run_record(), processes)
         if context.existing:
             publish_task(context, [])
             logger.info("version %s already published at %s", context.version_id, context.final_dir)
@@ -120,7 +125,6 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
             logger.info("building %s: %d shards", context.version_id, len(context.shards))
             # Local: the task's thread hands the shard to a worker process. Dask: the task
             # already runs on a cluster worker and writes the shard there.
-            processes = config.runner.worker_count() if config.runner.kind == "local" else 1
             futures = write_shard_task.map(unmapped(context), context.shards, unmapped(processes))
             wait(futures)  # let every shard settle before a failure removes staging
             entries = [future.result() for future in futures]
@@ -135,11 +139,11 @@ def expand_for(config: Config):
     """The ``expand`` flow with the task runner ``config.runner`` asks for.
 
     ``local``: one thread per concurrent shard task, each handing its shard to this
-    process's pool of ``runner.workers`` worker processes (see ``worker_pool``). ``dask``: prefect-dask's
-    ``DaskTaskRunner`` on the cluster at ``runner.address``, or on a local cluster of
-    ``runner.workers`` single-threaded worker processes. Only the shard tasks are
-    submitted to the runner; the workers need the output root at the same path (a shared
-    file system).
+    process's pool of ``runner.workers`` worker processes (see :mod:`pipeline.workers`).
+    ``dask``: prefect-dask's ``DaskTaskRunner`` on the cluster at ``runner.address``, or
+    on a local cluster of ``runner.workers`` single-threaded worker processes. Only the
+    shard tasks are submitted to the runner; the workers need the output root at the same
+    path (a shared file system).
     """
     runner = config.runner
     if runner.kind == "dask":

@@ -13,21 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
-import os
 import shutil
-import threading
 import uuid
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
-import torch
 
 from pipeline.augment import Augmenter, derive_seed
 from pipeline.card import CARD_FILE, dataset_card
@@ -35,7 +28,7 @@ from pipeline.catalog import STAGING_PREFIX, dataset_lock, remove_stale_staging,
 from pipeline.config import Config
 from pipeline.croissant import CROISSANT_FILE, croissant_metadata
 from pipeline.hashing import file_sha256
-from pipeline.images import content_sha256, encode_png
+from pipeline.images import EXTENSIONS, content_sha256, encode_image
 from pipeline.ingest import INDEX_FILE, PIXELS_FILE, PixelStore, ingest, load_index, save_index
 from pipeline.manifest import (
     CONTENT_LIBRARIES,
@@ -57,6 +50,7 @@ from pipeline.synthetic_stage import (
     synthesize_stage,
     train_gan_stage,
 )
+from pipeline.workers import run_all, run_one, warm_up
 
 _SIZE_SAMPLE = 64
 
@@ -95,7 +89,7 @@ def dataset_dir(config: Config) -> Path:
     return config.output.root / config.dataset_name()
 
 
-def prepare(config: Config, run: dict[str, Any] | None = None) -> BuildContext:
+def prepare(config: Config, run: dict[str, Any] | None = None, workers: int = 1) -> BuildContext:
     """Ingest the source and derive the version id. The caller holds the dataset's lock.
 
     Staging left by crashed runs is removed first. When a version with the same id is
@@ -103,6 +97,7 @@ def prepare(config: Config, run: dict[str, Any] | None = None) -> BuildContext:
 
     Args:
         run: recorded in the manifest's ``run`` (e.g. the orchestrator's run id).
+        workers: processes that decode the source's images.
     """
     started = utcnow()
     name = config.dataset_name()
@@ -111,7 +106,7 @@ def prepare(config: Config, run: dict[str, Any] | None = None) -> BuildContext:
     remove_stale_staging(parent)
     staging = parent / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
     try:
-        ingested = ingest(config, staging / "work")
+        ingested = ingest(config, staging / "work", workers)
         checkpoint = config.synthesis.checkpoint if config.synthesis.enabled else None
         vid = version_id(
             config.content_dict(),
@@ -162,8 +157,11 @@ def plan(context: BuildContext, synthesis_report: dict[str, Any] | None = None) 
     config = context.config
     index = load_index(context.work_dir / INDEX_FILE)
     copies, shortfall = allocate_copies(index, config.augment, config.seed, len(context.class_names))
-    rows_per_shard = _rows_per_shard(config, context)
     synthetic = read_synthetic(context.work_dir) if synthesis_report else None
+    total_rows = (
+        len(index.source_ids) + int(copies.sum()) + (synthetic.num_rows if synthetic is not None else 0)
+    )
+    rows_per_shard = _rows_per_shard(config, context, total_rows)
     shards = build_plan(index, copies, config.seed, rows_per_shard, context.work_dir, synthetic)
     details = dict(context.details)
     details["augment"] = {
@@ -185,7 +183,7 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
     config = context.config
     rows = read_shard_plan(context.work_dir, shard).to_pylist()
     augmenter = Augmenter(config.augment.transforms) if any(r["replica"] for r in rows) else None
-    level = config.output.png_compress_level
+    output = config.output
     synthetic_path = context.work_dir / SYNTHETIC_PIXELS
     with (
         PixelStore(context.work_dir / PIXELS_FILE, context.shape) as pixels,
@@ -212,7 +210,7 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
                     seed=seed,
                     sha256=source_sha if origin == "real" else content_sha256(image),
                     params=params,
-                    png=encode_png(image, level),
+                    encoded=encode_image(image, output.image_format, output.png_compress_level),
                 )
             )
         entry = writer.finish()
@@ -220,60 +218,17 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
 
 
 def write_shards(context: BuildContext, workers: int) -> list[dict[str, Any]]:
-    """Write every shard, in ``workers`` processes (in this one when 1 or a single shard).
+    """Write every shard on ``workers`` processes (see :func:`pipeline.workers.run_all`).
 
     The entries come back in shard order; the bytes do not depend on ``workers``.
     """
-    workers = min(workers, len(context.shards))
-    if workers <= 1:
-        return [write_shard(context, shard) for shard in context.shards]
-    futures = [worker_pool(workers).submit(write_shard, context, shard) for shard in context.shards]
-    return [_result(future, workers) for future in futures]
+    return run_all(write_shard, [(context, shard) for shard in context.shards], workers)
 
 
 def write_shard_in_worker(context: BuildContext, shard: ShardSpec, workers: int) -> dict[str, Any]:
     """:func:`write_shard` in a process of the ``workers``-process pool (for callers that
     schedule shards themselves, such as one Prefect task per shard on threads)."""
-    if workers <= 1:
-        return write_shard(context, shard)
-    return _result(worker_pool(workers).submit(write_shard, context, shard), workers)
-
-
-_POOLS: dict[int, ProcessPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
-
-
-def worker_pool(workers: int) -> ProcessPoolExecutor:
-    """This process's pool of ``workers`` shard-writing processes, started once.
-
-    Workers fork from a ``forkserver`` that has imported this module, so they start in
-    milliseconds, and run with one OpenCV and one torch thread each, so they do not
-    oversubscribe the cores.
-    """
-    with _POOLS_LOCK:
-        if workers not in _POOLS:
-            mp = multiprocessing.get_context("forkserver")
-            mp.set_forkserver_preload([__name__])
-            _POOLS[workers] = ProcessPoolExecutor(
-                max_workers=workers, mp_context=mp, initializer=single_threaded
-            )
-        return _POOLS[workers]
-
-
-def _result(future: Future, workers: int) -> dict[str, Any]:
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        with _POOLS_LOCK:  # a worker died (killed, out of memory): the next call starts afresh
-            _POOLS.pop(workers, None)
-        raise
-
-
-def single_threaded() -> None:
-    """Worker-process set-up: one thread each for OpenCV, torch and OpenMP."""
-    os.environ["OMP_NUM_THREADS"] = "1"
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
+    return run_one(write_shard, (context, shard), workers)
 
 
 def train_gan_for(context: BuildContext, **kwargs: Any) -> dict[str, Any]:
@@ -336,7 +291,12 @@ def _manifest(context: BuildContext, entries: list[dict[str, Any]]) -> dict[str,
         "created": utcnow().isoformat(timespec="milliseconds"),
         "format": config.output.format,
         "class_names": context.class_names,
-        "image": {"mode": context.mode, "height": context.shape[0], "width": context.shape[1]},
+        "image": {
+            "mode": context.mode,
+            "height": context.shape[0],
+            "width": context.shape[1],
+            "format": config.output.image_format,
+        },
         "splits": summarise_counts(entries),
         "shards": sorted(
             ({k: e[k] for k in ("split", "shard", "rows")} for e in entries), key=lambda e: e["shard"]
@@ -366,8 +326,11 @@ def build(config: Config, run: dict[str, Any] | None = None) -> tuple[Path, bool
     Returns:
         The version directory and whether it was newly published (False: it existed).
     """
+    workers = config.runner.worker_count()
+    if workers > 1:
+        warm_up(workers)  # the pool starts while this process ingests and plans
     with dataset_lock(dataset_dir(config), purpose="expand run", timeout=config.output.lock_timeout):
-        context = prepare(config, run)
+        context = prepare(config, run, workers)
         if context.existing:
             return publish(context, []), False
         try:
@@ -376,7 +339,7 @@ def build(config: Config, run: dict[str, Any] | None = None) -> tuple[Path, bool
                 checkpoint = config.synthesis.checkpoint or train_gan_for(context)["checkpoint"]
                 report = synthesize_for(context, Path(checkpoint))
             context = plan(context, report)
-            entries = write_shards(context, config.runner.worker_count())
+            entries = write_shards(context, workers)
             return publish(context, entries), True
         except BaseException:
             discard(context)
@@ -412,24 +375,32 @@ def row_id(source_id: str, replica: int) -> str:
 
 def _open_writer(context: BuildContext, shard: ShardSpec):
     root = context.version_dir
+    extension = EXTENSIONS[context.config.output.image_format]
     if context.config.output.format == "parquet":
         return ParquetShardWriter(
-            root=root, path=root / "data" / f"{shard.name}.parquet", class_names=context.class_names
+            root=root,
+            path=root / "data" / f"{shard.name}.parquet",
+            class_names=context.class_names,
+            extension=extension,
         )
     return ImageFolderShardWriter(
         root=root,
         split=shard.split,
         lineage_path=root / "lineage" / f"{shard.name}.parquet",
         class_names=context.class_names,
+        extension=extension,
     )
 
 
-def _rows_per_shard(config: Config, context: BuildContext) -> int:
-    unit, limit = config.output.shard_limit()
+def _rows_per_shard(config: Config, context: BuildContext, total_rows: int) -> int:
+    output = config.output
+    unit, limit = output.shard_limit(total_rows)
     if unit == "rows":
         return limit
     # A byte target becomes a row count from the mean encoded size of the first images.
     count = min(_SIZE_SAMPLE, int(context.details["source"]["images"]))
     with PixelStore(context.work_dir / PIXELS_FILE, context.shape) as pixels:
-        sizes = [len(encode_png(pixels[i], config.output.png_compress_level)) for i in range(count)]
+        sizes = [
+            len(encode_image(pixels[i], output.image_format, output.png_compress_level)) for i in range(count)
+        ]
     return max(1, int(limit // max(1.0, float(np.mean(sizes)))))

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from pipeline.croissant import CROISSANT_FILE, LINEAGE_COLUMNS
+from pipeline.images import EXTENSIONS
 from pipeline.shards import parquet_schema
 
 CARD_FILE = "README.md"
@@ -39,7 +40,8 @@ def _header(manifest: dict[str, Any]) -> dict[str, Any]:
         split = split_of.get(f["path"]) if parquet else (parts[0] if len(parts) == 3 else None)
         if split in bytes_by_split:
             bytes_by_split[split] += f["bytes"]
-    pattern = "data/{split}-*.parquet" if parquet else "{split}/**/*.png"
+    extension = EXTENSIONS[manifest["image"].get("format", "png")]
+    pattern = "data/{split}-*.parquet" if parquet else "{split}/**/*" + extension
     header: dict[str, Any] = {
         "pretty_name": f"{manifest['name']} ({manifest['version_id']})",
         "task_categories": ["image-classification"],

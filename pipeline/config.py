@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipeline.errors import ConfigError
 
 SOURCE_KINDS = ("digits", "imagefolder", "parquet", "cifar10", "mnist-idx")
+# shard_size 'auto': this many shards, each within these row bounds.
+AUTO_SHARDS = 64
+AUTO_SHARD_ROWS = (1000, 5000)
 _SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*$")
 
@@ -183,7 +186,12 @@ class OutputConfig(_Strict):
     root: Path = Path("output")
     format: Literal["parquet", "imagefolder"] = "parquet"
     shard_size: int | str = Field(
-        default=5000, description="Rows per shard (int) or a byte size such as '64MB'."
+        default="auto",
+        description="Rows per shard (int), a byte size such as '64MB', or 'auto': "
+        f"{AUTO_SHARDS} shards' worth of rows, within {AUTO_SHARD_ROWS[0]}..{AUTO_SHARD_ROWS[1]}",
+    )
+    image_format: Literal["png", "webp"] = Field(
+        default="png", description="lossless encoding of every image: PNG, or WebP lossless (smaller, slower)"
     )
     png_compress_level: int = Field(default=6, ge=0, le=9)
     lock_timeout: float = Field(
@@ -197,13 +205,22 @@ class OutputConfig(_Strict):
             if value < 1:
                 raise ValueError(f"shard_size must be at least 1 row, got {value}")
             return value
-        parse_size(value)
+        if value != "auto":
+            parse_size(value)
         return value
 
-    def shard_limit(self) -> tuple[Literal["rows", "bytes"], int]:
-        """The shard size as ('rows', n) or ('bytes', n)."""
+    def shard_limit(self, total_rows: int) -> tuple[Literal["rows", "bytes"], int]:
+        """The shard size as ('rows', n) or ('bytes', n), for a version of ``total_rows`` rows.
+
+        'auto' cuts enough shards for the shard tasks to balance across workers, without
+        making shards too small to be worth a file; it depends on the data only, never on
+        the worker count, so the bytes do not either.
+        """
         if isinstance(self.shard_size, int):
             return "rows", self.shard_size
+        if self.shard_size == "auto":
+            low, high = AUTO_SHARD_ROWS
+            return "rows", min(high, max(low, math.ceil(total_rows / AUTO_SHARDS)))
         return "bytes", parse_size(self.shard_size)
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.images import EXTENSIONS, MIME_TYPES
+
 CROISSANT_FILE = "croissant.json"
 
 CONTEXT: dict[str, Any] = {
@@ -70,6 +72,7 @@ def croissant_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
     """The Croissant JSON-LD document for a version described by ``manifest``."""
     splits = sorted(manifest["splits"])
     parquet = manifest["format"] == "parquet"
+    image_format = manifest["image"].get("format", "png")  # versions before image_format: PNG
     distribution: list[dict[str, Any]] = [
         {
             "@type": "cr:FileObject",
@@ -92,7 +95,8 @@ def croissant_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
             record_sets.append(_parquet_record_set(split))
     else:
         for split in splits:
-            distribution.append(_file_set(f"{split}-images", f"{split}/*/*.png", "image/png"))
+            pattern, mime = f"{split}/*/*{EXTENSIONS[image_format]}", MIME_TYPES[image_format]
+            distribution.append(_file_set(f"{split}-images", pattern, mime))
             record_sets.append(_image_folder_record_set(split))
         distribution.append(_file_set("lineage-files", "lineage/*.parquet", "application/x-parquet"))
         record_sets.append(_lineage_record_set())

@@ -61,6 +61,7 @@ class _Version:
         ]
         self.origins = tuple(origins)
         self.class_names: list[str] = self.manifest["class_names"]
+        self.mode: str = self.manifest["image"]["mode"]
 
     def columns(self, lineage: bool) -> list[str]:
         image = ["image"] if self.parquet else ["file_name"]
@@ -76,7 +77,8 @@ class _Version:
         else:
             image = Image.open(self.path / encoded)
         image.load()
-        return image
+        # WebP has no grayscale: an L version's images come back as RGB.
+        return image if image.mode == self.mode else image.convert(self.mode)
 
 
 class _Reader:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +23,15 @@ from pipeline.config import Config
 from pipeline.errors import SourceError
 from pipeline.images import Mode, content_sha256
 from pipeline.sources import open_source
+from pipeline.sources.base import Encoded, Sample, SourceReader
+from pipeline.workers import run_all
 
 PIXELS_FILE = "pixels.arrow"
 INDEX_FILE = "index.parquet"
 _BATCH_ROWS = 2048
+# Ingest hands images to workers in chunks, a window of a few chunks per worker at a time.
+_CHUNK_ROWS = 256
+_WINDOW_CHUNKS = 4
 SPLIT_ORDER = ("train", "validation", "test")
 
 
@@ -61,14 +67,17 @@ class Ingested:
         return counts
 
 
-def ingest(config: Config, work_dir: Path) -> Ingested:
+def ingest(config: Config, work_dir: Path, workers: int = 1) -> Ingested:
     """Read the configured source into ``work_dir`` and assign every image a split.
+
+    Encoded images are decoded and hashed on ``workers`` processes, a window of chunks at
+    a time, so memory does not grow with the source.
 
     Raises:
         SourceError: the source is unreadable, or images differ in size (the message
             names the first image whose size differs from the first image's).
     """
-    reader = open_source(config.source)
+    reader = open_source(config.source, workers)
     work_dir.mkdir(parents=True, exist_ok=True)
     pixels_path = work_dir / PIXELS_FILE
     ids: list[str] = []
@@ -79,19 +88,20 @@ def ingest(config: Config, work_dir: Path) -> Ingested:
 
     def checked():
         nonlocal shape
-        for sample in reader:
-            if shape is None:
-                shape = sample.pixels.shape
-            elif sample.pixels.shape != shape:
-                raise SourceError(
-                    f"{sample.source_id}: image size {_size(sample.pixels.shape)} differs from "
-                    f"{_size(shape)} of the first image; all images of a dataset must match"
-                )
-            ids.append(sample.source_id)
-            labels.append(sample.label)
-            given_splits.append(sample.split)
-            hashes.append(content_sha256(sample.pixels))
-            yield sample.pixels
+        for samples, staged in _staged(reader, workers):
+            for sample, (raw, sample_shape, sha) in zip(samples, staged, strict=True):
+                if shape is None:
+                    shape = sample_shape
+                elif sample_shape != shape:
+                    raise SourceError(
+                        f"{sample.source_id}: image size {_size(sample_shape)} differs from "
+                        f"{_size(shape)} of the first image; all images of a dataset must match"
+                    )
+                ids.append(sample.source_id)
+                labels.append(sample.label)
+                given_splits.append(sample.split)
+                hashes.append(sha)
+                yield raw
 
     write_pixels(pixels_path, checked())
     if shape is None:
@@ -134,14 +144,47 @@ def carve_test_split(ids: list[str], labels: np.ndarray, fraction: float, seed: 
     return splits
 
 
+def _staged(reader: SourceReader, workers: int) -> Iterator[tuple[list[Sample], list[tuple]]]:
+    """Chunks of samples with their (raw pixel bytes, shape, content hash), in order."""
+    window: list[list[Sample]] = []
+    chunk: list[Sample] = []
+    for sample in reader:
+        chunk.append(sample)
+        if len(chunk) == _CHUNK_ROWS:
+            window.append(chunk)
+            chunk = []
+            if len(window) == _WINDOW_CHUNKS * workers:
+                yield from _stage_window(window, reader.mode, workers)
+                window = []
+    yield from _stage_window([*window, chunk] if chunk else window, reader.mode, workers)
+
+
+def _stage_window(window: list[list[Sample]], mode: Mode, workers: int):
+    calls = [([s.pixels for s in chunk], mode) for chunk in window]
+    encoded = any(isinstance(s.pixels, Encoded) for chunk in window for s in chunk)
+    # Decoding is worth a worker process; hashing arrays a source has decoded is not.
+    results = run_all(stage_chunk, calls, workers if encoded else 1)
+    yield from zip(window, results, strict=True)
+
+
+def stage_chunk(images: list[np.ndarray | Encoded], mode: Mode) -> list[tuple[bytes, tuple, str]]:
+    """Decode what is still encoded; return each image's raw bytes, shape and content hash."""
+    staged = []
+    for image in images:
+        pixels = image.decode(mode) if isinstance(image, Encoded) else image
+        staged.append((np.ascontiguousarray(pixels).tobytes(), pixels.shape, content_sha256(pixels)))
+    return staged
+
+
 def write_pixels(path: Path, images) -> int:
-    """Stage uint8 arrays into an uncompressed Arrow IPC file, in batches; return the count."""
+    """Stage raw uint8 pixel bytes (or arrays) into an uncompressed Arrow IPC file, in
+    batches; return the count."""
     schema = pa.schema([("pixels", pa.binary())])
     batch: list[bytes] = []
     count = 0
     with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, schema) as writer:
         for image in images:
-            batch.append(np.ascontiguousarray(image).tobytes())
+            batch.append(image if isinstance(image, bytes) else np.ascontiguousarray(image).tobytes())
             count += 1
             if len(batch) >= _BATCH_ROWS:
                 writer.write_batch(pa.record_batch([pa.array(batch, pa.binary())], schema=schema))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.augment import derive_seed
@@ -73,90 +74,108 @@ def allocate_copies(
     return copies, shortfall
 
 
+PLAN_SCHEMA = pa.schema(
+    [
+        ("split", pa.string()),
+        ("shard", pa.int64()),
+        ("store", pa.int8()),
+        ("pixel_row", pa.int64()),
+        ("source_id", pa.string()),
+        ("label", pa.int64()),
+        ("source_sha256", pa.string()),
+        ("replica", pa.int64()),
+        ("seed", pa.int64()),
+        ("params", pa.string()),
+    ]
+)
+
+
 def build_plan(
     index: Index,
     copies: np.ndarray,
     seed: int,
     rows_per_shard: int,
     work_dir: Path,
-    synthetic: dict[str, list] | None = None,
+    synthetic: pa.Table | None = None,
 ) -> list[ShardSpec]:
     """Write the plan file and return the shard specs, splits in train/validation/test order.
 
     Only training images have copies, and synthetic rows join the training split; other
-    splits are copied through unchanged.
+    splits are copied through unchanged. Rows are ordered by a hash of (seed, source id,
+    replica), ties broken by source id and replica, so the order does not depend on the
+    source's order. Columns are built with numpy and Arrow, one shard per row group, so
+    the plan of a large dataset stays small in memory.
     """
-    names = (
-        "split",
-        "shard",
-        "store",
-        "pixel_row",
-        "source_id",
-        "label",
-        "source_sha256",
-        "replica",
-        "seed",
-        "params",
-    )
-    columns: dict[str, list] = {k: [] for k in names}
+    splits = np.asarray(index.splits)
     shards: list[ShardSpec] = []
-    for split in [s for s in SPLIT_ORDER if s in set(index.splits)]:
-        rows = [
-            (index.source_ids[i], replica, STORE_SOURCE, i, int(index.labels[i]), index.sha256[i], None, None)
-            for i, s in enumerate(index.splits)
-            if s == split
-            for replica in range(1 + (int(copies[i]) if split == "train" else 0))
-        ]
-        if split == "train" and synthetic:
-            rows += [
-                (
-                    synthetic["source_id"][k],
-                    0,
-                    STORE_SYNTHETIC,
-                    k,
-                    synthetic["label"][k],
-                    synthetic["checkpoint_sha256"][k],
-                    synthetic["seed"][k],
-                    synthetic["params"][k],
+    with pq.ParquetWriter(work_dir / PLAN_FILE, PLAN_SCHEMA) as writer:
+        for split in [s for s in SPLIT_ORDER if s in set(index.splits)]:
+            rows = _split_rows(index, np.flatnonzero(splits == split), copies if split == "train" else None)
+            if split == "train" and synthetic is not None and synthetic.num_rows:
+                rows = pa.concat_tables([rows, _synthetic_rows(synthetic)])
+            rows = _in_order(rows, seed)
+            count = max(1, math.ceil(rows.num_rows / rows_per_shard))
+            for shard in range(count):
+                part = rows.slice(shard * rows_per_shard, rows_per_shard)
+                where = [pa.array([split] * part.num_rows), pa.array([shard] * part.num_rows, pa.int64())]
+                writer.write_table(
+                    pa.Table.from_arrays([*where, *part.columns], schema=PLAN_SCHEMA),
+                    row_group_size=max(1, part.num_rows),
                 )
-                for k in range(len(synthetic["label"]))
-            ]
-        rows.sort(key=lambda r: (derive_seed(seed, r[0], f"order-{r[1]}"), r[0], r[1]))
-        count = max(1, math.ceil(len(rows) / rows_per_shard))
-        for position, (source_id, replica, store, pixel_row, label, sha, row_seed, params) in enumerate(rows):
-            values = (
-                split,
-                position // rows_per_shard,
-                store,
-                pixel_row,
-                source_id,
-                label,
-                sha,
-                replica,
-                row_seed,
-                params,
-            )
-            for name, value in zip(names, values, strict=True):
-                columns[name].append(value)
-        for shard in range(count):
-            size = min(rows_per_shard, len(rows) - shard * rows_per_shard)
-            shards.append(ShardSpec(split, shard, count, size))
-    schema = pa.schema(
-        [
-            ("split", pa.string()),
-            ("shard", pa.int64()),
-            ("store", pa.int8()),
-            ("pixel_row", pa.int64()),
-            ("source_id", pa.string()),
-            ("label", pa.int64()),
-            ("source_sha256", pa.string()),
-            ("replica", pa.int64()),
-            ("seed", pa.int64()),
-            ("params", pa.string()),
-        ]
-    )
-    pq.write_table(pa.table(columns, schema=schema), work_dir / PLAN_FILE)
+                shards.append(ShardSpec(split, shard, count, part.num_rows))
     return shards
+
+
+def _split_rows(index: Index, members: np.ndarray, copies: np.ndarray | None) -> pa.Table:
+    """One row per source image of the split and per augmented copy (replica 1..k)."""
+    repeats = 1 + (copies[members] if copies is not None else np.zeros(len(members), np.int64))
+    pixel_row = np.repeat(members, repeats)
+    starts = np.repeat(np.cumsum(repeats) - repeats, repeats)
+    rows = pa.array(pixel_row)
+    return pa.table(
+        {
+            "store": pa.array(np.full(len(pixel_row), STORE_SOURCE, np.int8)),
+            "pixel_row": rows,
+            "source_id": pa.array(index.source_ids, pa.string()).take(rows),
+            "label": pa.array(index.labels[pixel_row]),
+            "source_sha256": pa.array(index.sha256, pa.string()).take(rows),
+            "replica": pa.array(np.arange(len(pixel_row)) - starts),
+            "seed": pa.nulls(len(pixel_row), pa.int64()),
+            "params": pa.nulls(len(pixel_row), pa.string()),
+        },
+        schema=PLAN_SCHEMA.remove(0).remove(0),
+    )
+
+
+def _synthetic_rows(synthetic: pa.Table) -> pa.Table:
+    """Staged synthetic rows in plan columns (the checkpoint's sha256 as source hash)."""
+    n = synthetic.num_rows
+    return pa.table(
+        {
+            "store": pa.array(np.full(n, STORE_SYNTHETIC, np.int8)),
+            "pixel_row": pa.array(np.arange(n)),
+            "source_id": synthetic["source_id"],
+            "label": synthetic["label"].cast(pa.int64()),
+            "source_sha256": synthetic["checkpoint_sha256"],
+            "replica": pa.array(np.zeros(n, np.int64)),
+            "seed": synthetic["seed"].cast(pa.int64()),
+            "params": synthetic["params"],
+        },
+        schema=PLAN_SCHEMA.remove(0).remove(0),
+    )
+
+
+def _in_order(rows: pa.Table, seed: int) -> pa.Table:
+    ids = rows["source_id"].to_pylist()
+    replicas = rows["replica"].to_numpy()
+    keys = np.fromiter(
+        (derive_seed(seed, i, f"order-{r}") for i, r in zip(ids, replicas, strict=True)),
+        dtype=np.int64,
+        count=len(ids),
+    )
+    del ids
+    id_rank = pc.rank(rows["source_id"], sort_keys="ascending", tiebreaker="dense").to_numpy()
+    return rows.take(np.lexsort((replicas, id_rank, keys)))
 
 
 def read_shard_plan(work_dir: Path, shard: ShardSpec) -> pa.Table:

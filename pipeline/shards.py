@@ -35,7 +35,7 @@ class Row:
     seed: int | None
     sha256: str
     params: str | None
-    png: bytes
+    encoded: bytes
 
 
 def parquet_schema(class_names: list[str]) -> pa.Schema:
@@ -105,9 +105,16 @@ class ParquetShardWriter(_CountingWriter):
     """Writes one Parquet shard incrementally, a row group at a time."""
 
     def __init__(
-        self, *, root: Path, path: Path, class_names: list[str], row_group_rows: int = ROW_GROUP_ROWS
+        self,
+        *,
+        root: Path,
+        path: Path,
+        class_names: list[str],
+        extension: str = ".png",
+        row_group_rows: int = ROW_GROUP_ROWS,
     ):
         super().__init__(class_names)
+        self._extension = extension
         if row_group_rows < 1:
             raise ValueError(f"row_group_rows must be positive, got {row_group_rows}")
         self._root = Path(root)
@@ -134,7 +141,7 @@ class ParquetShardWriter(_CountingWriter):
             return
         rows = self._buffer
         columns = {
-            "image": [{"bytes": r.png, "path": f"{r.origin}-{r.id}.png"} for r in rows],
+            "image": [{"bytes": r.encoded, "path": f"{r.origin}-{r.id}{self._extension}"} for r in rows],
             **{name: [getattr(r, name) for r in rows] for name in self._schema.names[1:]},
         }
         self._writer.write_table(pa.table(columns, schema=self._schema))
@@ -150,14 +157,17 @@ class ParquetShardWriter(_CountingWriter):
 
 
 class ImageFolderShardWriter(_CountingWriter):
-    """Writes PNGs as ``{split}/{class}/{origin}-{id}.png`` plus a lineage Parquet file.
+    """Writes ``{split}/{class}/{origin}-{id}{extension}`` image files plus a lineage Parquet file.
 
     The lineage file holds every column of the Parquet format but the image bytes, and a
     ``file_name`` column relative to the version root.
     """
 
-    def __init__(self, *, root: Path, split: str, lineage_path: Path, class_names: list[str]):
+    def __init__(
+        self, *, root: Path, split: str, lineage_path: Path, class_names: list[str], extension: str = ".png"
+    ):
         super().__init__(class_names)
+        self._extension = extension
         self._root = Path(root)
         self._split = split
         self._lineage_path = Path(lineage_path)
@@ -166,11 +176,12 @@ class ImageFolderShardWriter(_CountingWriter):
 
     def write(self, row: Row) -> None:
         self._check(row)
-        path = self._root / self._split / self._class_names[row.label] / f"{row.origin}-{row.id}.png"
+        name = f"{row.origin}-{row.id}{self._extension}"
+        path = self._root / self._split / self._class_names[row.label] / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(row.png)
+        path.write_bytes(row.encoded)
         self._written.append(path)
-        record = {k: v for k, v in row.__dict__.items() if k != "png"}
+        record = {k: v for k, v in row.__dict__.items() if k != "encoded"}
         record["file_name"] = path.relative_to(self._root).as_posix()
         self._lineage.append(record)
 

@@ -129,9 +129,9 @@ def synthesize_stage(
     return report
 
 
-def read_synthetic(work_dir: Path) -> dict[str, list]:
+def read_synthetic(work_dir: Path) -> pa.Table:
     """The staged synthetic rows' lineage (row i = pixel row i of ``synthetic.arrow``)."""
-    return pq.read_table(work_dir / SYNTHETIC_INDEX).to_pydict()
+    return pq.read_table(work_dir / SYNTHETIC_INDEX)
 
 
 def write_grid(

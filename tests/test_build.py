@@ -160,3 +160,22 @@ def test_byte_shard_size(tiny_config):
     expected_rows = 4000 // int(np.mean(image_bytes[:5]))
     assert 1 < manifest["augment"]["rows_per_shard"] <= expected_rows + 2
     assert len([s for s in manifest["shards"] if s["split"] == "train"]) > 1
+
+
+def test_augmenter_output_depends_on_the_seed_only():
+    from pipeline.augment import Augmenter
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    recipe = [
+        {"OneOf": {"p": 1.0, "transforms": [{"Affine": {"rotate": [-30, 30]}}, {"GaussNoise": {}}]}},
+        {"RandomBrightnessContrast": {"p": 0.5}},
+    ]
+    first, again = Augmenter(recipe), Augmenter(recipe)
+    seeds = [5, 6, 7, 5, 2**32 - 1, 0]
+    outputs = [first(image, s) for s in seeds]
+    assert np.array_equal(outputs[0][0], outputs[3][0]) and outputs[0][1] == outputs[3][1]
+    for seed, (pixels, params) in zip(reversed(seeds), reversed(outputs), strict=True):
+        other_pixels, other_params = again(image, seed)  # another instance, other call order
+        assert np.array_equal(pixels, other_pixels) and params == other_params
+    assert len({o[0].tobytes() for o in outputs}) == 5

@@ -145,21 +145,21 @@ def test_failure_mid_shard_leaves_nothing_listed_and_rerun_gives_same_id(tiny_co
     reference, _ = build(tiny_config(f"output.root={tmp_path / 'reference'}"))
     config = tiny_config()
     calls = {"n": 0}
-    real_encode = build_module.encode_png
+    real_encode = build_module.encode_image
 
-    def fail_on_fifth(image, level):
+    def fail_on_fifth(*args):
         calls["n"] += 1
         if calls["n"] == 5:
             raise OSError("disk full")
-        return real_encode(image, level)
+        return real_encode(*args)
 
-    monkeypatch.setattr(build_module, "encode_png", fail_on_fifth)
+    monkeypatch.setattr(build_module, "encode_image", fail_on_fifth)
     with pytest.raises(OSError, match="disk full"):
         build(config)
     dataset_dir = config.output.root / config.dataset_name()
     assert catalog.list_versions(dataset_dir) == []
     assert not list(dataset_dir.glob(".incomplete-*"))
-    monkeypatch.setattr(build_module, "encode_png", real_encode)
+    monkeypatch.setattr(build_module, "encode_image", real_encode)
     version, created = build(config)
     assert created and version.name == reference.name
     assert file_hashes(version) == file_hashes(reference)

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import Config, load_config, parse_size
+from pipeline.config import AUTO_SHARD_ROWS, AUTO_SHARDS, Config, load_config, parse_size
 from pipeline.errors import ConfigError
 
 
@@ -61,13 +61,24 @@ def test_unknown_source_kind():
 def test_overrides_are_typed_by_schema():
     config = load_config(None, ["seed=7", "augment.copies_per_image=1.5", "output.shard_size=64MB"])
     assert config.seed == 7 and config.augment.copies_per_image == 1.5
-    assert config.output.shard_limit() == ("bytes", 64 * 10**6)
+    assert config.output.shard_limit(total_rows=10) == ("bytes", 64 * 10**6)
     with pytest.raises(ConfigError, match="seed"):
         load_config(None, ["seed=abc"])
     with pytest.raises(ConfigError, match="expected dotted.key=value"):
         load_config(None, ["seed"])
     with pytest.raises(ConfigError, match="nonsense: unknown key"):
         load_config(None, ["nonsense.key=1"])
+
+
+def test_auto_shard_size_depends_on_rows_only():
+    output = load_config(None, []).output
+    assert output.shard_size == "auto"
+    low, high = AUTO_SHARD_ROWS
+    assert output.shard_limit(total_rows=10) == ("rows", low)
+    assert output.shard_limit(total_rows=AUTO_SHARDS * 3000) == ("rows", 3000)
+    assert output.shard_limit(total_rows=10**9) == ("rows", high)
+    with pytest.raises(ConfigError, match="shard_size"):
+        load_config(None, ["output.shard_size=automatic"])
 
 
 def test_copies_and_target_are_exclusive():

@@ -1,5 +1,6 @@
 """The published formats load with the tools users already have."""
 
+import json
 from collections import Counter
 
 import pytest
@@ -49,3 +50,39 @@ def test_imagefolder_lineage_points_at_files(tiny_config):
     ]
     assert records and all((version / r["file_name"]).is_file() for r in records)
     assert all(r["file_name"].split("/")[2].startswith(r["origin"] + "-") for r in records)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+@pytest.mark.parametrize("fmt", ["parquet", "imagefolder"])
+def test_webp_lossless_reads_back_the_png_pixels(tmp_path, fmt, mode):
+    import numpy as np
+
+    from conftest import RECIPE, make_imagefolder
+    from pipeline.config import load_config
+    from pipeline.dataset import ExpandedDataset
+
+    source = make_imagefolder(tmp_path / "src", {"a": 4, "b": 3}, mode=mode)
+
+    def pixels(image_format: str) -> dict[str, np.ndarray]:
+        config = load_config(
+            None,
+            [
+                "source.kind=imagefolder",
+                f"source.path={source}",
+                f"output.root={tmp_path / image_format}",
+                f"output.format={fmt}",
+                f"output.image_format={image_format}",
+                "augment.copies_per_image=1",
+                f"augment.transforms={json.dumps(RECIPE)}",
+                "runner.workers=1",
+            ],
+        )
+        version, _ = build(config)
+        assert read_manifest(version)["image"]["format"] == image_format
+        data = ExpandedDataset(version, split="train", return_lineage=True)
+        return {row["id"]: np.asarray(x) for x, _, row in data}
+
+    png, webp = pixels("png"), pixels("webp")
+    assert png.keys() == webp.keys() and len(png) >= 8
+    assert all(np.array_equal(png[k], webp[k]) for k in png)
+    assert next(iter(webp.values())).shape[0] == (1 if mode == "L" else 3)

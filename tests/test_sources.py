@@ -1,4 +1,5 @@
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,8 +13,9 @@ from pipeline.sources import open_source
 
 
 def read(kind, path=None, **kw):
+    """The reader and its samples, decoded."""
     reader = open_source(SourceConfig(kind=kind, path=path, **kw))
-    return reader, list(reader)
+    return reader, [replace(s, pixels=reader.pixels(s)) for s in reader]
 
 
 def test_digits_is_embedded_and_scaled():
@@ -130,3 +132,45 @@ def test_content_hash_ignores_encoding(tmp_path):
     _, samples = read("imagefolder", tmp_path)
     assert samples[0].pixels.tolist() == samples[1].pixels.tolist()
     assert content_sha256(samples[0].pixels) == content_sha256(samples[1].pixels)
+
+
+@pytest.mark.parametrize("kind", ["imagefolder", "parquet"])
+def test_ingest_on_worker_processes_matches_one_process(tmp_path, monkeypatch, kind):
+    from pipeline import ingest as ingest_module
+    from pipeline.config import load_config
+    from pipeline.ingest import PIXELS_FILE, PixelStore, ingest
+    from pipeline.sources import imagefolder
+
+    if kind == "imagefolder":
+        path = make_imagefolder(tmp_path / "src", {"a": 9, "b": 8}, mode="L")
+        Image.new("RGB", (8, 8), (9, 200, 30)).save(path / "b" / "img_001.png")  # makes the dataset RGB
+    else:
+        path = make_parquet(tmp_path / "src" / "train.parquet", [k % 3 for k in range(17)])
+    # Small chunks, so that 17 images make several calls for the workers.
+    monkeypatch.setattr(ingest_module, "_CHUNK_ROWS", 2)
+    monkeypatch.setattr(imagefolder, "_HEADER_CHUNK", 3)
+    config = load_config(None, [f"source.kind={kind}", f"source.path={path}"])
+    one = ingest(config, tmp_path / "one", workers=1)
+    two = ingest(config, tmp_path / "two", workers=2)
+    assert one.fingerprint == two.fingerprint and one.mode == two.mode == "RGB"
+    assert one.index.sha256 == two.index.sha256 and one.index.source_ids == two.index.source_ids
+    with PixelStore(tmp_path / "one" / PIXELS_FILE, one.shape) as a, PixelStore(
+        tmp_path / "two" / PIXELS_FILE, two.shape
+    ) as b:
+        assert all(np.array_equal(a[i], b[i]) for i in range(17))
+
+
+def test_undecodable_image_in_a_worker_names_the_file(tmp_path, monkeypatch):
+    from pipeline import ingest as ingest_module
+    from pipeline.config import load_config
+    from pipeline.ingest import ingest
+
+    path = make_imagefolder(tmp_path / "src", {"a": 6, "b": 6})
+    with Image.open(path / "b" / "img_003.png") as image:
+        image.save(path / "b" / "img_003.jpg")  # a valid header, then cut short
+    data = (path / "b" / "img_003.jpg").read_bytes()
+    (path / "b" / "img_003.jpg").write_bytes(data[: len(data) // 2])
+    monkeypatch.setattr(ingest_module, "_CHUNK_ROWS", 2)
+    config = load_config(None, ["source.kind=imagefolder", f"source.path={path}"])
+    with pytest.raises(SourceError, match="img_003.jpg"):
+        ingest(config, tmp_path / "work", workers=2)

@@ -14,14 +14,14 @@ from pipeline.sources.parquet import open_parquet
 __all__ = ["Sample", "SourceReader", "open_source"]
 
 
-def open_source(config: SourceConfig) -> SourceReader:
-    """Open the source named by ``config.kind``."""
+def open_source(config: SourceConfig, workers: int = 1) -> SourceReader:
+    """Open the source named by ``config.kind``; ``workers`` processes may index it."""
     if config.kind == "digits":
         return open_digits(config.class_names)
     if config.kind == "imagefolder":
         if config.class_names is not None:
             raise SourceError("source.class_names is not used with image folders (folder names are)")
-        return open_imagefolder(config.path)
+        return open_imagefolder(config.path, workers)
     if config.kind == "parquet":
         return open_parquet(config.path, config.class_names)
     if config.kind == "cifar10":

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from pipeline.errors import SourceError
-from pipeline.images import Mode
+from pipeline.images import Mode, decode_image
 
 SPLIT_ALIASES = {
     "train": "train",
@@ -24,6 +26,21 @@ SPLIT_ALIASES = {
 
 
 @dataclass(frozen=True)
+class Encoded:
+    """An encoded image (a file, or bytes) not decoded yet, so that decoding can happen in
+    a worker process; ``where`` names it in errors."""
+
+    data: Path | bytes
+    where: str
+
+    def decode(self, mode: Mode) -> np.ndarray:
+        """The pixels in ``mode``; raises SourceError naming ``where`` when undecodable."""
+        return decode_image(
+            self.data if isinstance(self.data, Path) else io.BytesIO(self.data), mode, self.where
+        )
+
+
+@dataclass(frozen=True)
 class Sample:
     """One source image.
 
@@ -31,13 +48,14 @@ class Sample:
         source_id: stable across runs and machines (a relative path, a file:row, an index).
         label: index into the source's class names.
         split: the split the source assigns, or None when the source has no splits.
-        pixels: uint8 array in the source's mode (see :mod:`pipeline.images`).
+        pixels: uint8 array in the source's mode (see :mod:`pipeline.images`), or the
+            encoded image, decoded into that mode at ingest.
     """
 
     source_id: str
     label: int
     split: str | None
-    pixels: np.ndarray
+    pixels: np.ndarray | Encoded
 
 
 @dataclass(frozen=True)
@@ -54,6 +72,10 @@ class SourceReader:
 
     def __iter__(self) -> Iterator[Sample]:
         return iter(self.samples())
+
+    def pixels(self, sample: Sample) -> np.ndarray:
+        """A sample's pixels in the source's mode, decoding them if they are still encoded."""
+        return sample.pixels.decode(self.mode) if isinstance(sample.pixels, Encoded) else sample.pixels
 
 
 def split_name(text: str) -> str | None:

@@ -12,18 +12,23 @@ point outside the root are ignored too, so a source can never pull in files from
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.errors import SourceError
-from pipeline.images import dataset_mode, decode_image, header_mode
-from pipeline.sources.base import Sample, SourceReader, check_class_names, split_name
+from pipeline.images import dataset_mode, header_modes
+from pipeline.sources.base import Encoded, Sample, SourceReader, check_class_names, split_name
+from pipeline.workers import run_all
 
+_HEADER_CHUNK = 1024
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
-def open_imagefolder(root: Path) -> SourceReader:
+def open_imagefolder(root: Path, workers: int = 1) -> SourceReader:
     """Index ``root`` (file names and image headers only; pixels are decoded lazily).
+
+    The headers are read on ``workers`` processes.
 
     Raises:
         SourceError: no class folders, no images, or an unreadable image header.
@@ -52,31 +57,38 @@ def open_imagefolder(root: Path) -> SourceReader:
     if not files:
         raise SourceError(f"{root}: no images found (expected <class>/<image> folders)")
     files.sort(key=lambda item: item[0])
-    mode = dataset_mode({header_mode(path, str(path)) for _, _, _, path in files})
+    paths = [path for _, _, _, path in files]
+    chunks = [(paths[i : i + _HEADER_CHUNK],) for i in range(0, len(paths), _HEADER_CHUNK)]
+    mode = dataset_mode(set().union(*run_all(header_modes, chunks, workers)))
 
     def samples() -> Iterator[Sample]:
         for source_id, label, split, path in files:
-            yield Sample(source_id, label, split, decode_image(path, mode, str(path)))
+            yield Sample(source_id, label, split, Encoded(path, str(path)))
 
     return SourceReader(class_names=class_names, mode=mode, samples=samples)
 
 
-def _inside(path: Path, resolved_root: Path) -> bool:
-    return path.resolve().is_relative_to(resolved_root)
+def _inside(entry: os.DirEntry, resolved_root: Path) -> bool:
+    # Entries of a folder already inside the root are inside too, unless they are links.
+    return not entry.is_symlink() or Path(entry.path).resolve().is_relative_to(resolved_root)
 
 
 def _visible_dirs(folder: Path, resolved_root: Path) -> list[Path]:
-    return sorted(
-        d for d in folder.iterdir() if not d.name.startswith(".") and d.is_dir() and _inside(d, resolved_root)
-    )
+    with os.scandir(folder) as entries:
+        return sorted(
+            Path(e.path)
+            for e in entries
+            if not e.name.startswith(".") and e.is_dir() and _inside(e, resolved_root)
+        )
 
 
 def _image_files(folder: Path, resolved_root: Path) -> list[Path]:
-    return sorted(
-        f
-        for f in folder.iterdir()
-        if not f.name.startswith(".")
-        and f.suffix.lower() in IMAGE_EXTENSIONS
-        and f.is_file()
-        and _inside(f, resolved_root)
-    )
+    with os.scandir(folder) as entries:
+        return sorted(
+            Path(e.path)
+            for e in entries
+            if not e.name.startswith(".")
+            and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
+            and e.is_file()
+            and _inside(e, resolved_root)
+        )

@@ -19,8 +19,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import SourceError
-from pipeline.images import dataset_mode, decode_image, header_mode
-from pipeline.sources.base import Sample, SourceReader, check_class_names, named_classes, split_name
+from pipeline.images import dataset_mode, header_mode
+from pipeline.sources.base import (
+    Encoded,
+    Sample,
+    SourceReader,
+    check_class_names,
+    named_classes,
+    split_name,
+)
 
 IMAGE_COLUMNS = ("image", "img")
 LABEL_COLUMNS = ("label", "labels")
@@ -64,12 +71,7 @@ def open_parquet(path: Path, class_names: list[str] | None = None) -> SourceRead
                     raise SourceError(
                         f"{table.where} row {row}: label {label} is outside 0..{len(names) - 1}"
                     )
-                yield Sample(
-                    source_id,
-                    index,
-                    table.split,
-                    decode_image(io.BytesIO(raw), mode, f"{table.where} row {row}"),
-                )
+                yield Sample(source_id, index, table.split, Encoded(raw, f"{table.where} row {row}"))
 
     return SourceReader(class_names=names, mode=mode, samples=samples)
 

@@ -1,0 +1,118 @@
+"""Worker processes for shard writing and decoding: one persistent pool per process.
+
+Workers fork from a ``forkserver`` that imports the pipeline once (about 5 s on a small
+machine: albumentations pulls in torch), never from the caller: a process that has run
+OpenCV or OpenMP thread pools (or, under Prefect, has other threads) cannot be forked
+safely (forked workers hung in the test suite). Each worker runs with one OpenCV, torch
+and OpenMP thread, so ``workers`` processes do not oversubscribe the cores.
+:func:`warm_up` starts the pool in a background thread while the caller ingests and
+plans, and :func:`run_all` works in the caller's process until the pool is ready.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import cv2
+import torch
+
+# Imported by the fork server once, so that workers start with them loaded (about 1.4 s
+# each for albumentations and for pandas, which pyarrow imports at a worker's first table
+# when it is installed; absent ones are skipped).
+PRELOAD = ["pipeline.build", "albumentations", "pandas"]
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+_READY: dict[int, threading.Event] = {}
+_LOCK = threading.Lock()
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """This process's pool of ``workers`` processes, created once."""
+    with _LOCK:
+        if workers not in _POOLS:
+            mp = multiprocessing.get_context("forkserver")
+            mp.set_forkserver_preload(PRELOAD)
+            _POOLS[workers] = ProcessPoolExecutor(
+                max_workers=workers, mp_context=mp, initializer=single_threaded
+            )
+        return _POOLS[workers]
+
+
+def warm_up(workers: int) -> threading.Event:
+    """Start the pool's processes in a background thread; the event is set once they run.
+
+    Starting a process from the fork server waits for the server's imports, so it is not
+    done in the caller's thread.
+    """
+    with _LOCK:
+        ready = _READY.get(workers)
+        if ready is None:
+            ready = _READY[workers] = threading.Event()
+            threading.Thread(target=_start, args=(workers, ready), daemon=True, name="pool-warm-up").start()
+    return ready
+
+
+def run_all(fn: Callable[..., Any], calls: Sequence[tuple], workers: int) -> list[Any]:
+    """``[fn(*args) for args in calls]`` on ``workers`` processes, results in call order.
+
+    While the pool is still starting, calls run here, last first; the rest go to the pool
+    once it is ready. With one worker (or one call) everything runs here.
+    """
+    if workers <= 1 or len(calls) <= 1:
+        return [fn(*args) for args in calls]
+    ready = warm_up(workers)
+    results: dict[int, Any] = {}
+    pending = list(range(len(calls)))
+    while pending and not ready.is_set():
+        k = pending.pop()
+        results[k] = fn(*calls[k])
+    futures = {k: worker_pool(workers).submit(fn, *calls[k]) for k in pending}
+    for k, future in futures.items():
+        results[k] = result(future, workers)
+    return [results[k] for k in range(len(calls))]
+
+
+def run_one(fn: Callable[..., Any], args: tuple, workers: int) -> Any:
+    """``fn(*args)`` in a process of the ``workers`` pool (here when ``workers`` is 1), for
+    callers that schedule calls themselves, such as one Prefect task per shard on threads."""
+    if workers <= 1:
+        return fn(*args)
+    warm_up(workers)
+    return result(worker_pool(workers).submit(fn, *args), workers)
+
+
+def result(future: Future, workers: int) -> Any:
+    """The future's result; a broken pool (a worker was killed) is dropped, so the next
+    call starts a fresh one."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        with _LOCK:
+            _POOLS.pop(workers, None)
+            _READY.pop(workers, None)
+        raise
+
+
+def single_threaded() -> None:
+    """Worker-process set-up: one thread each for OpenCV, torch and OpenMP."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def _start(workers: int, ready: threading.Event) -> None:
+    try:
+        pool = worker_pool(workers)
+        for future in [pool.submit(os.getpid) for _ in range(workers)]:
+            future.result()
+    except BrokenProcessPool:  # dropped: the callers' own submissions start a fresh pool
+        with _LOCK:
+            _POOLS.pop(workers, None)
+    finally:
+        ready.set()
