@@ -154,9 +154,10 @@ def test_ingest_on_worker_processes_matches_one_process(tmp_path, monkeypatch, k
     two = ingest(config, tmp_path / "two", workers=2)
     assert one.fingerprint == two.fingerprint and one.mode == two.mode == "RGB"
     assert one.index.sha256 == two.index.sha256 and one.index.source_ids == two.index.source_ids
-    with PixelStore(tmp_path / "one" / PIXELS_FILE, one.shape) as a, PixelStore(
-        tmp_path / "two" / PIXELS_FILE, two.shape
-    ) as b:
+    with (
+        PixelStore(tmp_path / "one" / PIXELS_FILE, one.shape) as a,
+        PixelStore(tmp_path / "two" / PIXELS_FILE, two.shape) as b,
+    ):
         assert all(np.array_equal(a[i], b[i]) for i in range(17))
 
 
