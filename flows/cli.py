@@ -81,7 +81,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"expand: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except PipelineError as exc:
+    except BrokenPipeError:
+        raise
+    except (PipelineError, OSError) as exc:  # OSError: a full disk, a lost mount, permissions
         print(f"expand: {args.command} failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_USAGE
@@ -102,6 +104,11 @@ def _run(args: argparse.Namespace) -> int:
     for split, by_origin in result["splits"].items():
         parts = ", ".join(f"{origin} {count}" for origin, count in sorted(by_origin.items()))
         print(f"  {split:<10} {sum(by_origin.values()):>7} rows ({parts})")
+    if result["skipped"] or result["duplicate_groups"]:
+        print(
+            f"  source: {result['skipped']} images left out, {result['duplicate_groups']} groups of "
+            "identical images (manifest.json: source.skipped, source.duplicates)"
+        )
     if result.get("synthesis") and result["synthesis"].get("gate"):
         print(f"  gate: {result['synthesis']['gate']['reason']}")
     print(result["version_dir"])
@@ -149,10 +156,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 class _DropExpectedTraceback(logging.Filter):
-    """Prefect logs failed runs with a traceback; for bad input the message is enough."""
+    """Prefect logs failed runs with a traceback; for bad input or a full disk the message
+    is enough."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], PipelineError):
+        if record.exc_info and isinstance(record.exc_info[1], PipelineError | OSError):
             record.exc_info = None
             record.exc_text = None
         return True

@@ -193,6 +193,8 @@ def _result(context: BuildContext, created: bool) -> dict[str, Any]:
         "version_id": context.version_id,
         "created": created,
         "splits": {split: info["by_origin"] for split, info in manifest["splits"].items()},
+        "skipped": len(manifest["source"].get("skipped", [])),
+        "duplicate_groups": manifest["source"].get("duplicates", {}).get("groups", 0),
         "synthesis": {
             k: manifest["synthesis"][k] for k in ("published", "gate") if k in manifest["synthesis"]
         }

@@ -9,7 +9,8 @@ A recipe is a list of one-key mappings, transform name to parameters::
           - GaussNoise: {}
           - Blur: {blur_limit: 3}
 
-Names are resolved only in the albumentations namespace. Every augmented image gets its
+Names are resolved only in the albumentations namespace, or for ``module:Class`` names
+listed in ``augment.custom_transforms``, by import. Every augmented image gets its
 own seed derived from (run seed, source id, replica), so the result does not depend on
 how many workers run or in which order; the seed and the applied parameters are recorded.
 """
@@ -17,6 +18,7 @@ how many workers run or in which order; the seed and the applied parameters are 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 import json
 import random
@@ -37,15 +39,18 @@ def derive_seed(run_seed: int, source_id: str, replica: int | str) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def build_transforms(spec: list[dict[str, Any]], where: str = "transforms") -> list[Any]:
+def build_transforms(
+    spec: list[dict[str, Any]], where: str = "transforms", custom: tuple[str, ...] | list[str] = ()
+) -> list[Any]:
     """Instantiate a recipe, validating names and parameters.
 
-    Raises:
-        ValueError: an entry is malformed, names no albumentations transform, or has
-            parameters the transform rejects; the message names the entry.
-    """
-    import albumentations as A
+    Names resolve in the albumentations namespace only, but for the ``module:Class``
+    names listed in ``custom`` (``augment.custom_transforms``), which are imported.
 
+    Raises:
+        ValueError: an entry is malformed, names no albumentations (or allowed custom)
+            transform, or has parameters the transform rejects; the message names the entry.
+    """
     if not isinstance(spec, list):
         raise ValueError(f"{where} must be a list of {{TransformName: {{params}}}} entries")
     built = []
@@ -57,17 +62,20 @@ def build_transforms(spec: list[dict[str, Any]], where: str = "transforms") -> l
         params = {} if params is None else params
         if not isinstance(params, dict):
             raise ValueError(f"{at} ({name}): parameters must be a mapping, got {params!r}")
-        built.append(_build_one(A, str(name), dict(params), f"{at}.{name}"))
+        built.append(_build_one(str(name), dict(params), f"{at}.{name}", tuple(custom)))
     return built
 
 
-def _build_one(A, name: str, params: dict[str, Any], at: str) -> Any:
-    cls = getattr(A, name, None)
+def _build_one(name: str, params: dict[str, Any], at: str, custom: tuple[str, ...]) -> Any:
+    import albumentations as A
+
+    cls = _custom_class(name, at) if name in custom else getattr(A, name, None)
     is_compose = inspect.isclass(cls) and issubclass(cls, A.BaseCompose)
     if not inspect.isclass(cls) or not (issubclass(cls, A.BasicTransform) or is_compose):
-        raise ValueError(f"{at}: '{name}' is not an albumentations transform")
+        hint = " (custom transforms must be listed in augment.custom_transforms)" if ":" in name else ""
+        raise ValueError(f"{at}: '{name}' is not an albumentations transform{hint}")
     if is_compose:
-        params["transforms"] = build_transforms(params.get("transforms", []), f"{at}.transforms")
+        params["transforms"] = build_transforms(params.get("transforms", []), f"{at}.transforms", custom)
     accepted = inspect.signature(cls.__init__).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         unknown = sorted(set(params) - set(accepted) - {"self"})
@@ -79,13 +87,21 @@ def _build_one(A, name: str, params: dict[str, Any], at: str) -> Any:
         raise ValueError(f"{at}: invalid parameters: {exc}") from None
 
 
+def _custom_class(name: str, at: str) -> Any:
+    module, _, attribute = name.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"{at}: cannot import custom transform '{name}': {exc}") from None
+
+
 class Augmenter:
     """Applies a recipe to one image with a given seed; returns the image and what was done."""
 
-    def __init__(self, spec: list[dict[str, Any]]):
+    def __init__(self, spec: list[dict[str, Any]], custom: tuple[str, ...] | list[str] = ()):
         import albumentations as A
 
-        self._compose = A.Compose(build_transforms(spec), save_applied_params=True, seed=0)
+        self._compose = A.Compose(build_transforms(spec, custom=custom), save_applied_params=True, seed=0)
         # One numpy and one Python generator shared by every transform, reseeded in place per
         # image: albumentations' set_random_seed builds new generators for each transform
         # (about 200 us per image for a three-step recipe, as long as the transforms).

@@ -53,6 +53,7 @@ from pipeline.synthetic_stage import (
 from pipeline.workers import run_all, run_one, warm_up
 
 _SIZE_SAMPLE = 64
+_LISTED_DUPLICATES = 100  # duplicate groups named in the manifest (all are counted)
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,13 @@ def prepare(config: Config, run: dict[str, Any] | None = None, workers: int = 1)
             "counts": ingested.counts(),
             "license": config.source.license,
             "citation": config.source.citation,
+            "skipped": ingested.skipped,
+            "ignored_files": ingested.ignored_files,
+            "duplicates": {
+                "groups": len(ingested.duplicates),
+                "images": sum(len(g) for g in ingested.duplicates),
+                "first_groups": ingested.duplicates[:_LISTED_DUPLICATES],
+            },
         },
     }
     return BuildContext(
@@ -182,7 +190,10 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
     """
     config = context.config
     rows = read_shard_plan(context.work_dir, shard).to_pylist()
-    augmenter = Augmenter(config.augment.transforms) if any(r["replica"] for r in rows) else None
+    augment = config.augment
+    augmenter = (
+        Augmenter(augment.transforms, augment.custom_transforms) if any(r["replica"] for r in rows) else None
+    )
     output = config.output
     synthetic_path = context.work_dir / SYNTHETIC_PIXELS
     with (

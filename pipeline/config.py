@@ -41,6 +41,20 @@ class SourceConfig(_Strict):
         default=None, description="The source's licence (SPDX id or URL), for the dataset card and Croissant."
     )
     citation: str | None = Field(default=None, description="How to cite the source (e.g. BibTeX).")
+    on_bad_image: Literal["error", "skip"] = Field(
+        default="error",
+        description="an unreadable or undecodable image, one of another size, a Parquet row without "
+        "image or with an invalid label, an empty class folder: stop naming it, or skip it "
+        "(listed in the manifest with the reason)",
+    )
+    duplicates: Literal["keep", "drop"] = Field(
+        default="keep",
+        description="images with identical pixels: keep them all (reported in the manifest), or keep "
+        "the first by source id",
+    )
+    follow_symlinks: bool = Field(
+        default=False, description="image folders: follow symbolic links that lead outside source.path"
+    )
 
     @model_validator(mode="after")
     def _path_matches_kind(self) -> SourceConfig:
@@ -72,6 +86,11 @@ class AugmentConfig(_Strict):
     copies_per_image: float | None = Field(default=None, ge=0.0)
     target_per_class: int | None = Field(default=None, ge=1)
     transforms: list[dict[str, Any]] = Field(default_factory=list)
+    custom_transforms: list[str] = Field(
+        default_factory=list,
+        description="'module:Class' transforms (albumentations subclasses) a recipe may name; "
+        "nothing outside albumentations is imported otherwise",
+    )
 
     @model_validator(mode="after")
     def _one_count_rule(self) -> AugmentConfig:
@@ -79,13 +98,12 @@ class AugmentConfig(_Strict):
             raise ValueError("set either copies_per_image or target_per_class, not both")
         return self
 
-    @field_validator("transforms")
-    @classmethod
-    def _transforms_build(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    @model_validator(mode="after")
+    def _transforms_build(self) -> AugmentConfig:
         from pipeline.augment import build_transforms  # albumentations is heavy; load on use
 
-        build_transforms(value)
-        return value
+        build_transforms(self.transforms, custom=self.custom_transforms)
+        return self
 
     @property
     def enabled(self) -> bool:
@@ -322,6 +340,8 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read config file {where}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{where}: not UTF-8 text: {exc}") from None
         try:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as exc:

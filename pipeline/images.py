@@ -96,9 +96,17 @@ def header_mode(source: str | Path | IO[bytes], where: str) -> str:
         raise SourceError(f"{where}: cannot read image: {exc}") from None
 
 
-def header_modes(paths: list[Path]) -> set[str]:
-    """The Pillow modes of image files (see :func:`header_mode`)."""
-    return {header_mode(path, str(path)) for path in paths}
+def header_modes(paths: list[Path], skip_bad: bool = False) -> set[str]:
+    """The Pillow modes of image files (see :func:`header_mode`); with ``skip_bad``, of
+    the readable ones (the others are quarantined when decoded)."""
+    modes = set()
+    for path in paths:
+        try:
+            modes.add(header_mode(path, str(path)))
+        except SourceError:
+            if not skip_bad:
+                raise
+    return modes
 
 
 def decode_image(source: str | Path | IO[bytes], mode: Mode, where: str) -> np.ndarray:

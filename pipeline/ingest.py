@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from pipeline.config import Config
 from pipeline.errors import SourceError
 from pipeline.images import Mode, content_sha256
 from pipeline.sources import open_source
-from pipeline.sources.base import Encoded, Sample, SourceReader
+from pipeline.sources.base import Encoded, Invalid, Sample, SourceReader
 from pipeline.workers import run_all
 
 PIXELS_FILE = "pixels.arrow"
@@ -33,6 +33,8 @@ _BATCH_ROWS = 2048
 _CHUNK_ROWS = 256
 _WINDOW_CHUNKS = 4
 SPLIT_ORDER = ("train", "validation", "test")
+# The "split" of staged images left out of the version (dropped duplicates, leakage).
+EXCLUDED = "excluded"
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class Ingested:
     shape: tuple[int, ...]
     fingerprint: str
     split_carved: bool
+    skipped: list[dict[str, str | None]] = field(default_factory=list)
+    ignored_files: int = 0
+    duplicates: list[list[str]] = field(default_factory=list)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Source images per split and class name."""
@@ -71,61 +76,144 @@ def ingest(config: Config, work_dir: Path, workers: int = 1) -> Ingested:
     """Read the configured source into ``work_dir`` and assign every image a split.
 
     Encoded images are decoded and hashed on ``workers`` processes, a window of chunks at
-    a time, so memory does not grow with the source.
+    a time, so memory does not grow with the source. Bad images stop the run, or with
+    ``source.on_bad_image: skip`` are left out and listed in ``skipped``. Images with
+    identical pixels are reported (``duplicates``) and, with ``source.duplicates: drop``,
+    all but the first are left out; a training image whose pixels are also in another
+    split is always left out of training (leakage).
 
     Raises:
-        SourceError: the source is unreadable, or images differ in size (the message
-            names the first image whose size differs from the first image's).
+        SourceError: the source is unreadable, or (without skip) an image is bad or of
+            another size than the first; the message names the image.
     """
-    reader = open_source(config.source, workers)
+    source = config.source
+    reader = open_source(source, workers)
     work_dir.mkdir(parents=True, exist_ok=True)
-    pixels_path = work_dir / PIXELS_FILE
-    ids: list[str] = []
-    labels: list[int] = []
-    given_splits: list[str | None] = []
-    hashes: list[str] = []
-    shape: tuple[int, ...] | None = None
-
-    def checked():
-        nonlocal shape
-        for samples, staged in _staged(reader, workers):
-            for sample, (raw, sample_shape, sha) in zip(samples, staged, strict=True):
-                if shape is None:
-                    shape = sample_shape
-                elif sample_shape != shape:
-                    raise SourceError(
-                        f"{sample.source_id}: image size {_size(sample_shape)} differs from "
-                        f"{_size(shape)} of the first image; all images of a dataset must match"
-                    )
-                ids.append(sample.source_id)
-                labels.append(sample.label)
-                given_splits.append(sample.split)
-                hashes.append(sha)
-                yield raw
-
-    write_pixels(pixels_path, checked())
-    if shape is None:
-        raise SourceError(f"source {config.source.kind} {config.source.path or ''}: no images")
-    if len(set(ids)) != len(ids):
-        duplicate = next(i for i, n in Counter(ids).items() if n > 1)
+    staged = _Staged(skip=source.on_bad_image == "skip", skipped=list(reader.skipped))
+    write_pixels(work_dir / PIXELS_FILE, staged.rows(reader, workers))
+    if staged.shape is None:
+        raise SourceError(f"source {source.kind} {source.path or ''}: no images")
+    if len(set(staged.ids)) != len(staged.ids):
+        duplicate = next(i for i, n in Counter(staged.ids).items() if n > 1)
         raise SourceError(f"source id {duplicate!r} occurs twice")
 
-    label_array = np.asarray(labels, dtype=np.int64)
-    fingerprint = _fingerprint(reader.class_names, reader.mode, shape, ids, labels, given_splits, hashes)
-    carved = all(split is None for split in given_splits)
-    if carved:
-        splits = carve_test_split(ids, label_array, config.split.test_fraction, config.seed)
-    else:
-        splits = [split or "train" for split in given_splits]
+    ids, hashes = staged.ids, staged.hashes
+    groups = duplicate_groups(ids, hashes)
+    carved = all(split is None for split in staged.splits)
+    splits, left_out = _assign_splits(config, staged, groups, carved)
+    for row, reason in sorted(left_out.items()):
+        staged.skipped.append({"source_id": ids[row], "reason": reason, "sha256": hashes[row]})
     return Ingested(
-        pixels_path=pixels_path,
-        index=Index(ids, label_array, splits, hashes),
+        pixels_path=work_dir / PIXELS_FILE,
+        index=Index(ids, np.asarray(staged.labels, dtype=np.int64), splits, hashes),
         class_names=list(reader.class_names),
         mode=reader.mode,
-        shape=tuple(shape),
-        fingerprint=fingerprint,
+        shape=tuple(staged.shape),
+        fingerprint=_fingerprint(
+            reader.class_names, reader.mode, staged.shape, ids, staged.labels, staged.splits, hashes
+        ),
         split_carved=carved,
+        skipped=staged.skipped,
+        ignored_files=reader.ignored,
+        duplicates=[[ids[row] for row in group] for group in groups],
     )
+
+
+def _assign_splits(
+    config: Config, staged: _Staged, groups: list[list[int]], carve: bool
+) -> tuple[list[str], dict[int, str]]:
+    """Every staged row's split, and the rows left out (``EXCLUDED``) with the reason."""
+    ids, hashes = staged.ids, staged.hashes
+    left_out: dict[int, str] = {}
+    if config.source.duplicates == "drop":
+        left_out = {row: f"duplicate of {ids[group[0]]}" for group in groups for row in group[1:]}
+    if carve:
+        kept = [row for row in range(len(ids)) if row not in left_out]
+        labels = np.asarray(staged.labels, dtype=np.int64)[kept]
+        carved = carve_test_split([ids[r] for r in kept], labels, config.split.test_fraction, config.seed)
+        splits = [EXCLUDED] * len(ids)
+        for row, split in zip(kept, carved, strict=True):
+            splits[row] = split
+    else:
+        splits = [split or "train" for split in staged.splits]
+    left_out.update(leaked_rows(ids, hashes, splits, left_out))
+    for row in left_out:
+        splits[row] = EXCLUDED
+    return splits, left_out
+
+
+@dataclass
+class _Staged:
+    """What ingest learns while it stages the pixels, one accepted image per row."""
+
+    skip: bool
+    skipped: list[dict[str, str | None]]
+    ids: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    splits: list[str | None] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)
+    shape: tuple[int, ...] | None = None
+
+    def rows(self, reader: SourceReader, workers: int) -> Iterator[bytes]:
+        """The raw pixels of each accepted image, in source order."""
+        for samples, results in _staged(reader, workers, self.skip):
+            for sample, result in zip(samples, results, strict=True):
+                if isinstance(result, Rejected):
+                    self._leave_out(sample, result.reason, result.sha256)
+                    continue
+                raw, shape, sha = result
+                if self.shape is None:
+                    self.shape = shape
+                elif shape != self.shape:
+                    reason = (
+                        f"image size {_size(shape)} differs from {_size(self.shape)} of the first "
+                        "image; all images of a dataset must match"
+                    )
+                    if not self.skip:
+                        raise SourceError(f"{sample.source_id}: {reason}")
+                    self._leave_out(sample, reason, sha)
+                    continue
+                self.ids.append(sample.source_id)
+                self.labels.append(sample.label)
+                self.splits.append(sample.split)
+                self.hashes.append(sha)
+                yield raw
+
+    def _leave_out(self, sample: Sample, reason: str, sha256: str | None) -> None:
+        self.skipped.append({"source_id": sample.source_id, "reason": reason, "sha256": sha256})
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An image that could not be staged: why, and the sha256 of its bytes if readable."""
+
+    reason: str
+    sha256: str | None
+
+
+def duplicate_groups(ids: list[str], hashes: list[str]) -> list[list[int]]:
+    """Rows with identical pixels, grouped; each group and the groups sorted by source id."""
+    by_hash: dict[str, list[int]] = {}
+    for row, sha in enumerate(hashes):
+        by_hash.setdefault(sha, []).append(row)
+    groups = [sorted(rows, key=lambda r: ids[r]) for rows in by_hash.values() if len(rows) > 1]
+    return sorted(groups, key=lambda g: ids[g[0]])
+
+
+def leaked_rows(
+    ids: list[str], hashes: list[str], splits: list[str], left_out: dict[int, str]
+) -> dict[int, str]:
+    """Training rows whose pixels are also in another split, with the reason."""
+    elsewhere = {
+        hashes[row]: (split, ids[row])
+        for row, split in enumerate(splits)
+        if split not in ("train", EXCLUDED) and row not in left_out
+    }
+    return {
+        row: "same pixels as {} image {} (leakage): left out of train".format(*elsewhere[hashes[row]])
+        for row, split in enumerate(splits)
+        if split == "train" and row not in left_out and hashes[row] in elsewhere
+    }
 
 
 def carve_test_split(ids: list[str], labels: np.ndarray, fraction: float, seed: int) -> list[str]:
@@ -144,8 +232,8 @@ def carve_test_split(ids: list[str], labels: np.ndarray, fraction: float, seed: 
     return splits
 
 
-def _staged(reader: SourceReader, workers: int) -> Iterator[tuple[list[Sample], list[tuple]]]:
-    """Chunks of samples with their (raw pixel bytes, shape, content hash), in order."""
+def _staged(reader: SourceReader, workers: int, skip: bool) -> Iterator[tuple[list[Sample], list]]:
+    """Chunks of samples with what :func:`stage_chunk` made of them, in order."""
     window: list[list[Sample]] = []
     chunk: list[Sample] = []
     for sample in reader:
@@ -154,24 +242,38 @@ def _staged(reader: SourceReader, workers: int) -> Iterator[tuple[list[Sample], 
             window.append(chunk)
             chunk = []
             if len(window) == _WINDOW_CHUNKS * workers:
-                yield from _stage_window(window, reader.mode, workers)
+                yield from _stage_window(window, reader.mode, workers, skip)
                 window = []
-    yield from _stage_window([*window, chunk] if chunk else window, reader.mode, workers)
+    yield from _stage_window([*window, chunk] if chunk else window, reader.mode, workers, skip)
 
 
-def _stage_window(window: list[list[Sample]], mode: Mode, workers: int):
-    calls = [([s.pixels for s in chunk], mode) for chunk in window]
+def _stage_window(window: list[list[Sample]], mode: Mode, workers: int, skip: bool):
+    calls = [([s.pixels for s in chunk], mode, skip) for chunk in window]
     encoded = any(isinstance(s.pixels, Encoded) for chunk in window for s in chunk)
     # Decoding is worth a worker process; hashing arrays a source has decoded is not.
     results = run_all(stage_chunk, calls, workers if encoded else 1)
     yield from zip(window, results, strict=True)
 
 
-def stage_chunk(images: list[np.ndarray | Encoded], mode: Mode) -> list[tuple[bytes, tuple, str]]:
-    """Decode what is still encoded; return each image's raw bytes, shape and content hash."""
-    staged = []
+def stage_chunk(images: list[np.ndarray | Encoded | Invalid], mode: Mode, skip: bool) -> list:
+    """Decode what is still encoded; each image's (raw bytes, shape, content hash), or
+    with ``skip`` a :class:`Rejected` for one that cannot be decoded.
+
+    Raises:
+        SourceError: without ``skip``, for the first image that cannot be decoded.
+    """
+    staged: list[tuple[bytes, tuple, str] | Rejected] = []
     for image in images:
-        pixels = image.decode(mode) if isinstance(image, Encoded) else image
+        if isinstance(image, np.ndarray):
+            pixels = image
+        else:
+            try:
+                pixels = image.decode(mode)
+            except SourceError as exc:
+                if not skip:
+                    raise
+                staged.append(Rejected(str(exc), image.sha256()))
+                continue
         staged.append((np.ascontiguousarray(pixels).tobytes(), pixels.shape, content_sha256(pixels)))
     return staged
 

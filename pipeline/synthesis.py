@@ -295,7 +295,7 @@ def _with_augmentation(config: Config, fit: RealData, num_classes: int) -> tuple
         return fit.images, fit.labels
     index = Index(fit.ids, fit.labels, ["train"] * len(fit.ids), [""] * len(fit.ids))
     copies, _ = allocate_copies(index, config.augment, config.seed, num_classes)
-    augmenter = Augmenter(config.augment.transforms)
+    augmenter = Augmenter(config.augment.transforms, config.augment.custom_transforms)
     extra_x, extra_y = [], []
     for i, count in enumerate(copies):
         for replica in range(1, int(count) + 1):

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,34 @@ def test_runner_and_lock_settings_do_not_change_the_content():
     assert base.content_dict() == other.content_dict()
     with pytest.raises(ConfigError, match="runner.address is only used with runner.kind 'dask'"):
         load_config(None, ["runner.address=tcp://127.0.0.1:8786"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("augment.copies_per_image=-1", "augment.copies_per_image"),
+        ("augment.target_per_class=-5", "augment.target_per_class"),
+        ("split.test_fraction=1.5", "split.test_fraction"),
+        ("split.test_fraction=0", "split.test_fraction"),
+        ("synthesis.ratio=-0.5", "synthesis.ratio"),
+        ("synthesis.train.steps=0", "synthesis.train.steps"),
+        ("output.png_compress_level=12", "output.png_compress_level"),
+        ("output.image_format=jpeg", "output.image_format"),
+        ("source.on_bad_image=ignore", "source.on_bad_image"),
+        ("source.duplicates=merge", "source.duplicates"),
+        ("runner.workers=0", "runner.workers"),
+        ('augment.transforms=[{"NoSuchTransform": {}}]', "'NoSuchTransform' is not an albumentations"),
+        ('augment.transforms=[{"os.system": {}}]', "'os.system' is not an albumentations"),
+        ("seed=[1, 2]", "seed"),
+    ],
+)
+def test_impossible_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, [override])
+
+
+def test_config_file_that_is_not_text(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ConfigError, match="c.yaml"):
+        load_config(path)

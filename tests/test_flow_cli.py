@@ -137,3 +137,62 @@ def test_cli_train_gan_then_sample_from_checkpoint(prefect_harness, tiny_config,
     manifest = read_manifest(version)
     assert manifest["synthesis"]["checkpoint_step"] in {2, 4}  # the best by FD, not the last
     assert manifest["splits"]["train"]["by_origin"]["synthetic"] == 9
+
+
+def test_full_disk_fails_the_run_cleanly(prefect_harness, tiny_config, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from pipeline import build as build_module
+    from pipeline.catalog import list_versions
+
+    def no_space(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(build_module, "encode_image", no_space)
+    source = tiny_config().source.path
+    code = main(
+        ["run", "/dev/null", "--set", "source.kind=imagefolder", "--set", f"source.path={source}"]
+        + ["--set", f"output.root={tmp_path / 'o'}", "--set", "runner.workers=1"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "expand: run failed: [Errno 28] No space left on device" in err
+    assert "Traceback" not in err
+    dataset = tmp_path / "o" / "src"
+    assert list_versions(dataset) == [] and not list(dataset.glob(".incomplete-*"))
+
+
+def test_a_transient_write_error_is_retried(prefect_harness, tiny_config, tmp_path, monkeypatch):
+    from flows.expand import expand_for
+    from pipeline import build as build_module
+    from pipeline.manifest import verify
+
+    real_encode, calls = build_module.encode_image, {"n": 0}
+
+    def flaky(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("Input/output error (transient)")
+        return real_encode(*args)
+
+    monkeypatch.setattr(build_module, "encode_image", flaky)
+    config = tiny_config(f"output.root={tmp_path / 'flaky'}")
+    result = expand_for(config)(config_path=None, overrides=_overrides_of(config))
+    assert result["created"] and verify(Path(result["version_dir"])) == []
+    monkeypatch.setattr(build_module, "encode_image", real_encode)
+    reference, _ = build(tiny_config(f"output.root={tmp_path / 'ref'}"))
+    assert reference.name == Path(result["version_dir"]).name
+
+
+def _overrides_of(config) -> list[str]:
+    import json
+
+    return [
+        "source.kind=imagefolder",
+        f"source.path={config.source.path}",
+        f"output.root={config.output.root}",
+        f"augment.copies_per_image={config.augment.copies_per_image}",
+        f"augment.transforms={json.dumps(config.augment.transforms)}",
+        f"output.shard_size={config.output.shard_size}",
+        f"split.test_fraction={config.split.test_fraction}",
+        "runner.workers=1",
+    ]

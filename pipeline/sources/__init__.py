@@ -21,9 +21,14 @@ def open_source(config: SourceConfig, workers: int = 1) -> SourceReader:
     if config.kind == "imagefolder":
         if config.class_names is not None:
             raise SourceError("source.class_names is not used with image folders (folder names are)")
-        return open_imagefolder(config.path, workers)
+        return open_imagefolder(
+            config.path,
+            workers,
+            skip_bad=config.on_bad_image == "skip",
+            follow_symlinks=config.follow_symlinks,
+        )
     if config.kind == "parquet":
-        return open_parquet(config.path, config.class_names)
+        return open_parquet(config.path, config.class_names, skip_bad=config.on_bad_image == "skip")
     if config.kind == "cifar10":
         return open_cifar10(config.path, config.class_names)
     return open_mnist_idx(config.path, config.class_names)

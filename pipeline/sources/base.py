@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +36,32 @@ class Encoded:
 
     def decode(self, mode: Mode) -> np.ndarray:
         """The pixels in ``mode``; raises SourceError naming ``where`` when undecodable."""
-        return decode_image(
-            self.data if isinstance(self.data, Path) else io.BytesIO(self.data), mode, self.where
-        )
+        source = self.data if isinstance(self.data, Path) else io.BytesIO(self.data)
+        return decode_image(source, mode, self.where)
+
+    def sha256(self) -> str | None:
+        """sha256 of the encoded bytes, None when they cannot be read."""
+        try:
+            data = self.data.read_bytes() if isinstance(self.data, Path) else self.data
+        except OSError:
+            return None
+        return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """A sample its source could not make sense of (a row without image bytes, a label out
+    of range); ingest refuses it or, with ``source.on_bad_image: skip``, quarantines it."""
+
+    where: str
+    reason: str
+    digest: str | None = None
+
+    def decode(self, mode: Mode) -> np.ndarray:
+        raise SourceError(f"{self.where}: {self.reason}")
+
+    def sha256(self) -> str | None:
+        return self.digest
 
 
 @dataclass(frozen=True)
@@ -46,16 +70,16 @@ class Sample:
 
     Attributes:
         source_id: stable across runs and machines (a relative path, a file:row, an index).
-        label: index into the source's class names.
+        label: index into the source's class names (-1 for an invalid sample).
         split: the split the source assigns, or None when the source has no splits.
         pixels: uint8 array in the source's mode (see :mod:`pipeline.images`), or the
-            encoded image, decoded into that mode at ingest.
+            encoded image, decoded into that mode at ingest, or what made it invalid.
     """
 
     source_id: str
     label: int
     split: str | None
-    pixels: np.ndarray | Encoded
+    pixels: np.ndarray | Encoded | Invalid
 
 
 @dataclass(frozen=True)
@@ -63,19 +87,23 @@ class SourceReader:
     """A readable source: its class names, its one image mode, and a sample iterator factory.
 
     ``samples`` is called once per pass and must yield samples lazily, so that memory does
-    not grow with the dataset.
+    not grow with the dataset. ``skipped`` lists what the reader left out while indexing
+    (``{source_id, reason}``, e.g. an empty class folder) and ``ignored`` counts files that
+    are not images (hidden files, other extensions).
     """
 
     class_names: list[str]
     mode: Mode
     samples: Callable[[], Iterator[Sample]]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    ignored: int = 0
 
     def __iter__(self) -> Iterator[Sample]:
         return iter(self.samples())
 
     def pixels(self, sample: Sample) -> np.ndarray:
         """A sample's pixels in the source's mode, decoding them if they are still encoded."""
-        return sample.pixels.decode(self.mode) if isinstance(sample.pixels, Encoded) else sample.pixels
+        return sample.pixels if isinstance(sample.pixels, np.ndarray) else sample.pixels.decode(self.mode)
 
 
 def split_name(text: str) -> str | None:

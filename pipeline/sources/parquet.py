@@ -9,6 +9,7 @@ the ``huggingface`` schema metadata (ClassLabel), from string labels (sorted), o
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -22,6 +23,7 @@ from pipeline.errors import SourceError
 from pipeline.images import dataset_mode, header_mode
 from pipeline.sources.base import (
     Encoded,
+    Invalid,
     Sample,
     SourceReader,
     check_class_names,
@@ -34,11 +36,12 @@ LABEL_COLUMNS = ("label", "labels")
 _BATCH_ROWS = 1024
 
 
-def open_parquet(path: Path, class_names: list[str] | None = None) -> SourceReader:
+def open_parquet(path: Path, class_names: list[str] | None = None, *, skip_bad: bool = False) -> SourceReader:
     """Index the Parquet files under ``path``.
 
     Raises:
-        SourceError: no files, missing columns, null or undecodable images, bad labels;
+        SourceError: no files, missing columns; rows with null or unreadable images or
+            bad labels (without ``skip_bad``, which quarantines those rows at ingest);
             each message names the file (and row where it applies).
     """
     path = Path(path)
@@ -52,26 +55,44 @@ def open_parquet(path: Path, class_names: list[str] | None = None) -> SourceRead
     string_labels: set[str] = set()
     max_label = -1
     for table in tables:
-        for row, raw, label in table.rows():
-            modes.add(header_mode(io.BytesIO(raw), f"{table.where} row {row}"))
+        for row, raw, label, problem in table.rows():
+            where = f"{table.where} row {row}"
+            if problem is None:
+                try:
+                    modes.add(header_mode(io.BytesIO(raw), where))
+                except SourceError:
+                    if not skip_bad:
+                        raise
+                    continue
+            elif not skip_bad:
+                raise SourceError(f"{where}: {problem}")
             if isinstance(label, str):
                 string_labels.add(label)
-            else:
+            elif label is not None:
                 max_label = max(max_label, label)
+    if not modes:
+        raise SourceError(f"{path}: no readable images")
     names = _class_names(tables, string_labels, max_label, class_names, str(path))
     label_of = {name: index for index, name in enumerate(names)}
+    unknown = sorted(string_labels - set(names))
+    if unknown and not skip_bad:
+        raise SourceError(f"{path}: label names {unknown} are not among the classes {names}")
     mode = dataset_mode(modes)
 
     def samples() -> Iterator[Sample]:
         for table in tables:
-            for row, raw, label in table.rows():
-                source_id = f"{table.rel}:{row}"
-                index = label_of[label] if isinstance(label, str) else label
-                if not 0 <= index < len(names):
-                    raise SourceError(
-                        f"{table.where} row {row}: label {label} is outside 0..{len(names) - 1}"
-                    )
-                yield Sample(source_id, index, table.split, Encoded(raw, f"{table.where} row {row}"))
+            for row, raw, label, problem in table.rows():
+                source_id, where = f"{table.rel}:{row}", f"{table.where} row {row}"
+                index = label_of.get(label, -1) if isinstance(label, str) else label
+                if problem is None and isinstance(label, str) and index < 0:
+                    problem = f"label {label!r} is not among the classes {names}"
+                elif problem is None and not 0 <= index < len(names):
+                    problem = f"label {label} is outside 0..{len(names) - 1}"
+                if problem is None:
+                    yield Sample(source_id, index, table.split, Encoded(raw, where))
+                else:
+                    digest = hashlib.sha256(raw).hexdigest() if raw else None
+                    yield Sample(source_id, -1, table.split, Invalid(where, problem, digest))
 
     return SourceReader(class_names=names, mode=mode, samples=samples)
 
@@ -90,30 +111,37 @@ class _ParquetFile:
         self.split = _split_of(Path(rel))
         self.hf_names = _hf_class_names(self.schema, self.label_column)
 
-    def rows(self) -> Iterator[tuple[int, bytes, int | str]]:
-        parquet = pq.ParquetFile(self.file)
-        row = 0
-        for batch in parquet.iter_batches(_BATCH_ROWS, columns=[self.image_column, self.label_column]):
-            images = batch.column(0).to_pylist()
-            labels = batch.column(1).to_pylist()
-            for image, label in zip(images, labels, strict=True):
-                yield row, self._bytes(image, row), self._label(label, row)
-                row += 1
+    def rows(self) -> Iterator[tuple[int, bytes | None, int | str | None, str | None]]:
+        """(row, image bytes, label, problem): a row with a problem has None where it lies."""
+        try:
+            parquet = pq.ParquetFile(self.file)
+            batches = parquet.iter_batches(_BATCH_ROWS, columns=[self.image_column, self.label_column])
+            row = 0
+            for batch in batches:
+                for image, label in zip(
+                    batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True
+                ):
+                    raw, label = self._bytes(image), self._label(label)
+                    if raw is None:
+                        problem = f"column '{self.image_column}' has no image bytes"
+                    elif label is None:
+                        problem = f"column '{self.label_column}' must hold an integer or a string label"
+                    else:
+                        problem = None
+                    yield row, raw, label, problem
+                    row += 1
+        except (OSError, pa.ArrowException) as exc:
+            raise SourceError(f"{self.where}: cannot read rows: {exc}") from None
 
-    def _bytes(self, image, row: int) -> bytes:
+    @staticmethod
+    def _bytes(image) -> bytes | None:
         if isinstance(image, dict):
             image = image.get("bytes")
-        if not isinstance(image, bytes | bytearray) or not image:
-            raise SourceError(f"{self.where} row {row}: column '{self.image_column}' has no image bytes")
-        return bytes(image)
+        return bytes(image) if isinstance(image, bytes | bytearray) and image else None
 
-    def _label(self, label, row: int) -> int | str:
-        if isinstance(label, bool) or label is None or not isinstance(label, int | str):
-            raise SourceError(
-                f"{self.where} row {row}: column '{self.label_column}' must be an integer or a "
-                f"string, got {label!r}"
-            )
-        return label
+    @staticmethod
+    def _label(label) -> int | str | None:
+        return None if isinstance(label, bool) or not isinstance(label, int | str) else label
 
 
 def _pick(schema: pa.Schema, candidates: tuple[str, ...], where: str) -> str:
@@ -152,11 +180,7 @@ def _class_names(tables, string_labels, max_label, override, where) -> list[str]
     if string_labels:
         if max_label >= 0:
             raise SourceError(f"{where}: labels mix integers and strings")
-        names = list(next(iter(hf))) if hf else sorted(string_labels)
-        unknown = sorted(string_labels - set(names))
-        if unknown:
-            raise SourceError(f"{where}: label names {unknown} are not among the classes {names}")
-        return check_class_names(names, where)
+        return check_class_names(list(next(iter(hf))) if hf else sorted(string_labels), where)
     if hf and override is None:
         names = check_class_names(list(next(iter(hf))), where)
         if max_label >= len(names):

@@ -1,0 +1,13 @@
+"""A custom albumentations transform for tests/test_bad_input.py (allowed by config)."""
+
+import albumentations as A
+import numpy as np
+
+
+class Invert(A.ImageOnlyTransform):
+    def apply(self, img: np.ndarray, **params) -> np.ndarray:
+        return 255 - img
+
+
+class NotATransform:
+    pass
