@@ -123,7 +123,7 @@ def test_exif_orientation_is_applied(tmp_path):
 def test_other_sizes_stop_the_run_or_are_skipped(tmp_path):
     root = make_imagefolder(tmp_path / "src", {"cat": 3, "dog": 3})
     random_image(np.random.default_rng(5), size=(9, 8)).save(root / "dog" / "wide.png")
-    with pytest.raises(SourceError, match=r"dog/wide.png: image size 9x8 differs from 8x8"):
+    with pytest.raises(SourceError, match=r"dog/wide.png: image size 9x8x3 differs from 8x8x3"):
         ingest(config_for(root, tmp_path), tmp_path / "w1")
     staged = ingest(config_for(root, tmp_path, "source.on_bad_image=skip"), tmp_path / "w2")
     assert [s["source_id"] for s in staged.skipped] == ["dog/wide.png"]

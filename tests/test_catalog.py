@@ -241,7 +241,7 @@ def test_diff_shows_an_edited_added_and_removed_source_image(tiny_config, tiny_f
     pixels[0, 0] = 255 - pixels[0, 0]
     Image.fromarray(pixels).save(edited)
     (tiny_folder / "dog" / "img_000.png").unlink()
-    Image.fromarray(pixels).save(tiny_folder / "eel" / "img_new.png")
+    Image.fromarray(255 - pixels).save(tiny_folder / "eel" / "img_new.png")  # not a duplicate
     after, _ = build(tiny_config())
     changes = catalog.diff_versions(before, after)
     source = changes["source"]

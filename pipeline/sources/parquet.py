@@ -181,9 +181,6 @@ def _class_names(tables, string_labels, max_label, override, where) -> list[str]
         if max_label >= 0:
             raise SourceError(f"{where}: labels mix integers and strings")
         return check_class_names(list(next(iter(hf))) if hf else sorted(string_labels), where)
-    if hf and override is None:
-        names = check_class_names(list(next(iter(hf))), where)
-        if max_label >= len(names):
-            raise SourceError(f"{where}: label {max_label} is outside the {len(names)} class names")
-        return names
+    if hf and override is None:  # a label outside the names is refused (or skipped) per row
+        return check_class_names(list(next(iter(hf))), where)
     return named_classes(max_label + 1, override, where)
