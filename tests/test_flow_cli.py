@@ -196,3 +196,20 @@ def _overrides_of(config) -> list[str]:
         f"split.test_fraction={config.split.test_fraction}",
         "runner.workers=1",
     ]
+
+
+def test_cli_skip_policy_completes_and_counts_what_it_left_out(
+    prefect_harness, tiny_config, tmp_path, capsys
+):
+    import shutil
+
+    source = tmp_path / "messy"
+    shutil.copytree(tiny_config().source.path, source)
+    (source / "cat" / "broken.png").write_bytes(b"definitely not a png")
+    args = ["run", "/dev/null", "--set", "source.kind=imagefolder", "--set", f"source.path={source}"]
+    args += ["--set", f"output.root={tmp_path / 'o'}", "--set", "source.on_bad_image=skip"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "source: 1 images left out, 0 groups of identical images" in out
+    [skipped] = read_manifest(out.strip().splitlines()[-1])["source"]["skipped"]
+    assert skipped["source_id"] == "cat/broken.png" and "cannot decode image" in skipped["reason"]
