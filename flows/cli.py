@@ -42,6 +42,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config key by its dotted path (repeatable)",
     )
+    output = run.add_mutually_exclusive_group()
+    output.add_argument("--quiet", action="store_true", help="print only the version directory")
+    output.add_argument("--json", action="store_true", help="print the run's result as JSON on the last line")
+    init = commands.add_parser("init", help="write a commented starter config for a folder of images")
+    init.add_argument(
+        "folder", help="root of the image folder (<class>/<image>, optionally under split folders)"
+    )
+    init.add_argument("--out", default="expand.yaml", help="config file to write (default: expand.yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    serve = commands.add_parser("serve", help="serve the expand flow on a schedule (needs a Prefect server)")
+    serve.add_argument("config", help="YAML config file")
+    serve.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    when = serve.add_mutually_exclusive_group()
+    when.add_argument("--cron", help='cron schedule, e.g. "0 3 * * *" (daily at 03:00)')
+    when.add_argument("--interval", type=int, help="seconds between runs")
+    serve.add_argument("--name", help="deployment name (default: the dataset name)")
     gan = commands.add_parser("train-gan", help="train the class-conditional GAN alone")
     gan.add_argument("config", help="YAML config file")
     gan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -74,6 +90,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _run(args)
         if args.command == "train-gan":
             return _train_gan(args)
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "init":
+            return _init(args)
         if args.command == "evaluate":
             return _evaluate(args)
         if args.command in catalog_cli.COMMANDS:
@@ -98,12 +118,23 @@ def _run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     result = expand_for(config)(config_path=args.config, overrides=args.overrides)
-    elapsed = time.perf_counter() - started
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+        return EXIT_OK
+    if not args.quiet:
+        _print_summary(result)
+    print(result["version_dir"])
+    return EXIT_OK
+
+
+def _print_summary(result: dict) -> None:
     state = "published" if result["created"] else "already published (nothing to do)"
-    print(f"version {result['version_id']} {state} in {elapsed:.1f}s")
+    print(f"version {result['version_id']} {state} in {result['seconds']:.1f}s")
+    print(f"  {'split':<10} {'real':>8} {'augmented':>10} {'synthetic':>10} {'rows':>8}")
     for split, by_origin in result["splits"].items():
-        parts = ", ".join(f"{origin} {count}" for origin, count in sorted(by_origin.items()))
-        print(f"  {split:<10} {sum(by_origin.values()):>7} rows ({parts})")
+        counts = [by_origin.get(origin, 0) for origin in ("real", "augmented", "synthetic")]
+        print(f"  {split:<10} {counts[0]:>8} {counts[1]:>10} {counts[2]:>10} {sum(counts):>8}")
     if result["skipped"] or result["duplicate_groups"]:
         print(
             f"  source: {result['skipped']} images left out, {result['duplicate_groups']} groups of "
@@ -111,7 +142,32 @@ def _run(args: argparse.Namespace) -> int:
         )
     if result.get("synthesis") and result["synthesis"].get("gate"):
         print(f"  gate: {result['synthesis']['gate']['reason']}")
-    print(result["version_dir"])
+
+
+def _init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipeline.config import load_config
+    from pipeline.starter import starter_config
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ConfigError(f"{out} exists; pass --force to overwrite it")
+    out.write_text(starter_config(Path(args.folder)), encoding="utf-8")
+    load_config(out)  # what it wrote must load
+    print(out)
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+
+    load_config(args.config, args.overrides)  # fail fast, before Prefect starts
+    if not args.cron and not args.interval:
+        raise ConfigError("expand serve needs a schedule: --cron or --interval")
+    from flows.expand import serve_expand
+
+    serve_expand(args.config, args.overrides, cron=args.cron, interval=args.interval, name=args.name)
     return EXIT_OK
 
 

@@ -8,12 +8,15 @@ before a retry, and a failed run removes its staging directory.
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_client, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import wait
+from prefect.futures import as_completed, wait
 from prefect.runtime import deployment, flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
@@ -34,6 +37,7 @@ from pipeline.catalog import dataset_lock
 from pipeline.config import Config, load_config
 from pipeline.manifest import read_manifest
 from pipeline.plan import ShardSpec
+from pipeline.summary import count_rows, run_markdown
 from pipeline.workers import warm_up
 
 
@@ -88,7 +92,65 @@ def write_shard_task(context: BuildContext, shard: ShardSpec, processes: int) ->
 
 @task(name="publish", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 def publish_task(context: BuildContext, entries: list[dict[str, Any]]) -> str:
-    return str(publish(context, entries))
+    version = publish(context, entries)
+    _publish_artifacts(version, created=not context.existing)
+    return str(version)
+
+
+def _publish_artifacts(version: Path, created: bool) -> None:
+    """The run's summary and row counts as Prefect artifacts (keyed by dataset name)."""
+    manifest = read_manifest(version)
+    key = re.sub(r"[^a-z0-9-]+", "-", manifest["name"].lower()).strip("-") or "dataset"
+    create_markdown_artifact(
+        markdown=run_markdown(manifest, version, created), key=f"{key}-summary", description="expand run"
+    )
+    create_table_artifact(
+        table=count_rows(manifest), key=f"{key}-counts", description="rows per class: source, then by origin"
+    )
+
+
+def _log_progress(futures, shards: list[ShardSpec]) -> None:
+    """Log each finished shard with the rows written so far, the rate and the time left."""
+    logger = get_run_logger()
+    rows_of = dict(zip(futures, (s.rows for s in shards), strict=True))
+    total, done, started = sum(rows_of.values()), 0, time.perf_counter()
+    for count, future in enumerate(as_completed(futures), start=1):
+        done += rows_of[future]
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        logger.info(
+            "shards %d/%d: %d of %d rows, %.0f rows/s, about %.0f s left",
+            count,
+            len(shards),
+            done,
+            total,
+            rate,
+            (total - done) / rate,
+        )
+
+
+def _name_run(dataset: str, version_id: str) -> str:
+    """Name the flow run after the dataset and version, and tag it, once the id is known."""
+    name, tags = f"{dataset}-{version_id}", sorted({*flow_run.tags, "dataset-expand", f"dataset:{dataset}"})
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(flow_run.id, name=name, tags=tags)
+    return name
+
+
+def serve_expand(
+    config_path: str, overrides: list[str], *, cron: str | None, interval: int | None, name: str | None
+) -> None:
+    """Serve the ``expand`` flow as a deployment with a schedule (long-running, like
+    ``flow.serve``); runs get the config path and overrides as parameters."""
+    config = load_config(config_path, overrides)
+    dataset = config.dataset_name()
+    expand.serve(
+        name=name or dataset,
+        cron=cron,
+        interval=interval,
+        parameters={"config_path": str(Path(config_path).resolve()), "overrides": list(overrides)},
+        tags=["dataset-expand", f"dataset:{dataset}"],
+        description=f"expand {config_path}: publish a new version of {dataset} when the source changed",
+    )
 
 
 @flow(name="expand", log_prints=True)
@@ -108,6 +170,9 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
     # The lock is held here, in the flow's process, for the whole run: tasks may run elsewhere.
     with dataset_lock(dataset_dir(config), purpose="expand run", timeout=config.output.lock_timeout):
         context = prepare_task(config, _run_record(), processes)
+        run_name = _name_run(context.name, context.version_id)
+        if not context.existing:
+            context.details["run"]["flow_run_name"] = run_name
         if context.existing:
             publish_task(context, [])
             logger.info("version %s already published at %s", context.version_id, context.final_dir)
@@ -126,6 +191,7 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
             # Local: the task's thread hands the shard to a worker process. Dask: the task
             # already runs on a cluster worker and writes the shard there.
             futures = write_shard_task.map(unmapped(context), context.shards, unmapped(processes))
+            _log_progress(futures, context.shards)
             wait(futures)  # let every shard settle before a failure removes staging
             entries = [future.result() for future in futures]
             publish_task(context, entries)

@@ -41,6 +41,7 @@ from pipeline.manifest import (
     version_id,
     write_manifest,
 )
+from pipeline.pictures import HISTOGRAM_FILE, class_histogram
 from pipeline.plan import STORE_SYNTHETIC, ShardSpec, allocate_copies, build_plan, read_shard_plan
 from pipeline.shards import ImageFolderShardWriter, ParquetShardWriter, Row, file_entry
 from pipeline.synthetic_stage import (
@@ -273,9 +274,10 @@ def publish(context: BuildContext, entries: list[dict[str, Any]]) -> Path:
     (version / CROISSANT_FILE).write_text(json.dumps(croissant_metadata(manifest), indent=1) + "\n")
     grid = GRID_FILE if (version / GRID_FILE).is_file() else None
     (version / CARD_FILE).write_text(dataset_card(manifest, grid=grid), encoding="utf-8")
+    class_histogram(manifest, version / HISTOGRAM_FILE)
+    added = (CROISSANT_FILE, CARD_FILE, HISTOGRAM_FILE)
     manifest["files"] = sorted(
-        manifest["files"] + [file_entry(version, version / n) for n in (CROISSANT_FILE, CARD_FILE)],
-        key=lambda f: f["path"],
+        manifest["files"] + [file_entry(version, version / n) for n in added], key=lambda f: f["path"]
     )
     write_manifest(version, manifest)
     version.rename(context.final_dir)

@@ -21,12 +21,14 @@ from PIL import Image
 from pipeline.config import Config
 from pipeline.gan.train import GanShape
 from pipeline.ingest import INDEX_FILE, PIXELS_FILE, Index, PixelStore, load_index, write_pixels
+from pipeline.pictures import CURVES_FILE, training_curves
 from pipeline.synthesis import RealData, fit_validation_masks, synthesize, train_gan
 
 SYNTHETIC_PIXELS = "synthetic.arrow"
 SYNTHETIC_INDEX = "synthetic.parquet"
 CHECKPOINT_IN_VERSION = "gan/generator.pt"
 GRID_FILE = "samples.png"
+HISTORY_FILE = "gan/history.json"
 _GRID_COLUMNS = 8
 
 
@@ -61,7 +63,7 @@ def train_gan_stage(
     """Train the GAN on the fit part of the staged training split (checkpoints in work_dir/gan)."""
     train = load_split(work_dir, shape, "train")
     fit_mask, _ = fit_validation_masks(train, config)
-    return train_gan(
+    summary = train_gan(
         config,
         train.subset(fit_mask),
         gan_shape(shape, num_classes),
@@ -69,6 +71,10 @@ def train_gan_stage(
         resume=resume,
         on_metrics=on_metrics,
     )
+    # For the curves in the version; speeds vary from run to run, so they are left out.
+    curves = [{k: v for k, v in h.items() if k != "img_per_s"} for h in summary["history"]]
+    (work_dir / HISTORY_FILE).write_text(json.dumps(curves))
+    return summary
 
 
 def synthesize_stage(
@@ -125,6 +131,9 @@ def synthesize_stage(
     shutil.copyfile(checkpoint, target)
     write_grid(version_dir / GRID_FILE, train, *result["preview"], len(class_names))
     report["files"] = {"checkpoint": CHECKPOINT_IN_VERSION, "grid": GRID_FILE}
+    if (work_dir / HISTORY_FILE).is_file():  # trained in this run (not a given checkpoint)
+        training_curves(json.loads((work_dir / HISTORY_FILE).read_text()), version_dir / CURVES_FILE)
+        report["files"]["curves"] = CURVES_FILE
     report["per_class"] = {name: int((result["labels"] == c).sum()) for c, name in enumerate(class_names)}
     return report
 

@@ -213,3 +213,32 @@ def test_cli_skip_policy_completes_and_counts_what_it_left_out(
     assert "source: 1 images left out, 0 groups of identical images" in out
     [skipped] = read_manifest(out.strip().splitlines()[-1])["source"]["skipped"]
     assert skipped["source_id"] == "cat/broken.png" and "cannot decode image" in skipped["reason"]
+
+
+def test_init_writes_a_commented_config_that_loads(tmp_path, capsys):
+    from conftest import make_imagefolder
+
+    folder = make_imagefolder(tmp_path / "my photos", {"cat": 6, "dog": 2})
+    out = tmp_path / "expand.yaml"
+    assert main(["init", str(folder), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    text = out.read_text()
+    assert "# Found 8 images in 2 classes (2 to 6 per class), 8x8 RGB" in text
+    config = load_config(out)
+    assert config.source.path == folder and config.name == "my-photos"
+    assert config.augment.target_per_class == 6  # unbalanced: filled up to the largest class
+    assert main(["init", str(folder), "--out", str(out)]) == 2  # no silent overwrite
+    assert "exists; pass --force" in capsys.readouterr().err
+
+
+def test_run_json_and_quiet(prefect_harness, tiny_config, tmp_path, capsys):
+    import json
+
+    source = tiny_config().source.path
+    args = ["run", "/dev/null", "--set", "source.kind=imagefolder", "--set", f"source.path={source}"]
+    args += ["--set", f"output.root={tmp_path / 'o'}"]
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["created"] and set(result["splits"]) == {"train", "test"}
+    assert main([*args, "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == result["version_dir"]

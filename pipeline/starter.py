@@ -1,0 +1,81 @@
+"""``expand init``: a commented starter config for a folder of images, from what is in it.
+
+Reads only folder names and image headers. The config it writes loads as it is; its
+comments say what each choice means and what to change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from PIL import Image
+
+from pipeline.sources.imagefolder import open_imagefolder
+
+# Classes whose largest is this many times the smallest are filled up to the largest.
+_IMBALANCE = 1.5
+_GAN_MAX_SIDE = 64
+
+
+def starter_config(folder: Path) -> str:
+    """YAML text of a starter config for the image folder ``folder``.
+
+    Raises:
+        SourceError: the folder has no class folders or no readable images.
+    """
+    folder = Path(folder)
+    reader = open_imagefolder(folder, skip_bad=True)
+    samples = list(reader)
+    per_class = Counter(reader.class_names[s.label] for s in samples)
+    splits = sorted({s.split for s in samples if s.split})
+    with Image.open(samples[0].pixels.data) as first:
+        width, height = first.size
+    smallest, largest = min(per_class.values()), max(per_class.values())
+    name = "".join(c if c.isalnum() or c in "._-" else "-" for c in folder.resolve().name).strip(".-")
+    lines = [
+        f"# Starter config for {folder} (written by `expand init`).",
+        f"# Found {len(samples):,} images in {len(per_class)} classes "
+        f"({smallest:,} to {largest:,} per class), {width}x{height} {reader.mode}"
+        + (f", splits: {', '.join(splits)}." if splits else "; no split folders: a test split is carved."),
+        "# Every key left out keeps its default (README: config reference).",
+        f"name: {json.dumps(name or 'dataset')}",
+        "seed: 0",
+        "source:",
+        "  kind: imagefolder",
+        f"  path: {json.dumps(str(folder))}",
+        "  on_bad_image: error        # or skip: leave unreadable images out, listed in the manifest",
+        "  duplicates: keep           # or drop: keep one of each set of identical images",
+    ]
+    if not splits:
+        lines += ["split:", "  test_fraction: 0.2           # stratified and seeded; never augmented"]
+    lines += ["augment:"]
+    if largest > _IMBALANCE * smallest:
+        lines.append(
+            f"  target_per_class: {largest}      # classes are unbalanced: fill each up to the largest"
+        )
+    else:
+        lines.append("  copies_per_image: 3          # augmented copies of each training image")
+    lines += [
+        "  transforms:                  # albumentations, by name; checked when the config loads",
+        "    # - HorizontalFlip: {p: 0.5}  # only where a mirror image keeps its class (not digits, text)",
+        "    - Affine: {rotate: [-10, 10], translate_percent: [-0.06, 0.06], scale: [0.92, 1.08], p: 0.8}",
+        "    - RandomBrightnessContrast: {brightness_limit: 0.15, contrast_limit: 0.15, p: 0.5}",
+        "synthesis:",
+    ]
+    if max(width, height) <= _GAN_MAX_SIDE:
+        lines += [
+            "  enabled: false               # true: train a class-conditional GAN; the utility gate keeps",
+            "                               # its samples only if they help a classifier",
+        ]
+    else:
+        lines.append(
+            f"  enabled: false               # GAN synthesis supports up to {_GAN_MAX_SIDE}x{_GAN_MAX_SIDE}"
+        )
+    lines += [
+        "output:",
+        "  root: output                 # versions go to output/<name>/<version-id>/",
+        "  format: parquet              # or imagefolder (torchvision ImageFolder layout)",
+    ]
+    return "\n".join(lines) + "\n"
