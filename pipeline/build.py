@@ -41,7 +41,7 @@ from pipeline.manifest import (
     version_id,
     write_manifest,
 )
-from pipeline.pictures import HISTOGRAM_FILE, class_histogram
+from pipeline.pictures import HISTOGRAM_FILE, ORIGINS_GRID_FILE, class_histogram, origin_grid
 from pipeline.plan import STORE_SYNTHETIC, ShardSpec, allocate_copies, build_plan, read_shard_plan
 from pipeline.shards import ImageFolderShardWriter, ParquetShardWriter, Row, file_entry
 from pipeline.synthetic_stage import (
@@ -275,7 +275,22 @@ def publish(context: BuildContext, entries: list[dict[str, Any]]) -> Path:
     grid = GRID_FILE if (version / GRID_FILE).is_file() else None
     (version / CARD_FILE).write_text(dataset_card(manifest, grid=grid), encoding="utf-8")
     class_histogram(manifest, version / HISTOGRAM_FILE)
-    added = (CROISSANT_FILE, CARD_FILE, HISTOGRAM_FILE)
+    parquet = manifest["format"] == "parquet"
+    train_files = [
+        version / ("data" if parquet else "lineage") / f"{e['shard']}.parquet"
+        for e in sorted(entries, key=lambda e: e["shard"])
+        if e["split"] == "train"
+    ]
+    origin_grid(
+        version,
+        train_files,
+        "image" if parquet else "file_name",
+        context.class_names,
+        version / ORIGINS_GRID_FILE,
+    )
+    added = [
+        n for n in (CROISSANT_FILE, CARD_FILE, HISTOGRAM_FILE, ORIGINS_GRID_FILE) if (version / n).is_file()
+    ]
     manifest["files"] = sorted(
         manifest["files"] + [file_entry(version, version / n) for n in added], key=lambda f: f["path"]
     )

@@ -1,4 +1,5 @@
-"""Pictures that go into a version: the class histogram and the GAN training curves.
+"""Pictures that go into a version: the class histogram, a grid of real, augmented and
+synthetic rows per class, and the GAN training curves.
 
 Drawn with Pillow from the version's own figures only (no dates or paths), so a rebuild
 draws them byte for byte.
@@ -6,9 +7,12 @@ draws them byte for byte.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
 HISTOGRAM_FILE = "classes.png"
@@ -86,4 +90,52 @@ def training_curves(history: list[dict[str, float]], path: Path) -> None:
             (left, height - 18), f"classifier FD (green) {fd[0][1]:.2f} -> {fd[-1][1]:.2f}", fill="black"
         )
     draw.text((width - 90, height - 18), f"step {last}", fill="black")
+    image.save(path)
+
+
+ORIGINS_GRID_FILE = "grid.png"
+_GRID_PER_ORIGIN = 4
+
+
+def origin_grid(
+    version_dir: Path, files: list[Path], image_column: str, class_names: list[str], path: Path
+) -> None:
+    """Per class, the first real, augmented and synthetic training rows side by side.
+
+    Args:
+        files: the training split's Parquet files (shards, or the image folder's lineage
+            tables), read in order until every class has its examples.
+        image_column: ``image`` (encoded bytes in the shard) or ``file_name`` (a file).
+    """
+    origins = ("real", "augmented", "synthetic")
+    found: dict[tuple[int, str], list[np.ndarray]] = {}
+    wanted = len(class_names) * len(origins) * _GRID_PER_ORIGIN
+    for file in files:
+        for batch in pq.ParquetFile(file).iter_batches(columns=[image_column, "label", "origin"]):
+            for image, label, origin in zip(*(batch.column(i).to_pylist() for i in range(3)), strict=True):
+                cell = found.setdefault((label, origin), [])
+                if len(cell) < _GRID_PER_ORIGIN:
+                    source = io.BytesIO(image["bytes"]) if isinstance(image, dict) else version_dir / image
+                    with Image.open(source) as decoded:
+                        cell.append(np.asarray(decoded.convert("RGB")))
+            if sum(len(c) for c in found.values()) >= wanted:
+                break
+    present = [o for o in origins if any(found.get((c, o)) for c in range(len(class_names)))]
+    first = next(iter(v[0] for v in found.values() if v), None)
+    if first is None:
+        return
+    h, w = first.shape[:2]
+    scale = max(1, 48 // max(h, w))
+    cell_w, cell_h, left, top = w * scale + 2, h * scale + 2, 110, 22
+    column = _GRID_PER_ORIGIN * cell_w + 12
+    image = Image.new("RGB", (left + column * len(present), top + cell_h * len(class_names)), "white")
+    draw = ImageDraw.Draw(image)
+    for j, origin in enumerate(present):
+        draw.text((left + j * column, 5), origin, fill=COLOURS[origin])
+    for c, name in enumerate(class_names):
+        draw.text((4, top + c * cell_h + cell_h // 2 - 6), name[:16], fill="black")
+        for j, origin in enumerate(present):
+            for k, pixels in enumerate(found.get((c, origin), [])):
+                tile = Image.fromarray(pixels).resize((w * scale, h * scale), Image.NEAREST)
+                image.paste(tile, (left + j * column + k * cell_w, top + c * cell_h))
     image.save(path)

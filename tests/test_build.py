@@ -123,6 +123,9 @@ def test_manifest_lists_every_file_with_hashes(tiny_config):
     assert manifest["class_names"] == ["cat", "dog", "eel"]
     assert manifest["libraries"]["albumentations"].startswith("2.0")
     assert manifest["source"]["split_carved"] is True
+    assert {"classes.png", "grid.png", "croissant.json", "README.md"} <= {
+        f["path"] for f in manifest["files"]
+    }
 
 
 def test_version_id_is_content_derived(tiny_config, tmp_path):

@@ -3,6 +3,7 @@
 import json
 
 import pyarrow.parquet as pq
+from PIL import Image
 
 from pipeline.build import build
 from pipeline.manifest import read_manifest
@@ -37,7 +38,10 @@ def test_synthetic_rows_carry_lineage_without_gate(tiny_config):
     synthetic = [r for r in train_rows(version) if r["origin"] == "synthetic"]
     assert len(synthetic) == 9
     listed = {f["path"] for f in manifest["files"]}
-    assert {"gan/generator.pt", "samples.png"} <= listed
+    assert {"gan/generator.pt", "samples.png", "gan/curves.png", "grid.png", "classes.png"} <= listed
+    assert report["files"]["curves"] == "gan/curves.png"
+    grid = Image.open(version / "grid.png")
+    assert grid.size[0] > 3 * 4 * 8 and grid.size[1] > 3 * 8  # three origins of 4 tiles, three classes
     sha = report["checkpoint_sha256"]
     for row in synthetic:
         params = json.loads(row["params"])
