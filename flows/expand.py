@@ -34,25 +34,33 @@ from pipeline.build import (
     write_shard_in_worker,
 )
 from pipeline.catalog import dataset_lock
-from pipeline.config import Config, load_config
+from pipeline.config import Config, GanTrainConfig, load_config
 from pipeline.manifest import read_manifest
 from pipeline.plan import ShardSpec
 from pipeline.summary import count_rows, run_markdown
 from pipeline.workers import warm_up
 
 
-def _log_training(metrics: dict[str, float]) -> None:
-    logger = get_run_logger()
-    if "fd" in metrics:
-        logger.info("GAN step %d: classifier FD %.3f", metrics["step"], metrics["fd"])
-    else:
+def _training_logger(settings: GanTrainConfig):
+    """An ``on_metrics`` callback that logs GAN progress: losses, img/s and time left."""
+    logger, total_steps = get_run_logger(), settings.steps
+
+    def log(metrics: dict[str, float]) -> None:
+        if "fd" in metrics:
+            logger.info("GAN step %d: classifier FD %.3f", metrics["step"], metrics["fd"])
+            return
+        steps_per_s = metrics["img_per_s"] / settings.batch_size
         logger.info(
-            "GAN step %d: d_loss %.3f g_loss %.3f (%.0f img/s)",
+            "GAN step %d/%d: d_loss %.3f g_loss %.3f, %.0f img/s, about %.0f s left",
             metrics["step"],
+            total_steps,
             metrics["d_loss"],
             metrics["g_loss"],
             metrics["img_per_s"],
+            (total_steps - metrics["step"]) / max(steps_per_s, 1e-9),
         )
+
+    return log
 
 
 @task(name="prepare", cache_policy=NO_CACHE)
@@ -62,7 +70,8 @@ def prepare_task(config: Config, run: dict[str, Any], processes: int) -> BuildCo
 
 @task(name="train-gan", cache_policy=NO_CACHE)
 def train_gan_task(context: BuildContext) -> str:
-    return train_gan_for(context, on_metrics=_log_training)["checkpoint"]
+    log = _training_logger(context.config.synthesis.train)
+    return train_gan_for(context, on_metrics=log)["checkpoint"]
 
 
 @task(name="synthesize", cache_policy=NO_CACHE)
@@ -247,7 +256,10 @@ def train_gan(
     config = load_config(config_path, overrides or [])
     target = Path(out_dir) if out_dir else config.output.root / f"{config.dataset_name()}-gan"
     summary = train_gan_only(
-        config, target, resume=Path(resume) if resume else None, on_metrics=_log_training
+        config,
+        target,
+        resume=Path(resume) if resume else None,
+        on_metrics=_training_logger(config.synthesis.train),
     )
     return {k: v for k, v in summary.items() if k != "history"}
 
