@@ -180,12 +180,11 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
     with dataset_lock(dataset_dir(config), purpose="expand run", timeout=config.output.lock_timeout):
         context = prepare_task(config, _run_record(), processes)
         run_name = _name_run(context.name, context.version_id)
-        if not context.existing:
-            context.details["run"]["flow_run_name"] = run_name
         if context.existing:
             publish_task(context, [])
             logger.info("version %s already published at %s", context.version_id, context.final_dir)
             return _result(context, created=False)
+        context.details["run"]["flow_run_name"] = run_name  # the manifest records the new name
         try:
             report = None
             if config.synthesis.enabled:
