@@ -95,6 +95,31 @@ def _custom_class(name: str, at: str) -> Any:
         raise ValueError(f"{at}: cannot import custom transform '{name}': {exc}") from None
 
 
+def augmenter_for(backend: str, spec: list[dict[str, Any]], custom: tuple[str, ...] | list[str] = ()):
+    """The augmenter of ``augment.backend``: a callable ``(pixels, seed) -> (image, params)``."""
+    if backend == "torchvision":
+        from pipeline.tv_augment import TorchvisionAugmenter
+
+        return TorchvisionAugmenter(spec)
+    return Augmenter(spec, custom)
+
+
+def check_recipe(backend: str, spec: list[dict[str, Any]], custom: tuple[str, ...] | list[str] = ()) -> None:
+    """Build the recipe once, so that bad names and parameters fail when the config loads.
+
+    Raises:
+        ValueError: naming the entry (see :func:`build_transforms`).
+    """
+    if backend == "torchvision":
+        from pipeline.tv_augment import build_torchvision
+
+        if custom:
+            raise ValueError("custom_transforms are albumentations transforms; backend is torchvision")
+        build_torchvision(spec)
+    else:
+        build_transforms(spec, custom=custom)
+
+
 class Augmenter:
     """Applies a recipe to one image with a given seed; returns the image and what was done."""
 

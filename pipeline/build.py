@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.augment import Augmenter, derive_seed
+from pipeline.augment import augmenter_for, derive_seed
 from pipeline.card import CARD_FILE, dataset_card
 from pipeline.catalog import STAGING_PREFIX, dataset_lock, remove_stale_staging, set_latest
 from pipeline.config import Config
@@ -193,8 +193,11 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
     rows = read_shard_plan(context.work_dir, shard).to_pylist()
     augment = config.augment
     augmenter = (
-        Augmenter(augment.transforms, augment.custom_transforms) if any(r["replica"] for r in rows) else None
+        augmenter_for(augment.backend, augment.transforms, augment.custom_transforms)
+        if any(r["replica"] for r in rows)
+        else None
     )
+
     output = config.output
     synthetic_path = context.work_dir / SYNTHETIC_PIXELS
     with (

@@ -85,6 +85,9 @@ class AugmentConfig(_Strict):
 
     copies_per_image: float | None = Field(default=None, ge=0.0)
     target_per_class: int | None = Field(default=None, ge=1)
+    backend: Literal["albumentations", "torchvision"] = Field(
+        default="albumentations", description="library whose transforms the recipe names"
+    )
     transforms: list[dict[str, Any]] = Field(default_factory=list)
     custom_transforms: list[str] = Field(
         default_factory=list,
@@ -100,9 +103,9 @@ class AugmentConfig(_Strict):
 
     @model_validator(mode="after")
     def _transforms_build(self) -> AugmentConfig:
-        from pipeline.augment import build_transforms  # albumentations is heavy; load on use
+        from pipeline.augment import check_recipe  # albumentations is heavy; load on use
 
-        build_transforms(self.transforms, custom=self.custom_transforms)
+        check_recipe(self.backend, self.transforms, self.custom_transforms)
         return self
 
     @property

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.augment import Augmenter, derive_seed
+from pipeline.augment import augmenter_for, derive_seed
 from pipeline.classifier import (
     ClassifierSpec,
     accuracy,
@@ -295,7 +295,8 @@ def _with_augmentation(config: Config, fit: RealData, num_classes: int) -> tuple
         return fit.images, fit.labels
     index = Index(fit.ids, fit.labels, ["train"] * len(fit.ids), [""] * len(fit.ids))
     copies, _ = allocate_copies(index, config.augment, config.seed, num_classes)
-    augmenter = Augmenter(config.augment.transforms, config.augment.custom_transforms)
+    augment = config.augment
+    augmenter = augmenter_for(augment.backend, augment.transforms, augment.custom_transforms)
     extra_x, extra_y = [], []
     for i, count in enumerate(copies):
         for replica in range(1, int(count) + 1):
