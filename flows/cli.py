@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     output = run.add_mutually_exclusive_group()
     output.add_argument("--quiet", action="store_true", help="print only the version directory")
     output.add_argument("--json", action="store_true", help="print the run's result as JSON on the last line")
+    preview = commands.add_parser("preview", help="a PNG of augmented copies per class; publishes nothing")
+    preview.add_argument("config", help="YAML config file")
+    preview.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    preview.add_argument("--n", type=int, default=8, help="augmented copies per class (default 8)")
+    preview.add_argument("--out", default="preview.png", help="PNG to write (default: preview.png)")
     init = commands.add_parser("init", help="write a commented starter config for a folder of images")
     init.add_argument(
         "folder", help="root of the image folder (<class>/<image>, optionally under split folders)"
@@ -94,6 +99,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _serve(args)
         if args.command == "init":
             return _init(args)
+        if args.command == "preview":
+            return _preview(args)
         if args.command == "evaluate":
             return _evaluate(args)
         if args.command in catalog_cli.COMMANDS:
@@ -156,6 +163,18 @@ def _init(args: argparse.Namespace) -> int:
     out.write_text(starter_config(Path(args.folder)), encoding="utf-8")
     load_config(out)  # what it wrote must load
     print(out)
+    return EXIT_OK
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipeline.augment import preview
+    from pipeline.config import load_config
+
+    if args.n < 1:
+        raise ConfigError(f"--n must be at least 1, got {args.n}")
+    print(preview(load_config(args.config, args.overrides), args.n, Path(args.out)))
     return EXIT_OK
 
 

@@ -22,11 +22,15 @@ import importlib
 import inspect
 import json
 import random
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
 
 # Arrays in applied parameters (noise maps, matrices) are summarised above this many values;
 # the seed and the recipe replay them exactly.
@@ -195,3 +199,29 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return repr(value)
+
+
+def preview(config: Config, copies: int, path: Path) -> Path:
+    """Write a PNG of each class's first training image and ``copies`` augmented copies,
+    made as a build makes them (same seeds), without publishing anything."""
+    from pipeline.pictures import preview_grid
+    from pipeline.sources import open_source
+
+    reader = open_source(config.source)
+    firsts = {}
+    for sample in reader:
+        if sample.split in (None, "train") and sample.label not in firsts:
+            firsts[sample.label] = sample
+            if len(firsts) == len(reader.class_names):
+                break
+    augment = config.augment
+    augmenter = augmenter_for(augment.backend, augment.transforms, augment.custom_transforms)
+    rows = []
+    for label, sample in sorted(firsts.items()):
+        pixels = reader.pixels(sample)
+        augmented = [
+            augmenter(pixels, derive_seed(config.seed, sample.source_id, r))[0] for r in range(1, copies + 1)
+        ]
+        rows.append((reader.class_names[label], pixels, augmented))
+    preview_grid(rows, path)
+    return path

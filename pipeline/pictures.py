@@ -139,3 +139,22 @@ def origin_grid(
                 tile = Image.fromarray(pixels).resize((w * scale, h * scale), Image.NEAREST)
                 image.paste(tile, (left + j * column + k * cell_w, top + c * cell_h))
     image.save(path)
+
+
+def preview_grid(rows: list[tuple[str, np.ndarray, list[np.ndarray]]], path: Path) -> None:
+    """One row per class: its name, the original image, then its augmented copies."""
+    h, w = rows[0][1].shape[:2]
+    scale = max(1, 48 // max(h, w))
+    cell_w, cell_h, left, top = w * scale + 2, h * scale + 2, 110, 22
+    copies = max(len(r[2]) for r in rows)
+    image = Image.new("RGB", (left + cell_w * (copies + 1) + 8, top + cell_h * len(rows)), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((left, 5), "original", fill="black")
+    draw.text((left + cell_w + 8, 5), "augmented copies", fill=COLOURS["augmented"])
+    for r, (name, original, augmented) in enumerate(rows):
+        y = top + r * cell_h
+        draw.text((4, y + cell_h // 2 - 6), name[:16], fill="black")
+        for k, pixels in enumerate([original, *augmented]):
+            tile = Image.fromarray(pixels).convert("RGB").resize((w * scale, h * scale), Image.NEAREST)
+            image.paste(tile, (left + k * cell_w + (8 if k else 0), y))
+    image.save(path)

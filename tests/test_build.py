@@ -148,7 +148,9 @@ def test_failed_shard_leaves_no_version(tiny_config, monkeypatch):
     def explode(self, pixels, seed):
         raise Boom("disk on fire")
 
-    monkeypatch.setattr(build_module.Augmenter, "__call__", explode)
+    from pipeline.augment import Augmenter
+
+    monkeypatch.setattr(Augmenter, "__call__", explode)
     config = tiny_config()
     with pytest.raises(Boom):
         build(config)

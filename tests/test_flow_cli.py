@@ -242,3 +242,17 @@ def test_run_json_and_quiet(prefect_harness, tiny_config, tmp_path, capsys):
     assert result["created"] and set(result["splits"]) == {"train", "test"}
     assert main([*args, "--quiet"]) == 0
     assert capsys.readouterr().out.strip() == result["version_dir"]
+
+
+def test_preview_writes_a_grid_and_publishes_nothing(tiny_config, tmp_path, capsys):
+    from PIL import Image
+
+    source = tiny_config().source.path
+    out = tmp_path / "preview.png"
+    args = ["preview", "/dev/null", "--set", "source.kind=imagefolder", "--set", f"source.path={source}"]
+    args += ["--set", f"output.root={tmp_path / 'o'}", "--set", "augment.transforms=[{Affine: {rotate: 20}}]"]
+    assert main([*args, "--n", "5", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    with Image.open(out) as grid:
+        assert grid.size[0] > 6 * 8 * 6 and grid.size[1] > 3 * 8 * 6  # 1 + 5 tiles, 3 classes, scaled 6x
+    assert not (tmp_path / "o").exists()
