@@ -8,7 +8,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import make_imagefolder
-from pipeline import build as build_module
 from pipeline.build import build, plan, prepare, publish, write_shard
 from pipeline.ingest import Index, carve_test_split
 from pipeline.manifest import read_manifest
