@@ -108,7 +108,12 @@ def augmenter_for(backend: str, spec: list[dict[str, Any]], custom: tuple[str, .
     return Augmenter(spec, custom)
 
 
-def check_recipe(backend: str, spec: list[dict[str, Any]], custom: tuple[str, ...] | list[str] = ()) -> None:
+def check_recipe(
+    backend: str,
+    spec: list[dict[str, Any]],
+    custom: tuple[str, ...] | list[str] = (),
+    where: str = "transforms",
+) -> None:
     """Build the recipe once, so that bad names and parameters fail when the config loads.
 
     Raises:
@@ -119,9 +124,9 @@ def check_recipe(backend: str, spec: list[dict[str, Any]], custom: tuple[str, ..
 
         if custom:
             raise ValueError("custom_transforms are albumentations transforms; backend is torchvision")
-        build_torchvision(spec)
+        build_torchvision(spec, where)
     else:
-        build_transforms(spec, custom=custom)
+        build_transforms(spec, where, custom)
 
 
 class Augmenter:
@@ -215,13 +220,14 @@ def preview(config: Config, copies: int, path: Path) -> Path:
             if len(firsts) == len(reader.class_names):
                 break
     augment = config.augment
-    augmenter = augmenter_for(augment.backend, augment.transforms, augment.custom_transforms)
     rows = []
     for label, sample in sorted(firsts.items()):
+        name = reader.class_names[label]
+        augmenter = augmenter_for(augment.backend, augment.transforms_for(name), augment.custom_transforms)
         pixels = reader.pixels(sample)
         augmented = [
             augmenter(pixels, derive_seed(config.seed, sample.source_id, r))[0] for r in range(1, copies + 1)
         ]
-        rows.append((reader.class_names[label], pixels, augmented))
+        rows.append((name, pixels, augmented))
     preview_grid(rows, path)
     return path

@@ -165,7 +165,7 @@ def plan(context: BuildContext, synthesis_report: dict[str, Any] | None = None) 
     """Allocate augmented copies, add synthetic rows if any, and cut the splits into shards."""
     config = context.config
     index = load_index(context.work_dir / INDEX_FILE)
-    copies, shortfall = allocate_copies(index, config.augment, config.seed, len(context.class_names))
+    copies, shortfall = allocate_copies(index, config.augment, config.seed, context.class_names)
     synthetic = read_synthetic(context.work_dir) if synthesis_report else None
     total_rows = (
         len(index.source_ids) + int(copies.sum()) + (synthetic.num_rows if synthetic is not None else 0)
@@ -192,11 +192,7 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
     config = context.config
     rows = read_shard_plan(context.work_dir, shard).to_pylist()
     augment = config.augment
-    augmenter = (
-        augmenter_for(augment.backend, augment.transforms, augment.custom_transforms)
-        if any(r["replica"] for r in rows)
-        else None
-    )
+    augmenters: dict[int, Any] = {}  # by label: a class may have its own recipe
 
     output = config.output
     synthetic_path = context.work_dir / SYNTHETIC_PIXELS
@@ -211,7 +207,10 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
                 image, origin = fake[r["pixel_row"]], "synthetic"
             elif r["replica"]:
                 seed = derive_seed(config.seed, r["source_id"], r["replica"])
-                image, params = augmenter(pixels[r["pixel_row"]], seed)
+                if r["label"] not in augmenters:
+                    recipe = augment.transforms_for(context.class_names[r["label"]])
+                    augmenters[r["label"]] = augmenter_for(augment.backend, recipe, augment.custom_transforms)
+                image, params = augmenters[r["label"]](pixels[r["pixel_row"]], seed)
                 origin = "augmented"
             else:
                 image, origin = pixels[r["pixel_row"]], "real"

@@ -75,6 +75,20 @@ class SplitConfig(_Strict):
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
 
 
+class ClassAugmentConfig(_Strict):
+    """One named class's own augmentation; what it leaves unset follows the dataset's."""
+
+    copies_per_image: float | None = Field(default=None, ge=0.0)
+    target_per_class: int | None = Field(default=None, ge=1)
+    transforms: list[dict[str, Any]] | None = Field(default=None, description="replaces the recipe")
+
+    @model_validator(mode="after")
+    def _one_count_rule(self) -> ClassAugmentConfig:
+        if self.copies_per_image is not None and self.target_per_class is not None:
+            raise ValueError("set either copies_per_image or target_per_class, not both")
+        return self
+
+
 class AugmentConfig(_Strict):
     """Classical augmentation of the training split.
 
@@ -94,6 +108,9 @@ class AugmentConfig(_Strict):
         description="'module:Class' transforms (albumentations subclasses) a recipe may name; "
         "nothing outside albumentations is imported otherwise",
     )
+    classes: dict[str, ClassAugmentConfig] = Field(
+        default_factory=dict, description="per-class overrides of the counts and the recipe, by class name"
+    )
 
     @model_validator(mode="after")
     def _one_count_rule(self) -> AugmentConfig:
@@ -106,11 +123,30 @@ class AugmentConfig(_Strict):
         from pipeline.augment import check_recipe  # albumentations is heavy; load on use
 
         check_recipe(self.backend, self.transforms, self.custom_transforms)
+        for name, override in self.classes.items():
+            if override.transforms is not None:
+                check_recipe(
+                    self.backend, override.transforms, self.custom_transforms, f"classes.{name}.transforms"
+                )
         return self
 
     @property
     def enabled(self) -> bool:
-        return bool(self.copies_per_image) or self.target_per_class is not None
+        counts = [(self.copies_per_image, self.target_per_class)]
+        counts += [(c.copies_per_image, c.target_per_class) for c in self.classes.values()]
+        return any(bool(copies) or target is not None for copies, target in counts)
+
+    def counts_for(self, name: str) -> tuple[float | None, int | None]:
+        """(copies_per_image, target_per_class) of class ``name``: its own, if it sets one."""
+        override = self.classes.get(name)
+        if override and (override.copies_per_image is not None or override.target_per_class is not None):
+            return override.copies_per_image, override.target_per_class
+        return self.copies_per_image, self.target_per_class
+
+    def transforms_for(self, name: str) -> list[dict[str, Any]]:
+        """The recipe of class ``name``: its own, if it has one."""
+        override = self.classes.get(name)
+        return override.transforms if override and override.transforms is not None else self.transforms
 
 
 class GanTrainConfig(_Strict):

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from pipeline.augment import derive_seed
 from pipeline.config import AugmentConfig
+from pipeline.errors import PipelineError
 from pipeline.ingest import SPLIT_ORDER, Index
 
 PLAN_FILE = "plan.parquet"
@@ -40,29 +41,37 @@ class ShardSpec:
 
 
 def allocate_copies(
-    index: Index, augment: AugmentConfig, seed: int, num_classes: int
+    index: Index, augment: AugmentConfig, seed: int, class_names: list[str]
 ) -> tuple[np.ndarray, dict[int, int]]:
     """Augmented copies per image (zero outside the training split), and per-class shortfall.
 
     With ``copies_per_image = k`` a class of n images gets round(k * n) copies; with
-    ``target_per_class = T`` it gets max(0, T - n). Either way the copies are spread as
-    evenly as possible (floor or ceil per image), the extra ones going to the images that
-    rank first by a hash of (seed, id). A class with no training images cannot be filled:
-    its missing count is returned as shortfall.
+    ``target_per_class = T`` it gets max(0, T - n); a class named in ``augment.classes``
+    may set its own. Either way the copies are spread as evenly as possible (floor or ceil
+    per image), the extra ones going to the images that rank first by a hash of (seed, id).
+    A class with no training images cannot be filled: its missing count is returned as
+    shortfall.
+
+    Raises:
+        PipelineError: ``augment.classes`` names a class the source does not have.
     """
+    unknown = sorted(set(augment.classes) - set(class_names))
+    if unknown:
+        raise PipelineError(f"augment.classes: {unknown} are not classes of the source {class_names}")
     ids = index.source_ids
     copies = np.zeros(len(ids), dtype=np.int64)
     shortfall: dict[int, int] = {}
     if not augment.enabled:
         return copies, shortfall
     train = np.asarray(index.splits) == "train"
-    for label in range(num_classes):
+    for label, name in enumerate(class_names):
         members = list(np.flatnonzero(train & (index.labels == label)))
         n = len(members)
-        if augment.target_per_class is not None:
-            total = max(0, augment.target_per_class - n)
+        copies_per_image, target = augment.counts_for(name)
+        if target is not None:
+            total = max(0, target - n)
         else:
-            total = int(math.floor(augment.copies_per_image * n + 0.5))
+            total = int(math.floor((copies_per_image or 0.0) * n + 0.5))
         if n == 0:
             if total:
                 shortfall[label] = total

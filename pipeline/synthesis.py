@@ -119,7 +119,12 @@ def train_gan(
 
 
 def synthesize(
-    config: Config, train: RealData, test: RealData | None, shape: GanShape, checkpoint: Path
+    config: Config,
+    train: RealData,
+    test: RealData | None,
+    shape: GanShape,
+    checkpoint: Path,
+    class_names: list[str],
 ) -> dict[str, Any]:
     """Sample, filter, measure and gate synthetic rows from a trained checkpoint.
 
@@ -183,7 +188,7 @@ def synthesize(
     }
     filtered = rows  # the grid shows what the generator makes, whatever the gate decides
     if syn.gate.enabled and len(validation.ids):
-        decision = utility_gate(config, fit, validation, rows, shape.num_classes)
+        decision = utility_gate(config, fit, validation, rows, class_names)
         report["gate"] = decision
         rows = _take_ratio(rows, decision["chosen_ratio"], train)
     report["published"] = int(len(rows["labels"]))
@@ -230,7 +235,7 @@ def quality_metrics(
 
 
 def utility_gate(
-    config: Config, fit: RealData, validation: RealData, rows: dict[str, np.ndarray], num_classes: int
+    config: Config, fit: RealData, validation: RealData, rows: dict[str, np.ndarray], class_names: list[str]
 ) -> dict[str, Any]:
     """Validation accuracy of real(+augmented) vs +synthetic at each ratio, over seeds.
 
@@ -238,7 +243,7 @@ def utility_gate(
     ``gate.min_gain``; otherwise 0 (no synthetic rows).
     """
     gate = config.synthesis.gate
-    base_x, base_y = _with_augmentation(config, fit, num_classes)
+    base_x, base_y = _with_augmentation(config, fit, class_names)
     spec = ClassifierSpec(epochs=gate.classifier_epochs)
     val_x, val_y = to_tensor(validation.images), torch.as_tensor(validation.labels)
 
@@ -246,7 +251,7 @@ def utility_gate(
         return [
             accuracy(
                 train_classifier(
-                    to_tensor(x), torch.as_tensor(y), num_classes, seed=config.seed + s, spec=spec
+                    to_tensor(x), torch.as_tensor(y), len(class_names), seed=config.seed + s, spec=spec
                 ),
                 val_x,
                 val_y,
@@ -289,18 +294,24 @@ def _take_ratio(rows: dict[str, np.ndarray], ratio: float, counts_from: RealData
     return {k: v[index] for k, v in rows.items()}
 
 
-def _with_augmentation(config: Config, fit: RealData, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _with_augmentation(
+    config: Config, fit: RealData, class_names: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """``fit`` plus its augmented copies, made exactly as the build makes them."""
     if not config.augment.enabled:
         return fit.images, fit.labels
     index = Index(fit.ids, fit.labels, ["train"] * len(fit.ids), [""] * len(fit.ids))
-    copies, _ = allocate_copies(index, config.augment, config.seed, num_classes)
+    copies, _ = allocate_copies(index, config.augment, config.seed, class_names)
     augment = config.augment
-    augmenter = augmenter_for(augment.backend, augment.transforms, augment.custom_transforms)
+    augmenters = [
+        augmenter_for(augment.backend, augment.transforms_for(name), augment.custom_transforms)
+        for name in class_names
+    ]
     extra_x, extra_y = [], []
     for i, count in enumerate(copies):
         for replica in range(1, int(count) + 1):
-            image, _ = augmenter(fit.images[i], derive_seed(config.seed, fit.ids[i], replica))
+            seed = derive_seed(config.seed, fit.ids[i], replica)
+            image, _ = augmenters[fit.labels[i]](fit.images[i], seed)
             extra_x.append(image)
             extra_y.append(fit.labels[i])
     if not extra_x:

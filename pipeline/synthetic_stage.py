@@ -93,7 +93,7 @@ def synthesize_stage(
     index = load_index(work_dir / INDEX_FILE)
     train = load_split(work_dir, shape, "train", index)
     test = load_split(work_dir, shape, "test", index)
-    result = synthesize(config, train, test, gan_shape(shape, len(class_names)), checkpoint)
+    result = synthesize(config, train, test, gan_shape(shape, len(class_names)), checkpoint, class_names)
     report = result["report"]
     sha = report["checkpoint_sha256"]
     write_pixels(work_dir / SYNTHETIC_PIXELS, iter(result["images"]))

@@ -102,8 +102,9 @@ def test_split_and_allocation_ignore_input_order(tiny_config):
     assert first == second
     augment = tiny_config("augment.copies_per_image=1.3").augment
     splits = ["train"] * 40
-    a, _ = allocate_copies(Index(ids, labels, splits, [""] * 40), augment, 5, 3)
-    b, _ = allocate_copies(Index(shuffled_ids, labels[order], splits, [""] * 40), augment, 5, 3)
+    names = ["a", "b", "c"]
+    a, _ = allocate_copies(Index(ids, labels, splits, [""] * 40), augment, 5, names)
+    b, _ = allocate_copies(Index(shuffled_ids, labels[order], splits, [""] * 40), augment, 5, names)
     assert dict(zip(ids, a.tolist(), strict=True)) == dict(zip(shuffled_ids, b.tolist(), strict=True))
 
 
@@ -183,3 +184,26 @@ def test_augmenter_output_depends_on_the_seed_only():
         other_pixels, other_params = again(image, seed)  # another instance, other call order
         assert np.array_equal(pixels, other_pixels) and params == other_params
     assert len({o[0].tobytes() for o in outputs}) == 5
+
+
+def test_per_class_counts_and_recipes(tiny_config):
+    classes = {"dog": {"copies_per_image": 0}, "eel": {"transforms": [{"VerticalFlip": {"p": 1.0}}]}}
+    version, _ = build(tiny_config(f"augment.classes={json.dumps(classes)}"))
+    by_class = read_manifest(version)["splits"]["train"]["by_origin_class"]
+    assert "dog" not in by_class.get("augmented", {})
+    assert by_class["augmented"]["cat"] == 2 * by_class["real"]["cat"]  # the dataset's count
+    assert by_class["augmented"]["eel"] == 2 * by_class["real"]["eel"]
+    augmented = [r for r in rows(version, "train") if r["origin"] == "augmented"]
+    eel = [json.loads(r["params"]) for r in augmented if r["source_id"].startswith("eel/")]
+    cat = [json.loads(r["params"]) for r in augmented if r["source_id"].startswith("cat/")]
+    assert eel and all([name for name, _ in p] == ["VerticalFlip"] for p in eel)
+    assert cat and all(p[0][0] == "Affine" for p in cat)  # the dataset's recipe
+
+
+def test_per_class_settings_must_name_real_classes(tiny_config):
+    from pipeline.errors import ConfigError, PipelineError
+
+    with pytest.raises(PipelineError, match=r"augment.classes: \['zebra'\] are not classes"):
+        build(tiny_config('augment.classes={"zebra": {"copies_per_image": 1}}'))
+    with pytest.raises(ConfigError, match="classes.dog.transforms"):
+        tiny_config('augment.classes={"dog": {"transforms": [{"Nope": {}}]}}')
