@@ -30,7 +30,7 @@ import numpy as np
 from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
-    from pipeline.config import Config
+    from pipeline.config import AugmentConfig, Config
 
 # Arrays in applied parameters (noise maps, matrices) are summarised above this many values;
 # the seed and the recipe replay them exactly.
@@ -127,6 +127,42 @@ def check_recipe(
         build_torchvision(spec, where)
     else:
         build_transforms(spec, where, custom)
+
+
+class ClassAugmenters:
+    """What a build applies to training images: each class's recipe (built on first use),
+    with degenerate outputs drawn again.
+
+    An augmented image whose pixel standard deviation is below ``augment.min_std`` (almost
+    constant, e.g. after a crop or rotation left only background) is augmented again with
+    the next seed, up to ``MAX_ATTEMPTS`` times; ``resampled`` counts the redraws. The seed
+    returned is the one that made the image, so it replays.
+    """
+
+    MAX_ATTEMPTS = 10
+
+    def __init__(self, augment: AugmentConfig, class_names: list[str], run_seed: int):
+        self._augment = augment
+        self._class_names = class_names
+        self._run_seed = run_seed
+        self._by_label: dict[int, Any] = {}
+        self.resampled = 0
+
+    def __call__(
+        self, pixels: np.ndarray, label: int, source_id: str, replica: int
+    ) -> tuple[np.ndarray, int, Any]:
+        """(image, seed, applied params) of augmented copy ``replica`` of a source image."""
+        if label not in self._by_label:
+            augment = self._augment
+            recipe = augment.transforms_for(self._class_names[label])
+            self._by_label[label] = augmenter_for(augment.backend, recipe, augment.custom_transforms)
+        for attempt in range(self.MAX_ATTEMPTS):
+            seed = derive_seed(self._run_seed, source_id, replica if attempt == 0 else f"{replica}/{attempt}")
+            image, params = self._by_label[label](pixels, seed)
+            if not self._augment.min_std or image.std() >= self._augment.min_std:
+                break
+            self.resampled += 1
+        return image, seed, params
 
 
 class Augmenter:

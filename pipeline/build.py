@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.augment import augmenter_for, derive_seed
+from pipeline.augment import ClassAugmenters
 from pipeline.card import CARD_FILE, dataset_card
 from pipeline.catalog import STAGING_PREFIX, dataset_lock, remove_stale_staging, set_latest
 from pipeline.config import Config
@@ -191,9 +191,7 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
     """
     config = context.config
     rows = read_shard_plan(context.work_dir, shard).to_pylist()
-    augment = config.augment
-    augmenters: dict[int, Any] = {}  # by label: a class may have its own recipe
-
+    augment = ClassAugmenters(config.augment, context.class_names, config.seed)
     output = config.output
     synthetic_path = context.work_dir / SYNTHETIC_PIXELS
     with (
@@ -206,11 +204,9 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
             if r["store"] == STORE_SYNTHETIC:
                 image, origin = fake[r["pixel_row"]], "synthetic"
             elif r["replica"]:
-                seed = derive_seed(config.seed, r["source_id"], r["replica"])
-                if r["label"] not in augmenters:
-                    recipe = augment.transforms_for(context.class_names[r["label"]])
-                    augmenters[r["label"]] = augmenter_for(augment.backend, recipe, augment.custom_transforms)
-                image, params = augmenters[r["label"]](pixels[r["pixel_row"]], seed)
+                image, seed, params = augment(
+                    pixels[r["pixel_row"]], r["label"], r["source_id"], r["replica"]
+                )
                 origin = "augmented"
             else:
                 image, origin = pixels[r["pixel_row"]], "real"
@@ -228,7 +224,7 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
                 )
             )
         entry = writer.finish()
-    return {"split": shard.split, "shard": shard.name, **entry}
+    return {"split": shard.split, "shard": shard.name, "resampled": augment.resampled, **entry}
 
 
 def write_shards(context: BuildContext, workers: int) -> list[dict[str, Any]]:
@@ -333,7 +329,7 @@ def _manifest(context: BuildContext, entries: list[dict[str, Any]]) -> dict[str,
         ),
         "files": files,
         "source": context.details["source"],
-        "augment": context.details["augment"],
+        "augment": {**context.details["augment"], "resampled": sum(e.get("resampled", 0) for e in entries)},
         "config": config.model_dump(mode="json"),
         "seeds": {"run": config.seed, "per_sample": "sha256(run_seed␟source_id␟replica)[:4], big-endian"},
         "libraries": library_versions(CONTENT_LIBRARIES + OTHER_LIBRARIES),

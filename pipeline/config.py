@@ -108,6 +108,12 @@ class AugmentConfig(_Strict):
         description="'module:Class' transforms (albumentations subclasses) a recipe may name; "
         "nothing outside albumentations is imported otherwise",
     )
+    min_std: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="an augmented image whose pixel standard deviation (0-255 scale) is below this is "
+        "drawn again with the next seed (up to 10 times); 0: off",
+    )
     classes: dict[str, ClassAugmentConfig] = Field(
         default_factory=dict, description="per-class overrides of the counts and the recipe, by class name"
     )

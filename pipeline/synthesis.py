@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.augment import augmenter_for, derive_seed
+from pipeline.augment import ClassAugmenters, derive_seed
 from pipeline.classifier import (
     ClassifierSpec,
     accuracy,
@@ -302,16 +302,11 @@ def _with_augmentation(
         return fit.images, fit.labels
     index = Index(fit.ids, fit.labels, ["train"] * len(fit.ids), [""] * len(fit.ids))
     copies, _ = allocate_copies(index, config.augment, config.seed, class_names)
-    augment = config.augment
-    augmenters = [
-        augmenter_for(augment.backend, augment.transforms_for(name), augment.custom_transforms)
-        for name in class_names
-    ]
+    augment = ClassAugmenters(config.augment, class_names, config.seed)
     extra_x, extra_y = [], []
     for i, count in enumerate(copies):
         for replica in range(1, int(count) + 1):
-            seed = derive_seed(config.seed, fit.ids[i], replica)
-            image, _ = augmenters[fit.labels[i]](fit.images[i], seed)
+            image, _, _ = augment(fit.images[i], int(fit.labels[i]), fit.ids[i], replica)
             extra_x.append(image)
             extra_y.append(fit.labels[i])
     if not extra_x:

@@ -11,3 +11,10 @@ class Invert(A.ImageOnlyTransform):
 
 class NotATransform:
     pass
+
+
+class Blank(A.ImageOnlyTransform):
+    """Makes the image constant (with probability p): a degenerate augmentation."""
+
+    def apply(self, img: np.ndarray, **params) -> np.ndarray:
+        return np.zeros_like(img)

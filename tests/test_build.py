@@ -207,3 +207,34 @@ def test_per_class_settings_must_name_real_classes(tiny_config):
         build(tiny_config('augment.classes={"zebra": {"copies_per_image": 1}}'))
     with pytest.raises(ConfigError, match="classes.dog.transforms"):
         tiny_config('augment.classes={"dog": {"transforms": [{"Nope": {}}]}}')
+
+
+def test_degenerate_augmentations_are_drawn_again(tiny_config):
+    import io
+
+    from PIL import Image
+
+    from pipeline.augment import Augmenter
+
+    recipe = [{"custom_transforms:Blank": {"p": 0.5}}]
+    overrides = [
+        f"augment.transforms={json.dumps(recipe)}",
+        'augment.custom_transforms=["custom_transforms:Blank"]',
+    ]
+    loose, _ = build(tiny_config(*overrides, f"output.root={tiny_config().output.root}-loose"))
+    strict, _ = build(tiny_config(*overrides, "augment.min_std=1"))
+    assert read_manifest(loose)["augment"]["resampled"] == 0
+    assert read_manifest(strict)["augment"]["resampled"] > 0
+    blank = {"loose": 0, "strict": 0}
+    sources = {r["id"]: r for r in rows(strict, "train") if r["origin"] == "real"}
+    replay = Augmenter(recipe, ["custom_transforms:Blank"])
+    for name, version in (("loose", loose), ("strict", strict)):
+        for r in rows(version, "train"):
+            if r["origin"] == "augmented":
+                pixels = np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])))
+                blank[name] += pixels.std() < 1
+                if name == "strict":  # the recorded seed replays the kept image
+                    real = next(s for s in sources.values() if s["source_id"] == r["source_id"])
+                    source = np.asarray(Image.open(io.BytesIO(real["image"]["bytes"])))
+                    assert np.array_equal(replay(source, r["seed"])[0], pixels)
+    assert blank["loose"] > 0 and blank["strict"] == 0
