@@ -10,9 +10,11 @@ A recipe is a list of one-key mappings, transform name to parameters::
           - Blur: {blur_limit: 3}
 
 Names are resolved only in the albumentations namespace, or for ``module:Class`` names
-listed in ``augment.custom_transforms``, by import. Every augmented image gets its
-own seed derived from (run seed, source id, replica), so the result does not depend on
-how many workers run or in which order; the seed and the applied parameters are recorded.
+listed in ``augment.custom_transforms``, by import (``augment.backend: torchvision`` uses
+:mod:`pipeline.tv_augment` instead). A class may have its own recipe. Every augmented image
+gets its own seed derived from (run seed, source id, replica), so the result does not
+depend on how many workers run or in which order; the seed and the applied parameters
+are recorded.
 """
 
 from __future__ import annotations
@@ -255,15 +257,11 @@ def preview(config: Config, copies: int, path: Path) -> Path:
             firsts[sample.label] = sample
             if len(firsts) == len(reader.class_names):
                 break
-    augment = config.augment
+    augment = ClassAugmenters(config.augment, reader.class_names, config.seed)
     rows = []
     for label, sample in sorted(firsts.items()):
-        name = reader.class_names[label]
-        augmenter = augmenter_for(augment.backend, augment.transforms_for(name), augment.custom_transforms)
         pixels = reader.pixels(sample)
-        augmented = [
-            augmenter(pixels, derive_seed(config.seed, sample.source_id, r))[0] for r in range(1, copies + 1)
-        ]
-        rows.append((name, pixels, augmented))
+        augmented = [augment(pixels, label, sample.source_id, r)[0] for r in range(1, copies + 1)]
+        rows.append((reader.class_names[label], pixels, augmented))
     preview_grid(rows, path)
     return path
