@@ -91,18 +91,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     try:
-        if args.command == "run":
-            return _run(args)
-        if args.command == "train-gan":
-            return _train_gan(args)
-        if args.command == "serve":
-            return _serve(args)
-        if args.command == "init":
-            return _init(args)
-        if args.command == "preview":
-            return _preview(args)
-        if args.command == "evaluate":
-            return _evaluate(args)
+        handler = _COMMANDS.get(args.command)
+        if handler:
+            return handler(args)
         if args.command in catalog_cli.COMMANDS:
             return catalog_cli.dispatch(args)
     except ConfigError as exc:
@@ -228,6 +219,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(document, sort_keys=True))
     return EXIT_OK
+
+
+_COMMANDS = {
+    "run": _run,
+    "train-gan": _train_gan,
+    "serve": _serve,
+    "init": _init,
+    "preview": _preview,
+    "evaluate": _evaluate,
+}
 
 
 class _DropExpectedTraceback(logging.Filter):

@@ -57,9 +57,18 @@ def build_transforms(
         ValueError: an entry is malformed, names no albumentations (or allowed custom)
             transform, or has parameters the transform rejects; the message names the entry.
     """
+    return [_build_one(name, params, at, tuple(custom)) for name, params, at in recipe_entries(spec, where)]
+
+
+def recipe_entries(spec: list[dict[str, Any]], where: str) -> list[tuple[str, dict[str, Any], str]]:
+    """A recipe's steps as (name, parameters, where-in-the-config), whatever the backend.
+
+    Raises:
+        ValueError: the recipe is not a list of one-key mappings to parameter mappings.
+    """
     if not isinstance(spec, list):
         raise ValueError(f"{where} must be a list of {{TransformName: {{params}}}} entries")
-    built = []
+    entries = []
     for index, entry in enumerate(spec):
         at = f"{where}[{index}]"
         if not isinstance(entry, dict) or len(entry) != 1:
@@ -68,8 +77,25 @@ def build_transforms(
         params = {} if params is None else params
         if not isinstance(params, dict):
             raise ValueError(f"{at} ({name}): parameters must be a mapping, got {params!r}")
-        built.append(_build_one(str(name), dict(params), f"{at}.{name}", tuple(custom)))
-    return built
+        entries.append((str(name), dict(params), f"{at}.{name}"))
+    return entries
+
+
+def instantiate(cls: type, params: dict[str, Any], at: str) -> Any:
+    """``cls(**params)``, refusing unknown parameters; errors name ``at``.
+
+    Raises:
+        ValueError: unknown parameters, or ones the transform rejects.
+    """
+    accepted = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(params) - set(accepted) - {"self"})
+        if unknown:
+            raise ValueError(f"{at}: unknown parameter(s) {unknown}")
+    try:
+        return cls(**params)
+    except (ValueError, TypeError, AssertionError) as exc:  # pydantic errors are ValueErrors
+        raise ValueError(f"{at}: invalid parameters: {exc}") from None
 
 
 def _build_one(name: str, params: dict[str, Any], at: str, custom: tuple[str, ...]) -> Any:
@@ -82,15 +108,7 @@ def _build_one(name: str, params: dict[str, Any], at: str, custom: tuple[str, ..
         raise ValueError(f"{at}: '{name}' is not an albumentations transform{hint}")
     if is_compose:
         params["transforms"] = build_transforms(params.get("transforms", []), f"{at}.transforms", custom)
-    accepted = inspect.signature(cls.__init__).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-        unknown = sorted(set(params) - set(accepted) - {"self"})
-        if unknown:
-            raise ValueError(f"{at}: unknown parameter(s) {unknown}")
-    try:
-        return cls(**params)
-    except (ValueError, TypeError, AssertionError) as exc:  # pydantic errors are ValueErrors
-        raise ValueError(f"{at}: invalid parameters: {exc}") from None
+    return instantiate(cls, params, at)
 
 
 def _custom_class(name: str, at: str) -> Any:

@@ -280,11 +280,7 @@ def publish(context: BuildContext, entries: list[dict[str, Any]]) -> Path:
         if e["split"] == "train"
     ]
     origin_grid(
-        version,
-        train_files,
-        "image" if parquet else "file_name",
-        context.class_names,
-        version / ORIGINS_GRID_FILE,
+        version, train_files, "image" if parquet else "file_name", manifest, version / ORIGINS_GRID_FILE
     )
     added = [
         n for n in (CROISSANT_FILE, CARD_FILE, HISTOGRAM_FILE, ORIGINS_GRID_FILE) if (version / n).is_file()

@@ -98,27 +98,29 @@ _GRID_PER_ORIGIN = 4
 
 
 def origin_grid(
-    version_dir: Path, files: list[Path], image_column: str, class_names: list[str], path: Path
+    version_dir: Path, files: list[Path], image_column: str, manifest: dict[str, Any], path: Path
 ) -> None:
     """Per class, the first real, augmented and synthetic training rows side by side.
 
     Args:
         files: the training split's Parquet files (shards, or the image folder's lineage
-            tables), read in order until every class has its examples.
+            tables), read in order only until every class has its examples.
         image_column: ``image`` (encoded bytes in the shard) or ``file_name`` (a file).
+        manifest: the version's manifest (class names, training rows by origin and class).
     """
     origins = ("real", "augmented", "synthetic")
+    class_names = manifest["class_names"]
+    by_origin = manifest["splits"].get("train", {}).get("by_origin_class", {})
+    wanted = sum(min(_GRID_PER_ORIGIN, n) for counts in by_origin.values() for n in counts.values())
     found: dict[tuple[int, str], list[np.ndarray]] = {}
-    wanted = len(class_names) * len(origins) * _GRID_PER_ORIGIN
-    for file in files:
-        for batch in pq.ParquetFile(file).iter_batches(columns=[image_column, "label", "origin"]):
-            for image, label, origin in zip(*(batch.column(i).to_pylist() for i in range(3)), strict=True):
-                cell = found.setdefault((label, origin), [])
-                if len(cell) < _GRID_PER_ORIGIN:
-                    source = io.BytesIO(image["bytes"]) if isinstance(image, dict) else version_dir / image
-                    with Image.open(source) as decoded:
-                        cell.append(np.asarray(decoded.convert("RGB")))
-            if sum(len(c) for c in found.values()) >= wanted:
+    for image, label, origin in _rows(files, [image_column, "label", "origin"]):
+        cell = found.setdefault((label, origin), [])
+        if len(cell) < _GRID_PER_ORIGIN:
+            source = io.BytesIO(image["bytes"]) if isinstance(image, dict) else version_dir / image
+            with Image.open(source) as decoded:
+                cell.append(np.asarray(decoded.convert("RGB")))
+            wanted -= 1
+            if wanted <= 0:
                 break
     present = [o for o in origins if any(found.get((c, o)) for c in range(len(class_names)))]
     first = next(iter(v[0] for v in found.values() if v), None)
@@ -158,3 +160,10 @@ def preview_grid(rows: list[tuple[str, np.ndarray, list[np.ndarray]]], path: Pat
             tile = Image.fromarray(pixels).convert("RGB").resize((w * scale, h * scale), Image.NEAREST)
             image.paste(tile, (left + k * cell_w + (8 if k else 0), y))
     image.save(path)
+
+
+def _rows(files: list[Path], columns: list[str]):
+    """The rows of Parquet files as tuples, in order, a batch at a time."""
+    for file in files:
+        for batch in pq.ParquetFile(file).iter_batches(columns=columns):
+            yield from zip(*(batch.column(i).to_pylist() for i in range(len(columns))), strict=True)

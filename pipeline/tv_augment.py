@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.augment import instantiate, recipe_entries
 from pipeline.errors import PipelineError
 
 _COMPOSITIONS = ("Compose", "RandomApply", "RandomChoice", "RandomOrder")
@@ -31,21 +32,12 @@ def build_torchvision(spec: list[dict[str, Any]], where: str = "transforms") -> 
     """
     from torchvision.transforms import v2
 
-    if not isinstance(spec, list):
-        raise ValueError(f"{where} must be a list of {{TransformName: {{params}}}} entries")
     built = []
-    for index, entry in enumerate(spec):
-        at = f"{where}[{index}]"
-        if not isinstance(entry, dict) or len(entry) != 1:
-            raise ValueError(f"{at} must be a mapping with one key, the transform name")
-        ((name, params),) = entry.items()
-        params = {} if params is None else params
-        if not isinstance(params, dict):
-            raise ValueError(f"{at} ({name}): parameters must be a mapping, got {params!r}")
-        cls = getattr(v2, str(name), None)
+    for name, params, at in recipe_entries(spec, where):
+        cls = getattr(v2, name, None)
         if not inspect.isclass(cls) or not issubclass(cls, v2.Transform):
-            raise ValueError(f"{at}.{name}: '{name}' is not a torchvision.transforms.v2 transform")
-        built.append(_build_one(cls, dict(params), f"{at}.{name}"))
+            raise ValueError(f"{at}: '{name}' is not a torchvision.transforms.v2 transform")
+        built.append(_build_one(cls, params, at))
     return built
 
 
@@ -60,14 +52,7 @@ def _build_one(cls: type, params: dict[str, Any], at: str) -> Any:
         except ValueError:
             choices = [p.name for p in AutoAugmentPolicy]
             raise ValueError(f"{at}: policy {params['policy']!r} is not one of {choices}") from None
-    accepted = inspect.signature(cls.__init__).parameters
-    unknown = sorted(set(params) - set(accepted) - {"self"})
-    if unknown and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-        raise ValueError(f"{at}: unknown parameter(s) {unknown}")
-    try:
-        return cls(**params)
-    except (ValueError, TypeError, AssertionError) as exc:
-        raise ValueError(f"{at}: invalid parameters: {exc}") from None
+    return instantiate(cls, params, at)
 
 
 class TorchvisionAugmenter:
