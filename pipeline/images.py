@@ -92,7 +92,7 @@ def header_mode(source: str | Path | IO[bytes], where: str) -> str:
     try:
         with Image.open(source) as image:
             return image.mode
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise SourceError(f"{where}: cannot read image: {exc}") from None
 
 

@@ -60,6 +60,7 @@ BAD_FILES = {
     "truncated.png": png_bytes(random_image(np.random.default_rng(1)))[:40],
     "truncated.jpg": jpeg_bytes(random_image(np.random.default_rng(2), size=(64, 64)))[:300],
     "bomb.png": png_with_size(20000, 20000),
+    "cut-header.png": b"P1",  # a PPM signature and nothing after it (found by the fuzzer)
 }
 
 
@@ -332,3 +333,12 @@ def test_custom_transforms_only_when_listed(tmp_path):
     image = np.arange(64, dtype=np.uint8).reshape(8, 8)
     inverted, params = Augmenter(config.augment.transforms, config.augment.custom_transforms)(image, 1)
     assert np.array_equal(inverted, 255 - image) and "Invert" in params
+
+
+@pytest.mark.parametrize("data", [b"\x8d\x00\x00\x00\x00\x00\x00\x00\x80", b"\x8d" + b"\xff" * 8])
+def test_cifar_batch_claiming_a_huge_string(tmp_path, data):
+    folder = tmp_path / "cifar"
+    folder.mkdir()
+    (folder / "data_batch_1").write_bytes(data)  # found by the fuzzer: a BINUNICODE8 length field
+    with pytest.raises(SourceError, match="data_batch_1: not a CIFAR-10 python batch"):
+        ingest(config_for(folder, tmp_path, kind="cifar10"), tmp_path / "work")

@@ -38,7 +38,11 @@ TREES = st.recursive(
     ),
     max_leaves=20,
 )
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomized: the same examples on every run, so CI is reproducible (two crashes found by
+# random exploration are pinned in tests/test_bad_input.py).
+FUZZ = settings(
+    max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @FUZZ

@@ -66,8 +66,19 @@ def _load(file: Path) -> dict:
     try:
         with file.open("rb") as handle:
             batch = _ArrayUnpickler(handle, encoding="latin1").load()
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
-        raise SourceError(f"{file}: not a CIFAR-10 python batch: {exc}") from None
+    except (
+        OSError,
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        OverflowError,
+        MemoryError,  # a corrupt length field asking for more than exists
+    ) as exc:
+        raise SourceError(f"{file}: not a CIFAR-10 python batch: {exc!r}") from None
     if not isinstance(batch, dict):
         raise SourceError(f"{file}: not a CIFAR-10 python batch (expected a dict)")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
