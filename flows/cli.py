@@ -1,15 +1,18 @@
 """The ``expand`` command line.
 
 Exit codes: 0 success, 1 the run failed (unreadable data, I/O, a version that does not
-verify), 2 bad usage or config. ``expand run`` prints the version directory as the last
-line of stdout; ``expand evaluate --json`` prints its report as JSON on the last line. The
-catalog commands (versions, show, diff, tag, gc, verify, lineage) are
-in :mod:`flows.catalog_cli`.
+verify), 2 bad usage or config. On a terminal, ``run`` and ``train-gan`` draw progress bars
+on stderr (ingest, GAN training, sampling, the utility gate, writing); elsewhere, and
+with ``--quiet`` or ``--json``, progress goes to the log only. ``expand run`` prints the
+version directory as the last line of stdout; ``expand evaluate --json`` prints its report
+as JSON on the last line. The catalog commands (versions, show, diff, tag, gc, verify,
+lineage) are in :mod:`flows.catalog_cli`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -115,7 +118,8 @@ def _run(args: argparse.Namespace) -> int:
     from flows.expand import expand_for
 
     started = time.perf_counter()
-    result = expand_for(config)(config_path=args.config, overrides=args.overrides)
+    with _progress(quiet=args.quiet or args.json):
+        result = expand_for(config)(config_path=args.config, overrides=args.overrides)
     result["seconds"] = round(time.perf_counter() - started, 1)
     if args.json:
         print(json.dumps(result, sort_keys=True))
@@ -124,6 +128,16 @@ def _run(args: argparse.Namespace) -> int:
         _print_summary(result)
     print(result["version_dir"])
     return EXIT_OK
+
+
+def _progress(quiet: bool):
+    """Progress bars on stderr when it is a terminal (and the command is not quiet);
+    otherwise Prefect's log lines tell the progress."""
+    if quiet or not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from flows.progress_bar import terminal_progress
+
+    return terminal_progress(sys.stderr)
 
 
 def _print_summary(result: dict) -> None:
@@ -188,9 +202,10 @@ def _train_gan(args: argparse.Namespace) -> int:
     _hide_tracebacks_of_expected_errors()
     from flows.expand import train_gan
 
-    result = train_gan(
-        config_path=args.config, overrides=args.overrides, out_dir=args.out, resume=args.resume
-    )
+    with _progress(quiet=False):
+        result = train_gan(
+            config_path=args.config, overrides=args.overrides, out_dir=args.out, resume=args.resume
+        )
     best = result["best"]
     print(
         f"best checkpoint at step {best.get('step')} (classifier FD {best.get('fd', float('nan')):.3f}),"

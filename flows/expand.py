@@ -37,6 +37,7 @@ from pipeline.catalog import dataset_lock
 from pipeline.config import Config, GanTrainConfig, load_config
 from pipeline.manifest import read_manifest
 from pipeline.plan import ShardSpec
+from pipeline.progress import WRITING, report
 from pipeline.summary import count_rows, run_markdown
 from pipeline.workers import warm_up
 
@@ -119,12 +120,14 @@ def _publish_artifacts(version: Path, created: bool) -> None:
 
 
 def _log_progress(futures, shards: list[ShardSpec]) -> None:
-    """Log each finished shard with the rows written so far, the rate and the time left."""
+    """Log each finished shard with the rows written so far, the rate and the time left;
+    report the rows to :mod:`pipeline.progress` too."""
     logger = get_run_logger()
     rows_of = dict(zip(futures, (s.rows for s in shards), strict=True))
     total, done, started = sum(rows_of.values()), 0, time.perf_counter()
     for count, future in enumerate(as_completed(futures), start=1):
         done += rows_of[future]
+        report(WRITING, done, total)
         rate = done / max(time.perf_counter() - started, 1e-9)
         logger.info(
             "shards %d/%d: %d of %d rows, %.0f rows/s, about %.0f s left",

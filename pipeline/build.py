@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.augment import ClassAugmenters
+from pipeline.augment import ClassAugmenters, derive_seed
 from pipeline.card import CARD_FILE, dataset_card
 from pipeline.catalog import STAGING_PREFIX, dataset_lock, remove_stale_staging, set_latest
 from pipeline.config import Config
@@ -41,8 +41,10 @@ from pipeline.manifest import (
     version_id,
     write_manifest,
 )
+from pipeline.mixing import Mixed, mix_images, soft_label
 from pipeline.pictures import HISTOGRAM_FILE, ORIGINS_GRID_FILE, class_histogram, origin_grid
 from pipeline.plan import STORE_SYNTHETIC, ShardSpec, allocate_copies, build_plan, read_shard_plan
+from pipeline.progress import WRITING, report
 from pipeline.shards import ImageFolderShardWriter, ParquetShardWriter, Row, file_entry
 from pipeline.synthetic_stage import (
     GRID_FILE,
@@ -171,7 +173,9 @@ def plan(context: BuildContext, synthesis_report: dict[str, Any] | None = None) 
         len(index.source_ids) + int(copies.sum()) + (synthetic.num_rows if synthetic is not None else 0)
     )
     rows_per_shard = _rows_per_shard(config, context, total_rows)
-    shards = build_plan(index, copies, config.seed, rows_per_shard, context.work_dir, synthetic)
+    shards = build_plan(
+        index, copies, config.seed, rows_per_shard, context.work_dir, synthetic, config.augment.mix
+    )
     details = dict(context.details)
     details["augment"] = {
         "rows_per_shard": rows_per_shard,
@@ -184,14 +188,18 @@ def plan(context: BuildContext, synthesis_report: dict[str, Any] | None = None) 
 
 
 def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
-    """Produce one shard: read its plan rows, augment the copies, encode, write.
+    """Produce one shard: read its plan rows, augment (and mix) the copies, encode, write.
 
     Returns:
-        The shard's entry: split, name, rows, counts per origin and class, and files.
+        The shard's entry: split, name, rows, counts per origin and class, redrawn and
+        mixed copies, and files.
     """
     config = context.config
     rows = read_shard_plan(context.work_dir, shard).to_pylist()
     augment = ClassAugmenters(config.augment, context.class_names, config.seed)
+    mix = config.augment.mix
+    mixed = dict.fromkeys(("mixup", "cutmix"), 0)
+    classes = len(context.class_names)
     output = config.output
     synthetic_path = context.work_dir / SYNTHETIC_PIXELS
     with (
@@ -201,6 +209,7 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
     ):
         for r in rows:
             source_sha, seed, params = r["source_sha256"], r["seed"], r["params"]
+            soft = soft_label(r["label"], classes) if mix else None
             if r["store"] == STORE_SYNTHETIC:
                 image, origin = fake[r["pixel_row"]], "synthetic"
             elif r["replica"]:
@@ -208,6 +217,12 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
                     pixels[r["pixel_row"]], r["label"], r["source_id"], r["replica"]
                 )
                 origin = "augmented"
+                if r["mix"]:
+                    draw = derive_seed(config.seed, r["source_id"], f"mix-draw-{r['replica']}")
+                    image, done = mix_images(image, pixels[r["partner_row"]], r["mix"], mix.alpha, draw)
+                    soft = soft_label(r["label"], classes, r["partner_label"], done.lam)
+                    params = _with_mix_params(params, done, r["partner_id"])
+                    mixed[done.method] += 1
             else:
                 image, origin = pixels[r["pixel_row"]], "real"
             writer.write(
@@ -221,18 +236,44 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
                     sha256=source_sha if origin == "real" else content_sha256(image),
                     params=params,
                     encoded=encode_image(image, output.image_format, output.png_compress_level),
+                    soft_label=soft,
                 )
             )
         entry = writer.finish()
-    return {"split": shard.split, "shard": shard.name, "resampled": augment.resampled, **entry}
+    return {
+        "split": shard.split,
+        "shard": shard.name,
+        "resampled": augment.resampled,
+        "mixed": mixed,
+        **entry,
+    }
+
+
+def _with_mix_params(params: str | None, done: Mixed, partner_id: str) -> str:
+    """The applied parameters with the mixing step appended (partner, weight, box)."""
+    steps = json.loads(params) if params else []
+    step = {"partner": partner_id, "lam": round(done.lam, 6)}
+    if done.box is not None:
+        step["box_yxyx"] = list(done.box)
+    steps.append(["MixUp" if done.method == "mixup" else "CutMix", step])
+    return json.dumps(steps, sort_keys=True, separators=(",", ":"))
 
 
 def write_shards(context: BuildContext, workers: int) -> list[dict[str, Any]]:
     """Write every shard on ``workers`` processes (see :func:`pipeline.workers.run_all`).
 
-    The entries come back in shard order; the bytes do not depend on ``workers``.
+    The entries come back in shard order; the bytes do not depend on ``workers``. Rows
+    written are reported as they complete (:mod:`pipeline.progress`).
     """
-    return run_all(write_shard, [(context, shard) for shard in context.shards], workers)
+    total, written = sum(s.rows for s in context.shards), 0
+
+    def done(_: int, entry: dict[str, Any]) -> None:
+        nonlocal written
+        written += entry["rows"]
+        report(WRITING, written, total)
+
+    calls = [(context, shard) for shard in context.shards]
+    return run_all(write_shard, calls, workers, on_result=done)
 
 
 def write_shard_in_worker(context: BuildContext, shard: ShardSpec, workers: int) -> dict[str, Any]:
@@ -325,7 +366,11 @@ def _manifest(context: BuildContext, entries: list[dict[str, Any]]) -> dict[str,
         ),
         "files": files,
         "source": context.details["source"],
-        "augment": {**context.details["augment"], "resampled": sum(e.get("resampled", 0) for e in entries)},
+        "augment": {
+            **context.details["augment"],
+            "resampled": sum(e.get("resampled", 0) for e in entries),
+            **({"mixed": _mixed_counts(entries)} if config.augment.mix else {}),
+        },
         "config": config.model_dump(mode="json"),
         "seeds": {"run": config.seed, "per_sample": "sha256(run_seed␟source_id␟replica)[:4], big-endian"},
         "libraries": library_versions(CONTENT_LIBRARIES + OTHER_LIBRARIES),
@@ -334,6 +379,10 @@ def _manifest(context: BuildContext, entries: list[dict[str, Any]]) -> dict[str,
     if "synthesis" in context.details:
         manifest["synthesis"] = context.details["synthesis"]
     return manifest
+
+
+def _mixed_counts(entries: list[dict[str, Any]]) -> dict[str, int]:
+    return {m: sum(e.get("mixed", {}).get(m, 0) for e in entries) for m in ("mixup", "cutmix")}
 
 
 def discard(context: BuildContext) -> None:
@@ -398,12 +447,14 @@ def row_id(source_id: str, replica: int) -> str:
 def _open_writer(context: BuildContext, shard: ShardSpec):
     root = context.version_dir
     extension = EXTENSIONS[context.config.output.image_format]
+    soft_labels = context.config.augment.mix is not None
     if context.config.output.format == "parquet":
         return ParquetShardWriter(
             root=root,
             path=root / "data" / f"{shard.name}.parquet",
             class_names=context.class_names,
             extension=extension,
+            soft_labels=soft_labels,
         )
     return ImageFolderShardWriter(
         root=root,
@@ -411,6 +462,7 @@ def _open_writer(context: BuildContext, shard: ShardSpec):
         lineage_path=root / "lineage" / f"{shard.name}.parquet",
         class_names=context.class_names,
         extension=extension,
+        soft_labels=soft_labels,
     )
 
 

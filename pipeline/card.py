@@ -16,6 +16,7 @@ import yaml
 
 from pipeline.croissant import CROISSANT_FILE, LINEAGE_COLUMNS
 from pipeline.images import EXTENSIONS
+from pipeline.manifest import has_soft_labels
 from pipeline.shards import parquet_schema
 
 CARD_FILE = "README.md"
@@ -30,7 +31,7 @@ def dataset_card(manifest: dict[str, Any], *, grid: str | None = None) -> str:
 def _header(manifest: dict[str, Any]) -> dict[str, Any]:
     splits = sorted(manifest["splits"])
     parquet = manifest["format"] == "parquet"
-    features = _card_features(manifest["class_names"])
+    features = _card_features(manifest["class_names"], has_soft_labels(manifest))
     if not parquet:  # the image folder's files hold the image and (by folder) the label
         features = features[:2]
     split_of = {f"data/{s['shard']}.parquet": s["split"] for s in manifest["shards"]}
@@ -65,11 +66,14 @@ def _header(manifest: dict[str, Any]) -> dict[str, Any]:
     return header
 
 
-def _card_features(class_names: list[str]) -> list[dict[str, Any]]:
+def _card_features(class_names: list[str], soft_labels: bool) -> list[dict[str, Any]]:
     """The shard schema's ``huggingface`` features, in the card's YAML form."""
-    metadata = parquet_schema(class_names).metadata[b"huggingface"]
+    metadata = parquet_schema(class_names, soft_labels).metadata[b"huggingface"]
     card = []
     for name, feature in json.loads(metadata)["info"]["features"].items():
+        if feature["_type"] == "Sequence":
+            card.append({"name": name, "sequence": feature["feature"]["dtype"]})
+            continue
         if feature["_type"] == "Image":
             dtype: Any = "image"
         elif feature["_type"] == "ClassLabel":
@@ -113,6 +117,16 @@ def _body(manifest: dict[str, Any], grid: str | None) -> str:
     for class_name in manifest["class_names"]:
         cells = " | ".join(str(train.get(o, {}).get(class_name, 0)) for o in origins)
         lines.append(f"| {class_name} | {cells} |")
+    mixed = manifest.get("augment", {}).get("mixed")
+    if mixed is not None:
+        mix = manifest["config"]["augment"]["mix"]
+        lines += [
+            "",
+            f"Mixing: {mixed['mixup']} augmented rows are MixUp and {mixed['cutmix']} CutMix blends with "
+            f"another training image (weights from Beta({mix['alpha']}, {mix['alpha']}), the row's own "
+            "image always the larger share). Every row has a `soft_label` column, one probability per "
+            "class (one-hot when not mixed); `label` is its argmax.",
+        ]
     synthesis = manifest.get("synthesis")
     if synthesis:
         lines += ["", "## Synthetic data", ""]

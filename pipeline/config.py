@@ -89,6 +89,18 @@ class ClassAugmentConfig(_Strict):
         return self
 
 
+class MixConfig(_Strict):
+    """Offline MixUp / CutMix of augmented copies, with soft labels (see :mod:`pipeline.mixing`)."""
+
+    method: Literal["mixup", "cutmix", "either"] = Field(
+        default="mixup", description="how a copy is mixed with its partner; 'either': one of the two per copy"
+    )
+    alpha: float = Field(
+        default=0.4, gt=0.0, description="the mixing weight is drawn from Beta(alpha, alpha)"
+    )
+    fraction: float = Field(default=0.5, gt=0.0, le=1.0, description="share of the augmented copies mixed")
+
+
 class AugmentConfig(_Strict):
     """Classical augmentation of the training split.
 
@@ -116,6 +128,11 @@ class AugmentConfig(_Strict):
     )
     classes: dict[str, ClassAugmentConfig] = Field(
         default_factory=dict, description="per-class overrides of the counts and the recipe, by class name"
+    )
+    mix: MixConfig | None = Field(
+        default=None,
+        description="mix a share of the augmented copies with another training image (MixUp/CutMix); "
+        "adds a soft_label column to every row. Off when unset",
     )
 
     @model_validator(mode="after")

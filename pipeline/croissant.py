@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.images import EXTENSIONS, MIME_TYPES
+from pipeline.manifest import has_soft_labels
 
 CROISSANT_FILE = "croissant.json"
 
@@ -87,19 +88,20 @@ def croissant_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
         if f["path"].endswith(".parquet")
     ]
     record_sets = [_class_names_record_set(manifest["class_names"])]
+    soft = has_soft_labels(manifest)
     if parquet:
         for split in splits:
             distribution.append(
                 _file_set(f"{split}-shards", f"data/{split}-*.parquet", "application/x-parquet")
             )
-            record_sets.append(_parquet_record_set(split))
+            record_sets.append(_parquet_record_set(split, soft))
     else:
         for split in splits:
             pattern, mime = f"{split}/*/*{EXTENSIONS[image_format]}", MIME_TYPES[image_format]
             distribution.append(_file_set(f"{split}-images", pattern, mime))
             record_sets.append(_image_folder_record_set(split))
         distribution.append(_file_set("lineage-files", "lineage/*.parquet", "application/x-parquet"))
-        record_sets.append(_lineage_record_set())
+        record_sets.append(_lineage_record_set(soft))
     counts = {split: manifest["splits"][split]["by_origin"] for split in splits}
     source = manifest["source"]
     return {
@@ -138,8 +140,12 @@ def _counts_text(counts: dict[str, dict[str, int]]) -> str:
 
 
 def _manipulation_text(manifest: dict[str, Any]) -> str:
-    config = manifest["config"]
-    text = f"Augmentation recipe (albumentations): {config['augment']['transforms']}."
+    augment = manifest["config"]["augment"]
+    text = f"Augmentation recipe ({augment.get('backend', 'albumentations')}): {augment['transforms']}."
+    if augment.get("classes"):
+        text += f" Per-class settings: {augment['classes']}."
+    if augment.get("mix"):
+        text += f" Mixing of augmented copies with soft labels: {augment['mix']}."
     synthesis = manifest.get("synthesis")
     if synthesis:
         text += (
@@ -193,7 +199,18 @@ def _class_names_record_set(class_names: list[str]) -> dict[str, Any]:
     }
 
 
-def _parquet_record_set(split: str) -> dict[str, Any]:
+def _soft_label_field(record_set: str, files: str) -> dict[str, Any]:
+    field = _field(
+        record_set,
+        "soft_label",
+        "sc:Float",
+        "one probability per class (MixUp/CutMix rows; one-hot otherwise); label is its argmax",
+        _column(files, "soft_label"),
+    )
+    return {**field, "repeated": True}
+
+
+def _parquet_record_set(split: str, soft: bool) -> dict[str, Any]:
     files = f"{split}-shards"
     image = _field(
         split,
@@ -209,7 +226,7 @@ def _parquet_record_set(split: str) -> dict[str, Any]:
         "@id": split,
         "name": split,
         "description": f"Rows of the {split} split with their lineage.",
-        "field": [image, label, *lineage],
+        "field": [image, label, *lineage, *([_soft_label_field(split, files)] if soft else [])],
     }
 
 
@@ -249,7 +266,7 @@ def _image_folder_record_set(split: str) -> dict[str, Any]:
     }
 
 
-def _lineage_record_set() -> dict[str, Any]:
+def _lineage_record_set(soft: bool) -> dict[str, Any]:
     files = "lineage-files"
     fields = [
         _field(
@@ -261,6 +278,7 @@ def _lineage_record_set() -> dict[str, Any]:
         ),
         _field("lineage", "label", "sc:Integer", "label id (see class_names)", _column(files, "label")),
         *(_field("lineage", n, t, d, _column(files, n)) for n, t, d in LINEAGE_COLUMNS),
+        *([_soft_label_field("lineage", files)] if soft else []),
     ]
     return {
         "@type": "cr:RecordSet",

@@ -10,6 +10,8 @@ by one row group per worker.
 Both return ``(image, label)``: the image as a float tensor (C, H, W) in [0, 1], or
 whatever ``transform`` makes of the PIL image; with ``return_lineage=True`` a third item,
 a dict of the row's lineage columns (a real row's missing seed is -1 and params "").
+With ``soft_labels=True`` the label is a float tensor with one probability per class:
+the row's ``soft_label`` (versions built with ``augment.mix``), else one-hot.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from torch.utils.data import Dataset, IterableDataset, WeightedRandomSampler, ge
 
 from pipeline.catalog import resolve_version
 from pipeline.errors import PipelineError
-from pipeline.manifest import read_manifest, verify
+from pipeline.manifest import has_soft_labels, read_manifest, verify
 
 ORIGINS = ("real", "augmented", "synthetic")
 LINEAGE_FIELDS = ("id", "origin", "source_id", "source_sha256", "seed", "sha256", "params")
@@ -62,11 +64,12 @@ class _Version:
         self.origins = tuple(origins)
         self.class_names: list[str] = self.manifest["class_names"]
         self.mode: str = self.manifest["image"]["mode"]
+        self.soft_labels = has_soft_labels(self.manifest)
 
-    def columns(self, lineage: bool) -> list[str]:
+    def columns(self, lineage: bool, soft: bool) -> list[str]:
         image = ["image"] if self.parquet else ["file_name"]
         extra = [f for f in LINEAGE_FIELDS if f != "origin"] if lineage else []
-        return [*image, "label", "origin", *extra]
+        return [*image, "label", "origin", *extra, *(["soft_label"] if soft and self.soft_labels else [])]
 
     def read(self, table: pa.Table) -> pa.Table:
         return table.filter(pc.is_in(table["origin"], value_set=pa.array(self.origins)))
@@ -84,10 +87,16 @@ class _Version:
 class _Reader:
     """What both datasets share: the opened version, the transform, lineage on request."""
 
-    def _open(self, version_dir, split, origins, transform, return_lineage: bool, check: Verify) -> None:
+    def _open(
+        self, version_dir, split, origins, transform, return_lineage: bool, soft_labels: bool, check: Verify
+    ) -> None:
         self._version = _Version(version_dir, split, origins, check)
         self.transform = transform
         self.return_lineage = return_lineage
+        self.soft_labels = soft_labels
+
+    def _columns(self) -> list[str]:
+        return self._version.columns(self.return_lineage, self.soft_labels)
 
     @property
     def class_names(self) -> list[str]:
@@ -97,13 +106,19 @@ class _Reader:
         version = self._version
         image = version.decode(row["image"] if version.parquet else row["file_name"])
         x = self.transform(image) if self.transform else _to_tensor(image)
+        label = row["label"]
+        if self.soft_labels:
+            if row.get("soft_label") is not None:
+                label = torch.tensor(row["soft_label"], dtype=torch.float32)
+            else:
+                label = torch.nn.functional.one_hot(torch.tensor(label), len(self.class_names)).float()
         if self.return_lineage:  # no None values, so the default collate can batch them
             return (
                 x,
-                row["label"],
+                label,
                 {k: _MISSING.get(k, "") if row[k] is None else row[k] for k in LINEAGE_FIELDS},
             )
-        return x, row["label"]
+        return x, label
 
 
 def _to_tensor(image: Image.Image) -> torch.Tensor:
@@ -121,6 +136,7 @@ class ExpandedDataset(_Reader, Dataset):
         origins: which rows to keep.
         transform: applied to the PIL image (torchvision style); default: float tensor.
         return_lineage: also return the row's lineage columns.
+        soft_labels: return the label as one probability per class (see above).
         check: verify the version on open: ``quick`` (sizes, schemas, row counts),
             ``full`` (also every sha256) or ``none``.
 
@@ -137,10 +153,11 @@ class ExpandedDataset(_Reader, Dataset):
         transform: Callable | None = None,
         *,
         return_lineage: bool = False,
+        soft_labels: bool = False,
         check: Verify = "quick",
     ):
-        self._open(version_dir, split, origins, transform, return_lineage, check)
-        columns = self._version.columns(return_lineage)
+        self._open(version_dir, split, origins, transform, return_lineage, soft_labels, check)
+        columns = self._columns()
         tables = [self._version.read(pq.read_table(f, columns=columns)) for f in self._version.files]
         rows = pa.concat_tables(tables) if tables else pa.table({c: [] for c in columns})
         # One contiguous Arrow array per column: indexing it is cheap, and the encoded
@@ -222,13 +239,14 @@ class IterableExpandedDataset(_Reader, IterableDataset):
         transform: Callable | None = None,
         *,
         return_lineage: bool = False,
+        soft_labels: bool = False,
         check: Verify = "quick",
         shuffle: bool = False,
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
     ):
-        self._open(version_dir, split, origins, transform, return_lineage, check)
+        self._open(version_dir, split, origins, transform, return_lineage, soft_labels, check)
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
@@ -250,7 +268,7 @@ class IterableExpandedDataset(_Reader, IterableDataset):
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(len(self._units)) if self.shuffle else np.arange(len(self._units))
         mine = order[self.rank * workers + worker :: self.world_size * workers]
-        columns = self._version.columns(self.return_lineage)
+        columns = self._columns()
         for unit in mine:
             path, group = self._units[unit]
             table = self._version.read(pq.ParquetFile(path).read_row_group(group, columns=columns))

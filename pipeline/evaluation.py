@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw
 from pipeline.classifier import ClassifierSpec, predict_proba, to_tensor, train_classifier
 from pipeline.dataset import ExpandedDataset
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.manifest import ATTACHMENTS_DIR, read_manifest, utcnow
+from pipeline.manifest import ATTACHMENTS_DIR, has_soft_labels, read_manifest, utcnow
 
 SUBSETS: dict[str, tuple[str, ...]] = {
     "real": ("real",),
@@ -65,18 +65,23 @@ class _Rows:
     labels: np.ndarray
     origins: np.ndarray
     source_ids: np.ndarray
+    soft_labels: np.ndarray | None = None  # (N, classes) for versions built with augment.mix
 
 
 def _load(version: Path, split: str) -> _Rows:
-    dataset = ExpandedDataset(version, split, transform=np.asarray, return_lineage=True, check="none")
+    soft = has_soft_labels(read_manifest(version))
+    dataset = ExpandedDataset(
+        version, split, transform=np.asarray, return_lineage=True, soft_labels=soft, check="none"
+    )
     items = [dataset[i] for i in range(len(dataset))]
     if not items:
         raise PipelineError(f"{version}: the {split} split has no rows to evaluate with")
     return _Rows(
         images=np.stack([image for image, _, _ in items]),
-        labels=np.asarray([label for _, label, _ in items], dtype=np.int64),
+        labels=dataset.labels,
         origins=np.asarray([info["origin"] for _, _, info in items]),
         source_ids=np.asarray([info["source_id"] for _, _, info in items]),
+        soft_labels=np.stack([label.numpy() for _, label, _ in items]) if soft else None,
     )
 
 
@@ -115,7 +120,9 @@ def _score(
     )
     if not mask.any():
         return {"rows": 0}
-    x, y = to_tensor(train.images[mask]), torch.as_tensor(train.labels[mask])
+    # Mixed rows train on their soft labels (cross-entropy with class probabilities).
+    targets = train.labels if train.soft_labels is None else train.soft_labels
+    x, y = to_tensor(train.images[mask]), torch.as_tensor(targets[mask])
     test_x = to_tensor(test.images)
     runs, per_class = [], []
     for s in range(settings.seeds):

@@ -22,6 +22,7 @@ from pipeline.augment import derive_seed
 from pipeline.config import Config
 from pipeline.errors import SourceError
 from pipeline.images import Mode, content_sha256
+from pipeline.progress import INGEST, report
 from pipeline.sources import open_source
 from pipeline.sources.base import Encoded, Invalid, Sample, SourceReader
 from pipeline.workers import run_all
@@ -156,7 +157,10 @@ class _Staged:
 
     def rows(self, reader: SourceReader, workers: int) -> Iterator[bytes]:
         """The raw pixels of each accepted image, in source order."""
+        done = 0
         for samples, results in _staged(reader, workers, self.skip):
+            done += len(samples)
+            report(INGEST, done, reader.count)
             for sample, result in zip(samples, results, strict=True):
                 if isinstance(result, Rejected):
                     self._leave_out(sample, result.reason, result.sha256)

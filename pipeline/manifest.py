@@ -174,10 +174,17 @@ def _check_file(version_dir: Path, entry: dict[str, Any], full: bool) -> str | N
     return None
 
 
+def has_soft_labels(manifest: dict[str, Any]) -> bool:
+    """Whether the version's rows have a ``soft_label`` column (``augment.mix`` was set)."""
+    return bool(manifest.get("config", {}).get("augment", {}).get("mix"))
+
+
 def _check_rows(version_dir: Path, manifest: dict[str, Any], damaged: set[str]) -> list[str]:
     """Schema and row count of each shard's table, and split totals."""
     parquet = manifest["format"] == "parquet"
-    schema = (parquet_schema if parquet else lineage_schema)(manifest["class_names"])
+    schema = (parquet_schema if parquet else lineage_schema)(
+        manifest["class_names"], has_soft_labels(manifest)
+    )
     problems, totals = [], {}
     for shard in manifest["shards"]:
         relative = f"{'data' if parquet else 'lineage'}/{shard['shard']}.parquet"

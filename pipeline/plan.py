@@ -18,9 +18,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.augment import derive_seed
-from pipeline.config import AugmentConfig
+from pipeline.config import AugmentConfig, MixConfig
 from pipeline.errors import PipelineError
 from pipeline.ingest import SPLIT_ORDER, Index
+from pipeline.mixing import choose_partners
 
 PLAN_FILE = "plan.parquet"
 STORE_SOURCE, STORE_SYNTHETIC = 0, 1
@@ -95,8 +96,14 @@ PLAN_SCHEMA = pa.schema(
         ("replica", pa.int64()),
         ("seed", pa.int64()),
         ("params", pa.string()),
+        ("mix", pa.string()),  # augment.mix: mixup / cutmix, or null
+        ("partner_row", pa.int64()),
+        ("partner_id", pa.string()),
+        ("partner_label", pa.int64()),
     ]
 )
+_ROW_SCHEMA = PLAN_SCHEMA.remove(0).remove(0)  # without split and shard
+_MIX_COLUMNS = ("mix", "partner_row", "partner_id", "partner_label")
 
 
 def build_plan(
@@ -106,6 +113,7 @@ def build_plan(
     rows_per_shard: int,
     work_dir: Path,
     synthetic: pa.Table | None = None,
+    mix: MixConfig | None = None,
 ) -> list[ShardSpec]:
     """Write the plan file and return the shard specs, splits in train/validation/test order.
 
@@ -113,13 +121,17 @@ def build_plan(
     splits are copied through unchanged. Rows are ordered by a hash of (seed, source id,
     replica), ties broken by source id and replica, so the order does not depend on the
     source's order. Columns are built with numpy and Arrow, one shard per row group, so
-    the plan of a large dataset stays small in memory.
+    the plan of a large dataset stays small in memory. With ``mix``, the plan also says
+    which augmented copies are mixed, how, and with which training image.
     """
     splits = np.asarray(index.splits)
     shards: list[ShardSpec] = []
     with pq.ParquetWriter(work_dir / PLAN_FILE, PLAN_SCHEMA) as writer:
         for split in [s for s in SPLIT_ORDER if s in set(index.splits)]:
-            rows = _split_rows(index, np.flatnonzero(splits == split), copies if split == "train" else None)
+            members = np.flatnonzero(splits == split)
+            rows = _split_rows(index, members, copies if split == "train" else None)
+            if split == "train" and mix is not None:
+                rows = _with_partners(rows, index, mix, seed, pool=members)
             if split == "train" and synthetic is not None and synthetic.num_rows:
                 rows = pa.concat_tables([rows, _synthetic_rows(synthetic)])
             rows = _in_order(rows, seed)
@@ -151,9 +163,37 @@ def _split_rows(index: Index, members: np.ndarray, copies: np.ndarray | None) ->
             "replica": pa.array(np.arange(len(pixel_row)) - starts),
             "seed": pa.nulls(len(pixel_row), pa.int64()),
             "params": pa.nulls(len(pixel_row), pa.string()),
+            **_no_partners(len(pixel_row)),
         },
-        schema=PLAN_SCHEMA.remove(0).remove(0),
+        schema=_ROW_SCHEMA,
     )
+
+
+def _no_partners(n: int) -> dict[str, pa.Array]:
+    return {name: pa.nulls(n, _ROW_SCHEMA.field(name).type) for name in _MIX_COLUMNS}
+
+
+def _with_partners(rows: pa.Table, index: Index, mix: MixConfig, seed: int, pool: np.ndarray) -> pa.Table:
+    """The rows with their mixing columns filled (see :func:`pipeline.mixing.choose_partners`)."""
+    methods, partners = choose_partners(
+        mix,
+        seed,
+        rows["source_id"].to_pylist(),
+        rows["replica"].to_numpy(),
+        rows["pixel_row"].to_numpy(),
+        pool,
+    )
+    mixed = partners >= 0
+    safe = np.where(mixed, partners, 0)
+    columns = {
+        "mix": pa.array(methods, pa.string()),
+        "partner_row": pa.array(partners, mask=~mixed),
+        "partner_id": pa.array(np.asarray(index.source_ids, dtype=object)[safe], pa.string(), mask=~mixed),
+        "partner_label": pa.array(index.labels[safe].astype(np.int64), mask=~mixed),
+    }
+    for name, column in columns.items():
+        rows = rows.set_column(rows.schema.get_field_index(name), name, column)
+    return rows
 
 
 def _synthetic_rows(synthetic: pa.Table) -> pa.Table:
@@ -169,8 +209,9 @@ def _synthetic_rows(synthetic: pa.Table) -> pa.Table:
             "replica": pa.array(np.zeros(n, np.int64)),
             "seed": synthetic["seed"].cast(pa.int64()),
             "params": synthetic["params"],
+            **_no_partners(n),
         },
-        schema=PLAN_SCHEMA.remove(0).remove(0),
+        schema=_ROW_SCHEMA,
     )
 
 

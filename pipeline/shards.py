@@ -36,10 +36,14 @@ class Row:
     sha256: str
     params: str | None
     encoded: bytes
+    soft_label: list[float] | None = None  # one probability per class, with augment.mix
 
 
-def parquet_schema(class_names: list[str]) -> pa.Schema:
-    """The shard schema, with the ``huggingface`` features metadata (ClassLabel names)."""
+def parquet_schema(class_names: list[str], soft_labels: bool = False) -> pa.Schema:
+    """The shard schema, with the ``huggingface`` features metadata (ClassLabel names).
+
+    ``soft_labels`` adds the ``soft_label`` column (a float32 per class) of mixed versions.
+    """
     features = {
         "image": {"_type": "Image"},
         "label": {"names": list(class_names), "_type": "ClassLabel"},
@@ -62,6 +66,10 @@ def parquet_schema(class_names: list[str]) -> pa.Schema:
         pa.field("sha256", pa.string()),
         pa.field("params", pa.string()),
     ]
+    if soft_labels:
+        features["soft_label"] = {"feature": {"dtype": "float32", "_type": "Value"}, "_type": "Sequence"}
+        # "element": the list item name Parquet writes, so the schema read back compares equal
+        fields.append(pa.field("soft_label", pa.list_(pa.field("element", pa.float32()))))
     metadata = {"huggingface": json.dumps({"info": {"features": features}})}
     return pa.schema(fields, metadata=metadata)
 
@@ -112,6 +120,7 @@ class ParquetShardWriter(_CountingWriter):
         class_names: list[str],
         extension: str = ".png",
         row_group_rows: int = ROW_GROUP_ROWS,
+        soft_labels: bool = False,
     ):
         super().__init__(class_names)
         self._extension = extension
@@ -119,7 +128,7 @@ class ParquetShardWriter(_CountingWriter):
             raise ValueError(f"row_group_rows must be positive, got {row_group_rows}")
         self._root = Path(root)
         self._path = Path(path)
-        self._schema = parquet_schema(class_names)
+        self._schema = parquet_schema(class_names, soft_labels)
         self._row_group_rows = row_group_rows
         self._buffer: list[Row] = []
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,9 +173,17 @@ class ImageFolderShardWriter(_CountingWriter):
     """
 
     def __init__(
-        self, *, root: Path, split: str, lineage_path: Path, class_names: list[str], extension: str = ".png"
+        self,
+        *,
+        root: Path,
+        split: str,
+        lineage_path: Path,
+        class_names: list[str],
+        extension: str = ".png",
+        soft_labels: bool = False,
     ):
         super().__init__(class_names)
+        self._soft_labels = soft_labels
         self._extension = extension
         self._root = Path(root)
         self._split = split
@@ -187,7 +204,7 @@ class ImageFolderShardWriter(_CountingWriter):
 
     def finish(self) -> dict[str, Any]:
         self._lineage_path.parent.mkdir(parents=True, exist_ok=True)
-        schema = lineage_schema(self._class_names)
+        schema = lineage_schema(self._class_names, self._soft_labels)
         table = pa.Table.from_pylist(self._lineage, schema=schema)
         pq.write_table(table, self._lineage_path)
         files = [file_entry(self._root, p) for p in [*self._written, self._lineage_path]]
@@ -202,9 +219,9 @@ class ImageFolderShardWriter(_CountingWriter):
                 path.unlink(missing_ok=True)
 
 
-def lineage_schema(class_names: list[str]) -> pa.Schema:
+def lineage_schema(class_names: list[str], soft_labels: bool = False) -> pa.Schema:
     """The image-folder lineage schema: the shard schema without image bytes, plus file_name."""
-    base = parquet_schema(class_names)
+    base = parquet_schema(class_names, soft_labels)
     features = json.loads(base.metadata[b"huggingface"])["info"]["features"]
     del features["image"]
     features["file_name"] = {"dtype": "string", "_type": "Value"}

@@ -42,6 +42,7 @@ from pipeline.gan.train import (
 from pipeline.hashing import file_sha256
 from pipeline.ingest import Index, carve_test_split
 from pipeline.plan import allocate_copies
+from pipeline.progress import GATE, SAMPLING, report
 
 _METRIC_SAMPLES = 1000
 
@@ -158,6 +159,7 @@ def synthesize(
         seeds,
         out_size=(shape.height, shape.width),
         truncation=syn.truncation,
+        progress=SAMPLING,
     )
     probs = predict_proba(reference, to_tensor(images)) if len(images) else torch.zeros(0, 1)
     confidence = (
@@ -247,18 +249,22 @@ def utility_gate(
     spec = ClassifierSpec(epochs=gate.classifier_epochs)
     val_x, val_y = to_tensor(validation.images), torch.as_tensor(validation.labels)
 
-    def score(x: np.ndarray, y: np.ndarray) -> list[float]:
-        return [
-            accuracy(
-                train_classifier(
-                    to_tensor(x), torch.as_tensor(y), len(class_names), seed=config.seed + s, spec=spec
-                ),
-                val_x,
-                val_y,
-            )
-            for s in range(gate.seeds)
-        ]
+    trainings = gate.seeds * (1 + len(gate.ratios))
+    trained = 0
 
+    def score(x: np.ndarray, y: np.ndarray) -> list[float]:
+        nonlocal trained
+        runs = []
+        for s in range(gate.seeds):
+            model = train_classifier(
+                to_tensor(x), torch.as_tensor(y), len(class_names), seed=config.seed + s, spec=spec
+            )
+            runs.append(accuracy(model, val_x, val_y))
+            trained += 1
+            report(GATE, trained, trainings)
+        return runs
+
+    report(GATE, 0, trainings)
     results = {"0": score(base_x, base_y)}
     for ratio in gate.ratios:
         extra = _take_ratio(rows, ratio, fit)
@@ -297,7 +303,7 @@ def _take_ratio(rows: dict[str, np.ndarray], ratio: float, counts_from: RealData
 def _with_augmentation(
     config: Config, fit: RealData, class_names: list[str]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``fit`` plus its augmented copies, made exactly as the build makes them."""
+    """``fit`` plus its augmented copies, made as the build makes them (without augment.mix)."""
     if not config.augment.enabled:
         return fit.images, fit.labels
     index = Index(fit.ids, fit.labels, ["train"] * len(fit.ids), [""] * len(fit.ids))

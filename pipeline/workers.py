@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -58,23 +58,37 @@ def warm_up(workers: int) -> threading.Event:
     return ready
 
 
-def run_all(fn: Callable[..., Any], calls: Sequence[tuple], workers: int) -> list[Any]:
+def run_all(
+    fn: Callable[..., Any],
+    calls: Sequence[tuple],
+    workers: int,
+    on_result: Callable[[int, Any], None] | None = None,
+) -> list[Any]:
     """``[fn(*args) for args in calls]`` on ``workers`` processes, results in call order.
 
     While the pool is still starting, calls run here, last first; the rest go to the pool
-    once it is ready. With one worker (or one call) everything runs here.
+    once it is ready. With one worker (or one call) everything runs here. ``on_result``
+    gets (call index, result) as each call finishes.
     """
-    if workers <= 1 or len(calls) <= 1:
-        return [fn(*args) for args in calls]
-    ready = warm_up(workers)
     results: dict[int, Any] = {}
+
+    def finished(k: int, value: Any) -> None:
+        results[k] = value
+        if on_result:
+            on_result(k, value)
+
+    if workers <= 1 or len(calls) <= 1:
+        for k, args in enumerate(calls):
+            finished(k, fn(*args))
+        return [results[k] for k in range(len(calls))]
+    ready = warm_up(workers)
     pending = list(range(len(calls)))
     while pending and not ready.is_set():
         k = pending.pop()
-        results[k] = fn(*calls[k])
-    futures = {k: worker_pool(workers).submit(fn, *calls[k]) for k in pending}
-    for k, future in futures.items():
-        results[k] = result(future, workers)
+        finished(k, fn(*calls[k]))
+    futures = {worker_pool(workers).submit(fn, *calls[k]): k for k in pending}
+    for future in as_completed(futures):
+        finished(futures[future], result(future, workers))
     return [results[k] for k in range(len(calls))]
 
 

@@ -134,3 +134,33 @@ def test_served_deployment_publishes_then_reports_the_existing_version(prefect_s
     finally:
         serve.terminate()
         serve.wait(timeout=30)
+
+
+def test_prefect_yaml_deployment_runs_on_a_work_pool_worker(prefect_server, tmp_path):
+    env = prefect_server
+    out = tmp_path / "out"
+
+    def prefect(*args: str, timeout: float = 120) -> str:
+        done = subprocess.run(
+            [str(PREFECT), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    prefect("work-pool", "create", "local", "--type", "process")
+    prefect("--no-prompt", "deploy", "--all")  # prefect.yaml: expand/digits-nightly on pool 'local'
+    deployment = _api(env, "/deployments/name/expand/digits-nightly")
+    assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["0 3 * * *"]
+    overrides = ["synthesis.enabled=false", "augment.copies_per_image=1", f"output.root={out}"]
+    created = prefect(
+        "deployment", "run", "expand/digits-nightly", "--param", f"overrides={json.dumps(overrides)}"
+    )
+    run_id = re.search(r"UUID: ([0-9a-f-]{36})", created).group(1)
+    prefect("worker", "start", "--pool", "local", "--run-once", timeout=300)  # picks up the run, exits
+    run = _api(env, f"/flow_runs/{run_id}")
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    [version] = list_versions(out / "digits")
+    manifest = read_manifest(version.path)
+    assert run["name"] == f"digits-{manifest['version_id']}"
+    assert manifest["run"]["deployment_id"] == deployment["id"]
+    assert manifest["splits"]["train"]["by_origin"] == {"real": 1438, "augmented": 1438}

@@ -11,6 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from pipeline.gan.models import Discriminator, Generator
+from pipeline.progress import report
 
 
 def latent(seed: int, z_dim: int, truncation: float | None) -> torch.Tensor:
@@ -37,8 +38,9 @@ def generate(
     out_size: tuple[int, int],
     truncation: float | None = None,
     batch_size: int = 256,
+    progress: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Generate one image per (label, seed).
+    """Generate one image per (label, seed), reporting each batch as stage ``progress``.
 
     Returns:
         uint8 images at the dataset's size, (N, H, W) or (N, H, W, 3), and the
@@ -62,6 +64,8 @@ def generate(
             x = F.interpolate(x, size=out_size, mode="bilinear", align_corners=False, antialias=True)
         pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
         images.append(pixels[:, 0] if pixels.shape[1] == 1 else pixels.transpose(0, 2, 3, 1))
+        if progress:
+            report(progress, min(start + batch_size, len(labels)), len(labels))
     return np.concatenate(images), np.concatenate(scores)
 
 

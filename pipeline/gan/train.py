@@ -27,6 +27,7 @@ from pipeline.gan.diffaug import default_policy, diff_augment
 from pipeline.gan.losses import discriminator_hinge, generator_hinge
 from pipeline.gan.models import Discriminator, Generator, train_resolution
 from pipeline.hashing import file_sha256
+from pipeline.progress import GAN, report
 
 CHECKPOINT_FORMAT = "dataset-expand-gan/1"
 
@@ -170,6 +171,7 @@ class GanTrainer:
         for done in range(1, steps + 1):
             step_metrics = self.train_step()
             images_done += self.settings.batch_size  # real images per iteration, as DCGAN counts
+            report(GAN, self.step, max(self.settings.steps, self.step))
             if self.step % log_every == 0 or done == steps:
                 metrics = {k: float(v) for k, v in step_metrics.items()}
                 metrics["step"] = self.step

@@ -89,12 +89,14 @@ class SourceReader:
     ``samples`` is called once per pass and must yield samples lazily, so that memory does
     not grow with the dataset. ``skipped`` lists what the reader left out while indexing
     (``{source_id, reason}``, e.g. an empty class folder) and ``ignored`` counts files that
-    are not images (hidden files, other extensions).
+    are not images (hidden files, other extensions). ``count`` is how many samples a pass
+    yields, when known without reading them (for progress reports).
     """
 
     class_names: list[str]
     mode: Mode
     samples: Callable[[], Iterator[Sample]]
+    count: int | None = None
     skipped: list[dict[str, str]] = field(default_factory=list)
     ignored: int = 0
 

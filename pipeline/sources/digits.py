@@ -22,4 +22,4 @@ def open_digits(class_names: list[str] | None = None) -> SourceReader:
         for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
             yield Sample(f"digits/{index:04d}", int(label), None, pixels)
 
-    return SourceReader(class_names=names, mode="L", samples=samples)
+    return SourceReader(class_names=names, mode="L", samples=samples, count=len(labels))

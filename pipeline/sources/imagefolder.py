@@ -82,7 +82,12 @@ def open_imagefolder(
             yield Sample(source_id, label, split, Encoded(path, str(path)))
 
     return SourceReader(
-        class_names=class_names, mode=mode, samples=samples, skipped=scan.skipped, ignored=scan.ignored
+        class_names=class_names,
+        mode=mode,
+        samples=samples,
+        count=len(files),
+        skipped=scan.skipped,
+        ignored=scan.ignored,
     )
 
 

@@ -55,7 +55,8 @@ def open_mnist_idx(path: Path, class_names: list[str] | None = None) -> SourceRe
             for index in range(labels.shape[0]):
                 yield Sample(f"{split}:{index:05d}", int(labels[index]), split, images[index])
 
-    return SourceReader(class_names=names, mode="L", samples=samples)
+    count = sum(labels.shape[0] for _, _, labels in parts)
+    return SourceReader(class_names=names, mode="L", samples=samples, count=count)
 
 
 def _find(folder: Path, stem: str) -> Path | None:

@@ -94,7 +94,8 @@ def open_parquet(path: Path, class_names: list[str] | None = None, *, skip_bad: 
                     digest = hashlib.sha256(raw).hexdigest() if raw else None
                     yield Sample(source_id, -1, table.split, Invalid(where, problem, digest))
 
-    return SourceReader(class_names=names, mode=mode, samples=samples)
+    count = sum(table.num_rows for table in tables)
+    return SourceReader(class_names=names, mode=mode, samples=samples, count=count)
 
 
 class _ParquetFile:
@@ -104,6 +105,7 @@ class _ParquetFile:
         self.file = file
         try:
             self.schema = pq.read_schema(file)
+            self.num_rows = pq.read_metadata(file).num_rows
         except (OSError, pa.ArrowException) as exc:
             raise SourceError(f"{file}: not a readable Parquet file: {exc}") from None
         self.image_column = _pick(self.schema, IMAGE_COLUMNS, self.where)

@@ -1,0 +1,111 @@
+"""Progress bars on the terminal for ``expand run`` and ``expand train-gan``.
+
+:class:`ProgressBars` is a :mod:`pipeline.progress` sink: one line per stage, redrawn in
+place, with a bar, units done of the total, the rate and the time left; a finished stage
+keeps its line with the time it took. :func:`terminal_progress` installs it while a
+command runs on a terminal and keeps Prefect's console log to warnings meanwhile, so log
+lines do not break the bars (every log line still reaches the Prefect server's UI).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+from pipeline.progress import UNITS, reporting
+
+_REDRAW_S = 0.1
+_MIN_RATE_S = 0.5  # no rate or time left before a stage has run this long
+
+
+class ProgressBars:
+    """Draws the reported progress of one stage at a time on ``stream`` (a terminal)."""
+
+    def __init__(self, stream: TextIO, *, width: int = 24, clock=time.monotonic):
+        self._stream = stream
+        self._width = width
+        self._clock = clock
+        self._lock = threading.Lock()  # stages report from task threads
+        self._stage: str | None = None
+        self._started = self._drawn = 0.0
+        self._first = self._done = 0
+        self._total: int | None = None
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        with self._lock:
+            now = self._clock()
+            if stage != self._stage:
+                self._end_line(now)
+                self._stage, self._started, self._first, self._drawn = stage, now, done, 0.0
+            self._done, self._total = done, total
+            if total is not None and done >= total:
+                self._end_line(now)
+            elif now - self._drawn >= _REDRAW_S:
+                self._draw(now)
+                self._drawn = now
+
+    def close(self) -> None:
+        """End the current stage's line (a stage that stopped before its total)."""
+        with self._lock:
+            self._end_line(self._clock())
+
+    def line(self, now: float) -> str:
+        """The current stage's line, as drawn at time ``now``."""
+        unit = UNITS.get(self._stage or "", "")
+        elapsed = now - self._started
+        rate = (self._done - self._first) / elapsed if elapsed >= _MIN_RATE_S else None
+        finished = self._total is not None and self._done >= self._total
+        parts = [f"{self._stage:<13}"]
+        if self._total:
+            filled = int(self._width * min(self._done, self._total) / self._total)
+            parts.append("[" + "#" * filled + "-" * (self._width - filled) + "]")
+            parts.append(f"{self._done}/{self._total} {unit}")
+        else:
+            parts.append(f"{self._done} {unit}")
+        if rate is not None:
+            parts.append(f"{rate:,.1f} {unit}/s" if rate < 100 else f"{rate:,.0f} {unit}/s")
+        if finished:
+            parts.append(f"done in {_clock(elapsed)}")
+        elif rate and self._total:
+            parts.append(f"ETA {_clock((self._total - self._done) / rate)}")
+        return "  ".join(parts)
+
+    def _draw(self, now: float) -> None:
+        self._stream.write("\r\x1b[2K" + self.line(now))
+        self._stream.flush()
+
+    def _end_line(self, now: float) -> None:
+        if self._stage is None:
+            return
+        self._draw(now)
+        self._stream.write("\n")
+        self._stream.flush()
+        self._stage = None
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+@contextmanager
+def terminal_progress(stream: TextIO) -> Iterator[ProgressBars]:
+    """Draw progress bars on ``stream`` inside the block, Prefect's console log quiet
+    but for warnings and errors."""
+    bars = ProgressBars(stream)
+    consoles = [h for h in logging.getLogger().handlers if type(h).__name__ == "PrefectConsoleHandler"]
+    levels = [h.level for h in consoles]
+    for handler in consoles:
+        handler.setLevel(max(handler.level, logging.WARNING))
+    try:
+        with reporting(bars):
+            yield bars
+    finally:
+        bars.close()
+        for handler, level in zip(consoles, levels, strict=True):
+            handler.setLevel(level)

@@ -1,0 +1,87 @@
+"""Progress reports from the long stages, and the terminal's progress bars."""
+
+import io
+import re
+
+from test_synthesis import TINY_GAN
+
+from flows.cli import main
+from flows.progress_bar import ProgressBars
+from pipeline.build import build
+from pipeline.progress import GAN, GATE, INGEST, SAMPLING, WRITING, report, reporting
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def screen(text: str) -> list[str]:
+    """What a terminal shows: each line's last redraw."""
+    return [line.split("\r")[-1].replace("\x1b[2K", "") for line in text.split("\n") if line]
+
+
+def test_bars_show_counts_rate_eta_and_time_taken():
+    stream, clock = io.StringIO(), FakeClock()
+    bars = ProgressBars(stream, width=10, clock=clock)
+    bars(GAN, 0, 200)
+    clock.now += 2.0
+    bars(GAN, 50, 200)
+    assert bars.line(clock.now) == "GAN training   [##--------]  50/200 steps  25.0 steps/s  ETA 0:06"
+    clock.now += 6.0
+    bars(GAN, 200, 200)  # the total ends the line
+    bars(INGEST, 3000, None)  # an unknown total: no bar, no ETA
+    clock.now += 1.0
+    bars(INGEST, 5000, None)
+    bars.close()
+    lines = screen(stream.getvalue())
+    assert lines[0] == "GAN training   [##########]  200/200 steps  25.0 steps/s  done in 0:08"
+    assert lines[1] == "ingest         5000 images  2,000 images/s"
+    assert len(lines) == 2
+
+
+def test_redraws_are_throttled():
+    stream, clock = io.StringIO(), FakeClock()
+    bars = ProgressBars(stream, clock=clock)
+    for done in range(1000):
+        bars(WRITING, done, 1000)
+    assert stream.getvalue().count("\r") == 1  # the first report; the rest came within 0.1 s
+    bars(WRITING, 1000, 1000)
+    assert stream.getvalue().count("\r") == 2  # the last one is always drawn, and ends the line
+
+
+def test_reports_reach_the_sink_only_inside_the_block():
+    seen = []
+    report(INGEST, 1, 2)
+    with reporting(lambda *event: seen.append(event)):
+        report(INGEST, 2, 2)
+    report(INGEST, 3, 3)
+    assert seen == [(INGEST, 2, 2)]
+
+
+def test_a_build_reports_every_long_stage(tiny_config):
+    events = []
+    with reporting(lambda *event: events.append(event)):
+        build(tiny_config(*TINY_GAN, "runner.workers=2"))
+    stages = list(dict.fromkeys(stage for stage, _, _ in events))
+    assert stages == [INGEST, GAN, SAMPLING, GATE, WRITING]
+    for stage in stages:
+        done = [d for s, d, _ in events if s == stage]
+        (total,) = {t for s, _, t in events if s == stage}
+        assert done == sorted(done) and done[-1] == total, stage
+    assert [t for s, _, t in events if s == INGEST][0] == 15  # the tiny folder's images
+
+
+def test_cli_draws_bars_on_a_terminal_only(prefect_harness, tiny_config, tmp_path, capsys, monkeypatch):
+    source = tiny_config().source.path
+    args = ["run", "/dev/null", "--set", "source.kind=imagefolder", "--set", f"source.path={source}"]
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    assert main([*args, "--set", f"output.root={tmp_path / 'a'}", "--set", "augment.copies_per_image=2"]) == 0
+    lines = screen(capsys.readouterr().err)
+    assert any(re.match(r"ingest +\[#+\] +15/15 images +done in \d:\d\d", line) for line in lines)
+    assert any(re.match(r"writing +\[#+\] +\d+/\d+ rows", line) for line in lines)
+    assert main([*args, "--set", f"output.root={tmp_path / 'b'}", "--quiet"]) == 0
+    assert "[####" not in capsys.readouterr().err
