@@ -152,6 +152,8 @@ def _print_summary(result: dict) -> None:
             f"  source: {result['skipped']} images left out, {result['duplicate_groups']} groups of "
             "identical images (manifest.json: source.skipped, source.duplicates)"
         )
+    if result.get("tune"):
+        print(f"  augment.tune: {result['tune']['reason']}")
     if result.get("synthesis") and result["synthesis"].get("gate"):
         print(f"  gate: {result['synthesis']['gate']['reason']}")
 

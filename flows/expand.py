@@ -31,6 +31,7 @@ from pipeline.build import (
     synthesize_for,
     train_gan_for,
     train_gan_only,
+    tune,
     write_shard_in_worker,
 )
 from pipeline.catalog import dataset_lock
@@ -38,7 +39,7 @@ from pipeline.config import Config, GanTrainConfig, load_config
 from pipeline.manifest import read_manifest
 from pipeline.plan import ShardSpec
 from pipeline.progress import WRITING, report
-from pipeline.summary import count_rows, run_markdown
+from pipeline.summary import count_rows, run_markdown, tune_rows
 from pipeline.workers import warm_up
 
 
@@ -67,6 +68,13 @@ def _training_logger(settings: GanTrainConfig):
 @task(name="prepare", cache_policy=NO_CACHE)
 def prepare_task(config: Config, run: dict[str, Any], processes: int) -> BuildContext:
     return prepare(config, run, processes)
+
+
+@task(name="tune-augmentation", cache_policy=NO_CACHE)
+def tune_task(context: BuildContext, processes: int) -> BuildContext:
+    context = tune(context, processes)
+    get_run_logger().info("augment.tune: %s", context.details["tune"]["reason"])
+    return context
 
 
 @task(name="train-gan", cache_policy=NO_CACHE)
@@ -117,6 +125,12 @@ def _publish_artifacts(version: Path, created: bool) -> None:
     create_table_artifact(
         table=count_rows(manifest), key=f"{key}-counts", description="rows per class: source, then by origin"
     )
+    if "tune" in manifest:
+        create_table_artifact(
+            table=tune_rows(manifest["tune"]),
+            key=f"{key}-tune",
+            description=f"augment.tune: {manifest['tune']['reason']}",
+        )
 
 
 def _log_progress(futures, shards: list[ShardSpec]) -> None:
@@ -189,6 +203,8 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
             return _result(context, created=False)
         context.details["run"]["flow_run_name"] = run_name  # the manifest records the new name
         try:
+            if config.augment.tune.enabled:
+                context = tune_task(context, processes)
             report = None
             if config.synthesis.enabled:
                 checkpoint = (
@@ -275,6 +291,7 @@ def _result(context: BuildContext, created: bool) -> dict[str, Any]:
         "splits": {split: info["by_origin"] for split, info in manifest["splits"].items()},
         "skipped": len(manifest["source"].get("skipped", [])),
         "duplicate_groups": manifest["source"].get("duplicates", {}).get("groups", 0),
+        "tune": {k: manifest["tune"][k] for k in ("chosen", "reason")} if "tune" in manifest else None,
         "synthesis": {
             k: manifest["synthesis"][k] for k in ("published", "gate") if k in manifest["synthesis"]
         }

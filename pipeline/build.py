@@ -42,7 +42,14 @@ from pipeline.manifest import (
     write_manifest,
 )
 from pipeline.mixing import Mixed, mix_images, soft_label
-from pipeline.pictures import HISTOGRAM_FILE, ORIGINS_GRID_FILE, class_histogram, origin_grid
+from pipeline.pictures import (
+    HISTOGRAM_FILE,
+    ORIGINS_GRID_FILE,
+    TUNE_FILE,
+    class_histogram,
+    origin_grid,
+    tune_chart,
+)
 from pipeline.plan import STORE_SYNTHETIC, ShardSpec, allocate_copies, build_plan, read_shard_plan
 from pipeline.progress import WRITING, report
 from pipeline.shards import ImageFolderShardWriter, ParquetShardWriter, Row, file_entry
@@ -53,6 +60,7 @@ from pipeline.synthetic_stage import (
     synthesize_stage,
     train_gan_stage,
 )
+from pipeline.tune import tune_augmentation
 from pipeline.workers import run_all, run_one, warm_up
 
 _SIZE_SAMPLE = 64
@@ -161,6 +169,18 @@ def prepare(config: Config, run: dict[str, Any] | None = None, workers: int = 1)
         mode=ingested.mode,
         details=details,
     )
+
+
+def tune(context: BuildContext, workers: int = 1) -> BuildContext:
+    """Choose the augmentation by validation accuracy (``augment.tune``, see
+    :mod:`pipeline.tune`); the rest of the build uses the winner, and the manifest, the
+    card and ``tune.png`` say what was tried."""
+    augment, summary = tune_augmentation(
+        context.config, context.work_dir, context.shape, context.class_names, workers
+    )
+    tune_chart(summary, context.version_dir / TUNE_FILE)
+    config = context.config.model_copy(update={"augment": augment})
+    return replace(context, config=config, details={**context.details, "tune": summary})
 
 
 def plan(context: BuildContext, synthesis_report: dict[str, Any] | None = None) -> BuildContext:
@@ -376,8 +396,9 @@ def _manifest(context: BuildContext, entries: list[dict[str, Any]]) -> dict[str,
         "libraries": library_versions(CONTENT_LIBRARIES + OTHER_LIBRARIES),
         "run": run_info(context.details["started"], context.details["run"]),
     }
-    if "synthesis" in context.details:
-        manifest["synthesis"] = context.details["synthesis"]
+    for stage in ("tune", "synthesis"):
+        if stage in context.details:
+            manifest[stage] = context.details[stage]
     return manifest
 
 
@@ -405,6 +426,8 @@ def build(config: Config, run: dict[str, Any] | None = None) -> tuple[Path, bool
         if context.existing:
             return publish(context, []), False
         try:
+            if config.augment.tune.enabled:
+                context = tune(context, workers)
             report = None
             if config.synthesis.enabled:
                 checkpoint = config.synthesis.checkpoint or train_gan_for(context)["checkpoint"]

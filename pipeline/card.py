@@ -17,7 +17,9 @@ import yaml
 from pipeline.croissant import CROISSANT_FILE, LINEAGE_COLUMNS
 from pipeline.images import EXTENSIONS
 from pipeline.manifest import has_soft_labels
+from pipeline.pictures import TUNE_FILE
 from pipeline.shards import parquet_schema
+from pipeline.summary import tune_markdown
 
 CARD_FILE = "README.md"
 
@@ -126,6 +128,15 @@ def _body(manifest: dict[str, Any], grid: str | None) -> str:
             f"another training image (weights from Beta({mix['alpha']}, {mix['alpha']}), the row's own "
             "image always the larger share). Every row has a `soft_label` column, one probability per "
             "class (one-hot when not mixed); `label` is its argmax.",
+        ]
+    if "tune" in manifest:
+        lines += [
+            "",
+            "## Augmentation tuning",
+            "",
+            *tune_markdown(manifest["tune"]),
+            "",
+            f"![validation accuracy per candidate]({TUNE_FILE})",
         ]
     synthesis = manifest.get("synthesis")
     if synthesis:

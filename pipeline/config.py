@@ -101,6 +101,47 @@ class MixConfig(_Strict):
     fraction: float = Field(default=0.5, gt=0.0, le=1.0, description="share of the augmented copies mixed")
 
 
+class TuneConfig(_Strict):
+    """Choose the augmentation by validation accuracy before writing (see :mod:`pipeline.tune`)."""
+
+    enabled: bool = False
+    strengths: list[float] = Field(
+        default_factory=lambda: [0.5, 1.0, 1.5],
+        description="magnitude scales tried on the recipe's ranges (rotation, translation, scale, colour)",
+    )
+    copies: list[float] = Field(
+        default_factory=list, description="copies_per_image values tried; empty: the configured count"
+    )
+    policies: list[Literal["TrivialAugmentWide", "RandAugment", "AutoAugment", "AugMix"]] = Field(
+        default_factory=lambda: ["TrivialAugmentWide"],
+        description="torchvision policies tried as recipes of their own",
+    )
+    seeds: int = Field(default=2, ge=1, description="classifier seeds per candidate")
+    classifier_epochs: int = Field(default=15, ge=1)
+    validation_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    tie_margin: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="candidates this close to the best mean count as ties: fewest rows wins",
+    )
+    budget_seconds: float | None = Field(
+        default=None, gt=0.0, description="start no new candidate after this many seconds; none: no limit"
+    )
+    max_candidates: int = Field(default=12, ge=1)
+    max_per_class: int | None = Field(
+        default=None,
+        ge=1,
+        description="fit images per class the candidates are scored with (seeded pick); none: all",
+    )
+
+    @field_validator("strengths", "copies")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        if any(v <= 0 for v in value):
+            raise ValueError(f"values must be positive, got {value}")
+        return value
+
+
 class AugmentConfig(_Strict):
     """Classical augmentation of the training split.
 
@@ -134,6 +175,7 @@ class AugmentConfig(_Strict):
         description="mix a share of the augmented copies with another training image (MixUp/CutMix); "
         "adds a soft_label column to every row. Off when unset",
     )
+    tune: TuneConfig = TuneConfig()
 
     @model_validator(mode="after")
     def _one_count_rule(self) -> AugmentConfig:
@@ -363,8 +405,10 @@ class Config(_Strict):
         data["output"].pop("root")
         data["output"].pop("lock_timeout")
         data["source"].pop("path")  # the source enters the version id by its content hash
+        if not self.augment.tune.enabled:
+            data["augment"].pop("tune")  # settings of a disabled stage do not change the content
         if not self.synthesis.enabled:
-            data.pop("synthesis")  # settings of a disabled stage do not change the content
+            data.pop("synthesis")
         else:
             data["synthesis"].pop("checkpoint")  # a given checkpoint enters by its sha256
         return data

@@ -144,6 +144,10 @@ def _manipulation_text(manifest: dict[str, Any]) -> str:
     text = f"Augmentation recipe ({augment.get('backend', 'albumentations')}): {augment['transforms']}."
     if augment.get("classes"):
         text += f" Per-class settings: {augment['classes']}."
+    if manifest.get("tune"):
+        text += (
+            f" The recipe and copy count were chosen by validation accuracy: {manifest['tune']['reason']}."
+        )
     if augment.get("mix"):
         text += f" Mixing of augmented copies with soft labels: {augment['mix']}."
     synthesis = manifest.get("synthesis")

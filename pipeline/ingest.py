@@ -236,6 +236,17 @@ def carve_test_split(ids: list[str], labels: np.ndarray, fraction: float, seed: 
     return splits
 
 
+def validation_masks(
+    ids: list[str], labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit and validation masks over the training split for the decisions made before
+    writing (augment.tune, the utility gate): stratified, seeded, the same carve for both
+    at the same fraction."""
+    splits = carve_test_split(ids, labels, fraction, derive_seed(seed, "gate", 0))
+    validation = np.asarray([s == "test" for s in splits])
+    return ~validation, validation
+
+
 def _staged(reader: SourceReader, workers: int, skip: bool) -> Iterator[tuple[list[Sample], list]]:
     """Chunks of samples with what :func:`stage_chunk` made of them, in order."""
     window: list[list[Sample]] = []

@@ -167,3 +167,36 @@ def _rows(files: list[Path], columns: list[str]):
     for file in files:
         for batch in pq.ParquetFile(file).iter_batches(columns=columns):
             yield from zip(*(batch.column(i).to_pylist() for i in range(len(columns))), strict=True)
+
+
+TUNE_FILE = "tune.png"
+
+
+def tune_chart(summary: dict[str, Any], path: Path) -> None:
+    """Validation accuracy of each augmentation candidate (mean, ±std), the chosen one in orange."""
+    rows = summary["candidates"]
+    means = [r["mean"] for r in rows]
+    low = max(0.0, min(m - r["std"] for m, r in zip(means, rows, strict=True)) - 0.02)
+    high = min(1.0, max(m + r["std"] for m, r in zip(means, rows, strict=True)) + 0.01)
+    left, row, width = 230, 24, 760
+    span = width - left - 150
+    image = Image.new("RGB", (width, 46 + row * len(rows)), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text(
+        (6, 8), f"validation accuracy ({low:.3f} .. {high:.3f}), {summary['seeds']} seeds", fill="black"
+    )
+
+    def x_of(value: float) -> float:
+        return left + span * (value - low) / ((high - low) or 1.0)
+
+    for k, r in enumerate(rows):
+        y = 32 + k * row
+        chosen = r["name"] == summary["chosen"]
+        draw.text((6, y + 4), r["name"][:36], fill="black")
+        draw.rectangle(
+            [left, y + 2, x_of(r["mean"]), y + 18], fill=COLOURS["augmented" if chosen else "real"]
+        )
+        draw.line([(x_of(r["mean"] - r["std"]), y + 10), (x_of(r["mean"] + r["std"]), y + 10)], fill="black")
+        label = f"{r['mean']:.4f}  {r['rows']:,} rows" + ("  chosen" if chosen else "")
+        draw.text((x_of(high) + 6, y + 4), label, fill="black")
+    image.save(path)

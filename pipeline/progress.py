@@ -1,10 +1,11 @@
 """Progress of the long stages, for whoever shows it.
 
 Stages call :func:`report` with how far they are (``done`` of ``total`` units, ``total``
-None when unknown): ingest (images), GAN training (steps), sampling (images), the utility
-gate (classifier trainings) and writing (rows). The sink installed with :func:`reporting`
-receives it, in the process and thread that reports; without a sink, a report costs a
-function call. The command line draws progress bars from it (:mod:`flows.progress_bar`).
+None when unknown): ingest (images), augmentation tuning (candidates), GAN training
+(steps), sampling (images), the utility gate (classifier trainings) and writing (rows).
+The sink installed with :func:`reporting` receives it, in the process and thread that
+reports; without a sink, a report costs a function call. The command line draws progress
+bars from it (:mod:`flows.progress_bar`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,16 @@ from contextlib import contextmanager
 
 Sink = Callable[[str, int, "int | None"], None]
 
-INGEST, GAN, SAMPLING, GATE, WRITING = "ingest", "GAN training", "sampling", "utility gate", "writing"
-UNITS = {INGEST: "images", GAN: "steps", SAMPLING: "images", GATE: "trainings", WRITING: "rows"}
+INGEST, TUNING, GAN, SAMPLING = "ingest", "tuning", "GAN training", "sampling"
+GATE, WRITING = "utility gate", "writing"
+UNITS = {
+    INGEST: "images",
+    TUNING: "candidates",
+    GAN: "steps",
+    SAMPLING: "images",
+    GATE: "trainings",
+    WRITING: "rows",
+}
 
 _sink: Sink | None = None
 

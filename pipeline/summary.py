@@ -54,8 +54,44 @@ def run_markdown(manifest: dict[str, Any], version_dir: Path, created: bool) -> 
     for split, info in sorted(manifest["splits"].items()):
         counts = [info["by_origin"].get(origin, 0) for origin in ORIGINS]
         lines.append(f"| {split} | " + " | ".join(f"{c:,}" for c in counts) + f" | {info['rows']:,} |")
-    lines += ["", *_source_lines(source), *_synthesis_lines(manifest, version_dir)]
+    lines += ["", *_source_lines(source), *_tune_lines(manifest), *_synthesis_lines(manifest, version_dir)]
     return "\n".join(lines) + "\n"
+
+
+def tune_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per augmentation candidate of ``augment.tune``: accuracy, rows, chosen."""
+    return [
+        {
+            "candidate": r["name"],
+            "validation accuracy": round(r["mean"], 4),
+            "std": round(r["std"], 4),
+            "rows": r["rows"],
+            "chosen": r["name"] == summary["chosen"],
+        }
+        for r in summary["candidates"]
+    ]
+
+
+def tune_markdown(summary: dict[str, Any]) -> list[str]:
+    """The candidates of ``augment.tune`` as a Markdown table, with the choice."""
+    lines = [
+        f"Augmentation chosen on {summary['validation_rows']:,} validation images carved from the real "
+        f"training split ({summary['seeds']} classifier seeds each): {summary['reason']}.",
+        "",
+        "| candidate | validation accuracy | rows | |",
+        "|---|---:|---:|---|",
+    ]
+    for row in tune_rows(summary):
+        accuracy = f"{row['validation accuracy']:.4f} ± {row['std']:.4f}"
+        lines.append(
+            f"| {row['candidate']} | {accuracy} | {row['rows']:,} | {'chosen' if row['chosen'] else ''} |"
+        )
+    lines += [f"| {n['candidate']} | not run: {n['reason']} | | |" for n in summary.get("not_run", [])]
+    return lines
+
+
+def _tune_lines(manifest: dict[str, Any]) -> list[str]:
+    return ["", "## Augmentation tuning", "", *tune_markdown(manifest["tune"])] if "tune" in manifest else []
 
 
 def _source_lines(source: dict[str, Any]) -> list[str]:

@@ -28,7 +28,7 @@ from pipeline.classifier import (
     to_tensor,
     train_classifier,
 )
-from pipeline.config import Config
+from pipeline.config import AugmentConfig, Config
 from pipeline.errors import PipelineError
 from pipeline.gan import metrics as gm
 from pipeline.gan.sample import generate, select
@@ -40,7 +40,7 @@ from pipeline.gan.train import (
     save_checkpoint,
 )
 from pipeline.hashing import file_sha256
-from pipeline.ingest import Index, carve_test_split
+from pipeline.ingest import Index, validation_masks
 from pipeline.plan import allocate_copies
 from pipeline.progress import GATE, SAMPLING, report
 
@@ -66,11 +66,7 @@ def fit_validation_masks(data: RealData, config: Config) -> tuple[np.ndarray, np
     if not config.synthesis.gate.enabled:
         everything = np.ones(len(data.ids), dtype=bool)
         return everything, ~everything
-    splits = carve_test_split(
-        data.ids, data.labels, config.synthesis.gate.validation_fraction, derive_seed(config.seed, "gate", 0)
-    )
-    validation = np.asarray([s == "test" for s in splits])
-    return ~validation, validation
+    return validation_masks(data.ids, data.labels, config.synthesis.gate.validation_fraction, config.seed)
 
 
 def train_gan(
@@ -245,7 +241,7 @@ def utility_gate(
     ``gate.min_gain``; otherwise 0 (no synthetic rows).
     """
     gate = config.synthesis.gate
-    base_x, base_y = _with_augmentation(config, fit, class_names)
+    base_x, base_y = expand_with(config.augment, config.seed, fit, class_names)
     spec = ClassifierSpec(epochs=gate.classifier_epochs)
     val_x, val_y = to_tensor(validation.images), torch.as_tensor(validation.labels)
 
@@ -300,15 +296,15 @@ def _take_ratio(rows: dict[str, np.ndarray], ratio: float, counts_from: RealData
     return {k: v[index] for k, v in rows.items()}
 
 
-def _with_augmentation(
-    config: Config, fit: RealData, class_names: list[str]
+def expand_with(
+    augment_config: AugmentConfig, seed: int, fit: RealData, class_names: list[str]
 ) -> tuple[np.ndarray, np.ndarray]:
     """``fit`` plus its augmented copies, made as the build makes them (without augment.mix)."""
-    if not config.augment.enabled:
+    if not augment_config.enabled:
         return fit.images, fit.labels
     index = Index(fit.ids, fit.labels, ["train"] * len(fit.ids), [""] * len(fit.ids))
-    copies, _ = allocate_copies(index, config.augment, config.seed, class_names)
-    augment = ClassAugmenters(config.augment, class_names, config.seed)
+    copies, _ = allocate_copies(index, augment_config, seed, class_names)
+    augment = ClassAugmenters(augment_config, class_names, seed)
     extra_x, extra_y = [], []
     for i, count in enumerate(copies):
         for replica in range(1, int(count) + 1):

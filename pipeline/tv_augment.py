@@ -73,10 +73,12 @@ class TorchvisionAugmenter:
             PipelineError: the recipe failed on this image, or changed its size or dtype.
         """
         chw = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        # A copy: staged pixels are read-only memory maps, which torch will not wrap.
+        chw = np.array(chw, order="C", copy=True)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             try:
-                result = self._compose(torch.from_numpy(np.ascontiguousarray(chw)))
+                result = self._compose(torch.from_numpy(chw))
             except (ValueError, TypeError, RuntimeError) as exc:
                 message = f"augment.transforms (torchvision) failed on a {pixels.shape} image: {exc}"
                 raise PipelineError(message) from None

@@ -151,7 +151,8 @@ def test_prefect_yaml_deployment_runs_on_a_work_pool_worker(prefect_server, tmp_
     prefect("--no-prompt", "deploy", "--all")  # prefect.yaml: expand/digits-nightly on pool 'local'
     deployment = _api(env, "/deployments/name/expand/digits-nightly")
     assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["0 3 * * *"]
-    overrides = ["synthesis.enabled=false", "augment.copies_per_image=1", f"output.root={out}"]
+    overrides = ["synthesis.enabled=false", "augment.tune.enabled=false", "augment.copies_per_image=1"]
+    overrides.append(f"output.root={out}")
     created = prefect(
         "deployment", "run", "expand/digits-nightly", "--param", f"overrides={json.dumps(overrides)}"
     )

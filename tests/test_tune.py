@@ -1,0 +1,184 @@
+"""augment.tune: candidate expansions scored on validation data carved from the training split."""
+
+import json
+
+import pytest
+
+from pipeline import synthetic_stage
+from pipeline.build import build
+from pipeline.config import AugmentConfig
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.manifest import read_manifest, verify
+from pipeline.tune import candidates, scale_recipe
+
+RECIPE = [
+    {"Affine": {"rotate": [-10, 10], "scale": [0.9, 1.1], "translate_percent": [-0.1, 0.1], "p": 0.8}},
+    {"OneOf": {"p": 0.5, "transforms": [{"RandomBrightnessContrast": {"brightness_limit": 0.2}}]}},
+]
+FAST = ["augment.tune.enabled=true", "augment.tune.seeds=1", "augment.tune.classifier_epochs=1"]
+
+
+def test_scaling_touches_magnitudes_only():
+    scaled = scale_recipe(RECIPE, 2.0)
+    affine = scaled[0]["Affine"]
+    assert affine["rotate"] == [-20, 20] and affine["translate_percent"] == [-0.2, 0.2]
+    assert affine["scale"] == pytest.approx([0.8, 1.2]) and affine["p"] == 0.8
+    inner = scaled[1]["OneOf"]
+    assert inner["p"] == 0.5 and inner["transforms"][0]["RandomBrightnessContrast"]["brightness_limit"] == 0.4
+    jitter = scale_recipe([{"ColorJitter": {"brightness": 0.2, "contrast": [0.9, 1.1], "hue": 0.4}}], 2.0)
+    params = jitter[0]["ColorJitter"]
+    assert params["brightness"] == 0.4 and params["contrast"] == pytest.approx([0.8, 1.2])
+    assert params["hue"] == 0.5  # torchvision's limit
+    assert scale_recipe(RECIPE, 1.0) == RECIPE and RECIPE[0]["Affine"]["rotate"] == [-10, 10]
+
+
+def test_candidates_start_with_no_augmentation_and_cover_strengths_policies_and_counts():
+    augment = AugmentConfig(
+        copies_per_image=2,
+        transforms=RECIPE,
+        tune={"enabled": True, "strengths": [0.5, 1.0], "copies": [1, 4], "policies": ["RandAugment"]},
+    )
+    found, refused = candidates(augment)
+    names = [c.name for c in found]
+    assert names == [
+        "none",
+        "recipe x1, 1 copies",
+        "recipe x0.5, 1 copies",
+        "RandAugment, 1 copies",
+        "recipe x1, 4 copies",
+        "recipe x0.5, 4 copies",
+        "RandAugment, 4 copies",
+    ]
+    assert refused == []
+    assert not found[0].augment.enabled
+    assert found[3].augment.backend == "torchvision" and found[3].augment.transforms == [{"RandAugment": {}}]
+    assert found[4].augment.copies_per_image == 4 and found[4].augment.transforms == RECIPE
+    capped, refused = candidates(
+        augment.model_copy(update={"tune": augment.tune.model_copy(update={"max_candidates": 3})})
+    )
+    assert len(capped) == 3 and [r["reason"] for r in refused] == ["over tune.max_candidates"] * 4
+
+
+def test_policies_are_not_mixed_with_custom_albumentations_recipes():
+    augment = AugmentConfig(
+        copies_per_image=1,
+        transforms=RECIPE,
+        custom_transforms=["custom_transforms:Invert"],
+        tune={"enabled": True, "strengths": [1.0]},
+    )
+    found, refused = candidates(augment)
+    assert [c.name for c in found] == ["none", "recipe x1, 1 copies"]
+    assert refused[0]["candidate"] == "TrivialAugmentWide, 1 copies"
+
+
+def test_a_tuned_build_records_every_candidate_and_uses_the_winner(tiny_config, tmp_path, monkeypatch):
+    splits_read = []
+    real_load = synthetic_stage.load_split
+    monkeypatch.setattr(
+        synthetic_stage, "load_split", lambda *a, **k: splits_read.append(a[2]) or real_load(*a, **k)
+    )
+    overrides = [*FAST, "augment.tune.copies=[1, 3]", "augment.tune.strengths=[0.5, 1]"]
+    version, _ = build(tiny_config(*overrides, f"output.root={tmp_path / 'one'}"))
+    assert set(splits_read) == {"train"}  # the test split is never read
+    assert verify(version, full=True) == []
+    manifest = read_manifest(version)
+    summary = manifest["tune"]
+    names = [c["name"] for c in summary["candidates"]]
+    assert names[0] == "none" and len(names) == 7
+    assert summary["chosen"] in names and summary["validation_rows"] > 0
+    best = max(c["mean"] for c in summary["candidates"])
+    chosen = next(c for c in summary["candidates"] if c["name"] == summary["chosen"])
+    assert chosen["mean"] == best
+    assert all(c["rows"] >= chosen["rows"] for c in summary["candidates"] if c["mean"] == best)
+    augmented = manifest["splits"]["train"]["by_origin"].get("augmented", 0)
+    copies = manifest["config"]["augment"]["copies_per_image"]
+    assert augmented == round((copies or 0) * manifest["splits"]["train"]["by_origin"]["real"])
+    assert "tune.png" in {f["path"] for f in manifest["files"]}
+    card = (version / "README.md").read_text()
+    assert "## Augmentation tuning" in card and summary["chosen"] in card
+    assert json.loads((version / "croissant.json").read_text())["rai:dataManipulationProtocol"].count(
+        "chosen by"
+    )
+
+    two, _ = build(tiny_config(*overrides, f"output.root={tmp_path / 'two'}", "runner.workers=2"))
+    again = read_manifest(two)["tune"]
+    assert [c["runs"] for c in again["candidates"]] == [c["runs"] for c in summary["candidates"]]
+    assert two.name == version.name
+
+
+def test_the_budget_stops_new_candidates(tiny_config):
+    version, _ = build(tiny_config(*FAST, "augment.tune.budget_seconds=0.001", "runner.workers=1"))
+    summary = read_manifest(version)["tune"]
+    assert [c["name"] for c in summary["candidates"]] == ["none"]
+    assert {n["reason"] for n in summary["not_run"]} == {"tune.budget_seconds spent"}
+
+
+def test_candidates_can_be_scored_on_a_few_images_per_class(tiny_config):
+    overrides = [
+        *FAST,
+        "augment.tune.max_per_class=1",
+        "augment.tune.strengths=[1]",
+        "augment.tune.policies=[]",
+    ]
+    version, _ = build(tiny_config(*overrides))
+    summary = read_manifest(version)["tune"]
+    assert [(c["name"], c["rows"]) for c in summary["candidates"]] == [
+        ("none", 3),
+        ("recipe x1, 2 copies", 9),
+    ]
+
+
+def test_too_few_images_for_a_validation_part(tmp_path):
+    from conftest import make_imagefolder
+    from pipeline.config import load_config
+
+    source = make_imagefolder(tmp_path / "src", {"a": 1, "b": 1})
+    config = load_config(
+        None,
+        [
+            "source.kind=imagefolder",
+            f"source.path={source}",
+            f"output.root={tmp_path}",
+            "split.test_fraction=0.01",
+        ]
+        + FAST,
+    )
+    with pytest.raises(PipelineError, match="augment.tune: no validation images"):
+        build(config)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("augment.tune.strengths=[0, 1]", "augment.tune.strengths"),
+        ("augment.tune.policies=[FancyAugment]", "augment.tune.policies"),
+        ("augment.tune.seeds=0", "augment.tune.seeds"),
+        ("augment.tune.budget=5", "augment.tune.budget"),
+    ],
+)
+def test_bad_tune_settings_name_the_key(tiny_config, override, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_config(override)
+
+
+def test_the_flow_tunes_and_reports_the_choice(prefect_harness, tiny_config, tmp_path, capsys):
+    from flows.cli import main
+
+    source = tiny_config().source.path
+    args = ["run", "/dev/null", "--set", "source.kind=imagefolder", "--set", f"source.path={source}"]
+    args += ["--set", f"output.root={tmp_path / 'o'}", "--set", "augment.copies_per_image=1"]
+    args += [a for s in FAST for a in ("--set", s)]
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    manifest = read_manifest(result["version_dir"])
+    assert result["tune"] == {k: manifest["tune"][k] for k in ("chosen", "reason")}
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        [artifact, *_] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["src-tune"]))
+        )
+    table = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+    assert [row["candidate"] for row in table] == [c["name"] for c in manifest["tune"]["candidates"]]
+    assert sum(row["chosen"] for row in table) == 1
