@@ -264,7 +264,10 @@ def _plain(value: Any) -> Any:
 
 def preview(config: Config, copies: int, path: Path) -> Path:
     """Write a PNG of each class's first training image and ``copies`` augmented copies,
-    made as a build makes them (same seeds), without publishing anything."""
+    made as a build makes them (same seeds), without publishing anything. With
+    ``augment.mix``, the copies a build would mix are mixed too, with partners drawn from
+    the previewed images (a build draws them from the whole training split)."""
+    from pipeline.mixing import choose_partners, mix_images
     from pipeline.pictures import preview_grid
     from pipeline.sources import open_source
 
@@ -276,10 +279,26 @@ def preview(config: Config, copies: int, path: Path) -> Path:
             if len(firsts) == len(reader.class_names):
                 break
     augment = ClassAugmenters(config.augment, reader.class_names, config.seed)
+    mix = config.augment.mix
+    shown = sorted(firsts.items())
+    originals = [reader.pixels(sample) for _, sample in shown]
     rows = []
-    for label, sample in sorted(firsts.items()):
-        pixels = reader.pixels(sample)
-        augmented = [augment(pixels, label, sample.source_id, r)[0] for r in range(1, copies + 1)]
-        rows.append((reader.class_names[label], pixels, augmented))
+    for k, (label, sample) in enumerate(shown):
+        augmented = [augment(originals[k], label, sample.source_id, r)[0] for r in range(1, copies + 1)]
+        if mix is not None:
+            replicas = np.arange(1, copies + 1)
+            methods, partners = choose_partners(
+                mix,
+                config.seed,
+                [sample.source_id] * copies,
+                replicas,
+                np.full(copies, k),
+                np.arange(len(shown)),
+            )
+            for r, (method, partner) in enumerate(zip(methods, partners, strict=True)):
+                if method is not None:
+                    draw = derive_seed(config.seed, sample.source_id, f"mix-draw-{r + 1}")
+                    augmented[r] = mix_images(augmented[r], originals[partner], method, mix.alpha, draw)[0]
+        rows.append((reader.class_names[label], originals[k], augmented))
     preview_grid(rows, path)
     return path

@@ -30,3 +30,28 @@ def test_library_does_not_import_prefect():
         )
     ]
     assert offenders == []
+
+
+def _leaf_keys(model, prefix: str = ""):
+    """Dotted names of every config key that holds a value (sections are descended into)."""
+    import typing
+
+    from pydantic import BaseModel
+
+    for name, field in model.model_fields.items():
+        sections = [
+            t
+            for t in (field.annotation, *typing.get_args(field.annotation))
+            if isinstance(t, type) and issubclass(t, BaseModel)
+        ]
+        if sections and name != "classes":  # augment.classes maps class names to sections
+            yield from _leaf_keys(sections[0], f"{prefix}{name}.")
+        else:
+            yield prefix + name
+
+
+def test_readme_documents_every_config_key():
+    from pipeline.config import Config
+
+    readme = (ROOT / "README.md").read_text()
+    assert [key for key in _leaf_keys(Config) if f"`{key}`" not in readme] == []

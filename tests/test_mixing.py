@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from PIL import Image
 
 from pipeline.build import build
 from pipeline.config import MixConfig
@@ -190,3 +191,14 @@ def test_evaluation_trains_on_the_soft_labels(tiny_config, monkeypatch):
     assert 0 <= result["mean"] <= 1
     (targets,) = seen
     assert targets.shape == (result["rows"], 3) and (targets.max(1).values < 1).any()
+
+
+def test_preview_shows_the_mixed_copies(tiny_config, tmp_path):
+    from pipeline.augment import preview
+
+    plain = preview(tiny_config(), 6, tmp_path / "plain.png")
+    mixed = preview(
+        tiny_config("augment.mix.method=cutmix", "augment.mix.fraction=1"), 6, tmp_path / "mixed.png"
+    )
+    with Image.open(plain) as a, Image.open(mixed) as b:
+        assert a.size == b.size and np.asarray(a).tolist() != np.asarray(b).tolist()
