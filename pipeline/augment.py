@@ -267,7 +267,7 @@ def preview(config: Config, copies: int, path: Path) -> Path:
     made as a build makes them (same seeds), without publishing anything. With
     ``augment.mix``, the copies a build would mix are mixed too, with partners drawn from
     the previewed images (a build draws them from the whole training split)."""
-    from pipeline.mixing import choose_partners, mix_images
+    from pipeline.mixing import choose_partners, mix_copy
     from pipeline.pictures import preview_grid
     from pipeline.sources import open_source
 
@@ -297,8 +297,10 @@ def preview(config: Config, copies: int, path: Path) -> Path:
             )
             for r, (method, partner) in enumerate(zip(methods, partners, strict=True)):
                 if method is not None:
-                    draw = derive_seed(config.seed, sample.source_id, f"mix-draw-{r + 1}")
-                    augmented[r] = mix_images(augmented[r], originals[partner], method, mix.alpha, draw)[0]
+                    copy = augmented[r]
+                    augmented[r] = mix_copy(
+                        copy, originals[partner], method, mix, config.seed, sample.source_id, r + 1
+                    )[0]
         rows.append((reader.class_names[label], originals[k], augmented))
     preview_grid(rows, path)
     return path

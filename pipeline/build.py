@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.augment import ClassAugmenters, derive_seed
+from pipeline.augment import ClassAugmenters
 from pipeline.card import CARD_FILE, dataset_card
 from pipeline.catalog import STAGING_PREFIX, dataset_lock, remove_stale_staging, set_latest
 from pipeline.config import Config
@@ -41,7 +41,7 @@ from pipeline.manifest import (
     version_id,
     write_manifest,
 )
-from pipeline.mixing import Mixed, mix_images, soft_label
+from pipeline.mixing import Mixed, mix_copy, soft_label
 from pipeline.pictures import (
     HISTOGRAM_FILE,
     ORIGINS_GRID_FILE,
@@ -238,8 +238,10 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
                 )
                 origin = "augmented"
                 if r["mix"]:
-                    draw = derive_seed(config.seed, r["source_id"], f"mix-draw-{r['replica']}")
-                    image, done = mix_images(image, pixels[r["partner_row"]], r["mix"], mix.alpha, draw)
+                    partner = pixels[r["partner_row"]]
+                    image, done = mix_copy(
+                        image, partner, r["mix"], mix, config.seed, r["source_id"], r["replica"]
+                    )
                     soft = soft_label(r["label"], classes, r["partner_label"], done.lam)
                     params = _with_mix_params(params, done, r["partner_id"])
                     mixed[done.method] += 1

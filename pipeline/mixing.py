@@ -94,6 +94,21 @@ def mix_images(
     return out, Mixed("cutmix", lam, (y0, x0, y0 + box_h, x0 + box_w))
 
 
+def mix_copy(
+    image: np.ndarray,
+    partner: np.ndarray,
+    method: str,
+    mix: MixConfig,
+    run_seed: int,
+    source_id: str,
+    replica: int,
+) -> tuple[np.ndarray, Mixed]:
+    """:func:`mix_images` for augmented copy ``replica`` of ``source_id``, with its own seed."""
+    return mix_images(
+        image, partner, method, mix.alpha, derive_seed(run_seed, source_id, f"mix-draw-{replica}")
+    )
+
+
 def soft_label(label: int, classes: int, partner_label: int | None = None, lam: float = 1.0) -> list[float]:
     """One probability per class: ``lam`` on ``label``, the rest on ``partner_label``."""
     values = np.zeros(classes, dtype=np.float32)

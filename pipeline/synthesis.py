@@ -248,13 +248,12 @@ def utility_gate(
     trainings = gate.seeds * (1 + len(gate.ratios))
     trained = 0
 
-    def score(x: np.ndarray, y: np.ndarray) -> list[float]:
+    def score(images: np.ndarray, labels: np.ndarray) -> list[float]:
         nonlocal trained
+        x, y = to_tensor(images), torch.as_tensor(labels)
         runs = []
         for s in range(gate.seeds):
-            model = train_classifier(
-                to_tensor(x), torch.as_tensor(y), len(class_names), seed=config.seed + s, spec=spec
-            )
+            model = train_classifier(x, y, len(class_names), seed=config.seed + s, spec=spec)
             runs.append(accuracy(model, val_x, val_y))
             trained += 1
             report(GATE, trained, trainings)

@@ -32,7 +32,7 @@ import torch
 from pipeline.augment import check_recipe, derive_seed
 from pipeline.config import AugmentConfig, Config
 from pipeline.errors import PipelineError
-from pipeline.ingest import validation_masks
+from pipeline.ingest import INDEX_FILE, load_index, validation_masks
 from pipeline.progress import TUNING, report
 from pipeline.workers import run_all
 
@@ -173,21 +173,21 @@ def tune_augmentation(
 ) -> tuple[AugmentConfig, dict[str, Any]]:
     """Score the candidates of ``config.augment.tune`` and return the winner's augmentation
     with the report (every candidate's accuracies and rows, the choice and why)."""
-    from pipeline.synthetic_stage import load_split  # GAN-side helpers; load on use
-
     tune = config.augment.tune
     found, refused = candidates(config.augment)
-    train = load_split(work_dir, shape, "train")
-    if train is None:
+    index = load_index(work_dir / INDEX_FILE)
+    rows = [i for i, split in enumerate(index.splits) if split == "train"]  # load_split's order
+    if not rows:
         raise PipelineError("augment.tune: the source has no training images to tune on")
-    fit_mask, validation_mask = validation_masks(
-        train.ids, train.labels, tune.validation_fraction, config.seed
-    )
+    ids, labels = [index.source_ids[i] for i in rows], index.labels[rows]
+    fit_mask, validation_mask = validation_masks(ids, labels, tune.validation_fraction, config.seed)
     if not validation_mask.any():
         raise PipelineError(
-            f"augment.tune: no validation images: {len(train.ids)} training images are too few for "
+            f"augment.tune: no validation images: {len(ids)} training images are too few for "
             f"validation_fraction {tune.validation_fraction:g} (each class keeps one image for fitting)"
         )
+    if tune.max_per_class is not None:
+        fit_mask &= _at_most_per_class(ids, labels, fit_mask, tune.max_per_class, config.seed)
     started, results, skipped = time.monotonic(), [], []
     report(TUNING, 0, len(found))
     batch = max(1, workers)
@@ -195,7 +195,10 @@ def tune_augmentation(
         if tune.budget_seconds is not None and time.monotonic() - started > tune.budget_seconds:
             skipped = [{"candidate": c.name, "reason": "tune.budget_seconds spent"} for c in found[first:]]
             break
-        calls = [(config, c.augment, work_dir, shape, class_names) for c in found[first : first + batch]]
+        calls = [
+            (config, c.augment, work_dir, shape, class_names, fit_mask, validation_mask)
+            for c in found[first : first + batch]
+        ]
         results += run_all(score_candidate, calls, workers)
         report(TUNING, len(results), len(found))
     scored = [
@@ -230,24 +233,27 @@ def tune_augmentation(
 
 
 def score_candidate(
-    config: Config, augment: AugmentConfig, work_dir: Path, shape: tuple[int, ...], class_names: list[str]
+    config: Config,
+    augment: AugmentConfig,
+    work_dir: Path,
+    shape: tuple[int, ...],
+    class_names: list[str],
+    fit_mask: np.ndarray,
+    validation_mask: np.ndarray,
 ) -> dict[str, Any]:
-    """Validation accuracy of the reference classifier trained on the fit images expanded
-    by ``augment``, once per seed, on one torch thread."""
+    """Validation accuracy of the reference classifier trained on the fit images (masks
+    over the staged training split) expanded by ``augment``, once per seed, on one torch
+    thread."""
     from pipeline.classifier import ClassifierSpec, accuracy, to_tensor, train_classifier
     from pipeline.synthesis import expand_with
     from pipeline.synthetic_stage import load_split
 
     tune = config.augment.tune
     train = load_split(work_dir, shape, "train")
-    fit_mask, validation_mask = validation_masks(
-        train.ids, train.labels, tune.validation_fraction, config.seed
-    )
-    if tune.max_per_class is not None:
-        fit_mask &= _at_most_per_class(train.ids, train.labels, fit_mask, tune.max_per_class, config.seed)
     fit, validation = train.subset(fit_mask), train.subset(validation_mask)
     started = time.monotonic()
-    x, y = expand_with(augment, config.seed, fit, class_names)
+    images, y = expand_with(augment, config.seed, fit, class_names)
+    x, y = to_tensor(images), torch.as_tensor(y)
     spec = ClassifierSpec(epochs=tune.classifier_epochs)
     val_x, val_y = to_tensor(validation.images), torch.as_tensor(validation.labels)
     threads = torch.get_num_threads()
@@ -255,9 +261,7 @@ def score_candidate(
     try:
         runs = [
             accuracy(
-                train_classifier(
-                    to_tensor(x), torch.as_tensor(y), len(class_names), seed=config.seed + s, spec=spec
-                ),
+                train_classifier(x, y, len(class_names), seed=config.seed + s, spec=spec),
                 val_x,
                 val_y,
             )
