@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.manifest import MANIFEST_FILE
+from pipeline.pictures import TUNE_FILE
 from pipeline.shards import ORIGINS
 
 _LISTED_SKIPPED = 20  # quarantined files named in the summary (the manifest lists all)
@@ -54,7 +55,12 @@ def run_markdown(manifest: dict[str, Any], version_dir: Path, created: bool) -> 
     for split, info in sorted(manifest["splits"].items()):
         counts = [info["by_origin"].get(origin, 0) for origin in ORIGINS]
         lines.append(f"| {split} | " + " | ".join(f"{c:,}" for c in counts) + f" | {info['rows']:,} |")
-    lines += ["", *_source_lines(source), *_tune_lines(manifest), *_synthesis_lines(manifest, version_dir)]
+    lines += [
+        "",
+        *_source_lines(source),
+        *_tune_lines(manifest, version_dir),
+        *_synthesis_lines(manifest, version_dir),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -90,8 +96,18 @@ def tune_markdown(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _tune_lines(manifest: dict[str, Any]) -> list[str]:
-    return ["", "## Augmentation tuning", "", *tune_markdown(manifest["tune"])] if "tune" in manifest else []
+def _tune_lines(manifest: dict[str, Any], version_dir: Path) -> list[str]:
+    if "tune" not in manifest:
+        return []
+    chart = (version_dir / TUNE_FILE).resolve().as_uri()
+    return [
+        "",
+        "## Augmentation tuning",
+        "",
+        *tune_markdown(manifest["tune"]),
+        "",
+        f"![validation accuracy]({chart})",
+    ]
 
 
 def _source_lines(source: dict[str, Any]) -> list[str]:

@@ -174,6 +174,7 @@ def test_the_flow_tunes_and_reports_the_choice(prefect_harness, tiny_config, tmp
     assert result["tune"] == {k: manifest["tune"][k] for k in ("chosen", "reason")}
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     with get_client(sync_client=True) as client:
         [artifact, *_] = client.read_artifacts(
@@ -182,3 +183,10 @@ def test_the_flow_tunes_and_reports_the_choice(prefect_harness, tiny_config, tmp
     table = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
     assert [row["candidate"] for row in table] == [c["name"] for c in manifest["tune"]["candidates"]]
     assert sum(row["chosen"] for row in table) == 1
+    with get_client(sync_client=True) as client:
+        [summary] = client.read_artifacts(  # the newest: other tests publish 'src' versions too
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["src-summary"])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    assert "## Augmentation tuning" in summary.data and "tune.png" in summary.data
