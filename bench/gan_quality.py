@@ -37,11 +37,11 @@ RECIPE = [
 ]
 
 
-def extract(per_class: int, seed: int, target: Path) -> Path:
+def extract(tarball: Path, per_class: int, seed: int, target: Path) -> Path:
     """K seeded train images per class and the whole test split, as an image folder."""
     rng = np.random.default_rng(seed)
     chosen = {str(c): {f"{k:04d}.png" for k in rng.choice(6000, per_class, replace=False)} for c in range(10)}
-    with tarfile.open(TARBALL) as tar:
+    with tarfile.open(tarball) as tar:
         members = []
         for member in tar:
             parts = member.name.split("/")
@@ -68,21 +68,31 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", choices=["default", "reduce-overhead"], help="synthesis.train.compile")
+    parser.add_argument("--min-confidence", type=float, default=0.0, help="synthesis.filter.min_confidence")
+    parser.add_argument("--tarball", type=Path, default=TARBALL)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", type=Path, help="copy both versions (gate on, gate off) here")
     args = parser.parse_args()
-    if not TARBALL.is_file():
-        print(f"skipped: {TARBALL} not found", file=sys.stderr)
+    if not args.tarball.is_file():
+        print(f"skipped: {args.tarball} not found", file=sys.stderr)
         return 0
     results: dict = {
         "per_class": args.per_class,
         "steps": args.steps,
         "width": args.width,
+        "min_confidence": args.min_confidence,
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
     }
+
+    def save() -> None:  # after each stage, so a run cut short still leaves its figures
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1) + "\n")
+
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        source = extract(args.per_class, 0, Path(tmp) / "src")
+        source = extract(args.tarball, args.per_class, 0, Path(tmp) / "src")
         note("extracted", started)
         overrides = [
             "source.kind=imagefolder",
@@ -97,6 +107,8 @@ def main() -> int:
             f"synthesis.train.batch_size={args.batch}",
             f"synthesis.train.eval_every={max(1, args.steps // 4)}",
             f"synthesis.train.device={args.device}",
+            *([f"synthesis.train.compile={args.compile}"] if args.compile else []),
+            f"synthesis.filter.min_confidence={args.min_confidence}",
             f"synthesis.gate.classifier_epochs={args.epochs}",
             f"synthesis.gate.seeds={args.seeds}",
         ]
@@ -106,12 +118,14 @@ def main() -> int:
         manifest = read_manifest(version)
         synthesis = manifest["synthesis"]
         results["metrics"] = {
-            k: synthesis["metrics"][k] for k in ("fd", "kid", "precision", "recall", "cas_test")
+            k: synthesis["metrics"].get(k) for k in ("fd", "kid", "precision", "recall", "cas_test", "note")
         }
         results["gate"] = synthesis.get("gate")
+        save()
         settings = EvaluationSettings(seeds=args.seeds, epochs=args.epochs)
         results["published"] = evaluate(version, settings)["results"]
         note("evaluated the published version", started)
+        save()
         # The same generator with the gate forced open: what the gate protected us from (or not).
         forced, _ = build(
             load_config(
@@ -130,8 +144,7 @@ def main() -> int:
             for built in (version, forced):
                 shutil.copytree(built, args.keep / built.name, symlinks=True)
     print(json.dumps(results, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    save()
     return 0
 
 

@@ -82,7 +82,7 @@ def main() -> None:
         {
             "synthesis": {
                 "enabled": True,
-                "train": {"steps": 2000, "eval_every": 500, "batch_size": 256, "width": 64, "device": "cuda"},
+                "train": {"steps": 1000, "eval_every": 250, "batch_size": 256, "width": 64, "device": "cuda"},
                 "gate": {"classifier_epochs": 10},
             }
         }

@@ -86,8 +86,10 @@ def train_classifier(
         shuffle = torch.Generator().manual_seed(seed)
         steps_per_epoch = max(1, int(np.ceil(len(images) / spec.batch_size)))
         optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+        # At least 10 scheduled steps: OneCycleLR divides by zero when pct_start x total = 1
+        # (5 steps); a shorter training just stops early in the warm-up.
         schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=spec.lr, total_steps=spec.epochs * steps_per_epoch, pct_start=0.2
+            optimizer, max_lr=spec.lr, total_steps=max(10, spec.epochs * steps_per_epoch), pct_start=0.2
         )
         model.train()
         for _ in range(spec.epochs):

@@ -229,6 +229,9 @@ class GanTrainConfig(_Strict):
     ema_start: int = Field(default=0, ge=0)
     eval_every: int = Field(default=500, ge=1, description="steps between best-checkpoint checks")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    compile: Literal["default", "reduce-overhead"] | None = Field(
+        default=None, description="torch.compile mode for G and D (reduce-overhead: CUDA graphs)"
+    )
     diffaug: list[Literal["color", "translation", "cutout"]] | None = Field(
         default=None, description="None: translation, colour for RGB, cutout from 16x16 up"
     )
@@ -242,6 +245,12 @@ class FilterConfig(_Strict):
     )
     reject_d_fraction: float = Field(
         default=0.0, ge=0.0, lt=1.0, description="share of each class's lowest discriminator scores dropped"
+    )
+    max_oversample: float = Field(
+        default=10.0,
+        ge=1.0,
+        description="candidates generated per wanted sample at most; a class the filter rejects "
+        "more often stays short (the manifest says which)",
     )
 
 

@@ -146,42 +146,18 @@ def synthesize(
     reference = _reference(config, fit, shape.num_classes)
 
     wanted = {c: syn.count_for(int((train.labels == c).sum())) for c in range(shape.num_classes)}
-    oversample = 1.0 / (1.0 - syn.filter.reject_d_fraction) * (1.5 if syn.filter.min_confidence else 1.0)
-    labels, seeds = _candidates(config.seed, wanted, oversample)
-    images, d_scores = generate(
-        trainer.G_ema,
-        trainer.D,
-        labels,
-        seeds,
-        out_size=(shape.height, shape.width),
-        truncation=syn.truncation,
-        progress=SAMPLING,
-    )
-    probs = predict_proba(reference, to_tensor(images)) if len(images) else torch.zeros(0, 1)
-    confidence = (
-        probs[torch.arange(len(labels)), torch.as_tensor(labels)].numpy() if len(labels) else np.zeros(0)
-    )
-    kept = select(
-        labels,
-        confidence,
-        d_scores,
-        wanted,
-        min_confidence=syn.filter.min_confidence,
-        reject_d_fraction=syn.filter.reject_d_fraction,
-    )
-    rows = {
-        "images": images[kept],
-        "labels": labels[kept],
-        "seeds": seeds[kept],
-        "confidence": confidence[kept],
-        "d_score": d_scores[kept],
-    }
+    pool, kept = _sample_until_filled(config, trainer, reference, shape, wanted)
+    rows = {key: values[kept] for key, values in pool.items()}
+    counts = np.bincount(rows["labels"], minlength=shape.num_classes)
+    short = {class_names[c]: int(counts[c]) for c, n in wanted.items() if counts[c] < n}
 
     report: dict[str, Any] = {
         "checkpoint_sha256": file_sha256(checkpoint),
         "checkpoint_step": int(state["step"]),
-        "candidates": int(len(labels)),
+        "candidates": int(len(pool["labels"])),
         "kept_after_filter": int(len(kept)),
+        "wanted": int(sum(wanted.values())),
+        **({"short": short} if short else {}),
         "metrics": quality_metrics(config, reference, fit, rows, test, shape.num_classes),
     }
     filtered = rows  # the grid shows what the generator makes, whatever the gate decides
@@ -315,13 +291,88 @@ def expand_with(
     return np.concatenate([fit.images, np.stack(extra_x)]), np.concatenate([fit.labels, extra_y])
 
 
-def _candidates(seed: int, wanted: dict[int, int], oversample: float) -> tuple[np.ndarray, np.ndarray]:
-    labels, seeds = [], []
-    for c, count in wanted.items():
-        for k in range(int(np.ceil(count * oversample))):
-            labels.append(c)
-            seeds.append(derive_seed(seed, f"synthetic/{c}", k))
-    return np.asarray(labels, dtype=np.int64), np.asarray(seeds, dtype=np.int64)
+def _sample_until_filled(
+    config: Config, trainer: GanTrainer, reference, shape: GanShape, wanted: dict[int, int]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Generate and filter candidates in rounds until every class has ``wanted`` kept
+    samples or has used ``filter.max_oversample`` x wanted candidates.
+
+    Each round asks a short class for its shortfall divided by its acceptance rate so far
+    (the first round guesses it from the filter settings). Candidate k of class c always has
+    the latent seed ``derive_seed(seed, "synthetic/c", k)``, so the rows are reproducible.
+
+    Returns:
+        The candidates (images, labels, seeds, confidence, d_score) and the kept indices.
+    """
+    syn = config.synthesis
+    limit = {c: int(np.ceil(n * syn.filter.max_oversample)) for c, n in wanted.items()}
+    rate = {
+        c: (1.0 - syn.filter.reject_d_fraction) * (2 / 3 if syn.filter.min_confidence else 1.0)
+        for c in wanted
+    }
+    made = dict.fromkeys(wanted, 0)
+    size = (shape.height, shape.width) + ((3,) if shape.channels == 3 else ())
+    parts: list[dict[str, np.ndarray]] = []
+    pool = {
+        "images": np.zeros((0, *size), dtype=np.uint8),
+        "labels": np.zeros(0, dtype=np.int64),
+        "seeds": np.zeros(0, dtype=np.int64),
+        "confidence": np.zeros(0),
+        "d_score": np.zeros(0),
+    }
+    kept = np.zeros(0, dtype=np.int64)
+    while True:
+        counts = np.bincount(pool["labels"][kept], minlength=shape.num_classes)
+        todo = {}
+        for c, n in wanted.items():
+            short = n - int(counts[c])
+            if short > 0 and made[c] < limit[c]:
+                todo[c] = min(limit[c] - made[c], int(np.ceil(short / max(rate[c], 0.05))))
+        if not todo:
+            return pool, kept
+        labels = np.asarray([c for c, n in todo.items() for _ in range(n)], dtype=np.int64)
+        seeds = np.asarray(
+            [
+                derive_seed(config.seed, f"synthetic/{c}", made[c] + k)
+                for c, n in todo.items()
+                for k in range(n)
+            ],
+            dtype=np.int64,
+        )
+        images, d_scores = generate(
+            trainer.G_ema,
+            trainer.D,
+            labels,
+            seeds,
+            out_size=(shape.height, shape.width),
+            truncation=syn.truncation,
+            progress=SAMPLING,
+            progress_offset=sum(made.values()),
+        )
+        probs = predict_proba(reference, to_tensor(images))
+        confidence = probs[torch.arange(len(labels)), torch.as_tensor(labels)].numpy()
+        parts.append(
+            {
+                "images": images,
+                "labels": labels,
+                "seeds": seeds,
+                "confidence": confidence,
+                "d_score": d_scores,
+            }
+        )
+        pool = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+        for c, n in todo.items():
+            made[c] += n
+        kept = select(
+            pool["labels"],
+            pool["confidence"],
+            pool["d_score"],
+            wanted,
+            min_confidence=syn.filter.min_confidence,
+            reject_d_fraction=syn.filter.reject_d_fraction,
+        )
+        counts = np.bincount(pool["labels"][kept], minlength=shape.num_classes)
+        rate = {c: counts[c] / made[c] if made[c] else rate[c] for c in wanted}
 
 
 def _reference(config: Config, fit: RealData, num_classes: int):

@@ -4,12 +4,21 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.classifier import ClassifierSpec, train_classifier
 from pipeline.config import GanTrainConfig
 from pipeline.errors import PipelineError
 from pipeline.gan import metrics as gm
 from pipeline.gan.diffaug import default_policy, diff_augment
 from pipeline.gan.losses import discriminator_hinge, generator_hinge
-from pipeline.gan.models import Discriminator, Generator, train_resolution
+from pipeline.gan.models import (
+    Discriminator,
+    Generator,
+    SNConv2d,
+    SNEmbedding,
+    SNLinear,
+    _SpectralNorm,
+    train_resolution,
+)
 from pipeline.gan.sample import generate, latent, select
 from pipeline.gan.train import GanShape, GanTrainer, load_checkpoint, save_checkpoint
 
@@ -89,7 +98,7 @@ def test_checkpoint_refusals(tmp_path):
     with pytest.raises(PipelineError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "corrupt.pt")
     torch.save({"format": "someone-else"}, tmp_path / "other.pt")
-    with pytest.raises(PipelineError, match="not a dataset-expand-gan/1 checkpoint"):
+    with pytest.raises(PipelineError, match="not a dataset-expand-gan/2 checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
     with pytest.raises(PipelineError, match="made for"):
         trainer(shape=GanShape(5, 1, 8, 8)).load_state_dict(load_checkpoint(tmp_path / "ok.pt"))
@@ -145,3 +154,56 @@ def test_ema_warm_up_follows_live_weights_early():
     to_live = sum(float((e - p.detach()).abs().sum()) for e, p in zip(ema, live, strict=True))
     to_init = sum(float((e - p).abs().sum()) for e, p in zip(ema, initial, strict=True))
     assert to_live < to_init  # decay min(0.999, 1/10) at the first step, not 0.999
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [SNConv2d(3, 16, 3, padding=1), SNLinear(32, 1), SNLinear(32, 8), SNEmbedding(10, 32)],
+    ids=["conv", "linear-1", "linear", "embedding"],
+)
+def test_spectral_norm_divides_by_the_largest_singular_value(layer):
+    for _ in range(100):
+        layer.power_iteration()
+    matrix = layer.weight.detach().flatten(1)
+    normalized = layer.normalized_weight().detach().flatten(1)
+    assert torch.linalg.matrix_norm(normalized, 2) == pytest.approx(1.0, rel=1e-3)
+    assert torch.allclose(normalized * torch.linalg.matrix_norm(matrix, 2), matrix, rtol=1e-3, atol=1e-6)
+
+
+def test_power_iteration_runs_once_per_discriminator_update():
+    t = trainer()
+    t.train_step()  # the first iteration sees the initial weights, on which u has converged
+    before = [m.sn_u.clone() for m in _sn_layers(t.D)]
+    t.D(torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.long))  # a forward never updates u
+    assert all(torch.equal(a, m.sn_u) for a, m in zip(before, _sn_layers(t.D), strict=True))
+    t.train_step()  # the weights moved, so u moves (except the 1-row head's, which is ±1)
+    moved = [not torch.equal(a, m.sn_u) for a, m in zip(before, _sn_layers(t.D), strict=True) if len(a) > 1]
+    assert moved and all(moved)
+
+
+def _sn_layers(module):
+    return [m for m in module.modules() if isinstance(m, _SpectralNorm)]
+
+
+def test_checkpoint_from_another_device_type_loads_without_its_random_streams(tmp_path):
+    """A CUDA-trained generator must sample on the CPU: its RNG states do not fit there."""
+    t = trainer()
+    t.train(2)
+    state = t.state_dict()
+    state["rng"] = {name: torch.zeros(16, dtype=torch.uint8) for name in state["rng"]}  # a CUDA state
+    state["rng_device"] = "cuda"
+    save_checkpoint(state, tmp_path / "cuda.pt")
+    fresh = trainer()
+    fresh.load_state_dict(load_checkpoint(tmp_path / "cuda.pt"))
+    assert fresh.step == 2
+    assert all(torch.equal(a, b) for a, b in zip(fresh.G_ema.parameters(), t.G_ema.parameters(), strict=True))
+    assert torch.equal(fresh.rng["latent"].get_state(), trainer().rng["latent"].get_state())
+
+
+def test_reference_classifier_trains_for_a_handful_of_steps():
+    # OneCycleLR divides by zero at exactly 5 scheduled steps; the classifier must not.
+    images = torch.rand(10, 1, 8, 8)
+    labels = torch.arange(10) % 2
+    for epochs in (1, 5):
+        model = train_classifier(images, labels, 2, seed=0, spec=ClassifierSpec(epochs=epochs, batch_size=2))
+        assert model(images).shape == (10, 2)

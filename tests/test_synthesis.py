@@ -2,10 +2,17 @@
 
 import json
 
+import numpy as np
 import pyarrow.parquet as pq
+import pytest
+import torch
 from PIL import Image
 
+from pipeline import synthesis
+from pipeline.augment import derive_seed
 from pipeline.build import build
+from pipeline.config import Config, GanTrainConfig
+from pipeline.gan.train import GanShape, GanTrainer
 from pipeline.manifest import read_manifest
 
 TINY_GAN = [
@@ -34,6 +41,8 @@ def test_synthetic_rows_carry_lineage_without_gate(tiny_config):
     manifest = read_manifest(version)
     report = manifest["synthesis"]
     assert report["published"] == 9 and "gate" not in report
+    # no filter: one round, every candidate kept
+    assert report["candidates"] == report["wanted"] == report["kept_after_filter"] == 9
     assert set(report["metrics"]) >= {"fd", "kid", "precision", "recall", "per_class_fd", "cas_test"}
     synthetic = [r for r in train_rows(version) if r["origin"] == "synthetic"]
     assert len(synthetic) == 9
@@ -96,3 +105,43 @@ def test_sample_grid_shows_generated_images_even_when_gate_declines(tiny_config)
     assert manifest["splits"]["train"]["by_origin"].get("synthetic", 0) == 0
     grid = np.asarray(Image.open(version / "samples.png"))
     assert (grid[:, grid.shape[1] // 2 + 40 :] < 255).any()  # the synthetic half is not empty
+
+
+def _every_third_confident(monkeypatch):
+    """The reference classifier is sure of every third candidate it is shown, of no other."""
+    seen = []
+
+    def predict_proba(reference, images):
+        start = sum(seen)
+        seen.append(len(images))
+        sure = (torch.arange(start, start + len(images)) % 3 == 0).float()
+        return sure[:, None].expand(len(images), 4).clone()
+
+    monkeypatch.setattr(synthesis, "predict_proba", predict_proba)
+    return seen
+
+
+@pytest.mark.parametrize("max_oversample, filled", [(10.0, True), (2.0, False)])
+def test_filtered_sampling_draws_rounds_until_each_class_is_full(monkeypatch, max_oversample, filled):
+    seen = _every_third_confident(monkeypatch)
+    config = Config.model_validate(
+        {"synthesis": {"filter": {"min_confidence": 0.5, "max_oversample": max_oversample}}}
+    )
+    shape = GanShape(4, 1, 8, 8)
+    images = np.zeros((8, 8, 8), dtype=np.uint8)
+    trainer = GanTrainer(
+        images=images, labels=np.arange(8) % 4, shape=shape, settings=GanTrainConfig(width=8, z_dim=8), seed=0
+    )
+    wanted = {0: 5, 1: 5, 2: 5, 3: 0}
+    pool, kept = synthesis._sample_until_filled(config, trainer, None, shape, wanted)
+    counts = np.bincount(pool["labels"][kept], minlength=4)
+    assert (pool["confidence"][kept] >= 0.5).all()
+    made = np.bincount(pool["labels"], minlength=4)
+    if filled:
+        assert counts.tolist() == [5, 5, 5, 0] and len(seen) > 1  # the first round's guess fell short
+        assert made[3] == 0
+    else:
+        assert made.tolist() == [10, 10, 10, 0] and counts.max() < 5  # capped at 2 x wanted
+    for c in range(3):  # candidate k of class c has the k-th derived seed, across rounds
+        seeds = pool["seeds"][pool["labels"] == c]
+        assert seeds.tolist() == [derive_seed(config.seed, f"synthetic/{c}", k) for k in range(made[c])]

@@ -4,6 +4,12 @@ Generator: class-conditional BatchNorm in every residual up-block. Discriminator
 norm everywhere and a projection head (Miyato & Koyama 2018), no auxiliary classifier.
 Both work at a square power-of-two resolution; :func:`train_resolution` picks it from the
 data and the sampler resizes back to the dataset's size.
+
+Spectral norm is our own (:class:`SNConv2d`, :class:`SNLinear`, :class:`SNEmbedding`): the
+forward is a pure function of the weight and the power-iteration vectors, and the trainer
+advances the power iteration once per step (:meth:`Discriminator.power_iteration`). Torch's
+``spectral_norm`` updates its vectors in place inside the forward, which ``torch.compile``
+cannot trace, and runs one iteration per forward (three per training step).
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils import spectral_norm
 
 MIN_RESOLUTION, MAX_RESOLUTION = 8, 64
 
@@ -30,6 +35,61 @@ def train_resolution(height: int, width: int) -> int:
             f"GAN synthesis supports images up to {MAX_RESOLUTION}x{MAX_RESOLUTION}, got {height}x{width}"
         )
     return max(MIN_RESOLUTION, 1 << math.ceil(math.log2(side)))
+
+
+class _SpectralNorm:
+    """Mixin: the layer uses ``weight / sigma``, sigma = u^T W v (Miyato et al. 2018).
+
+    ``u`` and ``v`` are buffers (checkpointed, so resume is exact); gradients flow through W
+    only, as in the paper. Sigma is an elementwise sum, so autocast keeps it in float32.
+    """
+
+    weight: torch.Tensor
+
+    def _init_spectral_norm(self, iterations: int = 15) -> None:
+        rows = self.weight.shape[0]
+        self.register_buffer("sn_u", F.normalize(torch.randn(rows), dim=0, eps=1e-12))
+        self.register_buffer("sn_v", torch.zeros(self.weight[0].numel()))
+        for _ in range(iterations):
+            self.power_iteration()
+
+    @torch.no_grad()
+    def power_iteration(self) -> None:
+        matrix = self.weight.detach().flatten(1).float()
+        self.sn_v.copy_(F.normalize(matrix.t() @ self.sn_u, dim=0, eps=1e-12))
+        self.sn_u.copy_(F.normalize(matrix @ self.sn_v, dim=0, eps=1e-12))
+
+    def normalized_weight(self) -> torch.Tensor:
+        matrix = self.weight.flatten(1)
+        sigma = (matrix.float() * (self.sn_u[:, None] * self.sn_v[None, :])).sum()
+        return self.weight / sigma
+
+
+class SNConv2d(nn.Conv2d, _SpectralNorm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_spectral_norm()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.normalized_weight(), self.bias)
+
+
+class SNLinear(nn.Linear, _SpectralNorm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_spectral_norm()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.normalized_weight(), self.bias)
+
+
+class SNEmbedding(nn.Embedding, _SpectralNorm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_spectral_norm()
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return F.embedding(y, self.normalized_weight())
 
 
 class ConditionalBatchNorm(nn.Module):
@@ -91,9 +151,9 @@ class Generator(nn.Module):
 class DiscriminatorBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, downsample: bool, first: bool):
         super().__init__()
-        self.conv1 = spectral_norm(nn.Conv2d(in_ch, out_ch, 3, padding=1))
-        self.conv2 = spectral_norm(nn.Conv2d(out_ch, out_ch, 3, padding=1))
-        self.skip = spectral_norm(nn.Conv2d(in_ch, out_ch, 1))
+        self.conv1 = SNConv2d(in_ch, out_ch, 3, padding=1)
+        self.conv2 = SNConv2d(out_ch, out_ch, 3, padding=1)
+        self.skip = SNConv2d(in_ch, out_ch, 1)
         self.downsample = downsample
         self.first = first
 
@@ -119,8 +179,15 @@ class Discriminator(nn.Module):
                 for i in range(downs + 1)
             )
         )
-        self.linear = spectral_norm(nn.Linear(widths[-1], 1))
-        self.embed = spectral_norm(nn.Embedding(num_classes, widths[-1]))
+        self.linear = SNLinear(widths[-1], 1)
+        self.embed = SNEmbedding(num_classes, widths[-1])
+
+    @torch.no_grad()
+    def power_iteration(self) -> None:
+        """One power-iteration step for every spectral-normalized layer (once per D update)."""
+        for module in self.modules():
+            if isinstance(module, _SpectralNorm):
+                module.power_iteration()
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.blocks(x)).sum(dim=(2, 3))

@@ -39,8 +39,10 @@ def generate(
     truncation: float | None = None,
     batch_size: int = 256,
     progress: str | None = None,
+    progress_offset: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Generate one image per (label, seed), reporting each batch as stage ``progress``.
+    """Generate one image per (label, seed), reporting each batch as stage ``progress``
+    (``progress_offset`` images counted before this call).
 
     Returns:
         uint8 images at the dataset's size, (N, H, W) or (N, H, W, 3), and the
@@ -65,7 +67,8 @@ def generate(
         pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
         images.append(pixels[:, 0] if pixels.shape[1] == 1 else pixels.transpose(0, 2, 3, 1))
         if progress:
-            report(progress, min(start + batch_size, len(labels)), len(labels))
+            done = progress_offset + min(start + batch_size, len(labels))
+            report(progress, done, progress_offset + len(labels))
     return np.concatenate(images), np.concatenate(scores)
 
 
