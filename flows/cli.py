@@ -154,8 +154,11 @@ def _print_summary(result: dict) -> None:
         )
     if result.get("tune"):
         print(f"  augment.tune: {result['tune']['reason']}")
-    if result.get("synthesis") and result["synthesis"].get("gate"):
-        print(f"  gate: {result['synthesis']['gate']['reason']}")
+    synthesis = result.get("synthesis") or {}
+    if synthesis.get("short"):
+        print(f"  synthesis.filter: classes short of their count (kept): {synthesis['short']}")
+    if synthesis.get("gate"):
+        print(f"  gate: {synthesis['gate']['reason']}")
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -293,7 +293,7 @@ def _result(context: BuildContext, created: bool) -> dict[str, Any]:
         "duplicate_groups": manifest["source"].get("duplicates", {}).get("groups", 0),
         "tune": {k: manifest["tune"][k] for k in ("chosen", "reason")} if "tune" in manifest else None,
         "synthesis": {
-            k: manifest["synthesis"][k] for k in ("published", "gate") if k in manifest["synthesis"]
+            k: manifest["synthesis"][k] for k in ("published", "gate", "short") if k in manifest["synthesis"]
         }
         if "synthesis" in manifest
         else None,

@@ -136,6 +136,13 @@ def _synthesis_lines(manifest: dict[str, Any], version_dir: Path) -> list[str]:
     shown = [f"{label} {metrics[k]:.3f}" for k, label in names.items() if isinstance(metrics.get(k), float)]
     if shown:
         lines.append("Classifier-feature metrics: " + ", ".join(shown) + ".")
+    if "wanted" in synthesis:
+        short = synthesis.get("short")
+        lines.append(
+            f"Sampling: {synthesis['kept_after_filter']} of {synthesis['candidates']} candidates kept "
+            f"for {synthesis['wanted']} wanted"
+            + (f"; classes short of their count (kept): {short}." if short else ".")
+        )
     gate = synthesis.get("gate")
     if gate:
         lines.append(f"Utility gate: {gate['reason']}")

@@ -14,6 +14,7 @@ from pipeline.build import build
 from pipeline.config import Config, GanTrainConfig
 from pipeline.gan.train import GanShape, GanTrainer
 from pipeline.manifest import read_manifest
+from pipeline.summary import run_markdown
 
 TINY_GAN = [
     "synthesis.enabled=true",
@@ -145,3 +146,22 @@ def test_filtered_sampling_draws_rounds_until_each_class_is_full(monkeypatch, ma
     for c in range(3):  # candidate k of class c has the k-th derived seed, across rounds
         seeds = pool["seeds"][pool["labels"] == c]
         assert seeds.tolist() == [derive_seed(config.seed, f"synthetic/{c}", k) for k in range(made[c])]
+
+
+def test_a_class_the_filter_starves_is_named_in_manifest_and_summary(tiny_config):
+    version, _ = build(
+        tiny_config(
+            *TINY_GAN,
+            "synthesis.gate.enabled=false",
+            "synthesis.filter.min_confidence=1.0",  # no 4-step generator is that convincing
+            "synthesis.filter.max_oversample=2",
+        )
+    )
+    manifest = read_manifest(version)
+    report = manifest["synthesis"]
+    assert report["wanted"] == 9 and report["candidates"] == 18  # 2 x wanted per class, then it stops
+    assert report["short"] and set(report["short"]) <= set(manifest["class_names"])
+    assert sum(report["short"].values()) == report["published"] < 9
+    text = run_markdown(manifest, version, created=True)
+    short = f"classes short of their count (kept): {report['short']}"
+    assert f"of 18 candidates kept for 9 wanted; {short}" in text
