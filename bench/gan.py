@@ -90,7 +90,6 @@ def time_ours(resolution, channels, batch, device, steps, warmup, width, compile
     settings = GanTrainConfig(batch_size=batch, width=width, device=device, compile=compile_mode)
     if compile_mode:
         torch._dynamo.reset()  # no graphs compiled for another mode or batch size
-
     trainer = GanTrainer(
         images=images,
         labels=labels,

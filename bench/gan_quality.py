@@ -37,7 +37,7 @@ RECIPE = [
 ]
 
 
-def extract(tarball: Path, per_class: int, seed: int, target: Path) -> Path:
+def extract(per_class: int, seed: int, target: Path, tarball: Path = TARBALL) -> Path:
     """K seeded train images per class and the whole test split, as an image folder."""
     rng = np.random.default_rng(seed)
     chosen = {str(c): {f"{k:04d}.png" for k in rng.choice(6000, per_class, replace=False)} for c in range(10)}
@@ -92,7 +92,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        source = extract(args.tarball, args.per_class, 0, Path(tmp) / "src")
+        source = extract(args.per_class, 0, Path(tmp) / "src", args.tarball)
         note("extracted", started)
         overrides = [
             "source.kind=imagefolder",

@@ -46,6 +46,10 @@ class _SpectralNorm:
 
     weight: torch.Tensor
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)  # the layer's own constructor, next in the MRO
+        self._init_spectral_norm()
+
     def _init_spectral_norm(self, iterations: int = 15) -> None:
         rows = self.weight.shape[0]
         self.register_buffer("sn_u", F.normalize(torch.randn(rows), dim=0, eps=1e-12))
@@ -65,29 +69,17 @@ class _SpectralNorm:
         return self.weight / sigma
 
 
-class SNConv2d(nn.Conv2d, _SpectralNorm):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_spectral_norm()
-
+class SNConv2d(_SpectralNorm, nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.normalized_weight(), self.bias)
 
 
-class SNLinear(nn.Linear, _SpectralNorm):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_spectral_norm()
-
+class SNLinear(_SpectralNorm, nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.normalized_weight(), self.bias)
 
 
-class SNEmbedding(nn.Embedding, _SpectralNorm):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_spectral_norm()
-
+class SNEmbedding(_SpectralNorm, nn.Embedding):
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return F.embedding(y, self.normalized_weight())
 
