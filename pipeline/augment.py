@@ -24,6 +24,7 @@ import importlib
 import inspect
 import json
 import random
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,28 @@ if TYPE_CHECKING:
 # Arrays in applied parameters (noise maps, matrices) are summarised above this many values;
 # the seed and the recipe replay them exactly.
 _MAX_ARRAY_VALUES = 16
+
+
+def albumentations() -> Any:
+    """The albumentations module, imported without its optional PyTorch transforms unless
+    torch is loaded already.
+
+    albumentations imports ``albumentations.pytorch`` (``ToTensorV2``) under
+    ``suppress(ImportError)``, and that imports torch: about 3.5 s of a 5.5 s import on a
+    small machine, paid by every worker process, for transforms whose tensors cannot be
+    written as images. The optional import is made to fail as on an install without torch;
+    ``import albumentations.pytorch`` still works afterwards.
+    """
+    if "albumentations" in sys.modules or "torch" in sys.modules:
+        import albumentations
+
+        return albumentations
+    sys.modules["albumentations.pytorch"] = None  # type: ignore[assignment]  # import fails
+    try:
+        import albumentations
+    finally:
+        del sys.modules["albumentations.pytorch"]
+    return albumentations
 
 
 def derive_seed(run_seed: int, source_id: str, replica: int | str) -> int:
@@ -99,9 +122,10 @@ def instantiate(cls: type, params: dict[str, Any], at: str) -> Any:
 
 
 def _build_one(name: str, params: dict[str, Any], at: str, custom: tuple[str, ...]) -> Any:
-    import albumentations as A
-
+    A = albumentations()
     cls = _custom_class(name, at) if name in custom else getattr(A, name, None)
+    if cls is None and name == "ToTensorV2":  # left out of the namespace by albumentations()
+        cls = importlib.import_module("albumentations.pytorch").ToTensorV2
     is_compose = inspect.isclass(cls) and issubclass(cls, A.BaseCompose)
     if not inspect.isclass(cls) or not (issubclass(cls, A.BasicTransform) or is_compose):
         hint = " (custom transforms must be listed in augment.custom_transforms)" if ":" in name else ""
@@ -189,9 +213,8 @@ class Augmenter:
     """Applies a recipe to one image with a given seed; returns the image and what was done."""
 
     def __init__(self, spec: list[dict[str, Any]], custom: tuple[str, ...] | list[str] = ()):
-        import albumentations as A
-
-        self._compose = A.Compose(build_transforms(spec, custom=custom), save_applied_params=True, seed=0)
+        transforms = build_transforms(spec, custom=custom)
+        self._compose = albumentations().Compose(transforms, save_applied_params=True, seed=0)
         # One numpy and one Python generator shared by every transform, reseeded in place per
         # image: albumentations' set_random_seed builds new generators for each transform
         # (about 200 us per image for a three-step recipe, as long as the transforms).

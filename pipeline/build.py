@@ -60,7 +60,6 @@ from pipeline.synthetic_stage import (
     synthesize_stage,
     train_gan_stage,
 )
-from pipeline.tune import tune_augmentation
 from pipeline.workers import run_all, run_one, warm_up
 
 _SIZE_SAMPLE = 64
@@ -175,6 +174,8 @@ def tune(context: BuildContext, workers: int = 1) -> BuildContext:
     """Choose the augmentation by validation accuracy (``augment.tune``, see
     :mod:`pipeline.tune`); the rest of the build uses the winner, and the manifest, the
     card and ``tune.png`` say what was tried."""
+    from pipeline.tune import tune_augmentation  # imports torch: only builds that tune pay for it
+
     augment, summary = tune_augmentation(
         context.config, context.work_dir, context.shape, context.class_names, workers
     )

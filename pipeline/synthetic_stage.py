@@ -11,7 +11,7 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -19,10 +19,14 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from pipeline.config import Config
-from pipeline.gan.train import GanShape
 from pipeline.ingest import INDEX_FILE, PIXELS_FILE, Index, PixelStore, load_index, write_pixels
 from pipeline.pictures import CURVES_FILE, training_curves
-from pipeline.synthesis import RealData, fit_validation_masks, synthesize, train_gan
+
+# pipeline.synthesis (and torch, 3-4 s to import) is imported by the stages that use it, so
+# that a build without synthesis, and its worker processes, never load torch.
+if TYPE_CHECKING:
+    from pipeline.gan.train import GanShape
+    from pipeline.synthesis import RealData
 
 SYNTHETIC_PIXELS = "synthetic.arrow"
 SYNTHETIC_INDEX = "synthetic.parquet"
@@ -33,6 +37,8 @@ _GRID_COLUMNS = 8
 
 
 def gan_shape(shape: tuple[int, ...], num_classes: int) -> GanShape:
+    from pipeline.gan.train import GanShape
+
     return GanShape(
         num_classes=num_classes, channels=1 if len(shape) == 2 else 3, height=shape[0], width=shape[1]
     )
@@ -42,6 +48,8 @@ def load_split(
     work_dir: Path, shape: tuple[int, ...], split: str, index: Index | None = None
 ) -> RealData | None:
     """The staged real images of one split (None when the source has no such split)."""
+    from pipeline.synthesis import RealData
+
     index = index or load_index(work_dir / INDEX_FILE)
     rows = [i for i, s in enumerate(index.splits) if s == split]
     if not rows:
@@ -61,6 +69,8 @@ def train_gan_stage(
     on_metrics: Callable[[dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Train the GAN on the fit part of the staged training split (checkpoints in work_dir/gan)."""
+    from pipeline.synthesis import fit_validation_masks, train_gan
+
     train = load_split(work_dir, shape, "train")
     fit_mask, _ = fit_validation_masks(train, config)
     summary = train_gan(
@@ -90,6 +100,8 @@ def synthesize_stage(
     Returns:
         The synthesis report for the manifest (metrics, gate figures, counts, files).
     """
+    from pipeline.synthesis import synthesize
+
     index = load_index(work_dir / INDEX_FILE)
     train = load_split(work_dir, shape, "train", index)
     test = load_split(work_dir, shape, "test", index)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -20,12 +21,11 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import cv2
-import torch
 
 # Imported by the fork server once, so that workers start with them loaded (about 1.4 s
-# each for albumentations and for pandas, which pyarrow imports at a worker's first table
-# when it is installed; absent ones are skipped).
-PRELOAD = ["pipeline.build", "albumentations", "pandas"]
+# each for albumentations, without torch, and for pandas, which pyarrow imports at a
+# worker's first table when it is installed; absent ones are skipped).
+PRELOAD = ["pipeline.preload", "pandas"]
 
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 _READY: dict[int, threading.Event] = {}
@@ -114,10 +114,15 @@ def result(future: Future, workers: int) -> Any:
 
 
 def single_threaded() -> None:
-    """Worker-process set-up: one thread each for OpenCV, torch and OpenMP."""
+    """Worker-process set-up: one thread each for OpenCV, torch and OpenMP.
+
+    Workers import torch only when a job needs it (torchvision policies, the reference
+    classifier); it then starts with the OpenMP setting.
+    """
     os.environ["OMP_NUM_THREADS"] = "1"
     cv2.setNumThreads(1)
-    torch.set_num_threads(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _start(workers: int, ready: threading.Event) -> None:

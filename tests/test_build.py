@@ -1,5 +1,7 @@
 import json
 import random
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -238,3 +240,31 @@ def test_degenerate_augmentations_are_drawn_again(tiny_config):
                     source = np.asarray(Image.open(io.BytesIO(real["image"]["bytes"])))
                     assert np.array_equal(replay(source, r["seed"])[0], pixels)
     assert blank["loose"] > 0 and blank["strict"] == 0
+
+
+def test_a_build_without_synthesis_does_not_import_torch(tiny_config):
+    """torch takes 3-4 s to import; a plain build and its worker processes go without it,
+    and it still works where asked for (torch threads set to 1 in workers)."""
+    config = tiny_config("runner.workers=2").model_dump(mode="json")
+    script = """
+import json, sys
+from pipeline.build import build
+from pipeline.config import Config
+from pipeline.workers import run_one
+
+build(Config.model_validate(json.loads(sys.argv[1])))
+parent = "torch" in sys.modules
+worker = run_one(eval, ("'torch' in __import__('sys').modules",), 2)
+threads = run_one(eval, ("__import__('torch').get_num_threads()",), 2)
+from pipeline.augment import build_transforms
+to_tensor = type(build_transforms([{"ToTensorV2": {}}])[0]).__name__
+print(json.dumps([parent, worker, threads, to_tensor]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(config)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        check=True,
+    )
+    assert json.loads(done.stdout.splitlines()[-1]) == [False, False, 1, "ToTensorV2"]
