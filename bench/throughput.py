@@ -8,7 +8,7 @@ the CIFAR-10 subset, from ``../shared/datasets/``), with 4 augmented copies per 
 (b) ``pipeline.build.build`` with ``runner.workers=1``;
 (c) ``pipeline.build.build`` with every core;
 (c-warm) the same, timed in a process that has built once before, so its worker pool
-    (whose fork server imports the pipeline: about 5 s of one core) is already running,
+    (whose fork server imports the pipeline: about 2 s of one core) is already running,
     as in a long-running ``expand serve`` or notebook.
 
 Each variant runs in a fresh subprocess, imports included (but for c-warm); the variants take turns

@@ -104,6 +104,7 @@ PLAN_SCHEMA = pa.schema(
 )
 _ROW_SCHEMA = PLAN_SCHEMA.remove(0).remove(0)  # without split and shard
 _MIX_COLUMNS = ("mix", "partner_row", "partner_id", "partner_label")
+_ORDER_CHUNK = 65_536  # rows whose source ids are Python strings at once, while ordering
 
 
 def build_plan(
@@ -134,10 +135,10 @@ def build_plan(
                 rows = _with_partners(rows, index, mix, seed, pool=members)
             if split == "train" and synthetic is not None and synthetic.num_rows:
                 rows = pa.concat_tables([rows, _synthetic_rows(synthetic)])
-            rows = _in_order(rows, seed)
+            order = _write_order(rows, seed)
             count = max(1, math.ceil(rows.num_rows / rows_per_shard))
             for shard in range(count):
-                part = rows.slice(shard * rows_per_shard, rows_per_shard)
+                part = rows.take(order[shard * rows_per_shard : (shard + 1) * rows_per_shard])
                 where = [pa.array([split] * part.num_rows), pa.array([shard] * part.num_rows, pa.int64())]
                 writer.write_table(
                     pa.Table.from_arrays([*where, *part.columns], schema=PLAN_SCHEMA),
@@ -215,17 +216,19 @@ def _synthetic_rows(synthetic: pa.Table) -> pa.Table:
     )
 
 
-def _in_order(rows: pa.Table, seed: int) -> pa.Table:
-    ids = rows["source_id"].to_pylist()
+def _write_order(rows: pa.Table, seed: int) -> np.ndarray:
+    """Row positions in write order; shards take their slice, so the table is not copied
+    whole, and source ids become Python strings a chunk at a time."""
     replicas = rows["replica"].to_numpy()
-    keys = np.fromiter(
-        (derive_seed(seed, i, f"order-{r}") for i, r in zip(ids, replicas, strict=True)),
-        dtype=np.int64,
-        count=len(ids),
-    )
-    del ids
+    keys = np.empty(rows.num_rows, dtype=np.int64)
+    for start in range(0, rows.num_rows, _ORDER_CHUNK):
+        ids = rows["source_id"].slice(start, _ORDER_CHUNK).to_pylist()
+        keys[start : start + len(ids)] = [
+            derive_seed(seed, i, f"order-{r}")
+            for i, r in zip(ids, replicas[start : start + len(ids)], strict=True)
+        ]
     id_rank = pc.rank(rows["source_id"], sort_keys="ascending", tiebreaker="dense").to_numpy()
-    return rows.take(np.lexsort((replicas, id_rank, keys)))
+    return np.lexsort((replicas, id_rank, keys))
 
 
 def read_shard_plan(work_dir: Path, shard: ShardSpec) -> pa.Table:

@@ -1,7 +1,7 @@
 """Worker processes for shard writing and decoding: one persistent pool per process.
 
-Workers fork from a ``forkserver`` that imports the pipeline once (about 5 s on a small
-machine: albumentations pulls in torch), never from the caller: a process that has run
+Workers fork from a ``forkserver`` that imports the pipeline once (:mod:`pipeline.preload`,
+about 2 s on a small machine, without torch), never from the caller: a process that has run
 OpenCV or OpenMP thread pools (or, under Prefect, has other threads) cannot be forked
 safely (forked workers hung in the test suite). Each worker runs with one OpenCV, torch
 and OpenMP thread, so ``workers`` processes do not oversubscribe the cores.
