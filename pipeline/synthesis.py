@@ -311,68 +311,70 @@ def _sample_until_filled(
         for c in wanted
     }
     made = dict.fromkeys(wanted, 0)
+    counts = np.zeros(shape.num_classes, dtype=np.int64)
     size = (shape.height, shape.width) + ((3,) if shape.channels == 3 else ())
-    parts: list[dict[str, np.ndarray]] = []
-    pool = {
-        "images": np.zeros((0, *size), dtype=np.uint8),
-        "labels": np.zeros(0, dtype=np.int64),
-        "seeds": np.zeros(0, dtype=np.int64),
-        "confidence": np.zeros(0),
-        "d_score": np.zeros(0),
-    }
+    parts = [
+        {
+            "images": np.zeros((0, *size), dtype=np.uint8),
+            "labels": np.zeros(0, dtype=np.int64),
+            "seeds": np.zeros(0, dtype=np.int64),
+            "confidence": np.zeros(0),
+            "d_score": np.zeros(0),
+        }
+    ]
     kept = np.zeros(0, dtype=np.int64)
     while True:
-        counts = np.bincount(pool["labels"][kept], minlength=shape.num_classes)
         todo = {}
         for c, n in wanted.items():
             short = n - int(counts[c])
             if short > 0 and made[c] < limit[c]:
                 todo[c] = min(limit[c] - made[c], int(np.ceil(short / max(rate[c], 0.05))))
         if not todo:
-            return pool, kept
-        labels = np.asarray([c for c, n in todo.items() for _ in range(n)], dtype=np.int64)
-        seeds = np.asarray(
-            [
-                derive_seed(config.seed, f"synthetic/{c}", made[c] + k)
-                for c, n in todo.items()
-                for k in range(n)
-            ],
-            dtype=np.int64,
-        )
-        images, d_scores = generate(
-            trainer.G_ema,
-            trainer.D,
-            labels,
-            seeds,
-            out_size=(shape.height, shape.width),
-            truncation=syn.truncation,
-            progress=SAMPLING,
-            progress_offset=sum(made.values()),
-        )
-        probs = predict_proba(reference, to_tensor(images))
-        confidence = probs[torch.arange(len(labels)), torch.as_tensor(labels)].numpy()
-        parts.append(
-            {
-                "images": images,
-                "labels": labels,
-                "seeds": seeds,
-                "confidence": confidence,
-                "d_score": d_scores,
-            }
-        )
-        pool = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+            return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}, kept
+        parts.append(_sample_round(config, trainer, reference, shape, todo, made))
         for c, n in todo.items():
             made[c] += n
+        labels = np.concatenate([part["labels"] for part in parts])
         kept = select(
-            pool["labels"],
-            pool["confidence"],
-            pool["d_score"],
+            labels,
+            np.concatenate([part["confidence"] for part in parts]),
+            np.concatenate([part["d_score"] for part in parts]),
             wanted,
             min_confidence=syn.filter.min_confidence,
             reject_d_fraction=syn.filter.reject_d_fraction,
         )
-        counts = np.bincount(pool["labels"][kept], minlength=shape.num_classes)
+        counts = np.bincount(labels[kept], minlength=shape.num_classes)
         rate = {c: counts[c] / made[c] if made[c] else rate[c] for c in wanted}
+
+
+def _sample_round(
+    config: Config,
+    trainer: GanTrainer,
+    reference,
+    shape: GanShape,
+    todo: dict[int, int],
+    made: dict[int, int],
+) -> dict[str, np.ndarray]:
+    """``todo[c]`` new candidates of each class c, numbered on from ``made[c]``, with their
+    reference-classifier confidence and discriminator score."""
+    labels = np.asarray([c for c, n in todo.items() for _ in range(n)], dtype=np.int64)
+    seeds = np.asarray(
+        [derive_seed(config.seed, f"synthetic/{c}", made[c] + k) for c, n in todo.items() for k in range(n)],
+        dtype=np.int64,
+    )
+    images, d_scores = generate(
+        trainer.G_ema,
+        trainer.D,
+        labels,
+        seeds,
+        out_size=(shape.height, shape.width),
+        truncation=config.synthesis.truncation,
+        progress=SAMPLING,
+        progress_offset=sum(made.values()),
+    )
+    probs = predict_proba(reference, to_tensor(images))
+    confidence = probs[torch.arange(len(labels)), torch.as_tensor(labels)].numpy()
+    return {"images": images, "labels": labels, "seeds": seeds, "confidence": confidence, "d_score": d_scores}
 
 
 def _reference(config: Config, fit: RealData, num_classes: int):
