@@ -96,7 +96,7 @@ def header_mode(source: str | Path | IO[bytes], where: str) -> str:
         raise SourceError(f"{where}: cannot read image: {exc}") from None
 
 
-def header_modes(paths: list[Path], skip_bad: bool = False) -> set[str]:
+def header_modes(paths: list[str] | list[Path], skip_bad: bool = False) -> set[str]:
     """The Pillow modes of image files (see :func:`header_mode`); with ``skip_bad``, of
     the readable ones (the others are quarantined when decoded)."""
     modes = set()

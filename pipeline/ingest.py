@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
@@ -197,10 +198,15 @@ class Rejected:
 
 def duplicate_groups(ids: list[str], hashes: list[str]) -> list[list[int]]:
     """Rows with identical pixels, grouped; each group and the groups sorted by source id."""
-    by_hash: dict[str, list[int]] = {}
-    for row, sha in enumerate(hashes):
-        by_hash.setdefault(sha, []).append(row)
-    groups = [sorted(rows, key=lambda r: ids[r]) for rows in by_hash.values() if len(rows) > 1]
+    if not hashes:
+        return []
+    # Grouped in numpy (hex digests as bytes): a dict over every image would cost more than
+    # the index itself; only the duplicated rows become Python objects.
+    _, inverse, counts = np.unique(np.asarray(hashes, dtype=bytes), return_inverse=True, return_counts=True)
+    by_hash: dict[int, list[int]] = {}
+    for row in np.flatnonzero(counts[inverse] > 1).tolist():
+        by_hash.setdefault(int(inverse[row]), []).append(row)
+    groups = [sorted(rows, key=lambda r: ids[r]) for rows in by_hash.values()]
     return sorted(groups, key=lambda g: ids[g[0]])
 
 
@@ -227,11 +233,13 @@ def carve_test_split(ids: list[str], labels: np.ndarray, fraction: float, seed: 
     round(fraction * n) go to test, keeping at least one image in train.
     """
     splits = ["train"] * len(ids)
+    keys = np.fromiter((derive_seed(seed, i, "split") for i in ids), dtype=np.int64, count=len(ids))
+    id_rank = pc.rank(pa.array(ids, pa.string()), sort_keys="ascending").to_numpy()
     for label in np.unique(labels):
-        members = [i for i in np.flatnonzero(labels == label)]
-        members.sort(key=lambda i: (derive_seed(seed, ids[i], "split"), ids[i]))
+        members = np.flatnonzero(labels == label)
+        members = members[np.lexsort((id_rank[members], keys[members]))]
         n_test = min(int(np.floor(fraction * len(members) + 0.5)), len(members) - 1)
-        for i in members[:n_test]:
+        for i in members[:n_test].tolist():
             splits[i] = "test"
     return splits
 
@@ -327,12 +335,14 @@ def save_index(index: Index, path: Path) -> None:
 
 
 def load_index(path: Path) -> Index:
-    columns = pq.read_table(path).to_pydict()
+    table = pq.read_table(path)
+    splits = table["split"].combine_chunks().dictionary_encode()
+    names = splits.dictionary.to_pylist()  # one string object per split name, not per row
     return Index(
-        columns["source_id"],
-        np.asarray(columns["label"], dtype=np.int64),
-        columns["split"],
-        columns["sha256"],
+        table["source_id"].to_pylist(),
+        table["label"].to_numpy().astype(np.int64),
+        [names[i] for i in splits.indices.to_numpy()],
+        table["sha256"].to_pylist(),
     )
 
 

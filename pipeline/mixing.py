@@ -15,6 +15,7 @@ from the row's seed, so the bytes do not depend on the worker count.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,7 @@ class Mixed:
 def choose_partners(
     mix: MixConfig,
     seed: int,
-    source_ids: list[str],
+    source_ids: Iterable[str],
     replicas: np.ndarray,
     pixel_rows: np.ndarray,
     pool: np.ndarray,
@@ -51,8 +52,8 @@ def choose_partners(
     Returns:
         The method of each row (None: not mixed), and its partner's pixel row (-1: none).
     """
-    methods: list[str | None] = [None] * len(source_ids)
-    partners = np.full(len(source_ids), -1, dtype=np.int64)
+    methods: list[str | None] = [None] * len(replicas)
+    partners = np.full(len(replicas), -1, dtype=np.int64)
     if len(pool) < 2:
         return methods, partners
     choices = ("mixup", "cutmix") if mix.method == "either" else (mix.method,)

@@ -65,8 +65,10 @@ def allocate_copies(
     if not augment.enabled:
         return copies, shortfall
     train = np.asarray(index.splits) == "train"
+    extra_keys = np.fromiter((derive_seed(seed, i, "extra") for i in ids), dtype=np.int64, count=len(ids))
+    id_rank = pc.rank(pa.array(ids, pa.string()), sort_keys="ascending").to_numpy()
     for label, name in enumerate(class_names):
-        members = list(np.flatnonzero(train & (index.labels == label)))
+        members = np.flatnonzero(train & (index.labels == label))
         n = len(members)
         copies_per_image, target = augment.counts_for(name)
         if target is not None:
@@ -77,7 +79,7 @@ def allocate_copies(
             if total:
                 shortfall[label] = total
             continue
-        members.sort(key=lambda i: (derive_seed(seed, ids[i], "extra"), ids[i]))
+        members = members[np.lexsort((id_rank[members], extra_keys[members]))]
         base, extra = divmod(total, n)
         copies[members] = base
         copies[members[:extra]] += 1
@@ -102,9 +104,11 @@ PLAN_SCHEMA = pa.schema(
         ("partner_label", pa.int64()),
     ]
 )
-_ROW_SCHEMA = PLAN_SCHEMA.remove(0).remove(0)  # without split and shard
-_MIX_COLUMNS = ("mix", "partner_row", "partner_id", "partner_label")
-_ORDER_CHUNK = 65_536  # rows whose source ids are Python strings at once, while ordering
+# One row per image of a split (source or synthetic): what the plan says of it whichever
+# copy it is. The split's rows refer to these by position (``ref``), so the strings are not
+# repeated for every copy.
+_IMAGE_COLUMNS = ("store", "pixel_row", "source_id", "label", "source_sha256", "seed", "params")
+_ORDER_CHUNK = 65_536  # rows whose source ids are Python strings at once
 
 
 def build_plan(
@@ -121,114 +125,139 @@ def build_plan(
     Only training images have copies, and synthetic rows join the training split; other
     splits are copied through unchanged. Rows are ordered by a hash of (seed, source id,
     replica), ties broken by source id and replica, so the order does not depend on the
-    source's order. Columns are built with numpy and Arrow, one shard per row group, so
-    the plan of a large dataset stays small in memory. With ``mix``, the plan also says
-    which augmented copies are mixed, how, and with which training image.
+    source's order. With ``mix``, the plan also says which augmented copies are mixed, how,
+    and with which training image.
+
+    Memory: a split's strings are held once per image, and each row (copy) is a few
+    integers; shards are written one row group at a time.
     """
     splits = np.asarray(index.splits)
+    everyone = pa.table({"source_id": pa.array(index.source_ids, pa.string()), "label": index.labels})
+    all_shas = pa.array(index.sha256, pa.string())
     shards: list[ShardSpec] = []
     with pq.ParquetWriter(work_dir / PLAN_FILE, PLAN_SCHEMA) as writer:
         for split in [s for s in SPLIT_ORDER if s in set(index.splits)]:
             members = np.flatnonzero(splits == split)
-            rows = _split_rows(index, members, copies if split == "train" else None)
+            images = _source_images(index, members, everyone["source_id"], all_shas)
+            rows = _split_rows(copies[members] if split == "train" else np.zeros(len(members), np.int64))
             if split == "train" and mix is not None:
-                rows = _with_partners(rows, index, mix, seed, pool=members)
+                rows = _with_partners(rows, images, mix, seed, pool=members)
             if split == "train" and synthetic is not None and synthetic.num_rows:
-                rows = pa.concat_tables([rows, _synthetic_rows(synthetic)])
-            order = _write_order(rows, seed)
+                rows = pa.concat_tables(
+                    [rows, _synthetic_refs(synthetic.num_rows, images.num_rows)], promote_options="default"
+                )
+                images = pa.concat_tables([images, _synthetic_images(synthetic)])
+            order = _write_order(rows, images["source_id"], seed)
             count = max(1, math.ceil(rows.num_rows / rows_per_shard))
             for shard in range(count):
                 part = rows.take(order[shard * rows_per_shard : (shard + 1) * rows_per_shard])
-                where = [pa.array([split] * part.num_rows), pa.array([shard] * part.num_rows, pa.int64())]
                 writer.write_table(
-                    pa.Table.from_arrays([*where, *part.columns], schema=PLAN_SCHEMA),
-                    row_group_size=max(1, part.num_rows),
+                    _plan_table(split, shard, part, images, everyone), row_group_size=max(1, part.num_rows)
                 )
                 shards.append(ShardSpec(split, shard, count, part.num_rows))
     return shards
 
 
-def _split_rows(index: Index, members: np.ndarray, copies: np.ndarray | None) -> pa.Table:
-    """One row per source image of the split and per augmented copy (replica 1..k)."""
-    repeats = 1 + (copies[members] if copies is not None else np.zeros(len(members), np.int64))
-    pixel_row = np.repeat(members, repeats)
-    starts = np.repeat(np.cumsum(repeats) - repeats, repeats)
-    rows = pa.array(pixel_row)
+def _source_images(index: Index, members: np.ndarray, ids: pa.ChunkedArray, shas: pa.Array) -> pa.Table:
+    n = len(members)
     return pa.table(
         {
-            "store": pa.array(np.full(len(pixel_row), STORE_SOURCE, np.int8)),
-            "pixel_row": rows,
-            "source_id": pa.array(index.source_ids, pa.string()).take(rows),
-            "label": pa.array(index.labels[pixel_row]),
-            "source_sha256": pa.array(index.sha256, pa.string()).take(rows),
-            "replica": pa.array(np.arange(len(pixel_row)) - starts),
-            "seed": pa.nulls(len(pixel_row), pa.int64()),
-            "params": pa.nulls(len(pixel_row), pa.string()),
-            **_no_partners(len(pixel_row)),
-        },
-        schema=_ROW_SCHEMA,
+            "store": pa.array(np.full(n, STORE_SOURCE, np.int8)),
+            "pixel_row": pa.array(members.astype(np.int64)),
+            "source_id": ids.take(members),
+            "label": pa.array(index.labels[members].astype(np.int64)),
+            "source_sha256": shas.take(members),
+            "seed": pa.nulls(n, pa.int64()),
+            "params": pa.nulls(n, pa.string()),
+        }
     )
 
 
-def _no_partners(n: int) -> dict[str, pa.Array]:
-    return {name: pa.nulls(n, _ROW_SCHEMA.field(name).type) for name in _MIX_COLUMNS}
-
-
-def _with_partners(rows: pa.Table, index: Index, mix: MixConfig, seed: int, pool: np.ndarray) -> pa.Table:
-    """The rows with their mixing columns filled (see :func:`pipeline.mixing.choose_partners`)."""
-    methods, partners = choose_partners(
-        mix,
-        seed,
-        rows["source_id"].to_pylist(),
-        rows["replica"].to_numpy(),
-        rows["pixel_row"].to_numpy(),
-        pool,
-    )
-    mixed = partners >= 0
-    safe = np.where(mixed, partners, 0)
-    columns = {
-        "mix": pa.array(methods, pa.string()),
-        "partner_row": pa.array(partners, mask=~mixed),
-        "partner_id": pa.array(np.asarray(index.source_ids, dtype=object)[safe], pa.string(), mask=~mixed),
-        "partner_label": pa.array(index.labels[safe].astype(np.int64), mask=~mixed),
-    }
-    for name, column in columns.items():
-        rows = rows.set_column(rows.schema.get_field_index(name), name, column)
-    return rows
-
-
-def _synthetic_rows(synthetic: pa.Table) -> pa.Table:
-    """Staged synthetic rows in plan columns (the checkpoint's sha256 as source hash)."""
+def _synthetic_images(synthetic: pa.Table) -> pa.Table:
+    """Staged synthetic rows as plan images (the checkpoint's sha256 as source hash)."""
     n = synthetic.num_rows
     return pa.table(
         {
             "store": pa.array(np.full(n, STORE_SYNTHETIC, np.int8)),
-            "pixel_row": pa.array(np.arange(n)),
+            "pixel_row": pa.array(np.arange(n, dtype=np.int64)),
             "source_id": synthetic["source_id"],
             "label": synthetic["label"].cast(pa.int64()),
             "source_sha256": synthetic["checkpoint_sha256"],
-            "replica": pa.array(np.zeros(n, np.int64)),
             "seed": synthetic["seed"].cast(pa.int64()),
             "params": synthetic["params"],
-            **_no_partners(n),
-        },
-        schema=_ROW_SCHEMA,
+        }
     )
 
 
-def _write_order(rows: pa.Table, seed: int) -> np.ndarray:
-    """Row positions in write order; shards take their slice, so the table is not copied
-    whole, and source ids become Python strings a chunk at a time."""
-    replicas = rows["replica"].to_numpy()
-    keys = np.empty(rows.num_rows, dtype=np.int64)
-    for start in range(0, rows.num_rows, _ORDER_CHUNK):
-        ids = rows["source_id"].slice(start, _ORDER_CHUNK).to_pylist()
-        keys[start : start + len(ids)] = [
+def _split_rows(copies: np.ndarray) -> pa.Table:
+    """One row per image of the split (replica 0) and per augmented copy (replica 1..k)."""
+    repeats = 1 + copies
+    refs = np.repeat(np.arange(len(copies), dtype=np.int64), repeats)
+    starts = np.repeat(np.cumsum(repeats) - repeats, repeats)
+    return pa.table({"ref": refs, "replica": np.arange(len(refs), dtype=np.int64) - starts})
+
+
+def _synthetic_refs(n: int, offset: int) -> pa.Table:
+    return pa.table({"ref": np.arange(offset, offset + n, dtype=np.int64), "replica": np.zeros(n, np.int64)})
+
+
+def _with_partners(rows: pa.Table, images: pa.Table, mix: MixConfig, seed: int, pool: np.ndarray) -> pa.Table:
+    """The rows with mixing columns (see :func:`pipeline.mixing.choose_partners`)."""
+    refs = rows["ref"].to_numpy()
+    methods, partners = choose_partners(
+        mix,
+        seed,
+        _row_ids(images["source_id"], refs),
+        rows["replica"].to_numpy(),
+        images["pixel_row"].to_numpy()[refs],
+        pool,
+    )
+    mixed = partners >= 0
+    return rows.append_column("mix", pa.array(methods, pa.string())).append_column(
+        "partner_row", pa.array(partners, mask=~mixed)
+    )
+
+
+def _row_ids(ids: pa.ChunkedArray, refs: np.ndarray):
+    """The source id of each row, as Python strings a chunk at a time."""
+    for start in range(0, len(refs), _ORDER_CHUNK):
+        yield from ids.take(refs[start : start + _ORDER_CHUNK]).to_pylist()
+
+
+def _write_order(rows: pa.Table, ids: pa.ChunkedArray, seed: int) -> np.ndarray:
+    """Row positions in write order; shards take their slice, so the rows are not copied
+    whole."""
+    refs, replicas = rows["ref"].to_numpy(), rows["replica"].to_numpy()
+    keys = np.fromiter(
+        (
             derive_seed(seed, i, f"order-{r}")
-            for i, r in zip(ids, replicas[start : start + len(ids)], strict=True)
-        ]
-    id_rank = pc.rank(rows["source_id"], sort_keys="ascending", tiebreaker="dense").to_numpy()
+            for i, r in zip(_row_ids(ids, refs), replicas.tolist(), strict=True)
+        ),
+        dtype=np.int64,
+        count=len(refs),
+    )
+    id_rank = pc.rank(ids, sort_keys="ascending", tiebreaker="dense").to_numpy()[refs]
     return np.lexsort((replicas, id_rank, keys))
+
+
+def _plan_table(split: str, shard: int, part: pa.Table, images: pa.Table, everyone: pa.Table) -> pa.Table:
+    """One shard's plan rows, in :data:`PLAN_SCHEMA` (``everyone``: id and label of each
+    pixel row, for mixing partners)."""
+    n = part.num_rows
+    image = images.take(part["ref"])
+    columns = {
+        "split": pa.array([split] * n),
+        "shard": pa.array(np.full(n, shard, np.int64)),
+        **{name: image[name] for name in _IMAGE_COLUMNS},
+        "replica": part["replica"],
+    }
+    if "mix" in part.column_names:
+        partner = everyone.take(part["partner_row"])  # null where the row is not mixed
+        columns.update(mix=part["mix"], partner_row=part["partner_row"])
+        columns.update(partner_id=partner["source_id"], partner_label=partner["label"])
+    for name in PLAN_SCHEMA.names:
+        columns.setdefault(name, pa.nulls(n, PLAN_SCHEMA.field(name).type))
+    return pa.table(columns, schema=PLAN_SCHEMA)
 
 
 def read_shard_plan(work_dir: Path, shard: ShardSpec) -> pa.Table:

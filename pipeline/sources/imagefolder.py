@@ -49,12 +49,13 @@ def open_imagefolder(
     else:
         groups = [(None, root)]
 
-    found: dict[str, list[tuple[str, str | None, Path]]] = {}
+    # Relative paths only (strings): one Path object per file would cost more than the image.
+    found: dict[str, list[tuple[str, str | None]]] = {}
     for split, group in groups:
         for class_dir in scan.dirs(group):
             images = found.setdefault(class_dir.name, [])
-            for path in scan.images(class_dir):
-                images.append((path.relative_to(root).as_posix(), split, path))
+            prefix = class_dir.relative_to(root).as_posix()
+            images.extend((f"{prefix}/{name}", split) for name in scan.images(class_dir))
     for name in sorted(n for n, images in found.items() if not images):
         if not skip_bad:
             raise SourceError(
@@ -64,21 +65,24 @@ def open_imagefolder(
         del found[name]
     class_names = check_class_names(sorted(found), str(root))
     files = sorted(
-        (source_id, label, split, path)
+        (source_id, label, split)
         for label, name in enumerate(class_names)
-        for source_id, split, path in found[name]
+        for source_id, split in found.pop(name)
     )
     if not files:
         raise SourceError(f"{root}: no images found (expected <class>/<image> folders)")
-    paths = [path for _, _, _, path in files]
-    chunks = [(paths[i : i + _HEADER_CHUNK], skip_bad) for i in range(0, len(paths), _HEADER_CHUNK)]
+    chunks = [
+        ([os.path.join(root, source_id) for source_id, _, _ in files[i : i + _HEADER_CHUNK]], skip_bad)
+        for i in range(0, len(files), _HEADER_CHUNK)
+    ]
     modes = set().union(*run_all(header_modes, chunks, workers))
     if not modes:
-        raise SourceError(f"{root}: none of the {len(paths)} image files is readable")
+        raise SourceError(f"{root}: none of the {len(files)} image files is readable")
     mode = dataset_mode(modes)
 
     def samples() -> Iterator[Sample]:
-        for source_id, label, split, path in files:
+        for source_id, label, split in files:
+            path = root / source_id
             yield Sample(source_id, label, split, Encoded(path, str(path)))
 
     return SourceReader(
@@ -107,7 +111,8 @@ class _Scan:
                 Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir() and self._inside(e)
             )
 
-    def images(self, folder: Path) -> list[Path]:
+    def images(self, folder: Path) -> list[str]:
+        """File names of the images in ``folder``, sorted."""
         kept = []
         with os.scandir(folder) as entries:
             for e in entries:
@@ -115,7 +120,7 @@ class _Scan:
                 if e.name.startswith(".") or not image or not e.is_file():
                     self.ignored += e.is_file()
                 elif self._inside(e):
-                    kept.append(Path(e.path))
+                    kept.append(e.name)
         return sorted(kept)
 
     def _inside(self, entry: os.DirEntry) -> bool:
