@@ -70,6 +70,7 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", choices=["default", "reduce-overhead"], help="synthesis.train.compile")
     parser.add_argument("--min-confidence", type=float, default=0.0, help="synthesis.filter.min_confidence")
+    parser.add_argument("--fill-short", action="store_true", help="synthesis.filter.fill_short")
     parser.add_argument("--tarball", type=Path, default=TARBALL)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", type=Path, help="copy both versions (gate on, gate off) here")
@@ -82,6 +83,7 @@ def main() -> int:
         "steps": args.steps,
         "width": args.width,
         "min_confidence": args.min_confidence,
+        "fill_short": args.fill_short,
         "threads": torch.get_num_threads(),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
     }
@@ -109,6 +111,7 @@ def main() -> int:
             f"synthesis.train.device={args.device}",
             *([f"synthesis.train.compile={args.compile}"] if args.compile else []),
             f"synthesis.filter.min_confidence={args.min_confidence}",
+            f"synthesis.filter.fill_short={str(args.fill_short).lower()}",
             f"synthesis.gate.classifier_epochs={args.epochs}",
             f"synthesis.gate.seeds={args.seeds}",
         ]

@@ -252,6 +252,11 @@ class FilterConfig(_Strict):
         description="candidates generated per wanted sample at most; a class the filter rejects "
         "more often stays short (the manifest says which)",
     )
+    fill_short: bool = Field(
+        default=False,
+        description="top a class left short up with its most confident rejected candidates "
+        "(the manifest counts them per class)",
+    )
 
 
 class GateConfig(_Strict):

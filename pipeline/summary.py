@@ -137,11 +137,13 @@ def _synthesis_lines(manifest: dict[str, Any], version_dir: Path) -> list[str]:
     if shown:
         lines.append("Classifier-feature metrics: " + ", ".join(shown) + ".")
     if "wanted" in synthesis:
-        short = synthesis.get("short")
+        short, filled = synthesis.get("short"), synthesis.get("filled_below_threshold")
         lines.append(
             f"Sampling: {synthesis['kept_after_filter']} of {synthesis['candidates']} candidates kept "
             f"for {synthesis['wanted']} wanted"
-            + (f"; classes short of their count (kept): {short}." if short else ".")
+            + (f"; classes short of their count (kept): {short}" if short else "")
+            + (f"; kept below the confidence threshold to fill classes: {filled}" if filled else "")
+            + "."
         )
     gate = synthesis.get("gate")
     if gate:

@@ -28,7 +28,7 @@ from pipeline.classifier import (
     to_tensor,
     train_classifier,
 )
-from pipeline.config import AugmentConfig, Config
+from pipeline.config import AugmentConfig, Config, SynthesisConfig
 from pipeline.errors import PipelineError
 from pipeline.gan import metrics as gm
 from pipeline.gan.sample import generate, select
@@ -150,6 +150,12 @@ def synthesize(
     rows = {key: values[kept] for key, values in pool.items()}
     counts = np.bincount(rows["labels"], minlength=shape.num_classes)
     short = {class_names[c]: int(counts[c]) for c, n in wanted.items() if counts[c] < n}
+    below = rows["confidence"] < syn.filter.min_confidence  # kept by filter.fill_short
+    filled = {
+        class_names[c]: int(n)
+        for c, n in enumerate(np.bincount(rows["labels"][below], minlength=shape.num_classes))
+        if n
+    }
 
     report: dict[str, Any] = {
         "checkpoint_sha256": file_sha256(checkpoint),
@@ -158,6 +164,7 @@ def synthesize(
         "kept_after_filter": int(len(kept)),
         "wanted": int(sum(wanted.values())),
         **({"short": short} if short else {}),
+        **({"filled_below_threshold": filled} if filled else {}),
         "metrics": quality_metrics(config, reference, fit, rows, test, shape.num_classes),
     }
     filtered = rows  # the grid shows what the generator makes, whatever the gate decides
@@ -330,21 +337,33 @@ def _sample_until_filled(
             if short > 0 and made[c] < limit[c]:
                 todo[c] = min(limit[c] - made[c], int(np.ceil(short / max(rate[c], 0.05))))
         if not todo:
-            return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}, kept
+            pool = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+            if syn.filter.fill_short:
+                kept = _select(syn, pool, wanted, fill=True)
+            return pool, kept
         parts.append(_sample_round(config, trainer, reference, shape, todo, made))
         for c, n in todo.items():
             made[c] += n
-        labels = np.concatenate([part["labels"] for part in parts])
-        kept = select(
-            labels,
-            np.concatenate([part["confidence"] for part in parts]),
-            np.concatenate([part["d_score"] for part in parts]),
-            wanted,
-            min_confidence=syn.filter.min_confidence,
-            reject_d_fraction=syn.filter.reject_d_fraction,
-        )
-        counts = np.bincount(labels[kept], minlength=shape.num_classes)
+        scored = {
+            key: np.concatenate([part[key] for part in parts]) for key in ("labels", "confidence", "d_score")
+        }
+        kept = _select(syn, scored, wanted)
+        counts = np.bincount(scored["labels"][kept], minlength=shape.num_classes)
         rate = {c: counts[c] / made[c] if made[c] else rate[c] for c in wanted}
+
+
+def _select(
+    syn: SynthesisConfig, pool: dict[str, np.ndarray], wanted: dict[int, int], fill: bool = False
+) -> np.ndarray:
+    return select(
+        pool["labels"],
+        pool["confidence"],
+        pool["d_score"],
+        wanted,
+        min_confidence=syn.filter.min_confidence,
+        reject_d_fraction=syn.filter.reject_d_fraction,
+        fill=fill,
+    )
 
 
 def _sample_round(

@@ -17,6 +17,7 @@ from pipeline.gan.models import (
     SNEmbedding,
     SNLinear,
     _SpectralNorm,
+    layout,
     train_resolution,
 )
 from pipeline.gan.sample import generate, latent, select
@@ -36,7 +37,7 @@ def trainer(seed=0, shape=SHAPE, settings=SETTINGS):
     return GanTrainer(images=images, labels=labels, shape=shape, settings=settings, seed=seed)
 
 
-@pytest.mark.parametrize("resolution, channels", [(8, 1), (16, 3), (32, 3)])
+@pytest.mark.parametrize("resolution, channels", [(8, 1), (12, 1), (16, 3), (28, 1), (32, 3)])
 def test_model_shapes(resolution, channels):
     g = Generator(num_classes=3, channels=channels, resolution=resolution, z_dim=8, width=8)
     d = Discriminator(num_classes=3, channels=channels, resolution=resolution, width=8)
@@ -47,7 +48,11 @@ def test_model_shapes(resolution, channels):
 
 
 def test_train_resolution():
-    assert [train_resolution(s, s) for s in (8, 12, 28, 32, 64)] == [8, 16, 32, 32, 64]
+    # Square sides of the form b * 2^k (b in 4..7) train as they are; others go to a power of two.
+    assert [train_resolution(s, s) for s in (8, 12, 28, 32, 48, 64)] == [8, 12, 28, 32, 48, 64]
+    assert [train_resolution(s, s) for s in (5, 9, 18, 27, 36)] == [8, 16, 32, 32, 64]
+    assert train_resolution(28, 24) == 32
+    assert [layout(r) for r in (8, 28, 32, 48)] == [(4, 1), (7, 2), (4, 3), (6, 3)]
     with pytest.raises(ValueError, match="up to 64x64"):
         train_resolution(96, 96)
 
@@ -102,6 +107,12 @@ def test_checkpoint_refusals(tmp_path):
         load_checkpoint(tmp_path / "other.pt")
     with pytest.raises(PipelineError, match="made for"):
         trainer(shape=GanShape(5, 1, 8, 8)).load_state_dict(load_checkpoint(tmp_path / "ok.pt"))
+    legacy = load_checkpoint(tmp_path / "ok.pt")
+    del legacy["resolution"]  # saved before native resolutions: taken as the power of two
+    trainer().load_state_dict(legacy)
+    legacy["shape"] = [4, 1, 12, 12]
+    with pytest.raises(PipelineError, match="trained at 16x16.*at 12x12: retrain"):
+        trainer(shape=GanShape(4, 1, 12, 12)).load_state_dict(legacy)
     wider = trainer(settings=SETTINGS.model_copy(update={"width": 16}))
     with pytest.raises(PipelineError, match="synthesis.train.width"):
         wider.load_state_dict(load_checkpoint(tmp_path / "ok.pt"))
@@ -126,6 +137,13 @@ def test_select_filters_and_counts():
     assert kept.tolist() == [0, 2, 3]
     kept = select(labels, confidence, d_score, {0: 2, 1: 2}, min_confidence=0.5, reject_d_fraction=0.4)
     assert 2 not in kept.tolist()
+    # fill_short: a short class takes its most confident rejected candidates, and no more
+    kept = select(labels, confidence, d_score, {0: 3, 1: 1}, min_confidence=0.85, reject_d_fraction=0.0)
+    assert kept.tolist() == [0, 4]
+    kept = select(
+        labels, confidence, d_score, {0: 2, 1: 1}, min_confidence=0.85, reject_d_fraction=0.0, fill=True
+    )
+    assert kept.tolist() == [0, 2, 4]
 
 
 def test_metrics_behave():
@@ -157,12 +175,22 @@ def test_ema_warm_up_follows_live_weights_early():
 
 
 @pytest.mark.parametrize(
-    "layer",
-    [SNConv2d(3, 16, 3, padding=1), SNLinear(32, 1), SNLinear(32, 8), SNEmbedding(10, 32)],
+    "make",
+    [
+        lambda: SNConv2d(3, 16, 3, padding=1),
+        lambda: SNLinear(32, 1),
+        lambda: SNLinear(32, 8),
+        lambda: SNEmbedding(10, 32),
+    ],
     ids=["conv", "linear-1", "linear", "embedding"],
 )
-def test_spectral_norm_divides_by_the_largest_singular_value(layer):
-    for _ in range(100):
+def test_spectral_norm_divides_by_the_largest_singular_value(make):
+    # Seeded: power iteration converges at the rate of the top two singular values' ratio,
+    # which an unseeded random matrix can make arbitrarily slow.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        layer = make()
+    for _ in range(300):
         layer.power_iteration()
     matrix = layer.weight.detach().flatten(1)
     normalized = layer.normalized_weight().detach().flatten(1)

@@ -122,11 +122,19 @@ def _every_third_confident(monkeypatch):
     return seen
 
 
-@pytest.mark.parametrize("max_oversample, filled", [(10.0, True), (2.0, False)])
-def test_filtered_sampling_draws_rounds_until_each_class_is_full(monkeypatch, max_oversample, filled):
+@pytest.mark.parametrize(
+    "max_oversample, filled, fill_short", [(10.0, True, False), (2.0, False, False), (2.0, True, True)]
+)
+def test_filtered_sampling_draws_rounds_until_each_class_is_full(
+    monkeypatch, max_oversample, filled, fill_short
+):
     seen = _every_third_confident(monkeypatch)
     config = Config.model_validate(
-        {"synthesis": {"filter": {"min_confidence": 0.5, "max_oversample": max_oversample}}}
+        {
+            "synthesis": {
+                "filter": {"min_confidence": 0.5, "max_oversample": max_oversample, "fill_short": fill_short}
+            }
+        }
     )
     shape = GanShape(4, 1, 8, 8)
     images = np.zeros((8, 8, 8), dtype=np.uint8)
@@ -136,8 +144,12 @@ def test_filtered_sampling_draws_rounds_until_each_class_is_full(monkeypatch, ma
     wanted = {0: 5, 1: 5, 2: 5, 3: 0}
     pool, kept = synthesis._sample_until_filled(config, trainer, None, shape, wanted)
     counts = np.bincount(pool["labels"][kept], minlength=4)
-    assert (pool["confidence"][kept] >= 0.5).all()
     made = np.bincount(pool["labels"], minlength=4)
+    if fill_short:  # every confident candidate kept, the rest of each class from the others
+        assert made.tolist() == [10, 10, 10, 0] and counts.tolist() == [5, 5, 5, 0]
+        assert (pool["confidence"] >= 0.5).sum() == (pool["confidence"][kept] >= 0.5).sum() < 15
+        return
+    assert (pool["confidence"][kept] >= 0.5).all()
     if filled:
         assert counts.tolist() == [5, 5, 5, 0] and len(seen) > 1  # the first round's guess fell short
         assert made[3] == 0
@@ -165,3 +177,21 @@ def test_a_class_the_filter_starves_is_named_in_manifest_and_summary(tiny_config
     text = run_markdown(manifest, version, created=True)
     short = f"classes short of their count (kept): {report['short']}"
     assert f"of 18 candidates kept for 9 wanted; {short}" in text
+
+
+def test_fill_short_tops_classes_up_and_the_manifest_counts_the_fill(tiny_config):
+    version, _ = build(
+        tiny_config(
+            *TINY_GAN,
+            "synthesis.gate.enabled=false",
+            "synthesis.filter.min_confidence=1.0",
+            "synthesis.filter.max_oversample=2",
+            "synthesis.filter.fill_short=true",
+        )
+    )
+    manifest = read_manifest(version)
+    report = manifest["synthesis"]
+    assert "short" not in report and report["published"] == report["wanted"] == 9
+    assert sum(report["filled_below_threshold"].values()) == 9
+    text = run_markdown(manifest, version, created=True)
+    assert f"kept below the confidence threshold to fill classes: {report['filled_below_threshold']}." in text

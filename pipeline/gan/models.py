@@ -2,8 +2,9 @@
 
 Generator: class-conditional BatchNorm in every residual up-block. Discriminator: spectral
 norm everywhere and a projection head (Miyato & Koyama 2018), no auxiliary classifier.
-Both work at a square power-of-two resolution; :func:`train_resolution` picks it from the
-data and the sampler resizes back to the dataset's size.
+Both work at a square resolution :func:`train_resolution` picks from the data: the data's
+own where it is b * 2^k (28x28 grows 7 -> 14 -> 28), else a power of two the sampler
+resizes back from.
 
 Spectral norm is our own (:class:`SNConv2d`, :class:`SNLinear`, :class:`SNEmbedding`): the
 forward is a pure function of the weight and the power-iteration vectors, and the trainer
@@ -24,7 +25,10 @@ MIN_RESOLUTION, MAX_RESOLUTION = 8, 64
 
 
 def train_resolution(height: int, width: int) -> int:
-    """The smallest power of two >= the image's larger side, within 8..64.
+    """The side the networks work at: the image's own for a square image whose side is
+    b * 2^k with b in 4..7 and k >= 1 (8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64),
+    so 28x28 data trains without resampling; otherwise the smallest power of two >= the
+    larger side (the data is resized to it and the samples back). Within 8..64.
 
     Raises:
         ValueError: the images are larger than 64 pixels on a side.
@@ -34,7 +38,26 @@ def train_resolution(height: int, width: int) -> int:
         raise ValueError(
             f"GAN synthesis supports images up to {MAX_RESOLUTION}x{MAX_RESOLUTION}, got {height}x{width}"
         )
+    if height == width and side >= MIN_RESOLUTION and layout(side)[0] <= _MAX_BASE:
+        return side
+    return power_of_two_resolution(side)
+
+
+def power_of_two_resolution(side: int) -> int:
+    """The smallest power of two >= ``side``, at least 8 (the only rule before native sizes)."""
     return max(MIN_RESOLUTION, 1 << math.ceil(math.log2(side)))
+
+
+_MAX_BASE = 7
+
+
+def layout(resolution: int) -> tuple[int, int]:
+    """(base, blocks): the generator grows a ``base`` x ``base`` map by ``blocks`` doublings
+    to ``resolution``; the discriminator shrinks it back (base >= 4)."""
+    base, blocks = resolution, 0
+    while base % 2 == 0 and base // 2 >= 4:
+        base, blocks = base // 2, blocks + 1
+    return base, blocks
 
 
 class _SpectralNorm:
@@ -123,9 +146,9 @@ class Generator(nn.Module):
         super().__init__()
         self.z_dim = z_dim
         self.num_classes = num_classes
-        blocks = int(math.log2(resolution // 4))
+        self._base, blocks = layout(resolution)
         widths = [width * min(4, 2 ** (blocks - i)) for i in range(blocks + 1)]
-        self.linear = nn.Linear(z_dim, 4 * 4 * widths[0])
+        self.linear = nn.Linear(z_dim, self._base * self._base * widths[0])
         self.blocks = nn.ModuleList(
             GeneratorBlock(widths[i], widths[i + 1], num_classes) for i in range(blocks)
         )
@@ -134,7 +157,7 @@ class Generator(nn.Module):
         self._first = widths[0]
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        h = self.linear(z).view(z.shape[0], self._first, 4, 4)
+        h = self.linear(z).view(z.shape[0], self._first, self._base, self._base)
         for block in self.blocks:
             h = block(h, y)
         return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
@@ -163,7 +186,7 @@ class Discriminator(nn.Module):
 
     def __init__(self, *, num_classes: int, channels: int, resolution: int, width: int = 64):
         super().__init__()
-        downs = int(math.log2(resolution // 4))
+        downs = layout(resolution)[1]
         widths = [channels] + [width * min(4, 2**i) for i in range(downs + 1)]
         self.blocks = nn.Sequential(
             *(

@@ -80,15 +80,22 @@ def select(
     *,
     min_confidence: float,
     reject_d_fraction: float,
+    fill: bool = False,
 ) -> np.ndarray:
     """Indices of kept candidates: per class, drop low confidence and the lowest D scores,
-    then keep the first ``wanted[c]`` in candidate order."""
+    then keep the first ``wanted[c]`` in candidate order. With ``fill``, a class left short
+    is topped up with its most confident remaining candidates."""
     keep: list[int] = []
     for c, count in wanted.items():
-        members = np.flatnonzero(labels == c)
-        members = members[confidences[members] >= min_confidence]
+        candidates = np.flatnonzero(labels == c)
+        members = candidates[confidences[candidates] >= min_confidence]
         if reject_d_fraction > 0 and len(members):
             cut = np.quantile(d_scores[members], reject_d_fraction)
             members = members[d_scores[members] >= cut]
-        keep.extend(members[:count].tolist())
+        members = members[:count]
+        if fill and len(members) < count:
+            rest = np.setdiff1d(candidates, members)
+            rest = rest[np.argsort(-confidences[rest], kind="stable")]
+            members = np.concatenate([members, rest[: count - len(members)]])
+        keep.extend(members.tolist())
     return np.asarray(sorted(keep), dtype=np.int64)

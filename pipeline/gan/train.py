@@ -25,7 +25,7 @@ from pipeline.config import GanTrainConfig
 from pipeline.errors import PipelineError
 from pipeline.gan.diffaug import default_policy, diff_augment
 from pipeline.gan.losses import discriminator_hinge, generator_hinge
-from pipeline.gan.models import Discriminator, Generator, train_resolution
+from pipeline.gan.models import Discriminator, Generator, power_of_two_resolution, train_resolution
 from pipeline.hashing import file_sha256
 from pipeline.progress import GAN, report
 
@@ -211,6 +211,7 @@ class GanTrainer:
             "config": self.config_json,
             "settings": json.dumps(self.settings.model_dump(mode="json"), sort_keys=True),
             "shape": [self.shape.num_classes, self.shape.channels, self.shape.height, self.shape.width],
+            "resolution": self.shape.resolution,
             "policy": list(self.policy),
             "step": self.step,
             "best": json.dumps(self.best, sort_keys=True),
@@ -336,6 +337,13 @@ def check_compatible(state: dict[str, Any], shape: GanShape, settings: GanTrainC
         raise PipelineError(
             f"{where}: made for (classes, channels, height, width) = "
             f"{list(state['shape'])}, this data is {expected}"
+        )
+    # Checkpoints saved before native resolutions did not record theirs: a power of two.
+    resolution = state.get("resolution", power_of_two_resolution(max(shape.height, shape.width)))
+    if resolution != shape.resolution:
+        raise PipelineError(
+            f"{where}: trained at {resolution}x{resolution}; this version trains "
+            f"{shape.height}x{shape.width} images at {shape.resolution}x{shape.resolution}: retrain"
         )
     saved = json.loads(state["settings"])
     for key in ("width", "z_dim"):
