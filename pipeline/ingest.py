@@ -233,15 +233,25 @@ def carve_test_split(ids: list[str], labels: np.ndarray, fraction: float, seed: 
     round(fraction * n) go to test, keeping at least one image in train.
     """
     splits = ["train"] * len(ids)
-    keys = np.fromiter((derive_seed(seed, i, "split") for i in ids), dtype=np.int64, count=len(ids))
-    id_rank = pc.rank(pa.array(ids, pa.string()), sort_keys="ascending").to_numpy()
+    ranks = seeded_ranks(ids, seed, "split")
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        members = members[np.lexsort((id_rank[members], keys[members]))]
+        members = members[np.argsort(ranks[members])]
         n_test = min(int(np.floor(fraction * len(members) + 0.5)), len(members) - 1)
         for i in members[:n_test].tolist():
             splits[i] = "test"
     return splits
+
+
+def seeded_ranks(ids: list[str], seed: int, salt: str) -> np.ndarray:
+    """Each id's position when all are ordered by ``derive_seed(seed, id, salt)``, ties by
+    id (unique ids): an order that does not depend on the input order. Sorted in numpy, so
+    a large source costs a few integers per image."""
+    keys = np.fromiter((derive_seed(seed, i, salt) for i in ids), dtype=np.int64, count=len(ids))
+    id_rank = pc.rank(pa.array(ids, pa.string()), sort_keys="ascending").to_numpy()
+    ranks = np.empty(len(ids), dtype=np.int64)
+    ranks[np.lexsort((id_rank, keys))] = np.arange(len(ids))
+    return ranks
 
 
 def validation_masks(

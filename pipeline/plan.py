@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from pipeline.augment import derive_seed
 from pipeline.config import AugmentConfig, MixConfig
 from pipeline.errors import PipelineError
-from pipeline.ingest import SPLIT_ORDER, Index
+from pipeline.ingest import SPLIT_ORDER, Index, seeded_ranks
 from pipeline.mixing import choose_partners
 
 PLAN_FILE = "plan.parquet"
@@ -65,8 +65,7 @@ def allocate_copies(
     if not augment.enabled:
         return copies, shortfall
     train = np.asarray(index.splits) == "train"
-    extra_keys = np.fromiter((derive_seed(seed, i, "extra") for i in ids), dtype=np.int64, count=len(ids))
-    id_rank = pc.rank(pa.array(ids, pa.string()), sort_keys="ascending").to_numpy()
+    ranks = seeded_ranks(ids, seed, "extra")
     for label, name in enumerate(class_names):
         members = np.flatnonzero(train & (index.labels == label))
         n = len(members)
@@ -79,7 +78,7 @@ def allocate_copies(
             if total:
                 shortfall[label] = total
             continue
-        members = members[np.lexsort((id_rank[members], extra_keys[members]))]
+        members = members[np.argsort(ranks[members])]
         base, extra = divmod(total, n)
         copies[members] = base
         copies[members[:extra]] += 1
