@@ -66,7 +66,10 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--copies", type=float, default=4)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=15, help="classifier epochs of the evaluation")
+    parser.add_argument(
+        "--gate-epochs", type=int, help="synthesis.gate.classifier_epochs (default: --epochs)"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", choices=["default", "reduce-overhead"], help="synthesis.train.compile")
     parser.add_argument("--min-confidence", type=float, default=0.0, help="synthesis.filter.min_confidence")
@@ -84,6 +87,8 @@ def main() -> int:
         "width": args.width,
         "min_confidence": args.min_confidence,
         "fill_short": args.fill_short,
+        "epochs": args.epochs,
+        "gate_epochs": args.gate_epochs or args.epochs,
         "threads": torch.get_num_threads(),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
     }
@@ -112,7 +117,7 @@ def main() -> int:
             *([f"synthesis.train.compile={args.compile}"] if args.compile else []),
             f"synthesis.filter.min_confidence={args.min_confidence}",
             f"synthesis.filter.fill_short={str(args.fill_short).lower()}",
-            f"synthesis.gate.classifier_epochs={args.epochs}",
+            f"synthesis.gate.classifier_epochs={args.gate_epochs or args.epochs}",
             f"synthesis.gate.seeds={args.seeds}",
         ]
         version, _ = build(load_config(None, overrides))
@@ -125,8 +130,10 @@ def main() -> int:
         }
         results["gate"] = synthesis.get("gate")
         save()
+        evaluating = time.perf_counter()
         settings = EvaluationSettings(seeds=args.seeds, epochs=args.epochs)
         results["published"] = evaluate(version, settings)["results"]
+        results["evaluate_seconds"] = time.perf_counter() - evaluating
         note("evaluated the published version", started)
         save()
         # The same generator with the gate forced open: what the gate protected us from (or not).

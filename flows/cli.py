@@ -234,7 +234,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     for name, result in document["results"].items():
         value = f"{result['mean']:.4f} ± {result['std']:.4f}" if result["rows"] else "no rows"
-        print(f"  {name:<26} {result['rows']:>7} rows  {value}")
+        same = f"  (the rows of {result['same_rows_as']})" if "same_rows_as" in result else ""
+        print(f"  {name:<26} {result['rows']:>7} rows  {value}{same}")
     print(f"report: {document['files'][1]}")
     if args.json:
         print(json.dumps(document, sort_keys=True))

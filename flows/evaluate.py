@@ -3,7 +3,9 @@
 One task per training subset (real, real+augmented, real+augmented+synthetic, synthetic
 only), run one after another (each already uses every core; each reads the version itself,
 since tasks pass paths, not arrays), then a task that writes the report into the
-version's ``attachments/`` and publishes it as Prefect artifacts.
+version's ``attachments/`` and publishes it as Prefect artifacts. A subset with the same
+rows as an earlier one (real+augmented+synthetic in a version published without synthetic
+rows) takes that one's result instead of training again.
 """
 
 from __future__ import annotations
@@ -16,7 +18,16 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from pipeline.catalog import resolve_version
-from pipeline.evaluation import SUBSETS, EvaluationSettings, evaluate_subset, markdown, report, write_report
+from pipeline.evaluation import (
+    SUBSETS,
+    EvaluationSettings,
+    evaluate_subset,
+    markdown,
+    report,
+    same_rows_as,
+    write_report,
+)
+from pipeline.manifest import read_manifest
 
 
 @task(name="evaluate-subset", cache_policy=NO_CACHE, task_run_name="evaluate-{subset}")
@@ -50,7 +61,12 @@ def evaluate(
     path = str(resolve_version(version))
     settings = EvaluationSettings(seeds=seeds, epochs=epochs, real_per_class=real_per_class)
     results = {}
+    manifest = read_manifest(path)
     for subset in SUBSETS:
+        same = same_rows_as(manifest, subset)
+        if same:  # no rows tell them apart: train once
+            results[subset] = {**results[same], "same_rows_as": same}
+            continue
         results[subset] = evaluate_subset_task(path, subset, settings)
         if results[subset]["rows"]:
             logger.info("%s: %.4f ± %.4f", subset, results[subset]["mean"], results[subset]["std"])

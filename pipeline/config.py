@@ -270,6 +270,12 @@ class GateConfig(_Strict):
     seeds: int = Field(default=3, ge=1)
     validation_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     min_gain: float = Field(default=0.0, description="accuracy gain required to keep synthetic data")
+    min_gain_se: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="the gain must also exceed this many of its standard errors "
+        "over the validation images (0: off)",
+    )
     classifier_epochs: int = Field(default=30, ge=1)
 
     @field_validator("ratios")

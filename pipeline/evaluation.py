@@ -100,6 +100,18 @@ def low_data_mask(rows: _Rows, per_class: int | None, seed: int) -> np.ndarray:
     return (rows.origins == "synthetic") | (from_chosen & np.isin(rows.origins, ["real", "augmented"]))
 
 
+def same_rows_as(manifest: dict[str, Any], subset: str) -> str | None:
+    """An earlier subset (in ``SUBSETS`` order) that trains on exactly the same rows of this
+    version, because the origins that tell them apart have no rows (a version the gate
+    published without synthetic rows: real+augmented+synthetic is real+augmented)."""
+    present = {o for o, n in manifest["splits"]["train"]["by_origin"].items() if n}
+    names = list(SUBSETS)
+    for earlier in names[: names.index(subset)]:
+        if present.intersection(SUBSETS[earlier]) == present.intersection(SUBSETS[subset]):
+            return earlier
+    return None
+
+
 def evaluate_subset(version: Path, subset: str, settings: EvaluationSettings) -> dict[str, Any]:
     """Train and test the reference classifier on one subset, once per seed.
 
@@ -183,8 +195,15 @@ def evaluate(
     if unknown:
         raise PipelineError(f"unknown subsets {sorted(unknown)}; use some of {list(SUBSETS)}")
     train, test = _load(path, "train"), _load(path, "test")
-    classes = read_manifest(path)["class_names"]
-    return report(path, settings, {name: _score(train, test, classes, name, settings) for name in subsets})
+    manifest = read_manifest(path)
+    results: dict[str, dict[str, Any]] = {}
+    for name in subsets:
+        same = same_rows_as(manifest, name)
+        if same in results:
+            results[name] = {**results[same], "same_rows_as": same}
+        else:
+            results[name] = _score(train, test, manifest["class_names"], name, settings)
+    return report(path, settings, results)
 
 
 def markdown(document: dict[str, Any], chart: str | None = None) -> str:
@@ -202,7 +221,8 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
     ]
     for name, result in document["results"].items():
         value = f"{result['mean']:.4f} ± {result['std']:.4f}" if result["rows"] else "no rows"
-        lines.append(f"| {name} | {result['rows']} | {value} |")
+        same = f" (the rows of {result['same_rows_as']})" if "same_rows_as" in result else ""
+        lines.append(f"| {name}{same} | {result['rows']} | {value} |")
     with_rows = [(name, r) for name, r in document["results"].items() if r["rows"]]
     if with_rows:
         classes = list(with_rows[0][1]["per_class"])

@@ -218,11 +218,8 @@ def quality_metrics(
 def utility_gate(
     config: Config, fit: RealData, validation: RealData, rows: dict[str, np.ndarray], class_names: list[str]
 ) -> dict[str, Any]:
-    """Validation accuracy of real(+augmented) vs +synthetic at each ratio, over seeds.
-
-    The chosen ratio is the best mean when it beats the baseline by more than
-    ``gate.min_gain``; otherwise 0 (no synthetic rows).
-    """
+    """Validation results of real(+augmented) vs +synthetic at each ratio, over seeds;
+    the ratio to publish is chosen by :func:`gate_decision`."""
     gate = config.synthesis.gate
     base_x, base_y = expand_with(config.augment, config.seed, fit, class_names)
     spec = ClassifierSpec(epochs=gate.classifier_epochs)
@@ -231,16 +228,17 @@ def utility_gate(
     trainings = gate.seeds * (1 + len(gate.ratios))
     trained = 0
 
-    def score(images: np.ndarray, labels: np.ndarray) -> list[float]:
+    def score(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """(seeds, validation images): whether each seed's classifier got each image right."""
         nonlocal trained
         x, y = to_tensor(images), torch.as_tensor(labels)
         runs = []
         for s in range(gate.seeds):
             model = train_classifier(x, y, len(class_names), seed=config.seed + s, spec=spec)
-            runs.append(accuracy(model, val_x, val_y))
+            runs.append((predict_proba(model, val_x).argmax(dim=1) == val_y).numpy())
             trained += 1
             report(GATE, trained, trainings)
-        return runs
+        return np.stack(runs)
 
     report(GATE, 0, trainings)
     results = {"0": score(base_x, base_y)}
@@ -249,23 +247,57 @@ def utility_gate(
         x = np.concatenate([base_x, extra["images"]]) if len(extra["labels"]) else base_x
         y = np.concatenate([base_y, extra["labels"]]) if len(extra["labels"]) else base_y
         results[f"{ratio:g}"] = score(x, y)
-    summary = {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "runs": v} for k, v in results.items()}
-    best = max(summary, key=lambda k: (summary[k]["mean"], -float(k)))
-    gain = summary[best]["mean"] - summary["0"]["mean"]
-    chosen = float(best) if best != "0" and gain > gate.min_gain else 0.0
-    reason = (
-        f"synthetic ratio {chosen:g} raised validation accuracy by {gain:+.4f}"
-        if chosen
-        else f"no ratio beat real{'+augmented' if config.augment.enabled else ''} by more than "
-        f"{gate.min_gain:g} (best gain {gain:+.4f}); synthetic rows left out"
-    )
+    baseline = f"real{'+augmented' if config.augment.enabled else ''}"
     return {
         "validation_rows": len(validation.ids),
         "seeds": gate.seeds,
-        "accuracy": summary,
-        "chosen_ratio": chosen,
-        "reason": reason,
+        **gate_decision(results, gate.min_gain, gate.min_gain_se, baseline),
     }
+
+
+def gate_decision(
+    correct: dict[str, np.ndarray], min_gain: float, min_gain_se: float, baseline: str = "real"
+) -> dict[str, Any]:
+    """The ratio to publish, from which validation images each seed's classifier got right
+    (``correct[ratio]``: booleans, seeds x images; key "0": the baseline).
+
+    A ratio qualifies when its gain in mean accuracy exceeds ``min_gain`` and also
+    ``min_gain_se`` standard errors of that gain. The standard error is that of a paired
+    comparison over the validation images: the per-image difference in correctness,
+    averaged over seeds, has standard deviation s over N images, and the gain's standard
+    error is s / sqrt(N). It counts the images the two disagree on, so a gain of one image
+    in 200 is not evidence. The best qualifying ratio is chosen; none: 0 (no synthetic rows).
+    """
+    base = np.asarray(correct["0"], dtype=np.float64)
+    summary: dict[str, dict[str, Any]] = {}
+    for key, matrix in correct.items():
+        runs = np.asarray(matrix, dtype=np.float64)
+        accuracies = runs.mean(axis=1)
+        entry: dict[str, Any] = {
+            "mean": float(accuracies.mean()),
+            "std": float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0,
+            "runs": accuracies.tolist(),
+        }
+        if key != "0":
+            per_image = (runs - base).mean(axis=0)
+            entry["gain"] = float(per_image.mean())
+            n = len(per_image)
+            entry["gain_se"] = float(per_image.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+        summary[key] = entry
+    candidates = [k for k in summary if k != "0"]
+    needed = {k: max(min_gain, min_gain_se * summary[k]["gain_se"]) for k in candidates}
+    passing = [k for k in candidates if summary[k]["gain"] > needed[k]]
+    best = max(passing or candidates, key=lambda k: (summary[k]["gain"], -float(k)))  # ties: fewer rows
+    gain, needs = summary[best]["gain"], needed[best]
+    if passing:
+        reason = f"synthetic ratio {best} raised validation accuracy by {gain:+.4f} (needed > {needs:.4f})"
+        return {"accuracy": summary, "chosen_ratio": float(best), "reason": reason}
+    reason = (
+        f"no ratio beat {baseline} by more than min_gain {min_gain:g} and {min_gain_se:g} standard "
+        f"error(s) of the gain (best: ratio {best}, gain {gain:+.4f}, needed > {needs:.4f}); "
+        "synthetic rows left out"
+    )
+    return {"accuracy": summary, "chosen_ratio": 0.0, "reason": reason}
 
 
 def _take_ratio(rows: dict[str, np.ndarray], ratio: float, counts_from: RealData) -> dict[str, np.ndarray]:

@@ -9,7 +9,15 @@ from test_synthesis import TINY_GAN
 from flows.cli import main
 from pipeline.build import build
 from pipeline.errors import ConfigError
-from pipeline.evaluation import EvaluationSettings, _Rows, evaluate, low_data_mask, write_report
+from pipeline.evaluation import (
+    SUBSETS,
+    EvaluationSettings,
+    _Rows,
+    evaluate,
+    low_data_mask,
+    same_rows_as,
+    write_report,
+)
 from pipeline.manifest import verify
 
 
@@ -27,6 +35,19 @@ def test_low_data_mask_keeps_k_real_per_class_and_their_copies():
     assert set(ids[mask & (rows.origins == "augmented")]) == kept_real
     assert mask[rows.origins == "synthetic"].all()
     assert low_data_mask(rows, None, 0).all()
+
+
+def test_subsets_without_rows_to_tell_them_apart_are_the_same():
+    def manifest(**by_origin):
+        return {"splits": {"train": {"by_origin": by_origin}}}
+
+    full = manifest(real=10, augmented=40, synthetic=10)
+    assert [same_rows_as(full, s) for s in SUBSETS] == [None] * 4
+    declined = manifest(real=10, augmented=40, synthetic=0)
+    assert same_rows_as(declined, "real+augmented+synthetic") == "real+augmented"
+    assert same_rows_as(declined, "synthetic only (CAS)") is None  # no rows, nothing to train
+    plain = manifest(real=10)
+    assert same_rows_as(plain, "real+augmented") == same_rows_as(plain, "real+augmented+synthetic") == "real"
 
 
 def test_evaluation_of_every_subset(tiny_config):
@@ -63,6 +84,9 @@ def test_evaluate_cli_runs_the_flow(prefect_harness, tiny_config, capsys):
     assert document["results"]["real"]["rows"] == 6  # 2 per class, 3 classes
     assert document["results"]["real+augmented"]["rows"] == 18
     assert document["results"]["synthetic only (CAS)"] == {"rows": 0}
+    # No synthetic rows: that subset is real+augmented, trained once.
+    same = document["results"]["real+augmented+synthetic"]
+    assert same == {**document["results"]["real+augmented"], "same_rows_as": "real+augmented"}
     assert (version / "attachments" / "evaluation-k2.md").is_file()
     capsys.readouterr()
     assert main(["show", str(version)]) == 0

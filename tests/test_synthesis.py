@@ -195,3 +195,54 @@ def test_fill_short_tops_classes_up_and_the_manifest_counts_the_fill(tiny_config
     assert sum(report["filled_below_threshold"].values()) == 9
     text = run_markdown(manifest, version, created=True)
     assert f"kept below the confidence threshold to fill classes: {report['filled_below_threshold']}." in text
+
+
+def _answers(right: int, fixed: int = 0, broken: int = 0, n: int = 200) -> np.ndarray:
+    """Correctness on n validation images: the baseline's first ``right`` correct, then
+    ``fixed`` of its mistakes made right and ``broken`` of its hits made wrong."""
+    correct = np.arange(n) < right
+    correct[right : right + fixed] = True
+    correct[:broken] = False
+    return correct
+
+
+def test_gate_declines_a_gain_of_one_validation_image():
+    # 11 images fixed, 10 broken: +0.5 points on 200 images, as in the Fashion-MNIST bench.
+    correct = {"0": np.stack([_answers(170)] * 2), "0.5": np.stack([_answers(170, 11, 10)] * 2)}
+    decision = synthesis.gate_decision(correct, min_gain=0.0, min_gain_se=1.0)
+    assert decision["chosen_ratio"] == 0.0
+    half = decision["accuracy"]["0.5"]
+    assert half["gain"] == pytest.approx(0.005) and half["runs"] == pytest.approx([0.855, 0.855])
+    differences = np.r_[np.ones(11), -np.ones(10), np.zeros(179)]
+    assert half["gain_se"] == pytest.approx(differences.std(ddof=1) / np.sqrt(200))
+    assert "standard error" in decision["reason"] and "ratio 0.5" in decision["reason"]
+    # Without the noise rule any positive gain is taken.
+    assert synthesis.gate_decision(correct, min_gain=0.0, min_gain_se=0.0)["chosen_ratio"] == 0.5
+
+
+def test_gate_takes_the_best_ratio_whose_gain_clears_the_noise():
+    correct = {
+        "0": _answers(140)[None],
+        "0.5": _answers(140, 20, 0)[None],  # +10 points: 20 images fixed, none broken
+        "1": _answers(140, 60, 36)[None],  # +12 points, but 96 images changed
+    }
+    decision = synthesis.gate_decision(correct, min_gain=0.0, min_gain_se=3.0)
+    assert decision["chosen_ratio"] == 0.5
+    assert decision["accuracy"]["1"]["gain"] > decision["accuracy"]["0.5"]["gain"]
+    assert "+0.1000" in decision["reason"]
+    # With a looser rule the larger gain wins; a min_gain above every gain declines both.
+    assert synthesis.gate_decision(correct, min_gain=0.0, min_gain_se=1.0)["chosen_ratio"] == 1.0
+    assert synthesis.gate_decision(correct, min_gain=0.15, min_gain_se=0.0)["chosen_ratio"] == 0.0
+
+
+def test_gate_averages_the_seeds_per_image():
+    # Seed 0 gains 20 images, seed 1 loses 20: no gain on average, whatever each seed says.
+    correct = {
+        "0": np.stack([_answers(150), _answers(150)]),
+        "1": np.stack([_answers(150, 20, 0), _answers(150, 0, 20)]),
+    }
+    decision = synthesis.gate_decision(correct, min_gain=0.0, min_gain_se=1.0)
+    entry = decision["accuracy"]["1"]
+    assert entry["runs"] == pytest.approx([0.85, 0.65]) and entry["gain"] == pytest.approx(0.0)
+    assert entry["std"] == pytest.approx(np.std([0.85, 0.65], ddof=1))
+    assert decision["chosen_ratio"] == 0.0
