@@ -200,12 +200,15 @@ def duplicate_groups(ids: list[str], hashes: list[str]) -> list[list[int]]:
     """Rows with identical pixels, grouped; each group and the groups sorted by source id."""
     if not hashes:
         return []
-    # Grouped in numpy (hex digests as bytes): a dict over every image would cost more than
-    # the index itself; only the duplicated rows become Python objects.
-    _, inverse, counts = np.unique(np.asarray(hashes, dtype=bytes), return_inverse=True, return_counts=True)
-    by_hash: dict[int, list[int]] = {}
+    # Candidates found in numpy on the digests' first 64 bits (a dict, or a sort of the whole
+    # digests, over every image would cost more than the index itself), then grouped by the
+    # whole digest: only the rows that share a prefix become Python objects.
+    prefixes = np.fromiter((int(h[:16], 16) for h in hashes), dtype=np.uint64, count=len(hashes))
+    _, inverse, counts = np.unique(prefixes, return_inverse=True, return_counts=True)
+    by_hash: dict[str, list[int]] = {}
     for row in np.flatnonzero(counts[inverse] > 1).tolist():
-        by_hash.setdefault(int(inverse[row]), []).append(row)
+        by_hash.setdefault(hashes[row], []).append(row)
+    by_hash = {h: rows for h, rows in by_hash.items() if len(rows) > 1}
     groups = [sorted(rows, key=lambda r: ids[r]) for rows in by_hash.values()]
     return sorted(groups, key=lambda g: ids[g[0]])
 

@@ -7,7 +7,6 @@ import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -31,18 +30,22 @@ class Encoded:
     """An encoded image (a file, or bytes) not decoded yet, so that decoding can happen in
     a worker process; ``where`` names it in errors."""
 
-    data: Path | bytes
+    data: str | bytes  # a file path (a string: a Path per image interns its name for good), or bytes
     where: str
 
     def decode(self, mode: Mode) -> np.ndarray:
         """The pixels in ``mode``; raises SourceError naming ``where`` when undecodable."""
-        source = self.data if isinstance(self.data, Path) else io.BytesIO(self.data)
+        source = io.BytesIO(self.data) if isinstance(self.data, bytes) else self.data
         return decode_image(source, mode, self.where)
 
     def sha256(self) -> str | None:
         """sha256 of the encoded bytes, None when they cannot be read."""
         try:
-            data = self.data.read_bytes() if isinstance(self.data, Path) else self.data
+            if isinstance(self.data, str):
+                with open(self.data, "rb") as file:
+                    data = file.read()
+            else:
+                data = self.data
         except OSError:
             return None
         return hashlib.sha256(data).hexdigest()

@@ -82,8 +82,8 @@ def open_imagefolder(
 
     def samples() -> Iterator[Sample]:
         for source_id, label, split in files:
-            path = root / source_id
-            yield Sample(source_id, label, split, Encoded(path, str(path)))
+            path = os.path.join(root, source_id)
+            yield Sample(source_id, label, split, Encoded(path, path))
 
     return SourceReader(
         class_names=class_names,
