@@ -24,7 +24,7 @@ from pipeline.evaluation import (
     evaluate_subset,
     markdown,
     report,
-    same_rows_as,
+    reused_result,
     write_report,
 )
 from pipeline.manifest import read_manifest
@@ -63,11 +63,9 @@ def evaluate(
     results = {}
     manifest = read_manifest(path)
     for subset in SUBSETS:
-        same = same_rows_as(manifest, subset)
-        if same:  # no rows tell them apart: train once
-            results[subset] = {**results[same], "same_rows_as": same}
-            continue
-        results[subset] = evaluate_subset_task(path, subset, settings)
+        results[subset] = reused_result(manifest, results, subset) or evaluate_subset_task(
+            path, subset, settings
+        )
         if results[subset]["rows"]:
             logger.info("%s: %.4f ± %.4f", subset, results[subset]["mean"], results[subset]["std"])
     document = report(Path(path), settings, results)

@@ -133,6 +133,11 @@ def extract_features(model: ReferenceCNN, images: torch.Tensor, batch_size: int 
     return torch.cat(parts).numpy()
 
 
+def correct(model: ReferenceCNN, images: torch.Tensor, labels: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Whether the top-1 prediction of each image is its label (booleans, N)."""
+    return predict_proba(model, images).argmax(dim=1).numpy() == np.asarray(labels)
+
+
 def accuracy(model: ReferenceCNN, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy in [0, 1]."""
-    return float((predict_proba(model, images).argmax(dim=1) == labels.cpu()).float().mean())
+    return float(correct(model, images, labels).mean())

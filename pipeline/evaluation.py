@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from pipeline.classifier import ClassifierSpec, predict_proba, to_tensor, train_classifier
+from pipeline.classifier import ClassifierSpec, correct, to_tensor, train_classifier
 from pipeline.dataset import ExpandedDataset
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.manifest import ATTACHMENTS_DIR, has_soft_labels, read_manifest, utcnow
@@ -112,6 +112,13 @@ def same_rows_as(manifest: dict[str, Any], subset: str) -> str | None:
     return None
 
 
+def reused_result(manifest: dict[str, Any], results: dict[str, dict[str, Any]], subset: str) -> dict | None:
+    """The result already in ``results`` for the same rows as ``subset`` (see
+    :func:`same_rows_as`), marked ``same_rows_as``; None when it must be trained."""
+    same = same_rows_as(manifest, subset)
+    return {**results[same], "same_rows_as": same} if same in results else None
+
+
 def evaluate_subset(version: Path, subset: str, settings: EvaluationSettings) -> dict[str, Any]:
     """Train and test the reference classifier on one subset, once per seed.
 
@@ -141,11 +148,11 @@ def _score(
         model = train_classifier(
             x, y, len(classes), seed=settings.seed + s, spec=ClassifierSpec(epochs=settings.epochs)
         )
-        correct = predict_proba(model, test_x).argmax(dim=1).numpy() == test.labels
-        runs.append(float(correct.mean()))
+        right = correct(model, test_x, test.labels)
+        runs.append(float(right.mean()))
         per_class.append(
             [
-                float(correct[test.labels == c].mean()) if (test.labels == c).any() else None
+                float(right[test.labels == c].mean()) if (test.labels == c).any() else None
                 for c in range(len(classes))
             ]
         )
@@ -198,11 +205,9 @@ def evaluate(
     manifest = read_manifest(path)
     results: dict[str, dict[str, Any]] = {}
     for name in subsets:
-        same = same_rows_as(manifest, name)
-        if same in results:
-            results[name] = {**results[same], "same_rows_as": same}
-        else:
-            results[name] = _score(train, test, manifest["class_names"], name, settings)
+        results[name] = reused_result(manifest, results, name) or _score(
+            train, test, manifest["class_names"], name, settings
+        )
     return report(path, settings, results)
 
 

@@ -207,8 +207,7 @@ def duplicate_groups(ids: list[str], hashes: list[str]) -> list[list[int]]:
     by_hash: dict[str, list[int]] = {}
     for row in np.flatnonzero(counts[inverse] > 1).tolist():
         by_hash.setdefault(hashes[row], []).append(row)
-    by_hash = {h: rows for h, rows in by_hash.items() if len(rows) > 1}
-    groups = [sorted(rows, key=lambda r: ids[r]) for rows in by_hash.values()]
+    groups = [sorted(rows, key=lambda r: ids[r]) for rows in by_hash.values() if len(rows) > 1]
     return sorted(groups, key=lambda g: ids[g[0]])
 
 

@@ -23,6 +23,7 @@ from pipeline.augment import ClassAugmenters, derive_seed
 from pipeline.classifier import (
     ClassifierSpec,
     accuracy,
+    correct,
     extract_features,
     predict_proba,
     to_tensor,
@@ -235,7 +236,7 @@ def utility_gate(
         runs = []
         for s in range(gate.seeds):
             model = train_classifier(x, y, len(class_names), seed=config.seed + s, spec=spec)
-            runs.append((predict_proba(model, val_x).argmax(dim=1) == val_y).numpy())
+            runs.append(correct(model, val_x, val_y))
             trained += 1
             report(GATE, trained, trainings)
         return np.stack(runs)
