@@ -1,6 +1,9 @@
-"""Where a build's memory goes: the parent process's anonymous RSS (RssAnon, sampled every
-10 ms) at its peak and at the end of each stage (prepare = ingest, plan, write, publish),
+"""Where a build's memory goes, stage by stage (prepare = ingest, plan, write, publish),
 for an image-folder source, 4 copies per image, 2 workers. Linux only (/proc).
+
+Sampled every 10 ms: the parent's anonymous RSS (RssAnon), at its peak and at the end of
+each stage, and each worker process's anonymous and file-backed RSS (RssFile: mapped
+files, which ``ru_maxrss`` counts too) at their peaks.
 
     python bench/memory_phases.py SOURCE_FOLDER OUT_DIR
 """
@@ -8,18 +11,45 @@ for an image-folder source, 4 copies per image, 2 workers. Linux only (/proc).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
 from pathlib import Path
 
 
+def rss_mb(pid: int | str = "self") -> dict[str, int]:
+    """RssAnon and RssFile of a process in MB (empty once it has exited)."""
+    found = {}
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(("RssAnon", "RssFile")):
+                    found[line.split(":")[0]] = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return found
+
+
 def anon_mb() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("RssAnon"):
-                return int(line.split()[1]) // 1024
-    return 0
+    return rss_mb().get("RssAnon", 0)
+
+
+def descendants(pid: int) -> set[str]:
+    """Every process below ``pid`` (the fork server's workers are grandchildren)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parents[entry] = stat.read().rsplit(")", 1)[1].split()[1]
+            except OSError:
+                continue
+    found, frontier = set(), {str(pid)}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
 
 
 def main() -> int:
@@ -39,11 +69,14 @@ def main() -> int:
             "runner.workers=2",
         ],
     )
-    stage, peaks, done = ["start"], {}, threading.Event()
+    stage, peaks, workers, done = ["start"], {}, {}, threading.Event()
 
     def sample() -> None:
         while not done.is_set():
             peaks[stage[0]] = max(peaks.get(stage[0], 0), anon_mb())
+            for pid in descendants(os.getpid()):
+                for key, mb in rss_mb(pid).items():
+                    workers[(pid, key)] = max(workers.get((pid, key), 0), mb)
             time.sleep(0.01)
 
     threading.Thread(target=sample, daemon=True).start()
@@ -63,6 +96,13 @@ def main() -> int:
     b.publish(context, entries)
     results["publish"] = {"peak_mb": peaks["publish"], "after_mb": anon_mb()}
     done.set()
+    # The busiest process below the parent: a shard worker (the fork server and the
+    # resource tracker stay small).
+    busiest = max({pid for pid, _ in workers}, key=lambda pid: workers.get((pid, "RssAnon"), 0))
+    results["worker"] = {
+        "peak_anon_mb": workers.get((busiest, "RssAnon"), 0),
+        "peak_file_mb": workers.get((busiest, "RssFile"), 0),
+    }
     print(json.dumps(results))
     return 0
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from pipeline.augment import ClassAugmenters
 from pipeline.card import CARD_FILE, dataset_card
@@ -133,6 +134,7 @@ def prepare(config: Config, run: dict[str, Any] | None = None, workers: int = 1)
             )
         save_index(ingested.index, staging / "work" / INDEX_FILE)
         (staging / "version").mkdir()
+        _release_arrow_memory()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -205,7 +207,14 @@ def plan(context: BuildContext, synthesis_report: dict[str, Any] | None = None) 
     }
     if synthesis_report is not None:
         details["synthesis"] = synthesis_report
+    _release_arrow_memory()
     return replace(context, shards=shards, details=details)
+
+
+def _release_arrow_memory() -> None:
+    """Return what Arrow's pool freed to the OS. mimalloc keeps freed pages for reuse (about
+    25 MB after ingesting 60k images), and the next stage's peak would sit on top of them."""
+    pa.default_memory_pool().release_unused()
 
 
 def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:

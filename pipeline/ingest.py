@@ -1,14 +1,15 @@
 """Ingest: read a source once, validate it, stage its pixels, fix the splits.
 
-The pixels go to an uncompressed Arrow IPC file that shard workers memory-map, so no
-worker holds the dataset in memory and tasks pass only a path. A small index (id, label,
+The pixels go to a flat file of fixed-size rows that shard workers read row by row, so
+no worker holds the dataset in memory and tasks pass only a path. A small index (id, label,
 split, content hash) drives the rest of the build.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
+import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +28,12 @@ from pipeline.sources import open_source
 from pipeline.sources.base import Encoded, Invalid, Sample, SourceReader
 from pipeline.workers import run_all
 
-PIXELS_FILE = "pixels.arrow"
+PIXELS_FILE = "pixels.u8"  # raw rows of height x width (x channels) bytes
 INDEX_FILE = "index.arrow"  # Arrow IPC: reading a Parquet index cost ~40 MB of decode buffers at 60k
-_BATCH_ROWS = 2048
 # Ingest hands images to workers in chunks, a window of a few chunks per worker at a time.
 _CHUNK_ROWS = 256
 _WINDOW_CHUNKS = 4
+_PY_CHUNK = 8192  # Arrow values that are Python objects at once
 SPLIT_ORDER = ("train", "validation", "test")
 # The "split" of staged images left out of the version (dropped duplicates, leakage).
 EXCLUDED = "excluded"
@@ -40,12 +41,40 @@ EXCLUDED = "excluded"
 
 @dataclass(frozen=True)
 class Index:
-    """What the build needs to know of each source image (row i = pixel row i)."""
+    """What the build needs to know of each source image (row i = pixel row i).
 
-    source_ids: list[str]
+    Ids and content hashes are Arrow string arrays (lists are converted): as Python strings
+    they would cost ~190 bytes per image, most of a large build's memory. A split name is
+    one shared string per image.
+    """
+
+    source_ids: pa.Array
     labels: np.ndarray
     splits: list[str]
-    sha256: list[str]
+    sha256: pa.Array
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "source_ids", _strings(self.source_ids))
+        object.__setattr__(self, "sha256", _strings(self.sha256))
+        object.__setattr__(self, "labels", np.asarray(self.labels, dtype=np.int64))
+
+
+def _strings(values) -> pa.Array:
+    """A list, or a one-chunk column read from a file, as a string array."""
+    if isinstance(values, pa.ChunkedArray):  # combine_chunks copies even a single chunk
+        return values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
+    return values if isinstance(values, pa.Array) else pa.array(values, pa.string())
+
+
+def values_at(array: pa.Array, rows) -> list:
+    """The values at ``rows`` (positions) as Python objects."""
+    return array.take(np.asarray(rows, dtype=np.int64)).to_pylist()
+
+
+def iter_strings(array: pa.Array) -> Iterator[str]:
+    """The values of an Arrow string array as Python strings, a chunk at a time."""
+    for start in range(0, len(array), _PY_CHUNK):
+        yield from array.slice(start, _PY_CHUNK).to_pylist()
 
 
 @dataclass(frozen=True)
@@ -94,19 +123,20 @@ def ingest(config: Config, work_dir: Path, workers: int = 1) -> Ingested:
     write_pixels(work_dir / PIXELS_FILE, staged.rows(reader, workers))
     if staged.shape is None:
         raise SourceError(f"source {source.kind} {source.path or ''}: no images")
-    if len(set(staged.ids)) != len(staged.ids):
-        duplicate = next(i for i, n in Counter(staged.ids).items() if n > 1)
+    ids, hashes = staged.ids.array(), staged.hashes.array()
+    duplicate = _repeated_value(ids)
+    if duplicate is not None:
         raise SourceError(f"source id {duplicate!r} occurs twice")
 
-    ids, hashes = staged.ids, staged.hashes
     groups = duplicate_groups(ids, hashes)
     carved = all(split is None for split in staged.splits)
-    splits, left_out = _assign_splits(config, staged, groups, carved)
-    for row, reason in sorted(left_out.items()):
-        staged.skipped.append({"source_id": ids[row], "reason": reason, "sha256": hashes[row]})
+    splits, left_out = _assign_splits(config, staged, ids, hashes, groups, carved)
+    rows = sorted(left_out)
+    for row, source_id, sha in zip(rows, values_at(ids, rows), values_at(hashes, rows), strict=True):
+        staged.skipped.append({"source_id": source_id, "reason": left_out[row], "sha256": sha})
     return Ingested(
         pixels_path=work_dir / PIXELS_FILE,
-        index=Index(ids, np.asarray(staged.labels, dtype=np.int64), splits, hashes),
+        index=Index(ids, staged.labels, splits, hashes),
         class_names=list(reader.class_names),
         mode=reader.mode,
         shape=tuple(staged.shape),
@@ -116,24 +146,40 @@ def ingest(config: Config, work_dir: Path, workers: int = 1) -> Ingested:
         split_carved=carved,
         skipped=staged.skipped,
         ignored_files=reader.ignored,
-        duplicates=[[ids[row] for row in group] for group in groups],
+        duplicates=[values_at(ids, group) for group in groups],
     )
 
 
+def _repeated_value(values: pa.Array) -> str | None:
+    """The first value (in sort order) that occurs more than once, if any. Found by sorting:
+    a hash table of a large source's ids would cost the Arrow pool more than the ids."""
+    if len(values) < 2:
+        return None
+    ranked = values.take(pc.sort_indices(values))
+    same = pc.equal(ranked.slice(1), ranked.slice(0, len(ranked) - 1)).to_numpy(zero_copy_only=False)
+    return ranked[int(np.argmax(same))].as_py() if same.any() else None
+
+
 def _assign_splits(
-    config: Config, staged: _Staged, groups: list[list[int]], carve: bool
+    config: Config, staged: _Staged, ids: pa.Array, hashes: pa.Array, groups: list[list[int]], carve: bool
 ) -> tuple[list[str], dict[int, str]]:
     """Every staged row's split, and the rows left out (``EXCLUDED``) with the reason."""
-    ids, hashes = staged.ids, staged.hashes
     left_out: dict[int, str] = {}
     if config.source.duplicates == "drop":
-        left_out = {row: f"duplicate of {ids[group[0]]}" for group in groups for row in group[1:]}
+        firsts = values_at(ids, [group[0] for group in groups])
+        left_out = {
+            row: f"duplicate of {first}"
+            for group, first in zip(groups, firsts, strict=True)
+            for row in group[1:]
+        }
     if carve:
-        kept = [row for row in range(len(ids)) if row not in left_out]
-        labels = np.asarray(staged.labels, dtype=np.int64)[kept]
-        carved = carve_test_split([ids[r] for r in kept], labels, config.split.test_fraction, config.seed)
+        kept = np.ones(len(ids), dtype=bool)
+        kept[list(left_out)] = False
+        rows = np.flatnonzero(kept)
+        labels = np.asarray(staged.labels, dtype=np.int64)[rows]
+        carved = carve_test_split(ids.take(rows), labels, config.split.test_fraction, config.seed)
         splits = [EXCLUDED] * len(ids)
-        for row, split in zip(kept, carved, strict=True):
+        for row, split in zip(rows.tolist(), carved, strict=True):
             splits[row] = split
     else:
         splits = [split or "train" for split in staged.splits]
@@ -143,16 +189,38 @@ def _assign_splits(
     return splits, left_out
 
 
+class _StringColumn:
+    """Strings appended one at a time and kept as Arrow arrays, not Python objects."""
+
+    def __init__(self) -> None:
+        self._chunks: list[pa.Array] = []
+        self._pending: list[str] = []
+
+    def append(self, value: str) -> None:
+        self._pending.append(value)
+        if len(self._pending) == _CHUNK_ROWS * _WINDOW_CHUNKS:
+            self._flush()
+
+    def array(self) -> pa.Array:
+        self._flush()
+        return pa.concat_arrays(self._chunks) if self._chunks else pa.array([], pa.string())
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._chunks.append(pa.array(self._pending, pa.string()))
+            self._pending = []
+
+
 @dataclass
 class _Staged:
     """What ingest learns while it stages the pixels, one accepted image per row."""
 
     skip: bool
     skipped: list[dict[str, str | None]]
-    ids: list[str] = field(default_factory=list)
+    ids: _StringColumn = field(default_factory=_StringColumn)
     labels: list[int] = field(default_factory=list)
     splits: list[str | None] = field(default_factory=list)
-    hashes: list[str] = field(default_factory=list)
+    hashes: _StringColumn = field(default_factory=_StringColumn)
     shape: tuple[int, ...] | None = None
 
     def rows(self, reader: SourceReader, workers: int) -> Iterator[bytes]:
@@ -195,43 +263,65 @@ class Rejected:
     sha256: str | None
 
 
-def duplicate_groups(ids: list[str], hashes: list[str]) -> list[list[int]]:
-    """Rows with identical pixels, grouped; each group and the groups sorted by source id."""
-    if not hashes:
+def duplicate_groups(ids, hashes) -> list[list[int]]:
+    """Rows with identical pixels, grouped; each group and the groups sorted by source id.
+
+    Args:
+        ids, hashes: source ids and content hashes (Arrow string arrays or lists).
+    """
+    ids, hashes = _strings(ids), _strings(hashes)
+    if not len(hashes):
         return []
     # Candidates found in numpy on the digests' first 64 bits (a dict, or a sort of the whole
     # digests, over every image would cost more than the index itself), then grouped by the
     # whole digest: only the rows that share a prefix become Python objects.
-    prefixes = np.fromiter((int(h[:16], 16) for h in hashes), dtype=np.uint64, count=len(hashes))
+    prefixes = np.fromiter(
+        (int(h[:16], 16) for h in iter_strings(hashes)), dtype=np.uint64, count=len(hashes)
+    )
     _, inverse, counts = np.unique(prefixes, return_inverse=True, return_counts=True)
-    by_hash: dict[str, list[int]] = {}
-    for row in np.flatnonzero(counts[inverse] > 1).tolist():
-        by_hash.setdefault(hashes[row], []).append(row)
-    groups = [sorted(rows, key=lambda r: ids[r]) for rows in by_hash.values() if len(rows) > 1]
-    return sorted(groups, key=lambda g: ids[g[0]])
+    rows = np.flatnonzero(counts[inverse] > 1)
+    by_hash: dict[str, list[tuple[str, int]]] = {}
+    for row, source_id, digest in zip(
+        rows.tolist(), values_at(ids, rows), values_at(hashes, rows), strict=True
+    ):
+        by_hash.setdefault(digest, []).append((source_id, row))
+    groups = sorted(sorted(group) for group in by_hash.values() if len(group) > 1)
+    return [[row for _, row in group] for group in groups]
 
 
-def leaked_rows(
-    ids: list[str], hashes: list[str], splits: list[str], left_out: dict[int, str]
-) -> dict[int, str]:
-    """Training rows whose pixels are also in another split, with the reason."""
-    elsewhere = {
-        hashes[row]: (split, ids[row])
-        for row, split in enumerate(splits)
-        if split not in ("train", EXCLUDED) and row not in left_out
-    }
+def leaked_rows(ids, hashes, splits: list[str], left_out: dict[int, str]) -> dict[int, str]:
+    """Training rows whose pixels are also in another split, with the reason.
+
+    Args:
+        ids, hashes: source ids and content hashes (Arrow string arrays or lists).
+    """
+    ids, hashes = _strings(ids), _strings(hashes)
+    split_of = np.asarray(splits, dtype=object)
+    usable = np.ones(len(splits), dtype=bool)
+    usable[list(left_out)] = False
+    others = np.flatnonzero(usable & (split_of != "train") & (split_of != EXCLUDED))
+    elsewhere = dict(
+        zip(
+            values_at(hashes, others),
+            zip(split_of[others].tolist(), values_at(ids, others), strict=True),
+            strict=True,
+        )
+    )
+    train = np.flatnonzero(usable & (split_of == "train"))
+    hit = pc.is_in(hashes.take(train), value_set=pa.array(list(elsewhere), pa.string()))
+    leaked = train[hit.to_numpy(zero_copy_only=False)]
     return {
-        row: "same pixels as {} image {} (leakage): left out of train".format(*elsewhere[hashes[row]])
-        for row, split in enumerate(splits)
-        if split == "train" and row not in left_out and hashes[row] in elsewhere
+        row: "same pixels as {} image {} (leakage): left out of train".format(*elsewhere[digest])
+        for row, digest in zip(leaked.tolist(), values_at(hashes, leaked), strict=True)
     }
 
 
-def carve_test_split(ids: list[str], labels: np.ndarray, fraction: float, seed: int) -> list[str]:
+def carve_test_split(ids, labels: np.ndarray, fraction: float, seed: int) -> list[str]:
     """Stratified, seeded train/test assignment that does not depend on input order.
 
     Within each class, images are ranked by a hash of (seed, id) and the first
-    round(fraction * n) go to test, keeping at least one image in train.
+    round(fraction * n) go to test, keeping at least one image in train. ``ids``: a list
+    or an Arrow string array.
     """
     splits = ["train"] * len(ids)
     ranks = seeded_ranks(ids, seed, "split")
@@ -244,20 +334,21 @@ def carve_test_split(ids: list[str], labels: np.ndarray, fraction: float, seed: 
     return splits
 
 
-def seeded_ranks(ids: list[str], seed: int, salt: str) -> np.ndarray:
+def seeded_ranks(ids, seed: int, salt: str) -> np.ndarray:
     """Each id's position when all are ordered by ``derive_seed(seed, id, salt)``, ties by
     id (unique ids): an order that does not depend on the input order. Sorted in numpy, so
-    a large source costs a few integers per image."""
-    keys = np.fromiter((derive_seed(seed, i, salt) for i in ids), dtype=np.int64, count=len(ids))
-    id_rank = pc.rank(pa.array(ids, pa.string()), sort_keys="ascending").to_numpy()
+    a large source costs a few integers per image. ``ids``: a list or an Arrow string array."""
+    ids = _strings(ids)
+    keys = np.fromiter(
+        (derive_seed(seed, i, salt) for i in iter_strings(ids)), dtype=np.int64, count=len(ids)
+    )
+    id_rank = pc.rank(ids, sort_keys="ascending").to_numpy()
     ranks = np.empty(len(ids), dtype=np.int64)
     ranks[np.lexsort((id_rank, keys))] = np.arange(len(ids))
     return ranks
 
 
-def validation_masks(
-    ids: list[str], labels: np.ndarray, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def validation_masks(ids, labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Fit and validation masks over the training split for the decisions made before
     writing (augment.tune, the utility gate): stratified, seeded, the same carve for both
     at the same fraction."""
@@ -313,20 +404,13 @@ def stage_chunk(images: list[np.ndarray | Encoded | Invalid], mode: Mode, skip: 
 
 
 def write_pixels(path: Path, images) -> int:
-    """Stage raw uint8 pixel bytes (or arrays) into an uncompressed Arrow IPC file, in
-    batches; return the count."""
-    schema = pa.schema([("pixels", pa.binary())])
-    batch: list[bytes] = []
+    """Stage raw uint8 pixel bytes (or arrays), all of one size, row after row; return the
+    count."""
     count = 0
-    with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, schema) as writer:
+    with open(path, "wb") as sink:
         for image in images:
-            batch.append(image if isinstance(image, bytes) else np.ascontiguousarray(image).tobytes())
+            sink.write(image if isinstance(image, bytes) else np.ascontiguousarray(image).tobytes())
             count += 1
-            if len(batch) >= _BATCH_ROWS:
-                writer.write_batch(pa.record_batch([pa.array(batch, pa.binary())], schema=schema))
-                batch = []
-        if batch:
-            writer.write_batch(pa.record_batch([pa.array(batch, pa.binary())], schema=schema))
     return count
 
 
@@ -334,10 +418,10 @@ def save_index(index: Index, path: Path) -> None:
     """Persist the index (for stages that run in other processes) as an Arrow IPC file."""
     table = pa.table(
         {
-            "source_id": pa.array(index.source_ids, pa.string()),
+            "source_id": index.source_ids,
             "label": pa.array(index.labels, pa.int64()),
-            "split": pa.array(index.splits, pa.string()),
-            "sha256": pa.array(index.sha256, pa.string()),
+            "split": pa.array(index.splits, pa.string()).dictionary_encode(),
+            "sha256": index.sha256,
         }
     )
     with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
@@ -347,33 +431,41 @@ def save_index(index: Index, path: Path) -> None:
 def load_index(path: Path) -> Index:
     with pa.OSFile(str(path), "rb") as source:
         table = ipc.open_file(source).read_all()
-    splits = table["split"].combine_chunks().dictionary_encode()
+    splits = table["split"].combine_chunks()
     names = splits.dictionary.to_pylist()  # one string object per split name, not per row
     return Index(
-        table["source_id"].to_pylist(),
-        table["label"].to_numpy().astype(np.int64),
+        table["source_id"],
+        table["label"].to_numpy(),
         [names[i] for i in splits.indices.to_numpy()],
-        table["sha256"].to_pylist(),
+        table["sha256"],
     )
 
 
 class PixelStore:
-    """Random access to staged pixels through a memory map; use as a context manager."""
+    """Random access to staged pixels by row; use as a context manager.
+
+    Rows are read with ``pread``, not through a memory map: mapped pages a process touches
+    count in its resident memory, the kernel maps a large block of the file per touch, and
+    a shard's rows are spread over the whole file, so a worker would grow with the source.
+    """
 
     def __init__(self, path: Path, shape: tuple[int, ...]):
-        self._map = pa.memory_map(str(path), "r")
-        self._column = ipc.open_file(self._map).read_all().column("pixels")
+        self._path = path
         self._shape = shape
+        self._row_bytes = math.prod(shape)
+        self._fd = os.open(path, os.O_RDONLY)
 
     def __getitem__(self, row: int) -> np.ndarray:
-        return np.frombuffer(self._column[row].as_py(), dtype=np.uint8).reshape(self._shape)
+        raw = os.pread(self._fd, self._row_bytes, row * self._row_bytes) if row >= 0 else b""
+        if len(raw) != self._row_bytes:
+            raise IndexError(f"{self._path}: no pixel row {row}")
+        return np.frombuffer(raw, dtype=np.uint8).reshape(self._shape)
 
     def __enter__(self) -> PixelStore:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._column = None
-        self._map.close()
+        os.close(self._fd)
 
 
 def _size(shape: tuple[int, ...]) -> str:
@@ -383,6 +475,6 @@ def _size(shape: tuple[int, ...]) -> str:
 def _fingerprint(class_names, mode, shape, ids, labels, splits, hashes) -> str:
     digest = hashlib.sha256()
     digest.update(f"{list(class_names)}\x1e{mode}\x1e{tuple(shape)}\x1e".encode())
-    for row in zip(ids, labels, splits, hashes, strict=True):
+    for row in zip(iter_strings(ids), labels, splits, iter_strings(hashes), strict=True):
         digest.update(("\x1f".join(str(v or "") for v in row) + "\x1e").encode())
     return digest.hexdigest()

@@ -162,10 +162,14 @@ def preview_grid(rows: list[tuple[str, np.ndarray, list[np.ndarray]]], path: Pat
     image.save(path)
 
 
+_READ_ROWS = 128
+
+
 def _rows(files: list[Path], columns: list[str]):
-    """The rows of Parquet files as tuples, in order, a batch at a time."""
+    """The rows of Parquet files as tuples, in order, a small batch at a time (the caller
+    stops early; a whole row group of images as Python objects would outweigh the grid)."""
     for file in files:
-        for batch in pq.ParquetFile(file).iter_batches(columns=columns):
+        for batch in pq.ParquetFile(file).iter_batches(batch_size=_READ_ROWS, columns=columns):
             yield from zip(*(batch.column(i).to_pylist() for i in range(len(columns))), strict=True)
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.augment import derive_seed
@@ -59,13 +58,12 @@ def allocate_copies(
     unknown = sorted(set(augment.classes) - set(class_names))
     if unknown:
         raise PipelineError(f"augment.classes: {unknown} are not classes of the source {class_names}")
-    ids = index.source_ids
-    copies = np.zeros(len(ids), dtype=np.int64)
+    copies = np.zeros(len(index.labels), dtype=np.int64)
     shortfall: dict[int, int] = {}
     if not augment.enabled:
         return copies, shortfall
-    train = np.asarray(index.splits) == "train"
-    ranks = seeded_ranks(ids, seed, "extra")
+    train = np.asarray(index.splits, dtype=object) == "train"
+    ranks = seeded_ranks(index.source_ids, seed, "extra")
     for label, name in enumerate(class_names):
         members = np.flatnonzero(train & (index.labels == label))
         n = len(members)
@@ -107,7 +105,7 @@ PLAN_SCHEMA = pa.schema(
 # copy it is. The split's rows refer to these by position (``ref``), so the strings are not
 # repeated for every copy.
 _IMAGE_COLUMNS = ("store", "pixel_row", "source_id", "label", "source_sha256", "seed", "params")
-_ORDER_CHUNK = 65_536  # rows whose source ids are Python strings at once
+_ORDER_CHUNK = 8192  # rows whose source ids are Python strings at once
 
 
 def build_plan(
@@ -130,14 +128,13 @@ def build_plan(
     Memory: a split's strings are held once per image, and each row (copy) is a few
     integers; shards are written one row group at a time.
     """
-    splits = np.asarray(index.splits)
-    everyone = pa.table({"source_id": pa.array(index.source_ids, pa.string()), "label": index.labels})
-    all_shas = pa.array(index.sha256, pa.string())
+    splits = np.asarray(index.splits, dtype=object)  # shared strings: a pointer per image
+    everyone = pa.table({"source_id": index.source_ids, "label": index.labels})
     shards: list[ShardSpec] = []
     with pq.ParquetWriter(work_dir / PLAN_FILE, PLAN_SCHEMA) as writer:
         for split in [s for s in SPLIT_ORDER if s in set(index.splits)]:
             members = np.flatnonzero(splits == split)
-            images = _source_images(index, members, everyone["source_id"], all_shas)
+            images = _source_images(index, members)
             rows = _split_rows(copies[members] if split == "train" else np.zeros(len(members), np.int64))
             if split == "train" and mix is not None:
                 rows = _with_partners(rows, images, mix, seed, pool=members)
@@ -157,15 +154,15 @@ def build_plan(
     return shards
 
 
-def _source_images(index: Index, members: np.ndarray, ids: pa.ChunkedArray, shas: pa.Array) -> pa.Table:
+def _source_images(index: Index, members: np.ndarray) -> pa.Table:
     n = len(members)
     return pa.table(
         {
             "store": pa.array(np.full(n, STORE_SOURCE, np.int8)),
             "pixel_row": pa.array(members.astype(np.int64)),
-            "source_id": ids.take(members),
-            "label": pa.array(index.labels[members].astype(np.int64)),
-            "source_sha256": shas.take(members),
+            "source_id": index.source_ids.take(members),
+            "label": pa.array(index.labels[members]),
+            "source_sha256": index.sha256.take(members),
             "seed": pa.nulls(n, pa.int64()),
             "params": pa.nulls(n, pa.string()),
         }
@@ -191,13 +188,14 @@ def _synthetic_images(synthetic: pa.Table) -> pa.Table:
 def _split_rows(copies: np.ndarray) -> pa.Table:
     """One row per image of the split (replica 0) and per augmented copy (replica 1..k)."""
     repeats = 1 + copies
-    refs = np.repeat(np.arange(len(copies), dtype=np.int64), repeats)
-    starts = np.repeat(np.cumsum(repeats) - repeats, repeats)
-    return pa.table({"ref": refs, "replica": np.arange(len(refs), dtype=np.int64) - starts})
+    refs = np.repeat(np.arange(len(copies), dtype=np.int32), repeats)
+    replicas = np.arange(len(refs), dtype=np.int32)
+    replicas -= np.repeat((np.cumsum(repeats) - repeats).astype(np.int32), repeats)
+    return pa.table({"ref": refs, "replica": replicas})
 
 
 def _synthetic_refs(n: int, offset: int) -> pa.Table:
-    return pa.table({"ref": np.arange(offset, offset + n, dtype=np.int64), "replica": np.zeros(n, np.int64)})
+    return pa.table({"ref": np.arange(offset, offset + n, dtype=np.int32), "replica": np.zeros(n, np.int32)})
 
 
 def _with_partners(rows: pa.Table, images: pa.Table, mix: MixConfig, seed: int, pool: np.ndarray) -> pa.Table:
@@ -227,16 +225,32 @@ def _write_order(rows: pa.Table, ids: pa.ChunkedArray, seed: int) -> np.ndarray:
     """Row positions in write order; shards take their slice, so the rows are not copied
     whole."""
     refs, replicas = rows["ref"].to_numpy(), rows["replica"].to_numpy()
-    keys = np.fromiter(
-        (
+    keys = np.empty(len(refs), dtype=np.int64)
+    for start in range(0, len(refs), _ORDER_CHUNK):
+        part = slice(start, start + _ORDER_CHUNK)
+        keys[part] = [
             derive_seed(seed, i, f"order-{r}")
-            for i, r in zip(_row_ids(ids, refs), replicas.tolist(), strict=True)
-        ),
-        dtype=np.int64,
-        count=len(refs),
-    )
-    id_rank = pc.rank(ids, sort_keys="ascending", tiebreaker="dense").to_numpy()[refs]
-    return np.lexsort((replicas, id_rank, keys))
+            for i, r in zip(ids.take(refs[part]).to_pylist(), replicas[part].tolist(), strict=True)
+        ]
+    order = np.argsort(keys, kind="stable")
+    # Keys are 32-bit, so a large split has a few equal ones: those rows go by id, then
+    # replica, sorted here alone rather than ranking every row's id.
+    ranked = keys[order]
+    tied = np.flatnonzero(ranked[1:] == ranked[:-1])
+    if len(tied):
+        positions = np.union1d(tied, tied + 1)
+        rows = order[positions]
+        by = sorted(
+            zip(
+                ranked[positions].tolist(),
+                ids.take(refs[rows]).to_pylist(),
+                replicas[rows].tolist(),
+                rows.tolist(),
+                strict=True,
+            )
+        )
+        order[positions] = [row for *_, row in by]
+    return order
 
 
 def _plan_table(split: str, shard: int, part: pa.Table, images: pa.Table, everyone: pa.Table) -> pa.Table:

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from pipeline.config import Config
-from pipeline.ingest import INDEX_FILE, PIXELS_FILE, Index, PixelStore, load_index, write_pixels
+from pipeline.ingest import INDEX_FILE, PIXELS_FILE, Index, PixelStore, load_index, values_at, write_pixels
 from pipeline.pictures import CURVES_FILE, training_curves
 
 # pipeline.synthesis (and torch, 3-4 s to import) is imported by the stages that use it, so
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from pipeline.gan.train import GanShape
     from pipeline.synthesis import RealData
 
-SYNTHETIC_PIXELS = "synthetic.arrow"
+SYNTHETIC_PIXELS = "synthetic.u8"
 SYNTHETIC_INDEX = "synthetic.parquet"
 CHECKPOINT_IN_VERSION = "gan/generator.pt"
 GRID_FILE = "samples.png"
@@ -56,7 +56,7 @@ def load_split(
         return None
     with PixelStore(work_dir / PIXELS_FILE, shape) as pixels:
         images = np.stack([pixels[i] for i in rows])
-    return RealData(images, index.labels[rows], [index.source_ids[i] for i in rows])
+    return RealData(images, index.labels[rows], values_at(index.source_ids, rows))
 
 
 def train_gan_stage(

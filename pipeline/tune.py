@@ -32,7 +32,7 @@ import torch
 from pipeline.augment import check_recipe, derive_seed
 from pipeline.config import AugmentConfig, Config
 from pipeline.errors import PipelineError
-from pipeline.ingest import INDEX_FILE, load_index, validation_masks
+from pipeline.ingest import INDEX_FILE, load_index, validation_masks, values_at
 from pipeline.progress import TUNING, report
 from pipeline.workers import run_all
 
@@ -179,7 +179,7 @@ def tune_augmentation(
     rows = [i for i, split in enumerate(index.splits) if split == "train"]  # load_split's order
     if not rows:
         raise PipelineError("augment.tune: the source has no training images to tune on")
-    ids, labels = [index.source_ids[i] for i in rows], index.labels[rows]
+    ids, labels = values_at(index.source_ids, rows), index.labels[rows]
     fit_mask, validation_mask = validation_masks(ids, labels, tune.validation_fraction, config.seed)
     if not validation_mask.any():
         raise PipelineError(

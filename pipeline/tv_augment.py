@@ -73,7 +73,7 @@ class TorchvisionAugmenter:
             PipelineError: the recipe failed on this image, or changed its size or dtype.
         """
         chw = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-        # A copy: staged pixels are read-only memory maps, which torch will not wrap.
+        # A copy: staged pixels are read-only views of the bytes read, which torch will not wrap.
         chw = np.array(chw, order="C", copy=True)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

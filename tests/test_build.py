@@ -268,3 +268,29 @@ print(json.dumps([parent, worker, threads, to_tensor]))
         check=True,
     )
     assert json.loads(done.stdout.splitlines()[-1]) == [False, False, 1, "ToTensorV2"]
+
+
+def test_write_order_sorts_by_seeded_key_and_breaks_ties_by_id_then_replica(monkeypatch):
+    import pyarrow as pa
+
+    import pipeline.plan as plan_module
+    from pipeline.augment import derive_seed
+
+    ids = pa.array(["c", "a", "b"])
+    rows = plan_module._split_rows(np.array([1, 0, 2]))  # refs 0,0,1,2,2,2
+    refs, replicas = rows["ref"].to_numpy(), rows["replica"].to_numpy()
+    keys = [derive_seed(7, ids[r].as_py(), f"order-{k}") for r, k in zip(refs, replicas, strict=True)]
+    id_rank = np.array([2, 0, 1])[refs]
+    expected = np.lexsort((replicas, id_rank, np.array(keys, dtype=np.int64)))
+    assert plan_module._write_order(rows, ids, 7).tolist() == expected.tolist()
+    monkeypatch.setattr(plan_module, "derive_seed", lambda *args: 0)  # every key equal
+    assert plan_module._write_order(rows, ids, 7).tolist() == [2, 3, 4, 5, 0, 1]
+    # many equal keys among many rows: the same order as sorting by (key, id, replica)
+    monkeypatch.setattr(plan_module, "derive_seed", lambda seed, i, salt: derive_seed(seed, i, salt) % 5)
+    ids = pa.array([f"img{i:03d}" for i in np.random.default_rng(1).permutation(300)])
+    rows = plan_module._split_rows(np.random.default_rng(2).integers(0, 4, 300))
+    refs, replicas = rows["ref"].to_numpy(), rows["replica"].to_numpy()
+    keys = [derive_seed(7, ids[r].as_py(), f"order-{k}") % 5 for r, k in zip(refs, replicas, strict=True)]
+    id_rank = np.argsort(np.argsort(ids.to_pylist()))[refs]
+    expected = np.lexsort((replicas, id_rank, np.array(keys)))
+    assert plan_module._write_order(rows, ids, 7).tolist() == expected.tolist()

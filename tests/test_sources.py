@@ -153,7 +153,7 @@ def test_ingest_on_worker_processes_matches_one_process(tmp_path, monkeypatch, k
     one = ingest(config, tmp_path / "one", workers=1)
     two = ingest(config, tmp_path / "two", workers=2)
     assert one.fingerprint == two.fingerprint and one.mode == two.mode == "RGB"
-    assert one.index.sha256 == two.index.sha256 and one.index.source_ids == two.index.source_ids
+    assert one.index.sha256.equals(two.index.sha256) and one.index.source_ids.equals(two.index.source_ids)
     with (
         PixelStore(tmp_path / "one" / PIXELS_FILE, one.shape) as a,
         PixelStore(tmp_path / "two" / PIXELS_FILE, two.shape) as b,
@@ -175,3 +175,30 @@ def test_undecodable_image_in_a_worker_names_the_file(tmp_path, monkeypatch):
     config = load_config(None, ["source.kind=imagefolder", f"source.path={path}"])
     with pytest.raises(SourceError, match="img_003.jpg"):
         ingest(config, tmp_path / "work", workers=2)
+
+
+def test_pixel_store_reads_any_row_and_names_the_file_for_a_missing_one(tmp_path):
+    from pipeline.ingest import PixelStore, write_pixels
+
+    images = [np.full((3, 2, 3), i, np.uint8) for i in range(5)]
+    path = tmp_path / "pixels.u8"
+    assert write_pixels(path, iter(images)) == 5
+    with PixelStore(path, (3, 2, 3)) as pixels:
+        for row in (4, 0, 2):
+            assert np.array_equal(pixels[row], images[row])
+        for row in (5, -1):
+            with pytest.raises(IndexError, match="pixels.u8"):
+                pixels[row]
+
+
+def test_repeated_source_ids_are_found():
+    import pyarrow as pa
+
+    from pipeline.ingest import _repeated_value, duplicate_groups
+
+    assert _repeated_value(pa.array(["b", "a", "c", "b", "a"])) == "a"
+    assert _repeated_value(pa.array(["b", "a", "c"])) is None
+    assert _repeated_value(pa.array([], pa.string())) is None
+    # the same pixels under three ids: one group, sorted by id, lists or Arrow arrays alike
+    ids, hashes = ["z", "x", "y", "w"], ["f" * 64, "0" * 64, "f" * 64, "f" * 64]
+    assert duplicate_groups(ids, hashes) == duplicate_groups(pa.array(ids), pa.array(hashes)) == [[3, 2, 0]]
