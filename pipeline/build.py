@@ -212,8 +212,9 @@ def plan(context: BuildContext, synthesis_report: dict[str, Any] | None = None) 
 
 
 def _release_arrow_memory() -> None:
-    """Return what Arrow's pool freed to the OS. mimalloc keeps freed pages for reuse (about
-    25 MB after ingesting 60k images), and the next stage's peak would sit on top of them."""
+    """Return what Arrow's pool freed to the OS (the system allocator trims its heap; with
+    mimalloc about 25 MB stayed after ingesting 60k images), so that the next stage's peak
+    does not sit on top of it."""
     pa.default_memory_pool().release_unused()
 
 

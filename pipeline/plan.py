@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from pipeline.augment import derive_seed
@@ -104,10 +105,6 @@ PLAN_SCHEMA = pa.schema(
         ("partner_label", pa.int64()),
     ]
 )
-# One row per image of a split (source or synthetic): what the plan says of it whichever
-# copy it is. The split's rows refer to these by position (``ref``), so the strings are not
-# repeated for every copy.
-_IMAGE_COLUMNS = ("store", "pixel_row", "source_id", "label", "source_sha256", "seed", "params")
 _ORDER_CHUNK = 8192  # rows whose source ids are Python strings at once
 
 
@@ -129,88 +126,99 @@ def build_plan(
     source's order. With ``mix``, the plan also says which augmented copies are mixed, how,
     and with which training image.
 
-    Memory: a split's strings are held once per image, and each row (copy) is a few
-    integers; shards are written one at a time.
+    Memory: each row (copy) is two integers referring to an image of the index or of the
+    synthetic table, whose strings are not copied; shards are written one at a time.
     """
     splits = np.asarray(index.splits, dtype=object)  # shared strings: a pointer per image
-    everyone = pa.table({"source_id": index.source_ids, "label": index.labels})
+    images = _Images(index, synthetic)
     shards: list[ShardSpec] = []
     (work_dir / PLAN_DIR).mkdir(exist_ok=True)
     for split in [s for s in SPLIT_ORDER if s in set(index.splits)]:
         members = np.flatnonzero(splits == split)
-        images = _source_images(index, members)
-        rows = _split_rows(copies[members] if split == "train" else np.zeros(len(members), np.int64))
+        rows = _split_rows(members, copies[members] if split == "train" else np.zeros(len(members), np.int64))
         if split == "train" and mix is not None:
-            rows = _with_partners(rows, images, mix, seed, pool=members)
-        if split == "train" and synthetic is not None and synthetic.num_rows:
-            rows = pa.concat_tables(
-                [rows, _synthetic_refs(synthetic.num_rows, images.num_rows)], promote_options="default"
-            )
-            images = pa.concat_tables([images, _synthetic_images(synthetic)])
-        order = _write_order(rows, images["source_id"], seed)
+            rows = _with_partners(rows, images.ids, mix, seed, pool=members)
+        if split == "train" and images.synthetic_count:
+            rows = pa.concat_tables([rows, images.synthetic_refs()], promote_options="default")
+        order = _write_order(rows, images.ids, seed)
         count = max(1, math.ceil(rows.num_rows / rows_per_shard))
         for shard in range(count):
             part = rows.take(order[shard * rows_per_shard : (shard + 1) * rows_per_shard])
             spec = ShardSpec(split, shard, count, part.num_rows)
-            _write_shard_plan(work_dir, spec, _plan_table(split, shard, part, images, everyone))
+            _write_shard_plan(work_dir, spec, _plan_table(split, shard, part, images))
             shards.append(spec)
     return shards
 
 
-def _source_images(index: Index, members: np.ndarray) -> pa.Table:
-    n = len(members)
-    return pa.table(
-        {
-            "store": pa.array(np.full(n, STORE_SOURCE, np.int8)),
-            "pixel_row": pa.array(members.astype(np.int64)),
-            "source_id": index.source_ids.take(members),
-            "label": pa.array(index.labels[members]),
-            "source_sha256": index.sha256.take(members),
-            "seed": pa.nulls(n, pa.int64()),
-            "params": pa.nulls(n, pa.string()),
+class _Images:
+    """Every image a plan row can refer to (``ref``): the index's rows (ref = pixel row),
+    then the staged synthetic rows. Their columns are taken a shard at a time."""
+
+    def __init__(self, index: Index, synthetic: pa.Table | None):
+        self.index = index
+        self.source_count = len(index.labels)
+        if synthetic is None:
+            synthetic = _SYNTHETIC_SCHEMA.empty_table()
+        # (cast: a table staged without rows has null-typed columns)
+        self.synthetic = synthetic.select(_SYNTHETIC_SCHEMA.names).cast(_SYNTHETIC_SCHEMA)
+        self.synthetic_count = synthetic.num_rows
+        self.ids = pa.chunked_array([index.source_ids, *self.synthetic["source_id"].chunks], pa.string())
+
+    def synthetic_refs(self) -> pa.Table:
+        refs = np.arange(self.source_count, self.source_count + self.synthetic_count, dtype=np.int32)
+        return pa.table({"ref": refs, "replica": np.zeros(len(refs), np.int32)})
+
+    def at(self, refs: np.ndarray) -> dict[str, pa.Array]:
+        """The plan's image columns of the images ``refs`` (the checkpoint's sha256 as a
+        synthetic row's source hash)."""
+        generated = refs >= self.source_count
+        source_rows = np.where(generated, 0, refs)
+        made_rows = np.where(generated, refs - self.source_count, 0)
+        source = pa.array(source_rows.astype(np.int64), mask=generated)  # null: a synthetic row
+        made = self.synthetic.take(pa.array(made_rows.astype(np.int64), mask=~generated))
+        labels = self.index.labels[source_rows]
+        if self.synthetic_count:
+            labels = np.where(generated, made["label"].fill_null(0).to_numpy(), labels)
+        return {
+            "store": pa.array(np.where(generated, STORE_SYNTHETIC, STORE_SOURCE).astype(np.int8)),
+            "pixel_row": pa.array(np.where(generated, made_rows, source_rows).astype(np.int64)),
+            "source_id": pc.coalesce(self.index.source_ids.take(source), made["source_id"]),
+            "label": pa.array(labels.astype(np.int64)),
+            "source_sha256": pc.coalesce(self.index.sha256.take(source), made["checkpoint_sha256"]),
+            "seed": made["seed"],
+            "params": made["params"],
         }
-    )
 
 
-def _synthetic_images(synthetic: pa.Table) -> pa.Table:
-    """Staged synthetic rows as plan images (the checkpoint's sha256 as source hash)."""
-    n = synthetic.num_rows
-    return pa.table(
-        {
-            "store": pa.array(np.full(n, STORE_SYNTHETIC, np.int8)),
-            "pixel_row": pa.array(np.arange(n, dtype=np.int64)),
-            "source_id": synthetic["source_id"],
-            "label": synthetic["label"].cast(pa.int64()),
-            "source_sha256": synthetic["checkpoint_sha256"],
-            "seed": synthetic["seed"].cast(pa.int64()),
-            "params": synthetic["params"],
-        }
-    )
+_SYNTHETIC_SCHEMA = pa.schema(
+    [
+        ("source_id", pa.string()),
+        ("label", pa.int64()),
+        ("checkpoint_sha256", pa.string()),
+        ("seed", pa.int64()),
+        ("params", pa.string()),
+    ]
+)
 
 
-def _split_rows(copies: np.ndarray) -> pa.Table:
-    """One row per image of the split (replica 0) and per augmented copy (replica 1..k)."""
+def _split_rows(members: np.ndarray, copies: np.ndarray) -> pa.Table:
+    """One row per image of the split (replica 0) and per augmented copy (replica 1..k);
+    ``ref`` is the image's index row."""
     repeats = 1 + copies
-    refs = np.repeat(np.arange(len(copies), dtype=np.int32), repeats)
+    refs = np.repeat(members.astype(np.int32), repeats)
     replicas = np.arange(len(refs), dtype=np.int32)
     replicas -= np.repeat((np.cumsum(repeats) - repeats).astype(np.int32), repeats)
     return pa.table({"ref": refs, "replica": replicas})
 
 
-def _synthetic_refs(n: int, offset: int) -> pa.Table:
-    return pa.table({"ref": np.arange(offset, offset + n, dtype=np.int32), "replica": np.zeros(n, np.int32)})
-
-
-def _with_partners(rows: pa.Table, images: pa.Table, mix: MixConfig, seed: int, pool: np.ndarray) -> pa.Table:
-    """The rows with mixing columns (see :func:`pipeline.mixing.choose_partners`)."""
+def _with_partners(
+    rows: pa.Table, ids: pa.ChunkedArray, mix: MixConfig, seed: int, pool: np.ndarray
+) -> pa.Table:
+    """The rows (refs: index rows) with mixing columns (see
+    :func:`pipeline.mixing.choose_partners`)."""
     refs = rows["ref"].to_numpy()
     methods, partners = choose_partners(
-        mix,
-        seed,
-        _row_ids(images["source_id"], refs),
-        rows["replica"].to_numpy(),
-        images["pixel_row"].to_numpy()[refs],
-        pool,
+        mix, seed, _row_ids(ids, refs), rows["replica"].to_numpy(), refs, pool
     )
     mixed = partners >= 0
     return rows.append_column("mix", pa.array(methods, pa.string())).append_column(
@@ -233,7 +241,7 @@ def _write_order(rows: pa.Table, ids: pa.ChunkedArray, seed: int) -> np.ndarray:
     )
     keys = np.fromiter(
         (derive_seed(seed, i, f"order-{r}") for i, r in zip(_row_ids(ids, refs), replica_ints, strict=True)),
-        dtype=np.int64,
+        dtype=np.uint32,
         count=len(refs),
     )
     order = np.argsort(keys, kind="stable")
@@ -257,21 +265,21 @@ def _write_order(rows: pa.Table, ids: pa.ChunkedArray, seed: int) -> np.ndarray:
     return order
 
 
-def _plan_table(split: str, shard: int, part: pa.Table, images: pa.Table, everyone: pa.Table) -> pa.Table:
-    """One shard's plan rows, in :data:`PLAN_SCHEMA` (``everyone``: id and label of each
-    pixel row, for mixing partners)."""
+def _plan_table(split: str, shard: int, part: pa.Table, images: _Images) -> pa.Table:
+    """One shard's plan rows, in :data:`PLAN_SCHEMA`."""
     n = part.num_rows
-    image = images.take(part["ref"])
     columns = {
         "split": pa.array([split] * n),
         "shard": pa.array(np.full(n, shard, np.int64)),
-        **{name: image[name] for name in _IMAGE_COLUMNS},
+        **images.at(part["ref"].to_numpy()),
         "replica": part["replica"],
     }
-    if "mix" in part.column_names:
-        partner = everyone.take(part["partner_row"])  # null where the row is not mixed
+    if "mix" in part.column_names:  # partners are index rows; null where a row is not mixed
         columns.update(mix=part["mix"], partner_row=part["partner_row"])
-        columns.update(partner_id=partner["source_id"], partner_label=partner["label"])
+        columns.update(
+            partner_id=images.index.source_ids.take(part["partner_row"]),
+            partner_label=pa.array(images.index.labels).take(part["partner_row"]),
+        )
     for name in PLAN_SCHEMA.names:
         columns.setdefault(name, pa.nulls(n, PLAN_SCHEMA.field(name).type))
     return pa.table(columns, schema=PLAN_SCHEMA)

@@ -16,8 +16,9 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from itertools import islice
 from typing import Any
 
 import cv2
@@ -27,6 +28,7 @@ import cv2
 # worker's first table when it is installed; absent ones are skipped).
 PRELOAD = ["pipeline.preload", "pandas"]
 
+_IN_FLIGHT = 2  # calls submitted per worker at a time by run_all
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 _READY: dict[int, threading.Event] = {}
 _LOCK = threading.Lock()
@@ -86,10 +88,34 @@ def run_all(
     while pending and not ready.is_set():
         k = pending.pop()
         finished(k, fn(*calls[k]))
-    futures = {worker_pool(workers).submit(fn, *calls[k]): k for k in pending}
-    for future in as_completed(futures):
-        finished(futures[future], result(future, workers))
+    # A few calls in flight per worker: the arguments of the others are not made yet (see
+    # :class:`Calls`), and a long list of calls is not all queued in the pool at once.
+    pool, queue, running = worker_pool(workers), iter(pending), {}
+    for k in islice(queue, _IN_FLIGHT * workers):
+        running[pool.submit(fn, *calls[k])] = k
+    while running:
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            finished(running.pop(future), result(future, workers))
+            for k in islice(queue, 1):
+                running[pool.submit(fn, *calls[k])] = k
     return [results[k] for k in range(len(calls))]
+
+
+class Calls(Sequence):
+    """``count`` calls whose arguments ``make(k)`` builds when call ``k`` is sent, for
+    :func:`run_all`: the arguments of a long list of calls are not all held at once."""
+
+    def __init__(self, count: int, make: Callable[[int], tuple]):
+        self._count, self._make = count, make
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, k: int) -> tuple:
+        if not 0 <= k < self._count:
+            raise IndexError(k)
+        return self._make(k)
 
 
 def run_one(fn: Callable[..., Any], args: tuple, workers: int) -> Any:

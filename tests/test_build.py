@@ -1,4 +1,5 @@
 import json
+import os
 import random
 import subprocess
 import sys
@@ -244,7 +245,8 @@ def test_degenerate_augmentations_are_drawn_again(tiny_config):
 
 def test_a_build_without_synthesis_does_not_import_torch(tiny_config):
     """torch takes 3-4 s to import; a plain build and its worker processes go without it,
-    and it still works where asked for (torch threads set to 1 in workers)."""
+    and it still works where asked for (torch threads set to 1 in workers). Both use the
+    system allocator for Arrow (mimalloc kept what Arrow's threads freed)."""
     config = tiny_config("runner.workers=2").model_dump(mode="json")
     script = """
 import json, sys
@@ -258,7 +260,11 @@ worker = run_one(eval, ("'torch' in __import__('sys').modules",), 2)
 threads = run_one(eval, ("__import__('torch').get_num_threads()",), 2)
 from pipeline.augment import build_transforms
 to_tensor = type(build_transforms([{"ToTensorV2": {}}])[0]).__name__
-print(json.dumps([parent, worker, threads, to_tensor]))
+pools = [
+    __import__("pyarrow").default_memory_pool().backend_name,
+    run_one(eval, ("__import__('pyarrow').default_memory_pool().backend_name",), 2),
+]
+print(json.dumps([parent, worker, threads, to_tensor, *pools]))
 """
     done = subprocess.run(
         [sys.executable, "-c", script, json.dumps(config)],
@@ -267,7 +273,32 @@ print(json.dumps([parent, worker, threads, to_tensor]))
         cwd=Path(__file__).resolve().parents[1],
         check=True,
     )
-    assert json.loads(done.stdout.splitlines()[-1]) == [False, False, 1, "ToTensorV2"]
+    assert json.loads(done.stdout.splitlines()[-1]) == [False, False, 1, "ToTensorV2", "system", "system"]
+
+
+def test_run_all_makes_a_calls_arguments_only_when_it_is_sent():
+    from pipeline.workers import _IN_FLIGHT, Calls, run_all, warm_up
+
+    assert warm_up(2).wait(120)
+    made, outstanding = [], []
+
+    def make(k):
+        made.append(k)
+        return (k, 2)
+
+    results = run_all(pow, Calls(40, make), 2, on_result=lambda k, _: outstanding.append(len(made)))
+    assert results == [k**2 for k in range(40)] and sorted(made) == list(range(40))
+    # when the n-th call finishes, at most n - 1 others have finished and the window is full
+    assert all(m <= n + _IN_FLIGHT * 2 for n, m in enumerate(outstanding))
+    with pytest.raises(IndexError):
+        Calls(3, make)[3]
+
+
+def test_a_chosen_arrow_allocator_is_kept():
+    script = "import pipeline, pyarrow; print(pyarrow.default_memory_pool().backend_name)"
+    env = {**os.environ, "ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == "mimalloc"
 
 
 def test_write_order_sorts_by_seeded_key_and_breaks_ties_by_id_then_replica(monkeypatch):
@@ -277,7 +308,7 @@ def test_write_order_sorts_by_seeded_key_and_breaks_ties_by_id_then_replica(monk
     from pipeline.augment import derive_seed
 
     ids = pa.array(["c", "a", "b"])
-    rows = plan_module._split_rows(np.array([1, 0, 2]))  # refs 0,0,1,2,2,2
+    rows = plan_module._split_rows(np.arange(3), np.array([1, 0, 2]))  # refs 0,0,1,2,2,2
     refs, replicas = rows["ref"].to_numpy(), rows["replica"].to_numpy()
     keys = [derive_seed(7, ids[r].as_py(), f"order-{k}") for r, k in zip(refs, replicas, strict=True)]
     id_rank = np.array([2, 0, 1])[refs]
@@ -288,7 +319,7 @@ def test_write_order_sorts_by_seeded_key_and_breaks_ties_by_id_then_replica(monk
     # many equal keys among many rows: the same order as sorting by (key, id, replica)
     monkeypatch.setattr(plan_module, "derive_seed", lambda seed, i, salt: derive_seed(seed, i, salt) % 5)
     ids = pa.array([f"img{i:03d}" for i in np.random.default_rng(1).permutation(300)])
-    rows = plan_module._split_rows(np.random.default_rng(2).integers(0, 4, 300))
+    rows = plan_module._split_rows(np.arange(300), np.random.default_rng(2).integers(0, 4, 300))
     refs, replicas = rows["ref"].to_numpy(), rows["replica"].to_numpy()
     keys = [derive_seed(7, ids[r].as_py(), f"order-{k}") % 5 for r, k in zip(refs, replicas, strict=True)]
     id_rank = np.argsort(np.argsort(ids.to_pylist()))[refs]

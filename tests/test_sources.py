@@ -44,6 +44,9 @@ def test_imagefolder_split_layout_and_mode_normalisation(tmp_path):
     reader, samples = read("imagefolder", tmp_path)
     assert reader.mode == "RGB"
     assert {s.split for s in samples} == {"train", "validation"}
+    assert all(s.split == ("train" if s.source_id.startswith("train/") else "validation") for s in samples)
+    assert [s.source_id for s in samples] == sorted(s.source_id for s in samples)
+    assert all(s.label == ["x", "y"].index(s.source_id.split("/")[1]) for s in samples)
     assert all(s.pixels.shape == (8, 8, 3) for s in samples)
 
 

@@ -13,14 +13,19 @@ in files from elsewhere, unless ``source.follow_symlinks`` says so.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from pipeline.errors import SourceError
 from pipeline.images import dataset_mode, header_modes
 from pipeline.sources.base import Encoded, Sample, SourceReader, check_class_names, split_name
-from pipeline.workers import run_all
+from pipeline.workers import Calls, run_all
 
 _HEADER_CHUNK = 1024
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -49,50 +54,95 @@ def open_imagefolder(
     else:
         groups = [(None, root)]
 
-    # Relative paths only (strings): one Path object per file would cost more than the image.
-    found: dict[str, list[tuple[str, str | None]]] = {}
+    listing = _Listing()
     for split, group in groups:
         for class_dir in scan.dirs(group):
-            images = found.setdefault(class_dir.name, [])
             prefix = class_dir.relative_to(root).as_posix()
-            images.extend((f"{prefix}/{name}", split) for name in scan.images(class_dir))
-    for name in sorted(n for n, images in found.items() if not images):
+            listing.add(class_dir.name, split, [f"{prefix}/{name}" for name in scan.images(class_dir)])
+    for name in listing.empty_classes():
         if not skip_bad:
             raise SourceError(
                 f"{root}: class folder '{name}' has no images (remove it, or set source.on_bad_image: skip)"
             )
         scan.skipped.append({"source_id": f"{name}/", "reason": "empty class folder: not a class"})
-        del found[name]
-    class_names = check_class_names(sorted(found), str(root))
-    files = sorted(
-        (source_id, label, split)
-        for label, name in enumerate(class_names)
-        for source_id, split in found.pop(name)
-    )
-    if not files:
+    class_names = check_class_names(listing.classes(), str(root))
+    ids, labels, splits = listing.rows(class_names)
+    if not len(ids):
         raise SourceError(f"{root}: no images found (expected <class>/<image> folders)")
-    chunks = [
-        ([os.path.join(root, source_id) for source_id, _, _ in files[i : i + _HEADER_CHUNK]], skip_bad)
-        for i in range(0, len(files), _HEADER_CHUNK)
-    ]
-    modes = set().union(*run_all(header_modes, chunks, workers))
+    chunks = Calls(
+        math.ceil(len(ids) / _HEADER_CHUNK),
+        lambda k: (str(root), ids.slice(k * _HEADER_CHUNK, _HEADER_CHUNK).to_pylist(), skip_bad),
+    )
+    modes = set().union(*run_all(header_modes_under, chunks, workers))
     if not modes:
-        raise SourceError(f"{root}: none of the {len(files)} image files is readable")
+        raise SourceError(f"{root}: none of the {len(ids)} image files is readable")
     mode = dataset_mode(modes)
 
     def samples() -> Iterator[Sample]:
-        for source_id, label, split in files:
-            path = os.path.join(root, source_id)
-            yield Sample(source_id, label, split, Encoded(path, path))
+        for start in range(0, len(ids), _HEADER_CHUNK):
+            stop = start + _HEADER_CHUNK
+            rows = zip(
+                ids.slice(start, _HEADER_CHUNK).to_pylist(),
+                labels[start:stop].tolist(),
+                splits[start:stop].tolist(),
+                strict=True,
+            )
+            for source_id, label, split in rows:
+                path = os.path.join(root, source_id)
+                yield Sample(source_id, label, SPLITS[split], Encoded(path, path))
 
     return SourceReader(
         class_names=class_names,
         mode=mode,
         samples=samples,
-        count=len(files),
+        count=len(ids),
         skipped=scan.skipped,
         ignored=scan.ignored,
     )
+
+
+def header_modes_under(root: str, source_ids: list[str], skip_bad: bool) -> set[str]:
+    """:func:`pipeline.images.header_modes` of the images ``root/<source id>``."""
+    return header_modes([os.path.join(root, source_id) for source_id in source_ids], skip_bad)
+
+
+SPLITS = (None, "train", "validation", "test")  # a listed image's split, by code
+
+
+class _Listing:
+    """Image files found per class folder, as Arrow arrays of relative paths (as Python
+    strings, a large folder's names would cost more than its index)."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, list[tuple[pa.Array, int]]] = {}
+
+    def add(self, class_name: str, split: str | None, source_ids: list[str]) -> None:
+        parts = self._found.setdefault(class_name, [])
+        parts.append((pa.array(source_ids, pa.string()), SPLITS.index(split)))
+
+    def empty_classes(self) -> list[str]:
+        """Class folders without images, sorted; they are dropped from the listing."""
+        empty = sorted(name for name, parts in self._found.items() if not any(len(ids) for ids, _ in parts))
+        for name in empty:
+            del self._found[name]
+        return empty
+
+    def classes(self) -> list[str]:
+        return sorted(self._found)
+
+    def rows(self, class_names: list[str]) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+        """Every image's id, label and split code, sorted by id (a relative path: unique)."""
+        parts = [
+            (part, label, split)
+            for label, name in enumerate(class_names)
+            for part, split in self._found[name]
+        ]
+        sizes = [len(part) for part, _, _ in parts]
+        ids = pa.concat_arrays([pa.array([], pa.string())] + [part for part, _, _ in parts])
+        labels = np.repeat(np.array([label for _, label, _ in parts], np.int64), sizes)
+        splits = np.repeat(np.array([split for _, _, split in parts], np.int8), sizes)
+        order = pc.sort_indices(ids).to_numpy()
+        return ids.take(order), labels[order], splits[order]
 
 
 class _Scan:
