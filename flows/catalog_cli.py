@@ -1,4 +1,5 @@
-"""``expand`` subcommands over published versions: versions, show, diff, tag, gc, verify, lineage.
+"""``expand`` subcommands over published versions: versions, show, diff, tag, gc, verify,
+lineage, push.
 
 They read and change the output directory only; none starts Prefect. ``--json`` prints
 one JSON document instead of the human summary.
@@ -13,6 +14,7 @@ from typing import Any
 
 from pipeline import catalog
 from pipeline.manifest import ATTACHMENTS_DIR, read_manifest, verify
+from pipeline.remote import push
 
 EXIT_OK, EXIT_FAILED = 0, 1
 _LIST_LIMIT = 20
@@ -38,14 +40,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     gc.add_argument("--keep", type=int, required=True, help="newest versions kept per dataset")
     gc.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     check = commands.add_parser("verify", help="re-hash every file of a version against its manifest")
-    check.add_argument("version")
+    check.add_argument("version", help="version folder, or the fsspec URL of an uploaded version")
     check.add_argument("--quick", action="store_true", help="sizes, schemas and row counts only")
     trace = commands.add_parser("lineage", help="where one row came from")
     trace.add_argument("version")
     trace.add_argument("row_id")
+    upload = commands.add_parser("push", help="upload a version to remote storage (an fsspec URL)")
+    upload.add_argument("version")
+    upload.add_argument("url", help="e.g. s3://bucket/datasets: it goes to <url>/<name>/<version id>/")
+    upload.add_argument("--latest", action="store_true", help="also point <url>/<name>/latest at it")
 
 
-COMMANDS = ("versions", "show", "diff", "tag", "gc", "verify", "lineage")
+COMMANDS = ("versions", "show", "diff", "tag", "gc", "verify", "lineage", "push")
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -57,6 +63,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "gc": _gc,
         "verify": _verify,
         "lineage": _lineage,
+        "push": _push,
     }[args.command](args)
 
 
@@ -173,7 +180,7 @@ def _gc(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    version = catalog.resolve_version(args.version)
+    version = args.version if "://" in args.version else catalog.resolve_version(args.version)
     problems = verify(version, full=not args.quick)
     if problems:
         for problem in problems:
@@ -187,4 +194,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _lineage(args: argparse.Namespace) -> int:
     _print_json(catalog.lineage(Path(args.version), args.row_id))
+    return EXIT_OK
+
+
+def _push(args: argparse.Namespace) -> int:
+    print(push(catalog.resolve_version(args.version), args.url, latest=args.latest))
     return EXIT_OK

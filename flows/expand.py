@@ -32,6 +32,7 @@ from pipeline.build import (
     train_gan_for,
     train_gan_only,
     tune,
+    upload,
     write_shard_in_worker,
 )
 from pipeline.catalog import dataset_lock
@@ -39,6 +40,7 @@ from pipeline.config import Config, GanTrainConfig, load_config
 from pipeline.manifest import read_manifest
 from pipeline.plan import ShardSpec
 from pipeline.progress import WRITING, report
+from pipeline.remote import remote_url
 from pipeline.summary import count_rows, run_markdown, tune_rows
 from pipeline.workers import warm_up
 
@@ -113,6 +115,12 @@ def publish_task(context: BuildContext, entries: list[dict[str, Any]]) -> str:
     version = publish(context, entries)
     _publish_artifacts(version, created=not context.existing)
     return str(version)
+
+
+@task(name="upload", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def upload_task(context: BuildContext) -> None:
+    upload(context, context.final_dir)
+    get_run_logger().info("uploaded %s to %s", context.version_id, context.config.output.remote)
 
 
 def _publish_artifacts(version: Path, created: bool) -> None:
@@ -200,6 +208,8 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
         if context.existing:
             publish_task(context, [])
             logger.info("version %s already published at %s", context.version_id, context.final_dir)
+            if config.output.remote:
+                upload_task(context)
             return _result(context, created=False)
         context.details["run"]["flow_run_name"] = run_name  # the manifest records the new name
         try:
@@ -225,6 +235,8 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
         except BaseException:
             discard(context)
             raise
+        if config.output.remote:  # the version is published here; a failed upload keeps it
+            upload_task(context)
     return _result(context, created=True)
 
 
@@ -287,6 +299,7 @@ def _result(context: BuildContext, created: bool) -> dict[str, Any]:
     return {
         "version_dir": str(context.final_dir),
         "version_id": context.version_id,
+        "remote": remote_url(context.config.output.remote, context.name, context.version_id),
         "created": created,
         "splits": {split: info["by_origin"] for split, info in manifest["splits"].items()},
         "skipped": len(manifest["source"].get("skipped", [])),

@@ -53,6 +53,7 @@ from pipeline.pictures import (
 )
 from pipeline.plan import STORE_SYNTHETIC, ShardSpec, allocate_copies, build_plan, read_shard_plan
 from pipeline.progress import WRITING, report
+from pipeline.remote import push
 from pipeline.shards import ImageFolderShardWriter, ParquetShardWriter, Row, file_entry
 from pipeline.synthetic_stage import (
     GRID_FILE,
@@ -437,7 +438,7 @@ def build(config: Config, run: dict[str, Any] | None = None) -> tuple[Path, bool
     with dataset_lock(dataset_dir(config), purpose="expand run", timeout=config.output.lock_timeout):
         context = prepare(config, run, workers)
         if context.existing:
-            return publish(context, []), False
+            return upload(context, publish(context, [])), False
         try:
             if config.augment.tune.enabled:
                 context = tune(context, workers)
@@ -447,10 +448,19 @@ def build(config: Config, run: dict[str, Any] | None = None) -> tuple[Path, bool
                 report = synthesize_for(context, Path(checkpoint))
             context = plan(context, report)
             entries = write_shards(context, workers)
-            return publish(context, entries), True
+            version = publish(context, entries)
         except BaseException:
             discard(context)
             raise
+        return upload(context, version), True
+
+
+def upload(context: BuildContext, version: Path) -> Path:
+    """Upload the published version to ``output.remote`` when set (see
+    :mod:`pipeline.remote`); the local version stays. Returns ``version``."""
+    if context.config.output.remote:
+        push(version, context.config.output.remote)
+    return version
 
 
 def train_gan_only(

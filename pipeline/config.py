@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+import fsspec
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -339,6 +340,24 @@ class OutputConfig(_Strict):
     lock_timeout: float = Field(
         default=0.0, ge=0.0, description="seconds to wait while another run holds this dataset's lock"
     )
+    remote: str | None = Field(
+        default=None,
+        description="fsspec URL (s3://bucket/path, gs://, az://, ...) each published version is also "
+        "uploaded to, under <remote>/<name>/<version id>/; the backend's package must be installed",
+    )
+
+    @field_validator("remote")
+    @classmethod
+    def _remote_known(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "://" not in value:
+            raise ValueError(f"{value!r} is not a URL (protocol://path); output.root is the local folder")
+        try:
+            fsspec.get_filesystem_class(value.split("://", 1)[0])
+        except (ImportError, ValueError) as exc:
+            raise ValueError(f"{value}: {exc}") from None
+        return value
 
     @field_validator("shard_size")
     @classmethod
@@ -424,6 +443,7 @@ class Config(_Strict):
         data.pop("runner")
         data["output"].pop("root")
         data["output"].pop("lock_timeout")
+        data["output"].pop("remote")
         data["source"].pop("path")  # the source enters the version id by its content hash
         if not self.augment.tune.enabled:
             data["augment"].pop("tune")  # settings of a disabled stage do not change the content

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import posixpath
 import socket
 import subprocess
 from datetime import datetime, timezone
@@ -16,11 +17,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 import pipeline
-from pipeline.hashing import file_sha256
+from pipeline.hashing import stream_sha256
 from pipeline.shards import lineage_schema, parquet_schema
 
 SCHEMA_VERSION = 1
@@ -130,47 +132,55 @@ def write_manifest(version_dir: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
-def read_manifest(version_dir: Path) -> dict[str, Any]:
-    """Load a version's manifest."""
-    return json.loads((Path(version_dir) / MANIFEST_FILE).read_text(encoding="utf-8"))
+def read_manifest(version: Path | str) -> dict[str, Any]:
+    """Load a version's manifest (``version``: a folder, or an fsspec URL)."""
+    fs, root = fsspec.core.url_to_fs(str(version))
+    return json.loads(fs.cat_file(posixpath.join(root, MANIFEST_FILE)))
 
 
-def verify(version_dir: Path, *, full: bool = True) -> list[str]:
+def verify(version: Path | str, *, full: bool = True) -> list[str]:
     """Check a version against its manifest; return the problems (none: intact).
 
     Checks that every listed file exists with its size (and, when ``full``, its sha256),
     that no unlisted file is present (outside ``attachments/``), and that every shard has
-    the schema and row count the manifest records.
+    the schema and row count the manifest records. ``version``: a folder, or an fsspec URL
+    of an uploaded version (see :mod:`pipeline.remote`).
     """
-    version_dir = Path(version_dir)
     try:
-        manifest = read_manifest(version_dir)
+        fs, root = fsspec.core.url_to_fs(str(version))
+    except (ImportError, ValueError) as exc:  # an unknown protocol, its backend not installed
+        return [f"{version}: {exc}"]
+    try:
+        manifest = read_manifest(version)
     except (OSError, ValueError) as exc:
         return [f"{MANIFEST_FILE}: unreadable ({exc})"]
     listed = {f["path"]: f for f in manifest["files"]}
     problems, damaged = [], set()
     for path, entry in listed.items():
-        problem = _check_file(version_dir, entry, full)
+        problem = _check_file(fs, root, entry, full)
         if problem:
             problems.append(problem)
             damaged.add(path)
-    for path in sorted(version_dir.rglob("*")):
-        relative = path.relative_to(version_dir).as_posix()
-        if path.is_file() and relative not in listed and relative != MANIFEST_FILE:
+    for path in sorted(fs.find(root)):
+        relative = posixpath.relpath(path, root)
+        if relative not in listed and relative != MANIFEST_FILE:
             if not relative.startswith(ATTACHMENTS_DIR + "/"):
                 problems.append(f"{relative}: present but not listed in the manifest")
-    return problems + _check_rows(version_dir, manifest, damaged)
+    return problems + _check_rows(fs, root, manifest, damaged)
 
 
-def _check_file(version_dir: Path, entry: dict[str, Any], full: bool) -> str | None:
-    path = version_dir / entry["path"]
-    if not path.is_file():
+def _check_file(fs: Any, root: str, entry: dict[str, Any], full: bool) -> str | None:
+    path = posixpath.join(root, entry["path"])
+    if not fs.isfile(path):
         return f"{entry['path']}: missing"
-    size = path.stat().st_size
+    size = fs.size(path)
     if size != entry["bytes"]:
         return f"{entry['path']}: {size} bytes, the manifest says {entry['bytes']}"
-    if full and (digest := file_sha256(path)) != entry["sha256"]:
-        return f"{entry['path']}: sha256 {digest[:16]}..., the manifest says {entry['sha256'][:16]}..."
+    if full:
+        with fs.open(path, "rb") as handle:
+            digest = stream_sha256(handle)
+        if digest != entry["sha256"]:
+            return f"{entry['path']}: sha256 {digest[:16]}..., the manifest says {entry['sha256'][:16]}..."
     return None
 
 
@@ -179,7 +189,7 @@ def has_soft_labels(manifest: dict[str, Any]) -> bool:
     return bool(manifest.get("config", {}).get("augment", {}).get("mix"))
 
 
-def _check_rows(version_dir: Path, manifest: dict[str, Any], damaged: set[str]) -> list[str]:
+def _check_rows(fs: Any, root: str, manifest: dict[str, Any], damaged: set[str]) -> list[str]:
     """Schema and row count of each shard's table, and split totals."""
     parquet = manifest["format"] == "parquet"
     schema = (parquet_schema if parquet else lineage_schema)(
@@ -192,7 +202,8 @@ def _check_rows(version_dir: Path, manifest: dict[str, Any], damaged: set[str]) 
         if relative in damaged:
             continue
         try:
-            metadata = pq.read_metadata(version_dir / relative)
+            with fs.open(posixpath.join(root, relative), "rb") as handle:
+                metadata = pq.read_metadata(handle)
             found = metadata.schema.to_arrow_schema()
         except (OSError, pa.ArrowException) as exc:
             problems.append(f"{relative}: not readable as Parquet ({exc})")

@@ -1,0 +1,96 @@
+"""Uploading versions to remote storage through fsspec (its in-memory file system here)."""
+
+import fsspec
+import pyarrow.parquet as pq
+import pytest
+
+from flows.cli import main
+from pipeline import remote
+from pipeline.build import build
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.manifest import MANIFEST_FILE, read_manifest, verify
+
+
+@pytest.fixture
+def bucket(tmp_path):
+    """A fresh ``memory://`` URL, removed afterwards (the memory file system is per process)."""
+    fs = fsspec.filesystem("memory")
+    url = f"memory://bucket-{tmp_path.name}/datasets"
+    yield url
+    fs.rm(f"/bucket-{tmp_path.name}", recursive=True)
+
+
+def test_a_build_uploads_its_version_manifest_last_and_moves_latest(tiny_config, bucket, monkeypatch):
+    sent, upload = [], remote._upload
+
+    def recorded(fs, local, path, size):
+        sent.append(path)
+        upload(fs, local, path, size)
+
+    monkeypatch.setattr(remote, "_upload", recorded)
+    version, created = build(tiny_config(f"output.remote={bucket}"))
+    manifest = read_manifest(version)
+    url = remote.remote_url(bucket, manifest["name"], manifest["version_id"])
+    fs, root = fsspec.core.url_to_fs(url)
+    assert created and sent[-1] == f"{root}/{MANIFEST_FILE}" and len(sent) == len(manifest["files"]) + 1
+    for entry in manifest["files"] + [{"path": MANIFEST_FILE}]:
+        assert fs.cat_file(f"{root}/{entry['path']}") == (version / entry["path"]).read_bytes()
+    assert read_manifest(url) == manifest and verify(url) == []
+    assert fs.cat_file(f"{_path(bucket)}/{manifest['name']}/latest").decode().strip() == version.name
+    first = manifest["shards"][0]
+    with fs.open(f"{root}/data/{first['shard']}.parquet", "rb") as handle:  # readable in place
+        assert pq.read_table(handle).num_rows == first["rows"]
+    # The same content again: nothing is built or sent, latest still names it.
+    sent.clear()
+    assert build(tiny_config(f"output.remote={bucket}")) == (version, False) and sent == []
+
+
+def test_an_interrupted_upload_is_redone_and_verify_finds_remote_damage(tiny_config, bucket):
+    config = tiny_config(f"output.remote={bucket}")
+    version, _ = build(config)
+    manifest = read_manifest(version)
+    url = remote.remote_url(bucket, manifest["name"], manifest["version_id"])
+    fs, root = fsspec.core.url_to_fs(url)
+    shard = next(e["path"] for e in manifest["files"] if e["path"].startswith("data/"))
+    fs.rm(f"{root}/{MANIFEST_FILE}")  # as if the upload stopped before its last file
+    fs.pipe_file(f"{root}/{shard}", b"half")
+    assert verify(url)[0].startswith(f"{MANIFEST_FILE}: unreadable")
+    build(config)  # already published here: only the upload runs, all of it again
+    assert verify(url) == []
+    data = bytearray(fs.cat_file(f"{root}/{shard}"))
+    data[len(data) // 2] ^= 0xFF
+    fs.pipe_file(f"{root}/{shard}", bytes(data))
+    fs.pipe_file(f"{root}/data/extra.parquet", b"x")
+    problems = verify(url)
+    assert any(p.startswith(f"{shard}: sha256") for p in problems)
+    assert "data/extra.parquet: present but not listed in the manifest" in problems
+    assert main(["verify", url]) == 1
+    assert main(["verify", "nosuch://bucket/v-1"]) == 1
+
+
+def test_push_and_verify_from_the_command_line(tiny_config, bucket, capsys):
+    version, _ = build(tiny_config())
+    fs = fsspec.filesystem("memory")
+    name = read_manifest(version)["name"]
+    latest = f"{_path(bucket)}/{name}/latest"
+    assert main(["push", str(version), bucket]) == 0
+    url = capsys.readouterr().out.strip()
+    assert url == remote.remote_url(bucket, name, version.name) and not fs.exists(latest)
+    assert main(["verify", url]) == 0 and "OK:" in capsys.readouterr().out
+    assert main(["push", str(version), bucket, "--latest"]) == 0
+    assert fs.cat_file(latest).decode().strip() == version.name
+    assert main(["push", str(version), "nosuch://bucket"]) == 1
+    assert "push failed" in capsys.readouterr().err
+
+
+def test_remote_is_a_known_url_and_not_part_of_the_version(tiny_config):
+    for bad in ("nosuch://bucket/x", "/a/local/folder"):
+        with pytest.raises(ConfigError, match="output.remote"):
+            tiny_config(f"output.remote={bad}")
+    assert tiny_config("output.remote=memory://x").content_dict() == tiny_config().content_dict()
+    with pytest.raises(PipelineError, match="uploading .* to nosuch://bucket"):
+        remote.push(build(tiny_config())[0], "nosuch://bucket")
+
+
+def _path(url):
+    return fsspec.core.url_to_fs(url)[1]
