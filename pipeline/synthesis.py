@@ -91,7 +91,9 @@ def train_gan(
         shape=shape,
         settings=settings,
         seed=config.seed,
-        config_json=json.dumps(config.model_dump(mode="json")),
+        # The settings that decide the content only: a checkpoint's bytes (and so the ids of
+        # its samples) must not depend on where the run writes or how many workers it has.
+        config_json=json.dumps(config.content_dict(), sort_keys=True),
     )
     if resume is not None:
         trainer.load_state_dict(load_checkpoint(resume, trainer.device), str(resume))
