@@ -177,6 +177,23 @@ def test_unsafe_class_folder_names_are_refused(tmp_path):
         ingest(config_for(root, tmp_path), tmp_path / "work")
 
 
+def test_names_that_are_not_utf8_stop_the_run_or_are_skipped(tmp_path):
+    import os
+
+    root = make_imagefolder(tmp_path / "src", {"cat": 3, "dog": 3})
+    os.rename(root / "cat" / "img_000.png", os.fsencode(root / "cat") + b"/caf\xe9.png")  # Latin-1
+    os.makedirs(os.fsencode(root) + b"/\xfeel")  # \xfe, then "el"
+    random_image(np.random.default_rng(4)).save(os.fsdecode(os.fsencode(root) + b"/\xfeel/a.png"))
+    with pytest.raises(SourceError, match=r"name is not UTF-8 \(rename it"):
+        ingest(config_for(root, tmp_path), tmp_path / "w1")
+    staged = ingest(config_for(root, tmp_path, "source.on_bad_image=skip"), tmp_path / "w2")
+    assert staged.class_names == ["cat", "dog"] and len(staged.index.source_ids) == 5
+    assert sorted(staged.skipped, key=str) == [
+        {"source_id": "cat/caf\ufffd.png", "reason": "file name is not UTF-8"},
+        {"source_id": "\ufffdel", "reason": "folder name is not UTF-8"},
+    ]
+
+
 def test_duplicates_are_reported_and_optionally_dropped(tmp_path):
     root = make_imagefolder(tmp_path / "src", {"cat": 4, "dog": 4})
     (root / "dog" / "copy.png").write_bytes((root / "cat" / "img_001.png").read_bytes())

@@ -120,7 +120,8 @@ def check_class_names(names: list[str], where: str) -> list[str]:
     """Reject class names that could not be used as one folder name.
 
     Raises:
-        SourceError: empty, duplicate, or path-like names (``/``, ``..``, control chars).
+        SourceError: empty, duplicate, not UTF-8, or path-like names (``/``, ``..``,
+            control chars).
     """
     if not names:
         raise SourceError(f"{where}: no classes found")
@@ -131,6 +132,10 @@ def check_class_names(names: list[str], where: str) -> list[str]:
         )
         if bad:
             raise SourceError(f"{where}: class name {name!r} cannot be used as a folder name")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SourceError(f"{where}: class name {name!r} is not UTF-8") from None
         if name in seen:
             raise SourceError(f"{where}: duplicate class name {name!r}")
         seen.add(name)

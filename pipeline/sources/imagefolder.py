@@ -46,7 +46,7 @@ def open_imagefolder(
     root = Path(root)
     if not root.is_dir():
         raise SourceError(f"{root}: not a directory")
-    scan = _Scan(root, follow_symlinks)
+    scan = _Scan(root, follow_symlinks, skip_bad)
     top = scan.dirs(root)
     splits = [split_name(d.name) for d in top]
     if top and all(splits):
@@ -56,7 +56,7 @@ def open_imagefolder(
 
     listing = _Listing()
     for split, group in groups:
-        for class_dir in scan.dirs(group):
+        for class_dir in top if group == root else scan.dirs(group):  # the root is listed once
             prefix = class_dir.relative_to(root).as_posix()
             listing.add(class_dir.name, split, [f"{prefix}/{name}" for name in scan.images(class_dir)])
     for name in listing.empty_classes():
@@ -148,8 +148,9 @@ class _Listing:
 class _Scan:
     """Lists folders and image files, counting what it leaves out."""
 
-    def __init__(self, root: Path, follow_symlinks: bool):
+    def __init__(self, root: Path, follow_symlinks: bool, skip_bad: bool = False):
         self.root = root
+        self.skip_bad = skip_bad
         self.resolved_root = root.resolve()
         self.follow_symlinks = follow_symlinks
         self.skipped: list[dict[str, str]] = []
@@ -158,7 +159,9 @@ class _Scan:
     def dirs(self, folder: Path) -> list[Path]:
         with os.scandir(folder) as entries:
             return sorted(
-                Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir() and self._inside(e)
+                Path(e.path)
+                for e in entries
+                if not e.name.startswith(".") and e.is_dir() and self._inside(e) and self._utf8(e)
             )
 
     def images(self, folder: Path) -> list[str]:
@@ -169,9 +172,25 @@ class _Scan:
                 image = os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
                 if e.name.startswith(".") or not image or not e.is_file():
                     self.ignored += e.is_file()
-                elif self._inside(e):
+                elif self._inside(e) and self._utf8(e):
                     kept.append(e.name)
         return sorted(kept)
+
+    def _utf8(self, entry: os.DirEntry) -> bool:
+        """Whether the entry's name is UTF-8 (ids and class names are UTF-8 strings). Without
+        ``skip_bad`` another name stops the run; with it, the entry is skipped and listed."""
+        try:
+            entry.name.encode("utf-8")
+            return True
+        except UnicodeEncodeError:
+            relative = Path(entry.path).relative_to(self.root).as_posix()
+            shown = os.fsencode(relative).decode("utf-8", "replace")
+            kind = "folder" if entry.is_dir() else "file"
+            if not self.skip_bad:
+                fix = "rename it, or set source.on_bad_image: skip"
+                raise SourceError(f"{self.root}/{shown}: {kind} name is not UTF-8 ({fix})") from None
+            self.skipped.append({"source_id": shown, "reason": f"{kind} name is not UTF-8"})
+            return False
 
     def _inside(self, entry: os.DirEntry) -> bool:
         # Entries of a folder already inside the root are inside too, unless they are links.
