@@ -117,7 +117,7 @@ def publish_task(context: BuildContext, entries: list[dict[str, Any]]) -> str:
     return str(version)
 
 
-@task(name="upload", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(name="upload", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def upload_task(context: BuildContext) -> None:
     upload(context, context.final_dir)
     get_run_logger().info("uploaded %s to %s", context.version_id, context.config.output.remote)

@@ -183,6 +183,35 @@ def test_a_transient_write_error_is_retried(prefect_harness, tiny_config, tmp_pa
     assert reference.name == Path(result["version_dir"]).name
 
 
+def test_the_flow_uploads_to_remote_storage_and_retries_a_failed_upload(
+    prefect_harness, tiny_config, tmp_path, monkeypatch
+):
+    import fsspec
+
+    from flows.expand import expand_for
+    from pipeline import remote
+    from pipeline.manifest import verify
+
+    real_upload, calls = remote._upload, {"n": 0}
+
+    def flaky(*args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("connection reset (transient)")
+        return real_upload(*args)
+
+    monkeypatch.setattr(remote, "_upload", flaky)
+    bucket = f"memory://flow-{tmp_path.name}"
+    config = tiny_config(f"output.root={tmp_path / 'up'}", f"output.remote={bucket}")
+    try:
+        overrides = [*_overrides_of(config), f"output.remote={bucket}"]
+        result = expand_for(config)(config_path=None, overrides=overrides)
+        assert result["remote"] == f"{bucket}/src/{result['version_id']}" and calls["n"] > 2
+        assert verify(result["remote"]) == [] and verify(Path(result["version_dir"])) == []
+    finally:
+        fsspec.filesystem("memory").rm(f"/flow-{tmp_path.name}", recursive=True)
+
+
 def _overrides_of(config) -> list[str]:
     import json
 
