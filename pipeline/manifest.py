@@ -149,7 +149,7 @@ def verify(version: Path | str, *, full: bool = True) -> list[str]:
     try:
         fs, root = fsspec.core.url_to_fs(str(version))
     except (ImportError, ValueError) as exc:  # an unknown protocol, its backend not installed
-        return [f"{version}: {exc}"]
+        return [f"not readable: {exc}"]
     try:
         manifest = read_manifest(version)
     except (OSError, ValueError) as exc:
