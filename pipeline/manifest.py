@@ -134,7 +134,10 @@ def write_manifest(version_dir: Path, manifest: dict[str, Any]) -> Path:
 
 def read_manifest(version: Path | str) -> dict[str, Any]:
     """Load a version's manifest (``version``: a folder, or an fsspec URL)."""
-    fs, root = fsspec.core.url_to_fs(str(version))
+    return _manifest_at(*fsspec.core.url_to_fs(str(version)))
+
+
+def _manifest_at(fs: Any, root: str) -> dict[str, Any]:
     return json.loads(fs.cat_file(posixpath.join(root, MANIFEST_FILE)))
 
 
@@ -151,7 +154,7 @@ def verify(version: Path | str, *, full: bool = True) -> list[str]:
     except (ImportError, ValueError) as exc:  # an unknown protocol, its backend not installed
         return [f"not readable: {exc}"]
     try:
-        manifest = read_manifest(version)
+        manifest = _manifest_at(fs, root)
     except (OSError, ValueError) as exc:
         return [f"{MANIFEST_FILE}: unreadable ({exc})"]
     listed = {f["path"]: f for f in manifest["files"]}

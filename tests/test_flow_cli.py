@@ -166,14 +166,8 @@ def test_a_transient_write_error_is_retried(prefect_harness, tiny_config, tmp_pa
     from pipeline import build as build_module
     from pipeline.manifest import verify
 
-    real_encode, calls = build_module.encode_image, {"n": 0}
-
-    def flaky(*args):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise OSError("Input/output error (transient)")
-        return real_encode(*args)
-
+    real_encode = build_module.encode_image
+    flaky, _ = _failing_once(real_encode, 3, "Input/output error (transient)")
     monkeypatch.setattr(build_module, "encode_image", flaky)
     config = tiny_config(f"output.root={tmp_path / 'flaky'}")
     result = expand_for(config)(config_path=None, overrides=_overrides_of(config))
@@ -192,14 +186,7 @@ def test_the_flow_uploads_to_remote_storage_and_retries_a_failed_upload(
     from pipeline import remote
     from pipeline.manifest import verify
 
-    real_upload, calls = remote._upload, {"n": 0}
-
-    def flaky(*args):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise OSError("connection reset (transient)")
-        return real_upload(*args)
-
+    flaky, calls = _failing_once(remote._upload, 2, "connection reset (transient)")
     monkeypatch.setattr(remote, "_upload", flaky)
     bucket = f"memory://flow-{tmp_path.name}"
     config = tiny_config(f"output.root={tmp_path / 'up'}", f"output.remote={bucket}")
@@ -210,6 +197,19 @@ def test_the_flow_uploads_to_remote_storage_and_retries_a_failed_upload(
         assert verify(result["remote"]) == [] and verify(Path(result["version_dir"])) == []
     finally:
         fsspec.filesystem("memory").rm(f"/flow-{tmp_path.name}", recursive=True)
+
+
+def _failing_once(real, at: int, message: str):
+    """``real`` wrapped to raise OSError(message) on call number ``at``; and the call count."""
+    calls = {"n": 0}
+
+    def flaky(*args):
+        calls["n"] += 1
+        if calls["n"] == at:
+            raise OSError(message)
+        return real(*args)
+
+    return flaky, calls
 
 
 def _overrides_of(config) -> list[str]:
