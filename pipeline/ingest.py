@@ -37,26 +37,85 @@ _PY_CHUNK = 8192  # Arrow values that are Python objects at once
 SPLIT_ORDER = ("train", "validation", "test")
 # The "split" of staged images left out of the version (dropped duplicates, leakage).
 EXCLUDED = "excluded"
+SPLIT_CODES = (*SPLIT_ORDER, EXCLUDED)  # an index's split of an image: a position here
+DIGEST = pa.binary(32)  # a content hash in the index: the raw sha256
 
 
 @dataclass(frozen=True)
 class Index:
     """What the build needs to know of each source image (row i = pixel row i).
 
-    Ids and content hashes are Arrow string arrays (lists are converted): as Python strings
-    they would cost ~190 bytes per image, most of a large build's memory. A split name is
-    one shared string per image.
+    Ids are an Arrow string array and content hashes 32-byte digests (as Python strings
+    they would cost ~190 bytes per image, most of a large build's memory); a split is an
+    int8 code (:data:`SPLIT_CODES`). Lists of ids, hex hashes and split names are converted.
     """
 
     source_ids: pa.Array
     labels: np.ndarray
-    splits: list[str]
+    splits: np.ndarray
     sha256: pa.Array
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "source_ids", _strings(self.source_ids))
-        object.__setattr__(self, "sha256", _strings(self.sha256))
+        object.__setattr__(self, "sha256", digests(self.sha256))
         object.__setattr__(self, "labels", np.asarray(self.labels, dtype=np.int64))
+        if not isinstance(self.splits, np.ndarray):
+            codes = [SPLIT_CODES.index(split) for split in self.splits]
+            object.__setattr__(self, "splits", np.asarray(codes, dtype=np.int8))
+
+    def in_split(self, split: str) -> np.ndarray:
+        """Which images are in ``split`` (a mask)."""
+        return self.splits == SPLIT_CODES.index(split)
+
+    def rows_in(self, split: str) -> np.ndarray:
+        """The rows (pixel rows) of ``split``, in order."""
+        return np.flatnonzero(self.in_split(split))
+
+    def present(self) -> list[str]:
+        """The splits that have images, in :data:`SPLIT_ORDER`."""
+        return [split for code, split in enumerate(SPLIT_ORDER) if (self.splits == code).any()]
+
+    def split_of(self, row: int) -> str:
+        return SPLIT_CODES[self.splits[row]]
+
+
+def digests(values) -> pa.Array:
+    """Content hashes as a :data:`DIGEST` array: digests as they are, or hex strings (a
+    list or an Arrow array; empty: null) converted."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
+    if isinstance(values, pa.Array) and values.type == DIGEST:
+        return values
+    hexes = iter_strings(values) if isinstance(values, pa.Array) else values
+    return pa.array([bytes.fromhex(h) if h else None for h in hexes], DIGEST)
+
+
+def digest_bytes(hashes: pa.Array) -> np.ndarray:
+    """The bytes of :data:`DIGEST` values, one row of 32 per value (a view, not a copy;
+    a null's row is undefined)."""
+    n = len(hashes)
+    return np.frombuffer(hashes.buffers()[1], np.uint8)[
+        hashes.offset * 32 : (hashes.offset + n) * 32
+    ].reshape(n, 32)
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def hex_strings(hashes: pa.Array) -> pa.Array:
+    """:data:`DIGEST` values as 64-character hex strings (nulls stay null), in numpy."""
+    n = len(hashes)
+    if hashes.null_count == n:
+        return pa.nulls(n, pa.string())
+    raw = digest_bytes(hashes)
+    text = np.empty((n, 64), np.uint8)
+    text[:, 0::2] = _HEX[raw >> 4]
+    text[:, 1::2] = _HEX[raw & 15]
+    offsets = np.arange(0, 64 * n + 1, 64, dtype=np.int32)
+    strings = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
+    return (
+        pc.if_else(hashes.is_valid(), strings, pa.scalar(None, pa.string())) if hashes.null_count else strings
+    )
 
 
 def _strings(values) -> pa.Array:
@@ -77,6 +136,12 @@ def iter_strings(array: pa.Array) -> Iterator[str]:
         yield from array.slice(start, _PY_CHUNK).to_pylist()
 
 
+def iter_hex(hashes: pa.Array) -> Iterator[str | None]:
+    """:data:`DIGEST` values as hex strings, a chunk at a time."""
+    for start in range(0, len(hashes), _PY_CHUNK):
+        yield from hex_strings(hashes.slice(start, _PY_CHUNK)).to_pylist()
+
+
 @dataclass(frozen=True)
 class Ingested:
     """The staged source: where its pixels are, its classes and shape, its fingerprint."""
@@ -95,10 +160,10 @@ class Ingested:
     def counts(self) -> dict[str, dict[str, int]]:
         """Source images per split and class name."""
         counts: dict[str, dict[str, int]] = {}
-        for split, label in zip(self.index.splits, self.index.labels, strict=True):
-            by_class = counts.setdefault(split, {})
-            name = self.class_names[label]
-            by_class[name] = by_class.get(name, 0) + 1
+        for code, split in enumerate(SPLIT_CODES):
+            labels, n = np.unique(self.index.labels[self.index.splits == code], return_counts=True)
+            if len(labels):
+                counts[split] = {self.class_names[label]: int(k) for label, k in zip(labels, n, strict=True)}
         return counts
 
 
@@ -133,7 +198,7 @@ def ingest(config: Config, work_dir: Path, workers: int = 1) -> Ingested:
     splits, left_out = _assign_splits(config, staged, ids, hashes, groups, carved)
     rows = sorted(left_out)
     for row, source_id, sha in zip(rows, values_at(ids, rows), values_at(hashes, rows), strict=True):
-        staged.skipped.append({"source_id": source_id, "reason": left_out[row], "sha256": sha})
+        staged.skipped.append({"source_id": source_id, "reason": left_out[row], "sha256": sha.hex()})
     return Ingested(
         pixels_path=work_dir / PIXELS_FILE,
         index=Index(ids, staged.labels, splits, hashes),
@@ -189,25 +254,29 @@ def _assign_splits(
     return splits, left_out
 
 
-class _StringColumn:
-    """Strings appended one at a time and kept as Arrow arrays, not Python objects."""
+class _Column:
+    """Values (strings, digests) appended one at a time and kept as Arrow arrays, not
+    Python objects."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: pa.DataType) -> None:
+        self._kind = kind
         self._chunks: list[pa.Array] = []
-        self._pending: list[str] = []
+        self._pending: list[str | bytes] = []
 
-    def append(self, value: str) -> None:
+    def append(self, value: str | bytes) -> None:
         self._pending.append(value)
         if len(self._pending) == _CHUNK_ROWS * _WINDOW_CHUNKS:
             self._flush()
 
     def array(self) -> pa.Array:
+        """All values as one array, which replaces the chunks (kept both, they cost twice)."""
         self._flush()
-        return pa.concat_arrays(self._chunks) if self._chunks else pa.array([], pa.string())
+        self._chunks = [pa.concat_arrays(self._chunks) if self._chunks else pa.array([], self._kind)]
+        return self._chunks[0]
 
     def _flush(self) -> None:
         if self._pending:
-            self._chunks.append(pa.array(self._pending, pa.string()))
+            self._chunks.append(pa.array(self._pending, self._kind))
             self._pending = []
 
 
@@ -217,10 +286,10 @@ class _Staged:
 
     skip: bool
     skipped: list[dict[str, str | None]]
-    ids: _StringColumn = field(default_factory=_StringColumn)
+    ids: _Column = field(default_factory=lambda: _Column(pa.string()))
     labels: list[int] = field(default_factory=list)
     splits: list[str | None] = field(default_factory=list)
-    hashes: _StringColumn = field(default_factory=_StringColumn)
+    hashes: _Column = field(default_factory=lambda: _Column(DIGEST))
     shape: tuple[int, ...] | None = None
 
     def rows(self, reader: SourceReader, workers: int) -> Iterator[bytes]:
@@ -248,7 +317,7 @@ class _Staged:
                 self.ids.append(sample.source_id)
                 self.labels.append(sample.label)
                 self.splits.append(sample.split)
-                self.hashes.append(sha)
+                self.hashes.append(bytes.fromhex(sha))
                 yield raw
 
     def _leave_out(self, sample: Sample, reason: str, sha256: str | None) -> None:
@@ -267,20 +336,18 @@ def duplicate_groups(ids, hashes) -> list[list[int]]:
     """Rows with identical pixels, grouped; each group and the groups sorted by source id.
 
     Args:
-        ids, hashes: source ids and content hashes (Arrow string arrays or lists).
+        ids, hashes: source ids and content hashes (see :func:`digests`), Arrow arrays or lists.
     """
-    ids, hashes = _strings(ids), _strings(hashes)
+    ids, hashes = _strings(ids), digests(hashes)
     if not len(hashes):
         return []
     # Candidates found in numpy on the digests' first 64 bits (a dict, or a sort of the whole
     # digests, over every image would cost more than the index itself), then grouped by the
     # whole digest: only the rows that share a prefix become Python objects.
-    prefixes = np.fromiter(
-        (int(h[:16], 16) for h in iter_strings(hashes)), dtype=np.uint64, count=len(hashes)
-    )
+    prefixes = np.ascontiguousarray(digest_bytes(hashes)[:, :8]).view(">u8").ravel()
     _, inverse, counts = np.unique(prefixes, return_inverse=True, return_counts=True)
     rows = np.flatnonzero(counts[inverse] > 1)
-    by_hash: dict[str, list[tuple[str, int]]] = {}
+    by_hash: dict[bytes, list[tuple[str, int]]] = {}
     for row, source_id, digest in zip(
         rows.tolist(), values_at(ids, rows), values_at(hashes, rows), strict=True
     ):
@@ -293,9 +360,9 @@ def leaked_rows(ids, hashes, splits: list[str], left_out: dict[int, str]) -> dic
     """Training rows whose pixels are also in another split, with the reason.
 
     Args:
-        ids, hashes: source ids and content hashes (Arrow string arrays or lists).
+        ids, hashes: source ids and content hashes (see :func:`digests`), Arrow arrays or lists.
     """
-    ids, hashes = _strings(ids), _strings(hashes)
+    ids, hashes = _strings(ids), digests(hashes)
     split_of = np.asarray(splits, dtype=object)
     usable = np.ones(len(splits), dtype=bool)
     usable[list(left_out)] = False
@@ -308,7 +375,7 @@ def leaked_rows(ids, hashes, splits: list[str], left_out: dict[int, str]) -> dic
         )
     )
     train = np.flatnonzero(usable & (split_of == "train"))
-    hit = pc.is_in(hashes.take(train), value_set=pa.array(list(elsewhere), pa.string()))
+    hit = pc.is_in(hashes.take(train), value_set=pa.array(list(elsewhere), DIGEST))
     leaked = train[hit.to_numpy(zero_copy_only=False)]
     return {
         row: "same pixels as {} image {} (leakage): left out of train".format(*elsewhere[digest])
@@ -420,7 +487,7 @@ def save_index(index: Index, path: Path) -> None:
         {
             "source_id": index.source_ids,
             "label": pa.array(index.labels, pa.int64()),
-            "split": pa.array(index.splits, pa.string()).dictionary_encode(),
+            "split": pa.DictionaryArray.from_arrays(index.splits, pa.array(SPLIT_CODES)),
             "sha256": index.sha256,
         }
     )
@@ -432,12 +499,9 @@ def load_index(path: Path) -> Index:
     with pa.OSFile(str(path), "rb") as source:
         table = ipc.open_file(source).read_all()
     splits = table["split"].combine_chunks()
-    names = splits.dictionary.to_pylist()  # one string object per split name, not per row
+    codes = np.asarray([SPLIT_CODES.index(name) for name in splits.dictionary.to_pylist()], np.int8)
     return Index(
-        table["source_id"],
-        table["label"].to_numpy(),
-        [names[i] for i in splits.indices.to_numpy()],
-        table["sha256"],
+        table["source_id"], table["label"].to_numpy(), codes[splits.indices.to_numpy()], table["sha256"]
     )
 
 
@@ -475,6 +539,6 @@ def _size(shape: tuple[int, ...]) -> str:
 def _fingerprint(class_names, mode, shape, ids, labels, splits, hashes) -> str:
     digest = hashlib.sha256()
     digest.update(f"{list(class_names)}\x1e{mode}\x1e{tuple(shape)}\x1e".encode())
-    for row in zip(iter_strings(ids), labels, splits, iter_strings(hashes), strict=True):
+    for row in zip(iter_strings(ids), labels, splits, iter_hex(hashes), strict=True):
         digest.update(("\x1f".join(str(v or "") for v in row) + "\x1e").encode())
     return digest.hexdigest()

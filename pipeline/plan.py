@@ -9,8 +9,8 @@ rows from the plan file and need nothing else but the staged pixels.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ import pyarrow.ipc as ipc
 from pipeline.augment import derive_seed
 from pipeline.config import AugmentConfig, MixConfig
 from pipeline.errors import PipelineError
-from pipeline.ingest import SPLIT_ORDER, Index, seeded_ranks
+from pipeline.ingest import Index, hex_strings, seeded_ranks
 from pipeline.mixing import choose_partners
 
 # One Arrow IPC file per shard, all its worker reads. (A single Parquet plan file cost the
@@ -66,7 +66,7 @@ def allocate_copies(
     shortfall: dict[int, int] = {}
     if not augment.enabled:
         return copies, shortfall
-    train = np.asarray(index.splits, dtype=object) == "train"
+    train = index.in_split("train")
     ranks = seeded_ranks(index.source_ids, seed, "extra")
     for label, name in enumerate(class_names):
         members = np.flatnonzero(train & (index.labels == label))
@@ -106,6 +106,7 @@ PLAN_SCHEMA = pa.schema(
     ]
 )
 _ORDER_CHUNK = 8192  # rows whose source ids are Python strings at once
+_RANGE_ROWS = 1 << 16  # rows per range of order keys sorted at once (on average)
 
 
 def build_plan(
@@ -126,26 +127,26 @@ def build_plan(
     source's order. With ``mix``, the plan also says which augmented copies are mixed, how,
     and with which training image.
 
-    Memory: each row (copy) is two integers referring to an image of the index or of the
-    synthetic table, whose strings are not copied; shards are written one at a time.
+    Memory: a row (copy) is its 32-bit order key until its shard is written; the rows are
+    sorted a range of keys at a time, and each shard's columns are taken from the index and
+    the synthetic table when it is written.
     """
-    splits = np.asarray(index.splits, dtype=object)  # shared strings: a pointer per image
     images = _Images(index, synthetic)
     shards: list[ShardSpec] = []
     (work_dir / PLAN_DIR).mkdir(exist_ok=True)
-    for split in [s for s in SPLIT_ORDER if s in set(index.splits)]:
-        members = np.flatnonzero(splits == split)
-        rows = _split_rows(members, copies[members] if split == "train" else np.zeros(len(members), np.int64))
-        if split == "train" and mix is not None:
-            rows = _with_partners(rows, images.ids, mix, seed, pool=members)
-        if split == "train" and images.synthetic_count:
-            rows = pa.concat_tables([rows, images.synthetic_refs()], promote_options="default")
+    for split in index.present():
+        members = index.rows_in(split)
+        if split == "train":
+            rows = _SplitRows(members, copies[members], images.source_count, images.synthetic_count)
+        else:
+            rows = _SplitRows(members, np.zeros(len(members), np.int64))
+        count = max(1, math.ceil(rows.count / rows_per_shard))
         order = _write_order(rows, images.ids, seed)
-        count = max(1, math.ceil(rows.num_rows / rows_per_shard))
-        for shard in range(count):
-            part = rows.take(order[shard * rows_per_shard : (shard + 1) * rows_per_shard])
-            spec = ShardSpec(split, shard, count, part.num_rows)
-            _write_shard_plan(work_dir, spec, _plan_table(split, shard, part, images))
+        for shard, positions in enumerate(_shard_positions(order, count, rows_per_shard)):
+            refs, replicas = rows.at(positions)
+            partners = _partners(refs, replicas, images.ids, mix, seed, members) if split == "train" else None
+            spec = ShardSpec(split, shard, count, len(refs))
+            _write_shard_plan(work_dir, spec, _plan_table(split, shard, refs, replicas, partners, images))
             shards.append(spec)
     return shards
 
@@ -164,10 +165,6 @@ class _Images:
         self.synthetic_count = synthetic.num_rows
         self.ids = pa.chunked_array([index.source_ids, *self.synthetic["source_id"].chunks], pa.string())
 
-    def synthetic_refs(self) -> pa.Table:
-        refs = np.arange(self.source_count, self.source_count + self.synthetic_count, dtype=np.int32)
-        return pa.table({"ref": refs, "replica": np.zeros(len(refs), np.int32)})
-
     def at(self, refs: np.ndarray) -> dict[str, pa.Array]:
         """The plan's image columns of the images ``refs`` (the checkpoint's sha256 as a
         synthetic row's source hash)."""
@@ -184,7 +181,9 @@ class _Images:
             "pixel_row": pa.array(np.where(generated, made_rows, source_rows).astype(np.int64)),
             "source_id": pc.coalesce(self.index.source_ids.take(source), made["source_id"]),
             "label": pa.array(labels.astype(np.int64)),
-            "source_sha256": pc.coalesce(self.index.sha256.take(source), made["checkpoint_sha256"]),
+            "source_sha256": pc.coalesce(
+                hex_strings(self.index.sha256.take(source)), made["checkpoint_sha256"]
+            ),
             "seed": made["seed"],
             "params": made["params"],
         }
@@ -201,84 +200,128 @@ _SYNTHETIC_SCHEMA = pa.schema(
 )
 
 
-def _split_rows(members: np.ndarray, copies: np.ndarray) -> pa.Table:
-    """One row per image of the split (replica 0) and per augmented copy (replica 1..k);
-    ``ref`` is the image's index row."""
-    repeats = 1 + copies
-    refs = np.repeat(members.astype(np.int32), repeats)
-    replicas = np.arange(len(refs), dtype=np.int32)
-    replicas -= np.repeat((np.cumsum(repeats) - repeats).astype(np.int32), repeats)
-    return pa.table({"ref": refs, "replica": replicas})
+class _SplitRows:
+    """The rows of one split, never listed whole: row positions 0.. are each image of the
+    split (replica 0) followed by its augmented copies (replicas 1..k), then the synthetic
+    images (refs ``synthetic_start``.., replica 0)."""
+
+    def __init__(self, members: np.ndarray, copies: np.ndarray, synthetic_start: int = 0, synthetic: int = 0):
+        self.members = members
+        self.starts = np.cumsum(copies + 1)  # then each image's first row, in place
+        self.real = int(self.starts[-1]) if len(copies) else 0
+        self.starts -= copies + 1
+        self.synthetic_start = synthetic_start
+        self.count = self.real + synthetic
+
+    def at(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ref (index row, or synthetic ref) and replica of the rows at ``positions``."""
+        real = positions < self.real
+        image = np.searchsorted(self.starts, positions[real], side="right") - 1
+        refs = self.synthetic_start + positions - self.real
+        replicas = np.zeros(len(positions), np.int64)
+        refs[real] = self.members[image]
+        replicas[real] = positions[real] - self.starts[image]
+        return refs, replicas
 
 
-def _with_partners(
-    rows: pa.Table, ids: pa.ChunkedArray, mix: MixConfig, seed: int, pool: np.ndarray
-) -> pa.Table:
-    """The rows (refs: index rows) with mixing columns (see
-    :func:`pipeline.mixing.choose_partners`)."""
-    refs = rows["ref"].to_numpy()
-    methods, partners = choose_partners(
-        mix, seed, _row_ids(ids, refs), rows["replica"].to_numpy(), refs, pool
-    )
-    mixed = partners >= 0
-    return rows.append_column("mix", pa.array(methods, pa.string())).append_column(
-        "partner_row", pa.array(partners, mask=~mixed)
-    )
+def _write_order(rows: _SplitRows, ids: pa.ChunkedArray, seed: int) -> Iterator[np.ndarray]:
+    """Row positions in write order, a range of order keys at a time (ranges of about
+    :data:`_RANGE_ROWS` rows), so that only the keys are held for every row."""
+    keys = np.empty(rows.count, np.uint32)
+    for start in range(0, rows.count, _ORDER_CHUNK):
+        refs, replicas = rows.at(np.arange(start, min(start + _ORDER_CHUNK, rows.count)))
+        row_ids = ids.take(refs).to_pylist()
+        keys[start : start + len(refs)] = [
+            derive_seed(seed, i, f"order-{r}") for i, r in zip(row_ids, replicas.tolist(), strict=True)
+        ]
+    ranges = max(1, math.ceil(rows.count / _RANGE_ROWS))
+    bounds = (np.arange(ranges + 1, dtype=np.uint64) << np.uint64(32)) // np.uint64(ranges)
+    for low, high in zip(bounds[:-1], bounds[1:], strict=True):
+        positions = _keys_between(keys, low, high)
+        yield _sorted_by_key(positions, keys[positions], rows, ids)
 
 
-def _row_ids(ids: pa.ChunkedArray, refs: np.ndarray):
-    """The source id of each row, as Python strings a chunk at a time."""
-    for start in range(0, len(refs), _ORDER_CHUNK):
-        yield from ids.take(refs[start : start + _ORDER_CHUNK]).to_pylist()
+def _keys_between(keys: np.ndarray, low: np.uint64, high: np.uint64) -> np.ndarray:
+    """Positions of the keys in [low, high), found a slice at a time."""
+    found = [np.empty(0, np.int64)]
+    for start in range(0, len(keys), _RANGE_ROWS):
+        part = keys[start : start + _RANGE_ROWS]
+        found.append(start + np.flatnonzero((part >= low) & (part < high)))
+    return np.concatenate(found)
 
 
-def _write_order(rows: pa.Table, ids: pa.ChunkedArray, seed: int) -> np.ndarray:
-    """Row positions in write order; shards take their slice, so the rows are not copied
-    whole."""
-    refs, replicas = rows["ref"].to_numpy(), rows["replica"].to_numpy()
-    replica_ints = chain.from_iterable(  # Python ints a chunk at a time: formatting numpy's is slower
-        replicas[start : start + _ORDER_CHUNK].tolist() for start in range(0, len(replicas), _ORDER_CHUNK)
-    )
-    keys = np.fromiter(
-        (derive_seed(seed, i, f"order-{r}") for i, r in zip(_row_ids(ids, refs), replica_ints, strict=True)),
-        dtype=np.uint32,
-        count=len(refs),
-    )
+def _sorted_by_key(
+    positions: np.ndarray, keys: np.ndarray, rows: _SplitRows, ids: pa.ChunkedArray
+) -> np.ndarray:
+    """``positions`` by key; keys are 32-bit, so a large split has a few equal ones: those
+    rows go by id, then replica, sorted here alone rather than ranking every row's id."""
     order = np.argsort(keys, kind="stable")
-    # Keys are 32-bit, so a large split has a few equal ones: those rows go by id, then
-    # replica, sorted here alone rather than ranking every row's id.
     ranked = keys[order]
     tied = np.flatnonzero(ranked[1:] == ranked[:-1])
     if len(tied):
-        positions = np.union1d(tied, tied + 1)
-        rows = order[positions]
+        at = np.union1d(tied, tied + 1)
+        refs, replicas = rows.at(positions[order[at]])
         by = sorted(
             zip(
-                ranked[positions].tolist(),
-                ids.take(refs[rows]).to_pylist(),
-                replicas[rows].tolist(),
-                rows.tolist(),
+                ranked[at].tolist(),
+                ids.take(refs).to_pylist(),
+                replicas.tolist(),
+                order[at].tolist(),
                 strict=True,
             )
         )
-        order[positions] = [row for *_, row in by]
-    return order
+        order[at] = [row for *_, row in by]
+    return positions[order]
 
 
-def _plan_table(split: str, shard: int, part: pa.Table, images: _Images) -> pa.Table:
+def _shard_positions(ordered: Iterator[np.ndarray], count: int, rows_per_shard: int) -> Iterator[np.ndarray]:
+    """``count`` shards of ``rows_per_shard`` positions (the last one the rest), cut from
+    the ordered ranges."""
+    pending = np.empty(0, np.int64)
+    for _ in range(count):
+        while len(pending) < rows_per_shard and (chunk := next(ordered, None)) is not None:
+            pending = np.concatenate([pending, chunk])
+        yield pending[:rows_per_shard]
+        pending = pending[rows_per_shard:]
+
+
+def _partners(
+    refs: np.ndarray,
+    replicas: np.ndarray,
+    ids: pa.ChunkedArray,
+    mix: MixConfig | None,
+    seed: int,
+    pool: np.ndarray,
+) -> dict[str, pa.Array] | None:
+    """The mixing columns of training rows (see :func:`pipeline.mixing.choose_partners`);
+    partners are index rows, null where a row is not mixed."""
+    if mix is None:
+        return None
+    methods, partners = choose_partners(mix, seed, ids.take(refs).to_pylist(), replicas, refs, pool)
+    return {"mix": pa.array(methods, pa.string()), "partner_row": pa.array(partners, mask=partners < 0)}
+
+
+def _plan_table(
+    split: str,
+    shard: int,
+    refs: np.ndarray,
+    replicas: np.ndarray,
+    partners: dict[str, pa.Array] | None,
+    images: _Images,
+) -> pa.Table:
     """One shard's plan rows, in :data:`PLAN_SCHEMA`."""
-    n = part.num_rows
+    n = len(refs)
     columns = {
         "split": pa.array([split] * n),
         "shard": pa.array(np.full(n, shard, np.int64)),
-        **images.at(part["ref"].to_numpy()),
-        "replica": part["replica"],
+        **images.at(refs),
+        "replica": pa.array(replicas),
     }
-    if "mix" in part.column_names:  # partners are index rows; null where a row is not mixed
-        columns.update(mix=part["mix"], partner_row=part["partner_row"])
+    if partners is not None:
+        columns.update(partners)
         columns.update(
-            partner_id=images.index.source_ids.take(part["partner_row"]),
-            partner_label=pa.array(images.index.labels).take(part["partner_row"]),
+            partner_id=images.index.source_ids.take(partners["partner_row"]),
+            partner_label=pa.array(images.index.labels).take(partners["partner_row"]),
         )
     for name in PLAN_SCHEMA.names:
         columns.setdefault(name, pa.nulls(n, PLAN_SCHEMA.field(name).type))

@@ -51,7 +51,7 @@ def load_split(
     from pipeline.synthesis import RealData
 
     index = index or load_index(work_dir / INDEX_FILE)
-    rows = [i for i, s in enumerate(index.splits) if s == split]
+    rows = index.rows_in(split).tolist()
     if not rows:
         return None
     with PixelStore(work_dir / PIXELS_FILE, shape) as pixels:

@@ -176,7 +176,7 @@ def tune_augmentation(
     tune = config.augment.tune
     found, refused = candidates(config.augment)
     index = load_index(work_dir / INDEX_FILE)
-    rows = [i for i, split in enumerate(index.splits) if split == "train"]  # load_split's order
+    rows = index.rows_in("train").tolist()  # load_split's order
     if not rows:
         raise PipelineError("augment.tune: the source has no training images to tune on")
     ids, labels = values_at(index.source_ids, rows), index.labels[rows]
