@@ -205,3 +205,28 @@ def test_repeated_source_ids_are_found():
     # the same pixels under three ids: one group, sorted by id, lists or Arrow arrays alike
     ids, hashes = ["z", "x", "y", "w"], ["f" * 64, "0" * 64, "f" * 64, "f" * 64]
     assert duplicate_groups(ids, hashes) == duplicate_groups(pa.array(ids), pa.array(hashes)) == [[3, 2, 0]]
+
+
+def test_content_hashes_are_kept_as_digests_and_read_back_as_the_same_hex(tmp_path):
+    import hashlib
+
+    import pyarrow as pa
+
+    from pipeline.ingest import DIGEST, Index, digests, hex_strings, load_index, save_index
+
+    hexes = [hashlib.sha256(bytes([i])).hexdigest() for i in range(5)]
+    stored = digests(hexes)
+    assert stored.type == DIGEST and stored.to_pylist() == [bytes.fromhex(h) for h in hexes]
+    assert hex_strings(stored).to_pylist() == hexes
+    # a slice (an offset into the buffer), and nulls as a plan's take of synthetic rows makes
+    assert hex_strings(stored.slice(1, 3)).to_pylist() == hexes[1:4]
+    taken = stored.take(pa.array([4, None, 1]))
+    assert hex_strings(taken).to_pylist() == [hexes[4], None, hexes[1]]
+    assert hex_strings(pa.nulls(2, DIGEST)).to_pylist() == [None, None]
+    # the index keeps digests and split codes through its file
+    index = Index(["a", "b", "c"], [0, 1, 0], ["train", "excluded", "test"], pa.array(hexes[:3]))
+    save_index(index, tmp_path / "index.arrow")
+    loaded = load_index(tmp_path / "index.arrow")
+    assert loaded.sha256.equals(stored.slice(0, 3)) and loaded.splits.tolist() == index.splits.tolist()
+    assert [loaded.split_of(row) for row in range(3)] == ["train", "excluded", "test"]
+    assert loaded.present() == ["train", "test"] and loaded.rows_in("test").tolist() == [2]
