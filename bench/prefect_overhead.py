@@ -6,12 +6,16 @@ image: 34 gives about 50k rows) three ways, each into a fresh output root, with 
 
 0. ``pipeline.build.build`` with one worker, in-process (for scale),
 1. ``pipeline.build.build`` (no Prefect), twice: the first run starts the worker pool,
-2. the ``expand`` flow on a fresh ephemeral Prefect server (includes its start-up),
-3. the ``expand`` flow again, server already up (what a deployment on a running server pays).
+2. the ``expand`` flow as ``expand run`` runs it, on a fresh ephemeral Prefect server
+   (includes its start-up),
+3. the same again, server already up,
+4. the flow called directly with Prefect's defaults, server up: flow-run heartbeats on,
+   as in a deployment.
 
-Overhead is the last against the second library run (both with the worker pool up).
+Overhead is the third against the second library run (both with the worker pool up); those
+and the fourth take turns ``--repeat`` times and their medians are reported.
 
-    python bench/prefect_overhead.py --copies 34
+    python bench/prefect_overhead.py --copies 34 [--source IMAGE_FOLDER] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -36,14 +41,18 @@ def main() -> int:
     parser.add_argument("--copies", type=float, default=34)
     parser.add_argument("--shard-size", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--source", help="an image folder to expand instead of the embedded digits")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each variant once the server is up")
     args = parser.parse_args()
-    from flows.expand import expand_for
+    from flows.expand import expand_for, run_expand
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
 
         def overrides(root: str) -> list[str]:
+            source = ["source.kind=imagefolder", f"source.path={args.source}"] if args.source else []
             return [
+                *source,
                 f"output.root={tmp}/{root}",
                 f"augment.copies_per_image={args.copies}",
                 'augment.transforms=[{"Affine": {"rotate": [-10, 10], "p": 1.0}}]',
@@ -51,25 +60,37 @@ def main() -> int:
                 f"runner.workers={args.workers}",
             ]
 
+        def timed(run, root: str) -> float:
+            started = time.perf_counter()
+            assert run(load_config(None, overrides(root)), None, overrides(root))["version_id"] == version
+            return time.perf_counter() - started
+
+        def library(config, *_):
+            return {"version_id": build(config)[0].name}
+
         started = time.perf_counter()
-        version, _ = build(load_config(None, [*overrides("one-worker"), "runner.workers=1"]))
-        results["library, 1 worker (in-process)"] = time.perf_counter() - started
-        for label, root in (("library (starts the worker pool)", "pool"), ("library", "library")):
-            started = time.perf_counter()
-            assert build(load_config(None, overrides(root)))[0].name == version.name
-            results[label] = time.perf_counter() - started
-        rows = sum(s["rows"] for s in json.loads((version / "manifest.json").read_text())["shards"])
-        for label, root in (("flow (cold ephemeral server)", "cold"), ("flow (server up)", "warm")):
-            started = time.perf_counter()
-            config = load_config(None, overrides(root))
-            result = expand_for(config)(config_path=None, overrides=overrides(root))
-            results[label] = time.perf_counter() - started
-            assert result["version_id"] == version.name
-    base = results["library"]
-    print(f"{rows} rows published")
-    for label, seconds in results.items():
-        print(f"{label:<30} {seconds:7.1f} s  ({(seconds / base - 1) * 100:+.1f}% vs library)")
-    print(json.dumps({"rows": rows, "seconds": results}, indent=1))
+        built, _ = build(load_config(None, [*overrides("one-worker"), "runner.workers=1"]))
+        results["library, 1 worker (in-process)"] = [time.perf_counter() - started]
+        version = built.name
+        rows = sum(s["rows"] for s in json.loads((built / "manifest.json").read_text())["shards"])
+        results["library (starts the worker pool)"] = [timed(library, "pool")]
+        results["flow (cold ephemeral server)"] = [timed(run_expand, "cold")]
+        # Server and pool up: the three take turns, --repeat times, to share the machine's drift.
+        turns = (
+            ("library", library),
+            ("flow (server up)", run_expand),
+            ("flow (server up, heartbeats on)", lambda c, *args: expand_for(c)(*args)),
+        )
+        for k in range(args.repeat):
+            for n, (label, run) in enumerate(turns):
+                results.setdefault(label, []).append(timed(run, f"turn-{k}-{n}"))
+    medians = {label: statistics.median(times) for label, times in results.items()}
+    print(f"{rows} rows published; medians of {args.repeat} runs where repeated")
+    for label, seconds in medians.items():
+        spread = f"{min(results[label]):.1f}-{max(results[label]):.1f} s" if len(results[label]) > 1 else ""
+        overhead = (seconds / medians["library"] - 1) * 100
+        print(f"{label:<32} {seconds:6.2f} s  ({overhead:+5.1f}% vs library) {spread}")
+    print(json.dumps({"rows": rows, "median_seconds": medians, "seconds": results}, indent=1))
     return 0
 
 

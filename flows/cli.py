@@ -115,11 +115,11 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)  # fail fast, before Prefect starts
     _hide_tracebacks_of_expected_errors()
-    from flows.expand import expand_for
+    from flows.expand import run_expand
 
     started = time.perf_counter()
     with _progress(quiet=args.quiet or args.json):
-        result = expand_for(config)(config_path=args.config, overrides=args.overrides)
+        result = run_expand(config, args.config, args.overrides)
     result["seconds"] = round(time.perf_counter() - started, 1)
     if args.json:
         print(json.dumps(result, sort_keys=True))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed, wait
 from prefect.runtime import deployment, flow_run
+from prefect.settings import get_current_settings, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
@@ -259,6 +261,26 @@ def expand_for(config: Config):
         cluster = {"n_workers": runner.worker_count(), "threads_per_worker": 1, "dashboard_address": None}
         return expand.with_options(task_runner=DaskTaskRunner(cluster_kwargs=cluster))
     return expand.with_options(task_runner=ThreadPoolTaskRunner(max_workers=runner.worker_count()))
+
+
+def run_expand(config: Config, config_path: str | None, overrides: list[str]) -> dict[str, Any]:
+    """Run the ``expand`` flow once in this process, as ``expand run`` does.
+
+    Prefect's flow-run heartbeats are off for such a run unless
+    ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` (or the Prefect profile) sets them: their thread
+    sleeps in 1-second steps and the run waits for it at exit, up to a second per run (an
+    empty flow took 1.06 s with them, 0.07 s without). They serve zombie-run detection for
+    deployments, which ``expand serve`` runs with Prefect's defaults.
+    """
+    with _one_off_run_settings():
+        return expand_for(config)(config_path=config_path, overrides=overrides)
+
+
+def _one_off_run_settings():
+    """Prefect settings for a flow run started in this process: no heartbeats unless set."""
+    if not hasattr(get_current_settings().flows, "heartbeat_frequency"):  # older: only deployments send
+        return nullcontext()
+    return temporary_settings(set_defaults={"flows.heartbeat_frequency": None})
 
 
 def _run_record() -> dict[str, Any]:

@@ -285,3 +285,18 @@ def test_preview_writes_a_grid_and_publishes_nothing(tiny_config, tmp_path, caps
     with Image.open(out) as grid:
         assert grid.size[0] > 6 * 8 * 6 and grid.size[1] > 3 * 8 * 6  # 1 + 5 tiles, 3 classes, scaled 6x
     assert not (tmp_path / "o").exists()
+
+
+def test_a_one_off_run_sends_no_flow_heartbeats_unless_they_are_set():
+    """``expand run`` turns Prefect's flow-run heartbeats off (their thread holds every run
+    up to a second at exit); a frequency the user set is kept."""
+    from prefect.settings import get_current_settings, temporary_settings
+
+    from flows.expand import _one_off_run_settings
+
+    if getattr(get_current_settings().flows, "heartbeat_frequency", None) is None:
+        pytest.skip("this Prefect sends no flow-run heartbeats by default")
+    with _one_off_run_settings():
+        assert get_current_settings().flows.heartbeat_frequency is None
+    with temporary_settings(updates={"flows.heartbeat_frequency": 60}), _one_off_run_settings():
+        assert get_current_settings().flows.heartbeat_frequency == 60
