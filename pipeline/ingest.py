@@ -59,8 +59,8 @@ class Index:
         object.__setattr__(self, "source_ids", _strings(self.source_ids))
         object.__setattr__(self, "sha256", digests(self.sha256))
         object.__setattr__(self, "labels", np.asarray(self.labels, dtype=np.int64))
-        if not isinstance(self.splits, np.ndarray):
-            codes = [SPLIT_CODES.index(split) for split in self.splits]
+        if not (isinstance(self.splits, np.ndarray) and self.splits.dtype.kind in "iu"):  # names
+            codes = [SPLIT_CODES.index(str(split)) for split in self.splits]
             object.__setattr__(self, "splits", np.asarray(codes, dtype=np.int8))
 
     def in_split(self, split: str) -> np.ndarray:
