@@ -106,7 +106,11 @@ PLAN_SCHEMA = pa.schema(
     ]
 )
 _ORDER_CHUNK = 8192  # rows whose source ids are Python strings at once
-_RANGE_ROWS = 1 << 16  # rows per range of order keys sorted at once (on average)
+# A split's rows are sorted a range of order keys at a time: ranges of about _RANGE_ROWS
+# rows, but at most _MAX_RANGES of them, since each range scans every key (a range's
+# positions then cost at most 1/8 byte per row of the split, against a key's 4 bytes).
+_RANGE_ROWS = 1 << 16
+_MAX_RANGES = 64
 
 
 def build_plan(
@@ -226,7 +230,8 @@ class _SplitRows:
 
 def _write_order(rows: _SplitRows, ids: pa.ChunkedArray, seed: int) -> Iterator[np.ndarray]:
     """Row positions in write order, a range of order keys at a time (ranges of about
-    :data:`_RANGE_ROWS` rows), so that only the keys are held for every row."""
+    :data:`_RANGE_ROWS` rows, or 1/:data:`_MAX_RANGES` of a larger split), so that only the
+    keys are held for every row."""
     keys = np.empty(rows.count, np.uint32)
     for start in range(0, rows.count, _ORDER_CHUNK):
         refs, replicas = rows.at(np.arange(start, min(start + _ORDER_CHUNK, rows.count)))
@@ -234,7 +239,7 @@ def _write_order(rows: _SplitRows, ids: pa.ChunkedArray, seed: int) -> Iterator[
         keys[start : start + len(refs)] = [
             derive_seed(seed, i, f"order-{r}") for i, r in zip(row_ids, replicas.tolist(), strict=True)
         ]
-    ranges = max(1, math.ceil(rows.count / _RANGE_ROWS))
+    ranges = min(_MAX_RANGES, max(1, math.ceil(rows.count / _RANGE_ROWS)))
     bounds = (np.arange(ranges + 1, dtype=np.uint64) << np.uint64(32)) // np.uint64(ranges)
     for low, high in zip(bounds[:-1], bounds[1:], strict=True):
         positions = _keys_between(keys, low, high)

@@ -356,6 +356,9 @@ def test_write_order_sorted_a_key_range_at_a_time_is_one_sort(monkeypatch):
     monkeypatch.setattr(plan_module, "_RANGE_ROWS", 16)
     ranges = list(plan_module._write_order(rows, ids, 7))
     assert len(ranges) == -(-rows.count // 16) and np.concatenate(ranges).tolist() == whole
+    monkeypatch.setattr(plan_module, "_MAX_RANGES", 3)  # a large split: fewer, larger ranges
+    few = list(plan_module._write_order(rows, ids, 7))
+    assert len(few) == 3 and np.concatenate(few).tolist() == whole
     shards = list(plan_module._shard_positions(iter(ranges), 4, 60))
     assert [len(s) for s in shards] == [60, 60, 60, rows.count - 180]
     assert np.concatenate(shards).tolist() == whole
