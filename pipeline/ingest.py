@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,6 +186,10 @@ def ingest(config: Config, work_dir: Path, workers: int = 1) -> Ingested:
     work_dir.mkdir(parents=True, exist_ok=True)
     staged = _Staged(skip=source.on_bad_image == "skip", skipped=list(reader.skipped))
     write_pixels(work_dir / PIXELS_FILE, staged.rows(reader, workers))
+    # Only these are left to take from the reader: its listing (an id, label and split per
+    # image, for an image folder) or its arrays go now, before the steps below.
+    class_names, mode, ignored = list(reader.class_names), reader.mode, reader.ignored
+    del reader
     if staged.shape is None:
         raise SourceError(f"source {source.kind} {source.path or ''}: no images")
     ids, hashes = staged.ids.array(), staged.hashes.array()
@@ -202,15 +206,13 @@ def ingest(config: Config, work_dir: Path, workers: int = 1) -> Ingested:
     return Ingested(
         pixels_path=work_dir / PIXELS_FILE,
         index=Index(ids, staged.labels, splits, hashes),
-        class_names=list(reader.class_names),
-        mode=reader.mode,
+        class_names=class_names,
+        mode=mode,
         shape=tuple(staged.shape),
-        fingerprint=_fingerprint(
-            reader.class_names, reader.mode, staged.shape, ids, staged.labels, staged.splits, hashes
-        ),
+        fingerprint=_fingerprint(class_names, mode, staged.shape, ids, staged.labels, staged.splits, hashes),
         split_carved=carved,
         skipped=staged.skipped,
-        ignored_files=reader.ignored,
+        ignored_files=ignored,
         duplicates=[values_at(ids, group) for group in groups],
     )
 
@@ -407,12 +409,26 @@ def seeded_ranks(ids, seed: int, salt: str) -> np.ndarray:
     a large source costs a few integers per image. ``ids``: a list or an Arrow string array."""
     ids = _strings(ids)
     keys = np.fromiter(
-        (derive_seed(seed, i, salt) for i in iter_strings(ids)), dtype=np.int64, count=len(ids)
+        (derive_seed(seed, i, salt) for i in iter_strings(ids)), dtype=np.uint32, count=len(ids)
     )
-    id_rank = pc.rank(ids, sort_keys="ascending").to_numpy()
     ranks = np.empty(len(ids), dtype=np.int64)
-    ranks[np.lexsort((id_rank, keys))] = np.arange(len(ids))
+    ranks[sort_by_key(keys, lambda rows: zip(values_at(ids, rows)))] = np.arange(len(ids))
     return ranks
+
+
+def sort_by_key(keys: np.ndarray, tiebreak: Callable[[np.ndarray], Iterable[tuple]]) -> np.ndarray:
+    """The positions that order ``keys``; positions with equal keys are ordered by the
+    tuples ``tiebreak(positions)`` gives (unique, such as (id, replica)). Seeded 32-bit keys
+    are rarely equal (a few among 300,000), so only those positions become Python objects,
+    rather than ranking every id."""
+    order = np.argsort(keys, kind="stable")
+    ranked = keys[order]
+    tied = np.flatnonzero(ranked[1:] == ranked[:-1])
+    if len(tied):
+        at = np.union1d(tied, tied + 1)
+        by = sorted(zip(ranked[at].tolist(), tiebreak(order[at]), order[at].tolist(), strict=True))
+        order[at] = [position for *_, position in by]
+    return order
 
 
 def validation_masks(ids, labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ import pyarrow.ipc as ipc
 from pipeline.augment import derive_seed
 from pipeline.config import AugmentConfig, MixConfig
 from pipeline.errors import PipelineError
-from pipeline.ingest import Index, hex_strings, seeded_ranks
+from pipeline.ingest import Index, hex_strings, seeded_ranks, sort_by_key
 from pipeline.mixing import choose_partners
 
 # One Arrow IPC file per shard, all its worker reads. (A single Parquet plan file cost the
@@ -258,25 +258,13 @@ def _keys_between(keys: np.ndarray, low: np.uint64, high: np.uint64) -> np.ndarr
 def _sorted_by_key(
     positions: np.ndarray, keys: np.ndarray, rows: _SplitRows, ids: pa.ChunkedArray
 ) -> np.ndarray:
-    """``positions`` by key; keys are 32-bit, so a large split has a few equal ones: those
-    rows go by id, then replica, sorted here alone rather than ranking every row's id."""
-    order = np.argsort(keys, kind="stable")
-    ranked = keys[order]
-    tied = np.flatnonzero(ranked[1:] == ranked[:-1])
-    if len(tied):
-        at = np.union1d(tied, tied + 1)
-        refs, replicas = rows.at(positions[order[at]])
-        by = sorted(
-            zip(
-                ranked[at].tolist(),
-                ids.take(refs).to_pylist(),
-                replicas.tolist(),
-                order[at].tolist(),
-                strict=True,
-            )
-        )
-        order[at] = [row for *_, row in by]
-    return positions[order]
+    """``positions`` by key, equal keys by id, then replica."""
+
+    def ids_and_replicas(at: np.ndarray):
+        refs, replicas = rows.at(positions[at])
+        return zip(ids.take(refs).to_pylist(), replicas.tolist(), strict=True)
+
+    return positions[sort_by_key(keys, ids_and_replicas)]
 
 
 def _shard_positions(ordered: Iterator[np.ndarray], count: int, rows_per_shard: int) -> Iterator[np.ndarray]:

@@ -362,3 +362,15 @@ def test_write_order_sorted_a_key_range_at_a_time_is_one_sort(monkeypatch):
     shards = list(plan_module._shard_positions(iter(ranges), 4, 60))
     assert [len(s) for s in shards] == [60, 60, 60, rows.count - 180]
     assert np.concatenate(shards).tolist() == whole
+
+
+def test_seeded_ranks_order_by_key_then_id(monkeypatch):
+    import pipeline.ingest as ingest_module
+    from pipeline.augment import derive_seed
+
+    ids = [f"img{i:03d}" for i in np.random.default_rng(4).permutation(200)]
+    monkeypatch.setattr(ingest_module, "derive_seed", lambda seed, i, salt: derive_seed(seed, i, salt) % 7)
+    keys = np.array([derive_seed(3, i, "split") % 7 for i in ids])
+    expected = np.empty(len(ids), np.int64)
+    expected[np.lexsort((np.argsort(np.argsort(ids)), keys))] = np.arange(len(ids))
+    assert ingest_module.seeded_ranks(ids, 3, "split").tolist() == expected.tolist()
