@@ -73,7 +73,7 @@ class Index:
 
     def present(self) -> list[str]:
         """The splits that have images, in :data:`SPLIT_ORDER`."""
-        return [split for code, split in enumerate(SPLIT_ORDER) if (self.splits == code).any()]
+        return [split for split in SPLIT_ORDER if self.in_split(split).any()]
 
     def split_of(self, row: int) -> str:
         return SPLIT_CODES[self.splits[row]]
@@ -82,8 +82,7 @@ class Index:
 def digests(values) -> pa.Array:
     """Content hashes as a :data:`DIGEST` array: digests as they are, or hex strings (a
     list or an Arrow array; empty: null) converted."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
+    values = _one_array(values)
     if isinstance(values, pa.Array) and values.type == DIGEST:
         return values
     hexes = iter_strings(values) if isinstance(values, pa.Array) else values
@@ -120,9 +119,15 @@ def hex_strings(hashes: pa.Array) -> pa.Array:
 
 def _strings(values) -> pa.Array:
     """A list, or a one-chunk column read from a file, as a string array."""
+    values = _one_array(values)
+    return values if isinstance(values, pa.Array) else pa.array(values, pa.string())
+
+
+def _one_array(values):
+    """A column read from a file as one array (``values`` unchanged if not a column)."""
     if isinstance(values, pa.ChunkedArray):  # combine_chunks copies even a single chunk
         return values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
-    return values if isinstance(values, pa.Array) else pa.array(values, pa.string())
+    return values
 
 
 def values_at(array: pa.Array, rows) -> list:
@@ -271,7 +276,7 @@ class _Column:
             self._flush()
 
     def array(self) -> pa.Array:
-        """All values as one array, which replaces the chunks (kept both, they cost twice)."""
+        """All values as one array; it replaces the chunks, so the values are held once."""
         self._flush()
         self._chunks = [pa.concat_arrays(self._chunks) if self._chunks else pa.array([], self._kind)]
         return self._chunks[0]

@@ -211,7 +211,7 @@ class _SplitRows:
 
     def __init__(self, members: np.ndarray, copies: np.ndarray, synthetic_start: int = 0, synthetic: int = 0):
         self.members = members
-        self.starts = np.cumsum(copies + 1)  # then each image's first row, in place
+        self.starts = np.cumsum(copies + 1)  # each image's end; made its first row in place
         self.real = int(self.starts[-1]) if len(copies) else 0
         self.starts -= copies + 1
         self.synthetic_start = synthetic_start
