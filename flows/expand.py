@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.context import FlowRunContext, SettingsContext, get_settings_context
 from prefect.futures import as_completed, wait
-from prefect.runtime import deployment, flow_run
-from prefect.settings import get_current_settings, temporary_settings
+from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
@@ -167,8 +167,12 @@ def _log_progress(futures, shards: list[ShardSpec]) -> None:
 def _name_run(dataset: str, version_id: str) -> str:
     """Name the flow run after the dataset and version, and tag it, once the id is known."""
     name, tags = f"{dataset}-{version_id}", sorted({*flow_run.tags, "dataset-expand", f"dataset:{dataset}"})
-    with get_client(sync_client=True) as client:
-        client.update_flow_run(flow_run.id, name=name, tags=tags)
+    context = FlowRunContext.get()
+    if isinstance(context.client, SyncPrefectClient):  # the run's own client and connection
+        context.client.update_flow_run(context.flow_run.id, name=name, tags=tags)
+    else:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(context.flow_run.id, name=name, tags=tags)
     return name
 
 
@@ -266,29 +270,61 @@ def expand_for(config: Config):
 def run_expand(config: Config, config_path: str | None, overrides: list[str]) -> dict[str, Any]:
     """Run the ``expand`` flow once in this process, as ``expand run`` does.
 
-    Prefect's flow-run heartbeats are off for such a run unless
-    ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` (or the Prefect profile) sets them: their thread
-    sleeps in 1-second steps and the run waits for it at exit, up to a second per run (an
-    empty flow took 1.06 s with them, 0.07 s without). They serve zombie-run detection for
-    deployments, which ``expand serve`` runs with Prefect's defaults.
+    Two Prefect defaults change for such a run (see :data:`ONE_OFF_RUN_DEFAULTS`); a value
+    the user set through the environment or the Prefect profile is kept:
+
+    - flow-run heartbeats are off: their thread sleeps in 1-second steps and the run waits
+      for it at exit, up to a second per run (an empty flow took 1.06 s with them, 0.07 s
+      without). They serve zombie-run detection for deployments, which ``expand serve``
+      runs with Prefect's defaults;
+    - a temporary server that this run starts records task runs in batches (up to 100,
+      at least every second) instead of one database write per task-run event: that
+      halved the server's CPU time per run, which the shard workers share the cores with.
+      A server started elsewhere keeps its own settings.
     """
     with _one_off_run_settings():
         return expand_for(config)(config_path=config_path, overrides=overrides)
 
 
+ONE_OFF_RUN_DEFAULTS = {
+    "flows.heartbeat_frequency": None,
+    "server.services.task_run_recorder.batch_size": 100,
+    "server.services.task_run_recorder.flush_interval": 1.0,
+}
+
+
 def _one_off_run_settings():
-    """Prefect settings for a flow run started in this process: no heartbeats unless set."""
-    if not hasattr(get_current_settings().flows, "heartbeat_frequency"):  # older: only deployments send
-        return nullcontext()
-    return temporary_settings(set_defaults={"flows.heartbeat_frequency": None})
+    """Prefect settings for a flow run started in this process: :data:`ONE_OFF_RUN_DEFAULTS`
+    where the user set no value (settings this Prefect lacks are skipped).
+
+    A copy of the current settings with those values changed, where
+    ``temporary_settings`` would build and validate all of them again (20 ms).
+    """
+    current = get_settings_context()
+    settings = current.settings
+    for key, value in ONE_OFF_RUN_DEFAULTS.items():
+        settings = _with_default(settings, key.split("."), value)
+    return SettingsContext(profile=current.profile, settings=settings)
+
+
+def _with_default(model, path: list[str], value: Any):
+    """``model`` with the setting at ``path`` set to ``value`` unless it was set already."""
+    name, *rest = path
+    if name not in type(model).model_fields:
+        return model
+    if rest:
+        return model.model_copy(update={name: _with_default(getattr(model, name), rest, value)})
+    return model if name in model.model_fields_set else model.model_copy(update={name: value})
 
 
 def _run_record() -> dict[str, Any]:
+    # From the run's context: prefect.runtime.deployment.id asks the API for the flow run.
+    run = FlowRunContext.get().flow_run
     return {
         "orchestrator": "prefect",
-        "flow_run_id": str(flow_run.id),
-        "flow_run_name": flow_run.name,
-        "deployment_id": deployment.id,
+        "flow_run_id": str(run.id),
+        "flow_run_name": run.name,
+        "deployment_id": str(run.deployment_id) if run.deployment_id else None,
     }
 
 
