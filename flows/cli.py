@@ -206,8 +206,9 @@ def _train_gan(args: argparse.Namespace) -> int:
     load_config(args.config, args.overrides)
     _hide_tracebacks_of_expected_errors()
     from flows.expand import train_gan
+    from flows.settings import one_off_run_settings
 
-    with _progress(quiet=False):
+    with _progress(quiet=False), one_off_run_settings():
         result = train_gan(
             config_path=args.config, overrides=args.overrides, out_dir=args.out, resume=args.resume
         )
@@ -228,10 +229,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     EvaluationSettings(seeds=args.seeds, epochs=args.epochs, real_per_class=args.real_per_class)
     _hide_tracebacks_of_expected_errors()
     from flows.evaluate import evaluate
+    from flows.settings import one_off_run_settings
 
-    document = evaluate(
-        version=args.version, seeds=args.seeds, epochs=args.epochs, real_per_class=args.real_per_class
-    )
+    with one_off_run_settings():
+        document = evaluate(
+            version=args.version, seeds=args.seeds, epochs=args.epochs, real_per_class=args.real_per_class
+        )
     for name, result in document["results"].items():
         value = f"{result['mean']:.4f} ± {result['std']:.4f}" if result["rows"] else "no rows"
         same = f"  (the rows of {result['same_rows_as']})" if "same_rows_as" in result else ""

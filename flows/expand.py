@@ -17,12 +17,13 @@ from prefect import flow, get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.context import FlowRunContext, SettingsContext, get_settings_context
+from prefect.context import FlowRunContext
 from prefect.futures import as_completed, wait
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
+from flows.settings import one_off_run_settings
 from pipeline.build import (
     BuildContext,
     dataset_dir,
@@ -270,51 +271,11 @@ def expand_for(config: Config):
 def run_expand(config: Config, config_path: str | None, overrides: list[str]) -> dict[str, Any]:
     """Run the ``expand`` flow once in this process, as ``expand run`` does.
 
-    Two Prefect defaults change for such a run (see :data:`ONE_OFF_RUN_DEFAULTS`); a value
-    the user set through the environment or the Prefect profile is kept:
-
-    - flow-run heartbeats are off: their thread sleeps in 1-second steps and the run waits
-      for it at exit, up to a second per run (an empty flow took 1.06 s with them, 0.07 s
-      without). They serve zombie-run detection for deployments, which ``expand serve``
-      runs with Prefect's defaults;
-    - a temporary server that this run starts records task runs in batches (up to 100,
-      at least every second) instead of one database write per task-run event: that
-      halved the server's CPU time per run, which the shard workers share the cores with.
-      A server started elsewhere keeps its own settings.
+    Under :func:`flows.settings.one_off_run_settings`: no flow-run heartbeats, and a
+    temporary server that the run starts records task runs in batches.
     """
-    with _one_off_run_settings():
+    with one_off_run_settings():
         return expand_for(config)(config_path=config_path, overrides=overrides)
-
-
-ONE_OFF_RUN_DEFAULTS = {
-    "flows.heartbeat_frequency": None,
-    "server.services.task_run_recorder.batch_size": 100,
-    "server.services.task_run_recorder.flush_interval": 1.0,
-}
-
-
-def _one_off_run_settings():
-    """Prefect settings for a flow run started in this process: :data:`ONE_OFF_RUN_DEFAULTS`
-    where the user set no value (settings this Prefect lacks are skipped).
-
-    A copy of the current settings with those values changed, where
-    ``temporary_settings`` would build and validate all of them again (20 ms).
-    """
-    current = get_settings_context()
-    settings = current.settings
-    for key, value in ONE_OFF_RUN_DEFAULTS.items():
-        settings = _with_default(settings, key.split("."), value)
-    return SettingsContext(profile=current.profile, settings=settings)
-
-
-def _with_default(model, path: list[str], value: Any):
-    """``model`` with the setting at ``path`` set to ``value`` unless it was set already."""
-    name, *rest = path
-    if name not in type(model).model_fields:
-        return model
-    if rest:
-        return model.model_copy(update={name: _with_default(getattr(model, name), rest, value)})
-    return model if name in model.model_fields_set else model.model_copy(update={name: value})
 
 
 def _run_record() -> dict[str, Any]:
