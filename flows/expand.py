@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_client, get_run_logger, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.orchestration import SyncPrefectClient
 from prefect.context import FlowRunContext
 from prefect.futures import as_completed, wait
 from prefect.runtime import flow_run
@@ -168,12 +167,8 @@ def _log_progress(futures, shards: list[ShardSpec]) -> None:
 def _name_run(dataset: str, version_id: str) -> str:
     """Name the flow run after the dataset and version, and tag it, once the id is known."""
     name, tags = f"{dataset}-{version_id}", sorted({*flow_run.tags, "dataset-expand", f"dataset:{dataset}"})
-    context = FlowRunContext.get()
-    if isinstance(context.client, SyncPrefectClient):  # the run's own client and connection
-        context.client.update_flow_run(context.flow_run.id, name=name, tags=tags)
-    else:
-        with get_client(sync_client=True) as client:
-            client.update_flow_run(context.flow_run.id, name=name, tags=tags)
+    context = FlowRunContext.get()  # a sync flow's run: its own client and connection
+    context.client.update_flow_run(context.flow_run.id, name=name, tags=tags)
     return name
 
 
