@@ -12,15 +12,17 @@ from prefect.context import SettingsContext, get_settings_context
 # - flow-run heartbeats off: their thread sleeps in 1-second steps and a run waits for it
 #   at exit, up to a second per run (an empty flow took 1.06 s with them, 0.07 s without).
 #   They serve zombie-run detection for deployments.
-# - a temporary server that the run starts records task runs in batches (up to 100, at
-#   least every second) instead of one database transaction per task-run event: that
-#   halved the server's CPU per expand run, which the shard workers share the cores with.
-#   The recorder writes what is left when the server stops. A server started elsewhere
-#   keeps its own settings.
+# - a temporary server that the run starts records task runs in batches of 100 instead of
+#   one database transaction per task-run event: that halved the server's CPU per expand
+#   run, which the shard workers share the cores with. It writes what is left when it
+#   stops, and has no periodic flush (an hour): Prefect 3.9 cancels a periodic flush that
+#   is under way when the server stops and logs that as an ERROR with a traceback, which
+#   a flush every second did at the end of 3 runs in 17 (the final flush still wrote
+#   everything). A server started elsewhere keeps its own settings.
 ONE_OFF_RUN_DEFAULTS: dict[str, Any] = {
     "flows.heartbeat_frequency": None,
     "server.services.task_run_recorder.batch_size": 100,
-    "server.services.task_run_recorder.flush_interval": 1.0,
+    "server.services.task_run_recorder.flush_interval": 3600.0,
 }
 
 

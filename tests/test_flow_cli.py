@@ -318,11 +318,11 @@ def test_a_one_off_run_batches_task_run_records_on_a_server_it_starts():
         inside = get_current_settings()
         env = inside.to_environment_variables(exclude_unset=True)
         assert env["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"] == "100"
-        assert inside.server.services.task_run_recorder.flush_interval == 1.0
+        assert inside.server.services.task_run_recorder.flush_interval == 3600.0
         assert inside.api.url == before.api.url
         assert inside.server.services.event_persister == before.server.services.event_persister
     mine = {"server.services.task_run_recorder.batch_size": 7}
     with temporary_settings(updates=mine), one_off_run_settings():
         assert get_current_settings().server.services.task_run_recorder.batch_size == 7
-        assert get_current_settings().server.services.task_run_recorder.flush_interval == 1.0
+        assert get_current_settings().server.services.task_run_recorder.flush_interval == 3600.0
     assert get_current_settings() is before
