@@ -4,7 +4,13 @@ The DCGAN follows pytorch/examples (transposed-conv generator, strided-conv disc
 BatchNorm, BCE loss, Adam 2e-4/0.5), resized to the resolution. Ours is the project's
 conditional ResNet GAN with spectral norm, projection D, DiffAugment and EMA, run through
 the same ``GanTrainer`` the pipeline uses (bf16 autocast and channels_last on CUDA).
-Throughput = real training images per second (batch x iterations / s).
+Throughput = real training images per second (batch x iterations / s). Each eager row also
+gives ``ops_per_step``: the tensor operators one training step dispatches, views left out.
+On a GPU each is at least one kernel launch, and eager training at small batches is
+launch-bound, so this count, measurable on any machine, puts a floor under the eager step
+time there. Compiled rows give ``ops_outside_compiled`` instead: the operators a step
+still runs eagerly next to the compiled graphs (with ``reduce-overhead``, next to the CUDA
+graphs' replays).
 
     python bench/gan.py --resolution 32 --channels 3 --batches 64 256 1024 \
         [--compile default reduce-overhead]
@@ -24,6 +30,7 @@ import time
 import numpy as np
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from pipeline.config import GanTrainConfig
 from pipeline.gan.train import GanShape, GanTrainer
@@ -100,12 +107,75 @@ def time_ours(resolution, channels, batch, device, steps, warmup, width, compile
     started = time.perf_counter()
     trainer.train_step()
     first = time.perf_counter() - started
-    return {**_measure(trainer.train_step, batch, device, steps, warmup), "first_step_s": first}
+    timed = _measure(trainer.train_step, batch, device, steps, warmup, count_ops=not compile_mode)
+    if compile_mode:
+        timed["ops_outside_compiled"] = _ops_outside_compiled(trainer.train_step)
+    return {**timed, "first_step_s": first}
 
 
-def _measure(step, batch, device, steps, warmup):
+# Profiler names of operators that launch nothing (views, no-op casts, allocations).
+_NO_KERNEL = {
+    f"aten::{name}"
+    for name in "view detach t unsqueeze expand as_strided alias permute select slice split squeeze "
+    "transpose _unsafe_view lift_fresh reshape to contiguous empty empty_strided item "
+    "_local_scalar_dense".split()
+}
+
+
+def _ops_outside_compiled(step) -> int:
+    """Operators one step runs eagerly, outside compiled graphs: under ``reduce-overhead``
+    each is a launch of its own next to the graphs' replays. Counted as the operators called
+    from Python, views and allocations left out (what one runs inside is its own business:
+    on the CPU a fused Adam calls a loop of small operators, on CUDA it is one kernel)."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        step()
+
+    def compiled(event) -> bool:
+        while event is not None:
+            if "Compiled" in event.name:  # Torch-Compiled Region, CompiledFunction(Backward)
+                return True
+            event = event.cpu_parent
+        return False
+
+    def top_level(event) -> bool:  # called from Python, not inside another operator
+        parent = event.cpu_parent
+        while parent is not None and not parent.name.startswith("aten::"):
+            parent = parent.cpu_parent
+        return parent is None
+
+    return sum(
+        1
+        for e in prof.events()
+        if e.name.startswith("aten::") and e.name not in _NO_KERNEL and top_level(e) and not compiled(e)
+    )
+
+
+class _OpCounter(TorchDispatchMode):
+    """Counts the operators that compute (not views, not profiler markers)."""
+
+    NOT_COMPUTING = {"aten.detach", "aten.lift_fresh", "aten._unsafe_view", "aten._local_scalar_dense"}
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func.overloadpacket)
+        if not (func.is_view or name in self.NOT_COMPUTING or name.startswith("profiler.")):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _measure(step, batch, device, steps, warmup, count_ops=True):
     for _ in range(warmup):
         step()
+    counted = {}
+    if count_ops:
+        with _OpCounter() as counter:
+            step()
+        counted = {"ops_per_step": counter.count}
     if device == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
@@ -114,7 +184,7 @@ def _measure(step, batch, device, steps, warmup):
     if device == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - started
-    return {"img_per_s": batch * steps / elapsed, "it_per_s": steps / elapsed}
+    return {"img_per_s": batch * steps / elapsed, "it_per_s": steps / elapsed, **counted}
 
 
 def main() -> None:

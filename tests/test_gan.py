@@ -8,7 +8,7 @@ from pipeline.classifier import ClassifierSpec, train_classifier
 from pipeline.config import GanTrainConfig
 from pipeline.errors import PipelineError
 from pipeline.gan import metrics as gm
-from pipeline.gan.diffaug import default_policy, diff_augment
+from pipeline.gan.diffaug import augment, default_policy, draw
 from pipeline.gan.losses import discriminator_hinge, generator_hinge
 from pipeline.gan.models import (
     Discriminator,
@@ -68,10 +68,42 @@ def test_diffaug_is_seeded_and_policy_fits_resolution():
     assert default_policy(3, 32) == ("color", "translation", "cutout")
     x = torch.rand(4, 3, 16, 16) * 2 - 1
     policy = default_policy(3, 16)
-    a = diff_augment(x, policy, torch.Generator().manual_seed(1))
-    b = diff_augment(x, policy, torch.Generator().manual_seed(1))
-    c = diff_augment(x, policy, torch.Generator().manual_seed(2))
+    a, b, c = (augment(x, policy, draw(len(x), torch.Generator().manual_seed(s))) for s in (1, 1, 2))
     assert torch.equal(a, b) and not torch.equal(a, c) and a.shape == x.shape
+
+
+def test_diffaug_translation_shifts_and_cutout_zeroes_a_square():
+    n, side = 400, 16
+    x = torch.arange(side * side, dtype=torch.float32).add_(1).view(1, 1, side, side).expand(n, 1, -1, -1)
+    r = draw(n, torch.Generator().manual_seed(0))
+    moved = augment(x, ("translation",), r)
+    shifts = set()
+    for image, out in zip(x[:, 0], moved[:, 0], strict=True):
+        shifts.add(_shift(image, out))  # a whole-image shift with zero fill, or it fails
+    assert shifts == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}  # 16 * 0.125 = 2
+
+    cut = augment(torch.ones(n, 1, side, side), ("cutout",), r)[:, 0]
+    for out in cut:
+        rows, cols = (out == 0).any(1).nonzero()[:, 0], (out == 0).any(0).nonzero()[:, 0]
+        assert int((out == 0).sum()) == len(rows) * len(cols)  # one rectangle
+        assert 4 <= len(rows) <= 8 and 4 <= len(cols) <= 8  # the 8x8 square, clipped at most by half
+    centres = {int((out == 0).any(1).nonzero()[:, 0].float().mean()) for out in cut}
+    assert min(centres) <= 2 and max(centres) >= 13
+
+
+def _shift(image, out):
+    for dy in range(-2, 3):
+        for dx in range(-2, 3):
+            if torch.equal(out, _shifted(image, dy, dx)):
+                return dy, dx
+    raise AssertionError("not a translation")
+
+
+def _shifted(image, dy, dx):
+    """out[i, j] = image[i + dy, j + dx], zero outside."""
+    side = image.shape[0]
+    padded = torch.nn.functional.pad(image, [2, 2, 2, 2])
+    return padded[2 + dy : 2 + dy + side, 2 + dx : 2 + dx + side]
 
 
 def test_train_step_reports_metrics():
@@ -79,6 +111,7 @@ def test_train_step_reports_metrics():
     metrics = t.train_step()
     assert set(metrics) >= {"step", "d_loss", "g_loss", "d_real", "d_fake"}
     assert metrics["step"] == 1 and np.isfinite(metrics["d_loss"])
+    assert all(p.requires_grad for p in t.D.parameters())  # frozen for the G update only
 
 
 def test_resume_is_exact(tmp_path):
@@ -94,6 +127,19 @@ def test_resume_is_exact(tmp_path):
     for name in ("G", "D", "G_ema"):
         a, b = getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_a_loaded_discriminator_scores_as_the_saved_one(tmp_path):
+    """Sampling scores with D straight after loading, before any power iteration: the
+    spectral norm's cached u v^T must follow the loaded vectors."""
+    saved = trainer()
+    saved.train(3)
+    save_checkpoint(saved.state_dict(), tmp_path / "c.pt")
+    loaded = trainer(seed=123)
+    loaded.load_state_dict(load_checkpoint(tmp_path / "c.pt"))
+    x, y = torch.rand(6, 1, 8, 8) * 2 - 1, torch.arange(6) % 4
+    with torch.no_grad():
+        assert torch.equal(loaded.D(x, y), saved.D(x, y))
 
 
 def test_checkpoint_refusals(tmp_path):

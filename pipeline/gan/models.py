@@ -64,7 +64,9 @@ class _SpectralNorm:
     """Mixin: the layer uses ``weight / sigma``, sigma = u^T W v (Miyato et al. 2018).
 
     ``u`` and ``v`` are buffers (checkpointed, so resume is exact); gradients flow through W
-    only, as in the paper. Sigma is an elementwise sum, so autocast keeps it in float32.
+    only, as in the paper. The power iteration also keeps ``u v^T`` in the weight's shape and
+    memory format, so a forward computes sigma as one elementwise product and sum (two
+    kernels, and float32 under autocast) instead of five.
     """
 
     weight: torch.Tensor
@@ -77,19 +79,33 @@ class _SpectralNorm:
         rows = self.weight.shape[0]
         self.register_buffer("sn_u", F.normalize(torch.randn(rows), dim=0, eps=1e-12))
         self.register_buffer("sn_v", torch.zeros(self.weight[0].numel()))
+        self.register_buffer("sn_uv", torch.zeros_like(self.weight), persistent=False)
         for _ in range(iterations):
             self.power_iteration()
 
     @torch.no_grad()
     def power_iteration(self) -> None:
         matrix = self.weight.detach().flatten(1).float()
-        self.sn_v.copy_(F.normalize(matrix.t() @ self.sn_u, dim=0, eps=1e-12))
-        self.sn_u.copy_(F.normalize(matrix @ self.sn_v, dim=0, eps=1e-12))
+        _normalize_into(self.sn_v, torch.mv(matrix.t(), self.sn_u))
+        _normalize_into(self.sn_u, torch.mv(matrix, self.sn_v))
+        self._update_uv()
+
+    @torch.no_grad()
+    def _update_uv(self) -> None:
+        self.sn_uv.copy_(torch.outer(self.sn_u, self.sn_v).view(self.sn_uv.shape))
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)  # type: ignore[misc]
+        self._update_uv()  # not saved: it follows from the loaded u and v
 
     def normalized_weight(self) -> torch.Tensor:
-        matrix = self.weight.flatten(1)
-        sigma = (matrix.float() * (self.sn_u[:, None] * self.sn_v[None, :])).sum()
+        sigma = (self.weight.float() * self.sn_uv).sum()
         return self.weight / sigma
+
+
+def _normalize_into(out: torch.Tensor, x: torch.Tensor, eps: float = 1e-12) -> None:
+    """``out = F.normalize(x, dim=0, eps=eps)`` without the extra copy (three kernels)."""
+    torch.div(x, torch.linalg.vector_norm(x).clamp_min_(eps), out=out)
 
 
 class SNConv2d(_SpectralNorm, nn.Conv2d):
@@ -119,9 +135,7 @@ class ConditionalBatchNorm(nn.Module):
         nn.init.zeros_(self.bias.weight)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        gain = self.gain(y)[:, :, None, None]
-        bias = self.bias(y)[:, :, None, None]
-        return self.norm(x) * gain + bias
+        return torch.addcmul(self.bias(y)[:, :, None, None], self.norm(x), self.gain(y)[:, :, None, None])
 
 
 class GeneratorBlock(nn.Module):
@@ -136,7 +150,8 @@ class GeneratorBlock(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = F.interpolate(F.relu(self.bn1(x, y)), scale_factor=2, mode="nearest")
         h = self.conv2(F.relu(self.bn2(self.conv1(h), y)))
-        return h + self.skip(F.interpolate(x, scale_factor=2, mode="nearest"))
+        # A 1x1 convolution commutes with nearest upsampling: convolve the small map.
+        return h + F.interpolate(self.skip(x), scale_factor=2, mode="nearest")
 
 
 class Generator(nn.Module):
@@ -174,11 +189,8 @@ class DiscriminatorBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x if self.first else F.relu(x)
-        h = self.conv2(F.relu(self.conv1(h)))
-        skip = self.skip(x)
-        if self.downsample:
-            h, skip = F.avg_pool2d(h, 2), F.avg_pool2d(skip, 2)
-        return h + skip
+        h = self.conv2(F.relu(self.conv1(h))) + self.skip(x)
+        return F.avg_pool2d(h, 2) if self.downsample else h  # pooling is linear: pool the sum once
 
 
 class Discriminator(nn.Module):

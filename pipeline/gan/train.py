@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from pipeline.config import GanTrainConfig
 from pipeline.errors import PipelineError
-from pipeline.gan.diffaug import default_policy, diff_augment
+from pipeline.gan.diffaug import augment, default_policy, draw
 from pipeline.gan.losses import discriminator_hinge, generator_hinge
 from pipeline.gan.models import Discriminator, Generator, power_of_two_resolution, train_resolution
 from pipeline.hashing import file_sha256
@@ -66,6 +67,19 @@ def images_to_tensor(images: np.ndarray, resolution: int) -> torch.Tensor:
             x, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True
         )
     return x
+
+
+class AugmentedDiscriminator(nn.Module):
+    """D's scores for DiffAugment-ed images: one unit, so ``torch.compile`` puts the
+    augmentation's kernels in the discriminator's graph (and CUDA graph)."""
+
+    def __init__(self, discriminator: Discriminator, policy: tuple[str, ...]):
+        super().__init__()
+        self.D = discriminator
+        self.policy = policy
+
+    def forward(self, x: torch.Tensor, r: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.D(augment(x, self.policy, r).contiguous(memory_format=torch.channels_last), y)
 
 
 class GanTrainer:
@@ -114,14 +128,19 @@ class GanTrainer:
         for p in self.G_ema.parameters():
             p.requires_grad_(False)
         betas = tuple(settings.betas)
-        fused = self.device.type == "cuda"  # one kernel per update instead of dozens
+        # One kernel per update instead of dozens (fused Adam runs on CUDA and the CPU).
+        fused = self.device.type in ("cuda", "cpu")
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=settings.lr_g, betas=betas, fused=fused)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=settings.lr_d, betas=betas, fused=fused)
         # The compiled callables share the modules' parameters; checkpoints save the modules.
-        self._G, self._D = self.G, self.D
+        self._augmented_D = AugmentedDiscriminator(self.D, self.policy)
+        self._G, self._D, self._power_iteration = self.G, self._augmented_D, self.D.power_iteration
         if settings.compile:
-            self._G = torch.compile(self.G, mode=settings.compile)
-            self._D = torch.compile(self.D, mode=settings.compile)
+            # D sees two batch sizes (real and fake together, then fake alone): one static
+            # graph for each rather than a dynamic-shape one.
+            self._G = torch.compile(self.G, mode=settings.compile, dynamic=False)
+            self._D = torch.compile(self._augmented_D, mode=settings.compile, dynamic=False)
+            self._power_iteration = torch.compile(self.D.power_iteration, mode=settings.compile)
         self.rng = {
             name: torch.Generator(device=self.device).manual_seed(seed * 1000 + k)
             for k, name in enumerate(("batch", "latent", "augment"))
@@ -143,25 +162,31 @@ class GanTrainer:
         if s.compile == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
         for _ in range(s.d_steps):
-            self.D.power_iteration()
+            self._power_iteration()
             real, y = self._batch()
             with self._autocast(), torch.no_grad():
                 fake = self._G(self._latents(len(y)), y)
             with self._autocast():
-                d_real = self._D(self._augment(real), y)
-                d_fake = self._D(self._augment(fake.float()), y)
-                d_loss = discriminator_hinge(d_real.float(), d_fake.float())
+                # Real and fake through D as one batch (D has no batch statistics): half the
+                # kernel launches of two calls, the same function.
+                both = self._scores(torch.cat([real, fake.float()]), torch.cat([y, y]))
+                d_real, d_fake = both.float().split(len(y))
+                d_loss = discriminator_hinge(d_real, d_fake)
             # New tensors now: a CUDA graph may reuse its outputs' memory on its next replay.
-            scores = (d_real.detach().float().mean(), d_fake.detach().float().mean())
+            scores = (d_real.detach().mean(), d_fake.detach().mean())
             self.opt_D.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_D.step()
         y = self._labels(s.batch_size)
-        with self._autocast():
-            fake = self._G(self._latents(s.batch_size), y)
-            g_loss = generator_hinge(self._D(self._augment(fake.float()), y).float())
-        self.opt_G.zero_grad(set_to_none=True)
-        g_loss.backward()
+        self.D.requires_grad_(False)  # the generator's update needs no gradients for D's weights
+        try:
+            with self._autocast():
+                fake = self._G(self._latents(s.batch_size), y)
+                g_loss = generator_hinge(self._scores(fake.float(), y).float())
+            self.opt_G.zero_grad(set_to_none=True)
+            g_loss.backward()
+        finally:
+            self.D.requires_grad_(True)
         self.opt_G.step()
         self._update_ema()
         self.step += 1
@@ -244,7 +269,7 @@ class GanTrainer:
                 g.set_state(state["rng"][name].cpu())
         self.step = int(state["step"])
         self.best = json.loads(state["best"])
-        self.policy = tuple(state["policy"])
+        self.policy = self._augmented_D.policy = tuple(state["policy"])
 
     # -- internals ----------------------------------------------------------------------------
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -261,8 +286,9 @@ class GanTrainer:
             0, self.shape.num_classes, (n,), generator=self.rng["latent"], device=self.device
         )
 
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        return self._channels_last(diff_augment(x, self.policy, self.rng["augment"]))
+    def _scores(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """D on DiffAugment-ed ``x``: the random numbers are drawn here, in one call."""
+        return self._D(x, draw(len(x), self.rng["augment"], self.device), y)
 
     def _channels_last(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last)
