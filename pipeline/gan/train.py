@@ -99,7 +99,7 @@ class GanTrainer:
         self.settings = settings
         self.config_json = config_json
         self.device = pick_device(settings.device)
-        self.policy = (
+        policy = (
             tuple(settings.diffaug)
             if settings.diffaug is not None
             else default_policy(shape.channels, shape.resolution)
@@ -133,7 +133,7 @@ class GanTrainer:
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=settings.lr_g, betas=betas, fused=fused)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=settings.lr_d, betas=betas, fused=fused)
         # The compiled callables share the modules' parameters; checkpoints save the modules.
-        self._augmented_D = AugmentedDiscriminator(self.D, self.policy)
+        self._augmented_D = AugmentedDiscriminator(self.D, policy)
         self._G, self._D, self._power_iteration = self.G, self._augmented_D, self.D.power_iteration
         if settings.compile:
             # D sees two batch sizes (real and fake together, then fake alone): one static
@@ -147,6 +147,11 @@ class GanTrainer:
         }
         self.step = 0
         self.best: dict[str, Any] = {}
+
+    @property
+    def policy(self) -> tuple[str, ...]:
+        """The DiffAugment ops D sees (from the settings, or from a loaded checkpoint)."""
+        return self._augmented_D.policy
 
     # -- one step ---------------------------------------------------------------------------
     def train_step(self) -> dict[str, Any]:
@@ -269,14 +274,14 @@ class GanTrainer:
                 g.set_state(state["rng"][name].cpu())
         self.step = int(state["step"])
         self.best = json.loads(state["best"])
-        self.policy = self._augmented_D.policy = tuple(state["policy"])
+        self._augmented_D.policy = tuple(state["policy"])
 
     # -- internals ----------------------------------------------------------------------------
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.randint(
             0, len(self.data), (self.settings.batch_size,), generator=self.rng["batch"], device=self.device
         )
-        return self._channels_last(self.data[index]), self.labels[index]
+        return self.data[index].contiguous(memory_format=torch.channels_last), self.labels[index]
 
     def _latents(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.settings.z_dim, generator=self.rng["latent"], device=self.device)
@@ -289,9 +294,6 @@ class GanTrainer:
     def _scores(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """D on DiffAugment-ed ``x``: the random numbers are drawn here, in one call."""
         return self._D(x, draw(len(x), self.rng["augment"], self.device), y)
-
-    def _channels_last(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last)
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
