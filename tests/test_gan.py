@@ -297,3 +297,25 @@ def test_compiled_training_matches_eager_and_saves_plain_modules(tmp_path):
     plain = trainer()  # no "_orig_mod." prefixes: an eager trainer loads it
     plain.load_state_dict(load_checkpoint(tmp_path / "c.pt"))
     assert plain.step == 3
+
+
+def test_bf16_autocast_step_keeps_float32_weights_and_losses(monkeypatch):
+    """The CUDA path's mixed precision, run on the CPU: the convolutions run in bfloat16,
+    the weights, optimiser state and losses stay float32, and the first step's losses
+    match float32 to bfloat16's precision."""
+    want = trainer().train_step()
+    monkeypatch.setattr(GanTrainer, "_autocast", lambda self: torch.autocast("cpu", dtype=torch.bfloat16))
+    t = trainer()
+    conv_dtypes = set()
+    for module in (*t.G.modules(), *t.D.modules()):
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(lambda m, args, out: conv_dtypes.add(out.dtype))
+    got = t.train_step()
+    assert conv_dtypes == {torch.bfloat16}
+    for name in ("d_loss", "g_loss", "d_real", "d_fake"):
+        assert got[name].dtype == torch.float32 and torch.isfinite(got[name])
+        assert float(got[name]) == pytest.approx(float(want[name]), rel=0.01, abs=0.01), name
+    t.train(3)
+    tensors = [*t.G.parameters(), *t.D.parameters(), *t.G_ema.parameters()]
+    tensors += [v for opt in (t.opt_G, t.opt_D) for st in opt.state.values() for v in st.values()]
+    assert all(x.dtype == torch.float32 for x in tensors if x.is_floating_point())
