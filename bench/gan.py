@@ -216,6 +216,7 @@ def main() -> None:
                 else f"cpu x{torch.get_num_threads()}",
                 "resolution": args.resolution,
                 "batch": batch,
+                "width": args.width,
                 "dcgan": time_dcgan(args.resolution, args.channels, batch, device, steps, warmup),
                 "ours": time_ours(args.resolution, args.channels, batch, device, steps, warmup, args.width),
             }

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Every GPU measurement of the README in one prepared run (at most 10 minutes on one H200):
-#   1. bench/gan.py: ours against the DCGAN at 32x32 RGB, batches 64/256/1024, eager;
-#      then ours under torch.compile: both modes at batch 64, reduce-overhead at 1024,
-#      one process each (a compile takes about a minute);
+# Every GPU measurement of the README in one prepared run (about 8 minutes on one H200):
+#   1. bench/gan.py: ours against the DCGAN at 32x32 RGB, batches 64/256/1024, eager, at
+#      width 64 (the default) and 32; then ours under reduce-overhead (CUDA graphs) at
+#      batches 64 and 1024, at both widths, one process each (a compile takes about a minute);
 #   2. bench/gpu_check.py (CUDA path: finite losses, weights_only checkpoints, resume,
-#      best-checkpoint loop, sampling) while bench/gan_quality.py builds and evaluates a
-#      Fashion-MNIST K=100 version with the GAN on the GPU (not timed against anything).
-# Usage, from the repository root:  OUT=somewhere bash bench/gpu_session.sh [FASHION_TARBALL]
+#      best-checkpoint loop, sampling); with QUALITY=1, bench/gan_quality.py meanwhile builds
+#      and evaluates a Fashion-MNIST K=100 version with the GAN on the GPU (not timed against
+#      anything; it adds about 4 minutes, so it is left out of a short device lease).
+# Usage, from the repository root:  OUT=somewhere [QUALITY=1] bash bench/gpu_session.sh [FASHION_TARBALL]
 # Each step has its own time limit and writes its own files, so one failing step or one
 # cut short leaves the others' figures in $OUT.
 set -u
@@ -15,7 +16,7 @@ tarball=${1:-../shared/datasets/fashion-mnist.tar.gz}
 py=${PYTHON:-python3}
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-fast=${FAST:-0}  # FAST=1: a few steps of everything, to check the script itself on a CPU
+fast=${FAST:-0}  # FAST=1: a few small steps of everything, to check the script itself on a CPU
 
 {
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
@@ -24,28 +25,32 @@ fast=${FAST:-0}  # FAST=1: a few steps of everything, to check the script itself
 cat "$out/card.txt"
 
 if [ "$fast" = 1 ]; then
-    devices=cpu; steps=(--steps 2); gan_steps=20; limit=300
+    devices=cpu; steps=(--steps 2); gan_steps=20; limit=300; batches=(8 16 32)
 else
-    devices=cuda; steps=(); gan_steps=1500; limit=90
+    devices=cuda; steps=(); gan_steps=1500; limit=90; batches=(64 256 1024)
 fi
 
-echo "== gan.py eager $(date +%T)"
-timeout 75 "$py" bench/gan.py --devices $devices --resolution 32 --channels 3 \
-    --batches 64 256 1024 "${steps[@]}" > "$out/gan.jsonl" 2> "$out/gan.err"
-echo "rc=$?"; cat "$out/gan.jsonl"
+for width in 64 32; do
+    echo "== gan.py eager, width $width $(date +%T)"
+    timeout 75 "$py" bench/gan.py --devices $devices --resolution 32 --channels 3 \
+        --batches "${batches[@]}" --width $width "${steps[@]}" >> "$out/gan.jsonl" 2>> "$out/gan.err"
+    echo "rc=$?"
+done
+cat "$out/gan.jsonl"
 
-for run in "64 default" "64 reduce-overhead" "1024 reduce-overhead"; do
+small=${batches[0]} big=${batches[2]}
+for run in "$small 64" "$big 64" "$small 32" "$big 32"; do
     set -- $run
-    echo "== gan.py compiled, batch $1, mode $2 $(date +%T)"
+    echo "== gan.py reduce-overhead, batch $1, width $2 $(date +%T)"
     timeout $limit "$py" bench/gan.py --devices $devices --resolution 32 --channels 3 \
-        --batches "$1" --compile "$2" "${steps[@]}" \
+        --batches "$1" --width "$2" --compile reduce-overhead "${steps[@]}" \
         >> "$out/gan_compiled.jsonl" 2>> "$out/gan_compiled.err"
     echo "rc=$?"
 done
 cat "$out/gan_compiled.jsonl"
 
-echo "== quality and gpu_check $(date +%T)"
-if [ -f "$tarball" ]; then
+echo "== gpu_check$([ "${QUALITY:-0}" = 1 ] && echo " and quality") $(date +%T)"
+if [ "${QUALITY:-0}" = 1 ] && [ -f "$tarball" ]; then
     timeout 230 "$py" bench/gan_quality.py --tarball "$tarball" --per-class 100 --steps $gan_steps \
         --width 64 --batch 256 --copies 4 --seeds 2 --epochs 15 --json "$out/quality.json" \
         > "$out/quality.log" 2>&1 &
