@@ -427,6 +427,19 @@ class Config(_Strict):
             raise ValueError(f"name {value!r} must be 1-100 characters of letters, digits, '.', '_' or '-'")
         return value
 
+    @model_validator(mode="after")
+    def _output_outside_source(self) -> Config:
+        # Folder sources are read recursively: versions written inside one would be read
+        # back as source images by the next run.
+        source = self.source.path
+        if self.source.kind in ("imagefolder", "parquet") and source is not None and source.is_dir():
+            if self.output.root.resolve().is_relative_to(source.resolve()):
+                raise ValueError(
+                    f"output.root '{self.output.root}' is inside source.path '{source}': the next run "
+                    "would read its versions back as source images; choose an output root outside it"
+                )
+        return self
+
     def dataset_name(self) -> str:
         """The name used under ``output.root``: ``name``, else derived from the source."""
         if self.name:

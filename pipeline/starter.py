@@ -7,6 +7,7 @@ comments say what each choice means and what to change.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -73,9 +74,18 @@ def starter_config(folder: Path) -> str:
         lines.append(
             f"  enabled: false               # GAN synthesis supports up to {_GAN_MAX_SIDE}x{_GAN_MAX_SIDE}"
         )
+    root = _output_root(folder, name or "dataset")
     lines += [
         "output:",
-        "  root: output                 # versions go to output/<name>/<version-id>/",
+        f"  root: {json.dumps(root):<22} # versions go to {root}/<name>/<version-id>/",
         "  format: parquet              # or imagefolder (torchvision ImageFolder layout)",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _output_root(folder: Path, name: str) -> str:
+    """``output``, or when that would be inside ``folder`` (``expand init .``), a folder
+    next to it: versions inside the source would be read back as source images."""
+    if not Path("output").resolve().is_relative_to(folder.resolve()):
+        return "output"
+    return os.path.relpath(folder.resolve().parent / f"{name}-versions")

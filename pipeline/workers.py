@@ -151,6 +151,18 @@ def single_threaded() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
+def _finish_warm_ups() -> None:
+    """At exit, wait for pools still starting. A process the fork server starts after its
+    parent has gone finds the pool's semaphores removed and prints a traceback: a run that
+    fails in its first second would end with one."""
+    for ready in list(_READY.values()):
+        ready.wait(timeout=60)
+
+
+# Before concurrent.futures' own exit hook, which stops its pools (hooks run last first).
+threading._register_atexit(_finish_warm_ups)
+
+
 def _start(workers: int, ready: threading.Event) -> None:
     try:
         pool = worker_pool(workers)

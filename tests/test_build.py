@@ -294,6 +294,20 @@ def test_run_all_makes_a_calls_arguments_only_when_it_is_sent():
         Calls(3, make)[3]
 
 
+def test_a_run_that_fails_while_the_pool_starts_exits_without_a_traceback():
+    """The pool starts in the background; a process that ends before it is up (a bad source
+    found in the first second) waits for it rather than leave the fork server starting a
+    worker whose parent is gone (a FileNotFoundError traceback on stderr)."""
+    script = "import time; from pipeline.workers import warm_up; warm_up(2); time.sleep(0.3); exit(3)"
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr
+
+
 def test_a_chosen_arrow_allocator_is_kept():
     script = "import pipeline, pyarrow; print(pyarrow.default_memory_pool().backend_name)"
     env = {**os.environ, "ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}

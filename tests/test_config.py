@@ -172,3 +172,20 @@ def test_config_file_that_is_not_text(tmp_path):
     path.write_bytes(b"\xff\xfe\x00binary")
     with pytest.raises(ConfigError, match="c.yaml"):
         load_config(path)
+
+
+@pytest.mark.parametrize("kind", ["imagefolder", "parquet"])
+def test_an_output_root_inside_a_folder_source_is_refused(tmp_path, monkeypatch, kind):
+    """Folder sources are read recursively: versions published inside one would be read
+    back as source images by the next run."""
+    source = tmp_path / "data"
+    source.mkdir()
+    monkeypatch.chdir(source)
+    for root, inside in (("output", True), (str(source), True), ("../versions", False)):
+        overrides = [f"source.kind={kind}", "source.path=.", f"output.root={root}"]
+        if inside:
+            with pytest.raises(ConfigError, match="output.root '.*' is inside source.path '.'"):
+                load_config(None, overrides)
+        else:
+            assert load_config(None, overrides).output.root == Path(root)
+    assert load_config(None, ["output.root=output"]).output.root == Path("output")  # digits

@@ -260,6 +260,17 @@ def test_init_writes_a_commented_config_that_loads(tmp_path, capsys):
     assert "exists; pass --force" in capsys.readouterr().err
 
 
+def test_init_in_the_image_folder_puts_versions_next_to_it(tmp_path, monkeypatch, capsys):
+    """``expand init .`` in the data folder: ``output`` would be inside the source (and
+    refused), so the versions go to a folder beside it."""
+    from conftest import make_imagefolder
+
+    monkeypatch.chdir(make_imagefolder(tmp_path / "pets", {"cat": 3, "dog": 3}))
+    assert main(["init", "."]) == 0
+    config = load_config("expand.yaml")
+    assert config.source.path == Path(".") and config.output.root == Path("../pets-versions")
+
+
 def test_run_json_and_quiet(prefect_harness, tiny_config, tmp_path, capsys):
     import json
 
