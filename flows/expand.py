@@ -22,6 +22,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
+from flows.progress_bar import ProgressLog
 from flows.settings import one_off_run_settings
 from pipeline.build import (
     BuildContext,
@@ -41,7 +42,7 @@ from pipeline.catalog import dataset_lock
 from pipeline.config import Config, GanTrainConfig, load_config
 from pipeline.manifest import read_manifest
 from pipeline.plan import ShardSpec
-from pipeline.progress import WRITING, report
+from pipeline.progress import GAN, WRITING, report, reporting
 from pipeline.remote import remote_url
 from pipeline.summary import count_rows, run_markdown, tune_rows
 from pipeline.workers import warm_up
@@ -199,6 +200,12 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
     """
     logger = get_run_logger()
     config = load_config(config_path, overrides or [])
+    # Long stages log their progress (GAN training and writing log their own lines).
+    with reporting(ProgressLog(logger, skip=(GAN, WRITING))):
+        return _expand(config, logger)
+
+
+def _expand(config: Config, logger) -> dict[str, Any]:
     # Local: the worker processes start while the source is ingested and the plan made.
     processes = config.runner.worker_count() if config.runner.kind == "local" else 1
     if processes > 1:
@@ -299,12 +306,13 @@ def train_gan(
     """
     config = load_config(config_path, overrides or [])
     target = Path(out_dir) if out_dir else config.output.root / f"{config.dataset_name()}-gan"
-    summary = train_gan_only(
-        config,
-        target,
-        resume=Path(resume) if resume else None,
-        on_metrics=_training_logger(config.synthesis.train),
-    )
+    with reporting(ProgressLog(get_run_logger(), skip=(GAN,))):
+        summary = train_gan_only(
+            config,
+            target,
+            resume=Path(resume) if resume else None,
+            on_metrics=_training_logger(config.synthesis.train),
+        )
     return {k: v for k, v in summary.items() if k != "history"}
 
 

@@ -1,15 +1,19 @@
-"""Progress bars on the terminal for ``expand run`` and ``expand train-gan``.
+"""Progress of ``expand run`` and ``expand train-gan``: bars on a terminal, log lines in
+the flows.
 
 :class:`ProgressBars` is a :mod:`pipeline.progress` sink: one line per stage, redrawn in
 place, with a bar, units done of the total, the rate and the time left; a finished stage
 keeps its line with the time it took. :func:`terminal_progress` installs it while a
 command runs on a terminal and keeps Prefect's console log to warnings meanwhile, so log
 lines do not break the bars (every log line still reaches the Prefect server's UI).
+:class:`ProgressLog` is the flows' sink: the same line as a log line, every 30 s of a long
+stage, so a run without a terminal (a deployment on a worker, a log file) shows it too.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -25,10 +29,11 @@ _MIN_RATE_S = 0.5  # no rate or time left before a stage has run this long
 class ProgressBars:
     """Draws the reported progress of one stage at a time on ``stream`` (a terminal)."""
 
-    def __init__(self, stream: TextIO, *, width: int = 24, clock=time.monotonic):
+    def __init__(self, stream: TextIO | None, *, width: int = 24, clock=time.monotonic):
         self._stream = stream
         self._width = width
         self._clock = clock
+        self._every = _REDRAW_S
         self._lock = threading.Lock()  # stages report from task threads
         self._stage: str | None = None
         self._started = self._drawn = 0.0
@@ -44,7 +49,7 @@ class ProgressBars:
             self._done, self._total = done, total
             if total is not None and done >= total:
                 self._end_line(now)
-            elif now - self._drawn >= _REDRAW_S:
+            elif now - self._drawn >= self._every:
                 self._draw(now)
                 self._drawn = now
 
@@ -61,8 +66,9 @@ class ProgressBars:
         finished = self._total is not None and self._done >= self._total
         parts = [f"{self._stage:<13}"]
         if self._total:
-            filled = int(self._width * min(self._done, self._total) / self._total)
-            parts.append("[" + "#" * filled + "-" * (self._width - filled) + "]")
+            if self._width:
+                filled = int(self._width * min(self._done, self._total) / self._total)
+                parts.append("[" + "#" * filled + "-" * (self._width - filled) + "]")
             parts.append(f"{self._done}/{self._total} {unit}")
         else:
             parts.append(f"{self._done} {unit}")
@@ -85,6 +91,28 @@ class ProgressBars:
         self._stream.write("\n")
         self._stream.flush()
         self._stage = None
+
+
+class ProgressLog(ProgressBars):
+    """Logs a stage's line (without the bar) every ``every`` seconds and when it ends; a
+    stage shorter than ``every`` logs nothing. Stages in ``skip`` log their own progress."""
+
+    def __init__(self, logger, *, every: float = 30.0, skip=(), clock=time.monotonic):
+        super().__init__(None, width=0, clock=clock)
+        self._logger, self._every, self._skip = logger, every, set(skip)
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if stage not in self._skip:
+            super().__call__(stage, done, total)
+
+    def _draw(self, now: float) -> None:
+        if now - self._started >= self._every:
+            self._logger.info("%s", re.sub(" {2,}", ", ", self.line(now)))
+
+    def _end_line(self, now: float) -> None:
+        if self._stage is not None:
+            self._draw(now)
+            self._stage = None
 
 
 def _clock(seconds: float) -> str:

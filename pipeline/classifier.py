@@ -10,6 +10,7 @@ KID and precision/recall, which need no downloaded weights.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,8 +70,10 @@ def train_classifier(
     seed: int,
     spec: ClassifierSpec = ClassifierSpec(),
     device: str | torch.device = "cpu",
+    on_epoch: Callable[[int], None] | None = None,
 ) -> ReferenceCNN:
-    """Train the reference CNN on ``images`` (N, C, H, W in [0, 1]).
+    """Train the reference CNN on ``images`` (N, C, H, W in [0, 1]); ``on_epoch`` gets the
+    number of epochs done after each.
 
     Initialisation and shuffling depend only on ``seed``; the global RNG is left as it was.
     """
@@ -92,7 +95,7 @@ def train_classifier(
             optimizer, max_lr=spec.lr, total_steps=max(10, spec.epochs * steps_per_epoch), pct_start=0.2
         )
         model.train()
-        for _ in range(spec.epochs):
+        for epoch in range(1, spec.epochs + 1):
             order = torch.randperm(len(images), generator=shuffle)
             for start in range(0, len(images), spec.batch_size):
                 batch = order[start : start + spec.batch_size]
@@ -105,6 +108,8 @@ def train_classifier(
                 loss.backward()
                 optimizer.step()
                 schedule.step()
+            if on_epoch:
+                on_epoch(epoch)
     model.eval()
     return model
 

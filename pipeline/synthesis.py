@@ -43,7 +43,7 @@ from pipeline.gan.train import (
 from pipeline.hashing import file_sha256
 from pipeline.ingest import Index, validation_masks
 from pipeline.plan import allocate_copies
-from pipeline.progress import GATE, SAMPLING, report
+from pipeline.progress import GATE, REFERENCE, SAMPLING, report
 
 _METRIC_SAMPLES = 1000
 
@@ -228,8 +228,8 @@ def utility_gate(
     spec = ClassifierSpec(epochs=gate.classifier_epochs)
     val_x, val_y = to_tensor(validation.images), torch.as_tensor(validation.labels)
 
-    trainings = gate.seeds * (1 + len(gate.ratios))
-    trained = 0
+    epochs = gate.seeds * (1 + len(gate.ratios)) * spec.epochs
+    trained = 0  # classifier trainings done
 
     def score(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """(seeds, validation images): whether each seed's classifier got each image right."""
@@ -237,13 +237,20 @@ def utility_gate(
         x, y = to_tensor(images), torch.as_tensor(labels)
         runs = []
         for s in range(gate.seeds):
-            model = train_classifier(x, y, len(class_names), seed=config.seed + s, spec=spec)
+            done = trained * spec.epochs
+            model = train_classifier(
+                x,
+                y,
+                len(class_names),
+                seed=config.seed + s,
+                spec=spec,
+                on_epoch=lambda e, done=done: report(GATE, done + e, epochs),
+            )
             runs.append(correct(model, val_x, val_y))
             trained += 1
-            report(GATE, trained, trainings)
         return np.stack(runs)
 
-    report(GATE, 0, trainings)
+    report(GATE, 0, epochs)
     results = {"0": score(base_x, base_y)}
     for ratio in gate.ratios:
         extra = _take_ratio(rows, ratio, fit)
@@ -433,8 +440,14 @@ def _sample_round(
 
 def _reference(config: Config, fit: RealData, num_classes: int):
     spec = ClassifierSpec(epochs=config.synthesis.gate.classifier_epochs)
+    report(REFERENCE, 0, spec.epochs)
     return train_classifier(
-        to_tensor(fit.images), torch.as_tensor(fit.labels), num_classes, seed=config.seed, spec=spec
+        to_tensor(fit.images),
+        torch.as_tensor(fit.labels),
+        num_classes,
+        seed=config.seed,
+        spec=spec,
+        on_epoch=lambda e: report(REFERENCE, e, spec.epochs),
     )
 
 

@@ -6,9 +6,9 @@ import re
 from test_synthesis import TINY_GAN
 
 from flows.cli import main
-from flows.progress_bar import ProgressBars
+from flows.progress_bar import ProgressBars, ProgressLog
 from pipeline.build import build
-from pipeline.progress import GAN, GATE, INGEST, SAMPLING, WRITING, report, reporting
+from pipeline.progress import GAN, GATE, INGEST, REFERENCE, SAMPLING, WRITING, report, reporting
 
 
 class FakeClock:
@@ -53,25 +53,59 @@ def test_redraws_are_throttled():
     assert stream.getvalue().count("\r") == 2  # the last one is always drawn, and ends the line
 
 
-def test_reports_reach_the_sink_only_inside_the_block():
-    seen = []
+def test_reports_reach_the_sinks_only_inside_their_blocks():
+    outer, inner = [], []
     report(INGEST, 1, 2)
-    with reporting(lambda *event: seen.append(event)):
-        report(INGEST, 2, 2)
+    with reporting(lambda *event: outer.append(event)):
+        with reporting(lambda *event: inner.append(event)):
+            report(INGEST, 2, 2)
+        report(GAN, 1, 2)
     report(INGEST, 3, 3)
-    assert seen == [(INGEST, 2, 2)]
+    assert outer == [(INGEST, 2, 2), (GAN, 1, 2)] and inner == [(INGEST, 2, 2)]
+
+
+class Lines:
+    """A logger that keeps its info lines."""
+
+    def __init__(self):
+        self.lines = []
+
+    def info(self, message, *args):
+        self.lines.append(message % args)
+
+
+def test_log_lines_come_every_interval_of_a_long_stage_and_at_its_end():
+    logger, clock = Lines(), FakeClock()
+    log = ProgressLog(logger, every=30.0, skip=[WRITING], clock=clock)
+    log(INGEST, 0, 100)
+    clock.now += 10.0
+    log(INGEST, 50, 100)
+    assert logger.lines == []  # a stage shorter than the interval logs nothing
+    log(INGEST, 100, 100)
+    log(GATE, 0, 60)
+    for _ in range(60):
+        clock.now += 1.0
+        log(GATE, 1 + log._done, 60)
+        log(WRITING, 1, 2)  # skipped: the flow logs each shard itself
+    assert logger.lines == [
+        "utility gate, 30/60 epochs, 1.0 epochs/s, ETA 0:30",
+        "utility gate, 60/60 epochs, 1.0 epochs/s, done in 1:00",
+    ]
 
 
 def test_a_build_reports_every_long_stage(tiny_config):
     events = []
     with reporting(lambda *event: events.append(event)):
         build(tiny_config(*TINY_GAN, "runner.workers=2"))
-    stages = list(dict.fromkeys(stage for stage, _, _ in events))
-    assert stages == [INGEST, GAN, SAMPLING, GATE, WRITING]
-    for stage in stages:
-        done = [d for s, d, _ in events if s == stage]
-        (total,) = {t for s, _, t in events if s == stage}
-        assert done == sorted(done) and done[-1] == total, stage
+    runs = [[events[0]]]  # consecutive reports of one stage
+    for event in events[1:]:
+        (runs[-1].append if event[0] == runs[-1][0][0] else lambda e: runs.append([e]))(event)
+    # the reference classifier is trained for the GAN's metrics and again for sampling
+    assert [run[0][0] for run in runs] == [INGEST, REFERENCE, GAN, REFERENCE, SAMPLING, GATE, WRITING]
+    for run in runs:
+        done = [d for _, d, _ in run]
+        (total,) = {t for _, _, t in run}
+        assert done == sorted(done) and done[-1] == total, run[0][0]
     assert [t for s, _, t in events if s == INGEST][0] == 15  # the tiny folder's images
 
 
@@ -85,3 +119,13 @@ def test_cli_draws_bars_on_a_terminal_only(prefect_harness, tiny_config, tmp_pat
     assert any(re.match(r"writing +\[#+\] +\d+/\d+ rows", line) for line in lines)
     assert main([*args, "--set", f"output.root={tmp_path / 'b'}", "--quiet"]) == 0
     assert "[####" not in capsys.readouterr().err
+
+
+def test_the_expand_flow_logs_the_long_stages(prefect_harness, tiny_config, tmp_path, monkeypatch):
+    logger = Lines()
+    monkeypatch.setattr("flows.expand.ProgressLog", lambda _, **kw: ProgressLog(logger, **{**kw, "every": 0}))
+    source = tiny_config().source.path
+    args = ["run", "/dev/null", "--set", "source.kind=imagefolder", "--set", f"source.path={source}"]
+    assert main([*args, "--set", f"output.root={tmp_path / 'o'}", "--quiet"]) == 0
+    assert any(line.startswith("ingest, 15/15 images") for line in logger.lines)
+    assert not any(line.startswith(("writing", "GAN")) for line in logger.lines)  # logged by the flow
