@@ -71,7 +71,8 @@ class SourceConfig(_Strict):
 
 
 class SplitConfig(_Strict):
-    """How a test split is carved when the source has none (stratified, seeded)."""
+    """How a test split is carved from the training images when the source has no test split
+    (stratified, seeded)."""
 
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
 

@@ -203,7 +203,7 @@ def ingest(config: Config, work_dir: Path, workers: int = 1) -> Ingested:
         raise SourceError(f"source id {duplicate!r} occurs twice")
 
     groups = duplicate_groups(ids, hashes)
-    carved = all(split is None for split in staged.splits)
+    carved = "test" not in staged.splits
     splits, left_out = _assign_splits(config, staged, ids, hashes, groups, carved)
     rows = sorted(left_out)
     for row, source_id, sha in zip(rows, values_at(ids, rows), values_at(hashes, rows), strict=True):
@@ -244,17 +244,13 @@ def _assign_splits(
             for group, first in zip(groups, firsts, strict=True)
             for row in group[1:]
         }
-    if carve:
-        kept = np.ones(len(ids), dtype=bool)
-        kept[list(left_out)] = False
-        rows = np.flatnonzero(kept)
+    splits = [split or "train" for split in staged.splits]
+    if carve:  # from the training images (a source's validation split stays as it is)
+        rows = np.array([r for r, split in enumerate(splits) if split == "train" and r not in left_out], int)
         labels = np.asarray(staged.labels, dtype=np.int64)[rows]
         carved = carve_test_split(ids.take(rows), labels, config.split.test_fraction, config.seed)
-        splits = [EXCLUDED] * len(ids)
         for row, split in zip(rows.tolist(), carved, strict=True):
             splits[row] = split
-    else:
-        splits = [split or "train" for split in staged.splits]
     left_out.update(leaked_rows(ids, hashes, splits, left_out))
     for row in left_out:
         splits[row] = EXCLUDED

@@ -39,7 +39,8 @@ def starter_config(folder: Path) -> str:
         f"# Starter config for {folder} (written by `expand init`).",
         f"# Found {len(samples):,} images in {len(per_class)} classes "
         f"({smallest:,} to {largest:,} per class), {width}x{height} {reader.mode}"
-        + (f", splits: {', '.join(splits)}." if splits else "; no split folders: a test split is carved."),
+        + (f", splits: {', '.join(splits)}" if splits else "; no split folders")
+        + ("; a test split is carved from train." if "test" not in splits else "."),
         "# Every key left out keeps its default (README: config reference).",
         f"name: {json.dumps(name or 'dataset')}",
         "seed: 0",
@@ -49,7 +50,7 @@ def starter_config(folder: Path) -> str:
         "  on_bad_image: error        # or skip: leave unreadable images out, listed in the manifest",
         "  duplicates: keep           # or drop: keep one of each set of identical images",
     ]
-    if not splits:
+    if "test" not in splits:
         lines += ["split:", "  test_fraction: 0.2           # stratified and seeded; never augmented"]
     lines += ["augment:"]
     if largest > _IMBALANCE * smallest:

@@ -49,6 +49,20 @@ def test_source_test_split_is_copied_unchanged(tmp_path, tiny_config):
     assert len(train) == 18 and all(r["source_id"].startswith("train/") for r in train)
 
 
+def test_a_source_without_a_test_split_gets_one_carved_from_train(tmp_path, tiny_config):
+    """Split folders without ``test/`` (only train, or train and validation): the test split
+    is carved from the training images, stratified; the validation split stays as it is."""
+    src = make_imagefolder(tmp_path / "no-test", {"a": 5, "b": 5}, splits=["train", "val"])
+    version, _ = build(tiny_config(f"source.path={src}", "split.test_fraction=0.4"))
+    test, validation = rows(version, "test"), rows(version, "validation")
+    assert Counter(r["label"] for r in test) == Counter({0: 2, 1: 2})
+    assert all(r["source_id"].startswith("train/") and r["origin"] == "real" for r in test)
+    assert len(validation) == 10 and all(r["source_id"].startswith("val/") for r in validation)
+    real_train = {r["source_id"] for r in rows(version, "train") if r["origin"] == "real"}
+    assert len(real_train) == 6 and not real_train & {r["source_id"] for r in test}
+    assert read_manifest(version)["source"]["split_carved"] is True
+
+
 def test_lineage_columns(tiny_config):
     version, _ = build(tiny_config())
     for row in rows(version, "train"):
