@@ -434,7 +434,7 @@ class Config(_Strict):
         # back as source images by the next run.
         source = self.source.path
         if self.source.kind in ("imagefolder", "parquet") and source is not None and source.is_dir():
-            if self.output.root.resolve().is_relative_to(source.resolve()):
+            if is_inside(self.output.root, source):
                 raise ValueError(
                     f"output.root '{self.output.root}' is inside source.path '{source}': the next run "
                     "would read its versions back as source images; choose an output root outside it"
@@ -466,6 +466,12 @@ class Config(_Strict):
         else:
             data["synthesis"].pop("checkpoint")  # a given checkpoint enters by its sha256
         return data
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it (relative paths from the working
+    directory, links resolved)."""
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 def parse_size(text: str) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from pipeline.config import is_inside
 from pipeline.sources.imagefolder import open_imagefolder
 
 # Classes whose largest is this many times the smallest are filled up to the largest.
@@ -87,6 +88,6 @@ def starter_config(folder: Path) -> str:
 def _output_root(folder: Path, name: str) -> str:
     """``output``, or when that would be inside ``folder`` (``expand init .``), a folder
     next to it: versions inside the source would be read back as source images."""
-    if not Path("output").resolve().is_relative_to(folder.resolve()):
+    if not is_inside(Path("output"), folder):
         return "output"
     return os.path.relpath(folder.resolve().parent / f"{name}-versions")

@@ -2,6 +2,7 @@
 
 import io
 import re
+from itertools import groupby
 
 from test_synthesis import TINY_GAN
 
@@ -97,9 +98,7 @@ def test_a_build_reports_every_long_stage(tiny_config):
     events = []
     with reporting(lambda *event: events.append(event)):
         build(tiny_config(*TINY_GAN, "runner.workers=2"))
-    runs = [[events[0]]]  # consecutive reports of one stage
-    for event in events[1:]:
-        (runs[-1].append if event[0] == runs[-1][0][0] else lambda e: runs.append([e]))(event)
+    runs = [list(run) for _, run in groupby(events, key=lambda event: event[0])]  # one stage's reports
     # the reference classifier is trained for the GAN's metrics and again for sampling
     assert [run[0][0] for run in runs] == [INGEST, REFERENCE, GAN, REFERENCE, SAMPLING, GATE, WRITING]
     for run in runs:
