@@ -62,6 +62,16 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).float().div_(255.0)
 
 
+def new_classifier(
+    shape: tuple[int, ...], num_classes: int, spec: ClassifierSpec, device: str | torch.device = "cpu"
+) -> ReferenceCNN:
+    """An untrained reference CNN for images of ``shape`` (C, H, W), channels_last on ``device``
+    (initialised from torch's global RNG)."""
+    return ReferenceCNN(
+        channels=shape[0], num_classes=num_classes, resolution=max(shape[1:]), width=spec.width
+    ).to(device, memory_format=torch.channels_last)
+
+
 def train_classifier(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -80,12 +90,7 @@ def train_classifier(
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = ReferenceCNN(
-            channels=images.shape[1],
-            num_classes=num_classes,
-            resolution=max(images.shape[2:]),
-            width=spec.width,
-        ).to(device, memory_format=torch.channels_last)
+        model = new_classifier(images.shape[1:], num_classes, spec, device)
         shuffle = torch.Generator().manual_seed(seed)
         steps_per_epoch = max(1, int(np.ceil(len(images) / spec.batch_size)))
         optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)

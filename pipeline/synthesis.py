@@ -9,8 +9,10 @@ split is reported only.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from pipeline.classifier import (
     accuracy,
     correct,
     extract_features,
+    new_classifier,
     predict_proba,
     to_tensor,
     train_classifier,
@@ -46,6 +49,9 @@ from pipeline.plan import allocate_copies
 from pipeline.progress import GATE, REFERENCE, SAMPLING, report
 
 _METRIC_SAMPLES = 1000
+# Beside the checkpoints: the reference classifier that training measured FD with, reused
+# by sampling (same images, seed and recipe only) instead of being trained a second time.
+REFERENCE_FILE = "reference.pt"
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,7 @@ def train_gan(
     )
     if resume is not None:
         trainer.load_state_dict(load_checkpoint(resume, trainer.device), str(resume))
-    reference = _reference(config, fit, shape.num_classes)
+    reference = _reference(config, fit, shape.num_classes, out_dir / REFERENCE_FILE, save=True)
     real_features = _features(config, reference, to_tensor(fit.images))
     history: list[dict[str, float]] = []
     while trainer.step < settings.steps:
@@ -146,7 +152,7 @@ def synthesize(
         seed=config.seed,
     )
     trainer.load_state_dict(state, str(checkpoint))
-    reference = _reference(config, fit, shape.num_classes)
+    reference = _reference(config, fit, shape.num_classes, checkpoint.parent / REFERENCE_FILE)
 
     wanted = {c: syn.count_for(int((train.labels == c).sum())) for c in range(shape.num_classes)}
     pool, kept = _sample_until_filled(config, trainer, reference, shape, wanted)
@@ -438,10 +444,23 @@ def _sample_round(
     return {"images": images, "labels": labels, "seeds": seeds, "confidence": confidence, "d_score": d_scores}
 
 
-def _reference(config: Config, fit: RealData, num_classes: int):
+def _reference(config: Config, fit: RealData, num_classes: int, saved: Path, *, save: bool = False):
+    """The reference classifier trained on ``fit``: loaded from ``saved`` when that holds
+    one trained on the same images, labels, seed and recipe; else trained (and written
+    there when ``save``)."""
     spec = ClassifierSpec(epochs=config.synthesis.gate.classifier_epochs)
+    digest = hashlib.sha256(repr((spec, config.seed, num_classes, fit.images.shape)).encode())
+    digest.update(np.ascontiguousarray(fit.images).data)
+    digest.update(np.ascontiguousarray(fit.labels, dtype=np.int64).data)
+    key = digest.hexdigest()
+    state = _load_saved_reference(saved)
+    if state.get("key") == key:
+        with torch.random.fork_rng(devices=[]):
+            model = new_classifier(to_tensor(fit.images[:1]).shape[1:], num_classes, spec)
+        model.load_state_dict(state["weights"])
+        return model.eval()
     report(REFERENCE, 0, spec.epochs)
-    return train_classifier(
+    model = train_classifier(
         to_tensor(fit.images),
         torch.as_tensor(fit.labels),
         num_classes,
@@ -449,6 +468,19 @@ def _reference(config: Config, fit: RealData, num_classes: int):
         spec=spec,
         on_epoch=lambda e: report(REFERENCE, e, spec.epochs),
     )
+    if save:
+        save_checkpoint({"key": key, "weights": model.state_dict()}, saved)
+    return model
+
+
+def _load_saved_reference(path: Path) -> dict[str, Any]:
+    """A saved reference classifier, or {} when there is none or it cannot be read (it is
+    then trained again)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
+        return {}
+    return state if isinstance(state, dict) else {}
 
 
 def _features(config: Config, reference, images: torch.Tensor) -> np.ndarray:

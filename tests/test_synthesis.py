@@ -261,3 +261,32 @@ def test_gate_averages_the_seeds_per_image():
     assert entry["runs"] == pytest.approx([0.85, 0.65]) and entry["gain"] == pytest.approx(0.0)
     assert entry["std"] == pytest.approx(np.std([0.85, 0.65], ddof=1))
     assert decision["chosen_ratio"] == 0.0
+
+
+def test_sampling_reuses_the_reference_classifier_saved_beside_the_checkpoint(
+    tiny_config, tmp_path, monkeypatch
+):
+    config = tiny_config(*TINY_GAN)
+    rng = np.random.default_rng(0)
+    fit = synthesis.RealData(
+        rng.integers(0, 256, (12, 8, 8), np.uint8), np.arange(12) % 3, list("abcdefghijkl")
+    )
+    trainings = []
+    train = synthesis.train_classifier
+    monkeypatch.setattr(synthesis, "train_classifier", lambda *a, **k: trainings.append(1) or train(*a, **k))
+    saved = tmp_path / "gan" / synthesis.REFERENCE_FILE
+    trained = synthesis._reference(config, fit, 3, saved, save=True)
+    loaded = synthesis._reference(config, fit, 3, saved)
+    images = synthesis.to_tensor(fit.images)
+    assert len(trainings) == 1 and torch.equal(trained(images), loaded(images))
+    # another seed, other images or labels: that classifier does not apply, so it is trained
+    other = fit.subset(np.arange(12) < 9)
+    for args in ((config.model_copy(update={"seed": 1}), fit), (config, other)):
+        synthesis._reference(*args, 3, saved)
+    assert len(trainings) == 3
+    assert torch.equal(
+        synthesis._reference(config, fit, 3, saved)(images), trained(images)
+    )  # not overwritten
+    saved.write_bytes(b"not a checkpoint")  # unreadable: trained again, no error
+    assert torch.equal(synthesis._reference(config, fit, 3, saved)(images), trained(images))
+    assert len(trainings) == 4
