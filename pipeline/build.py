@@ -118,11 +118,12 @@ def prepare(config: Config, run: dict[str, Any] | None = None, workers: int = 1)
     parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(parent)
     staging = parent / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
+    content = config.content_dict()  # resolves the synthesis devices: a missing GPU fails here
     try:
         ingested = ingest(config, staging / "work", workers)
         checkpoint = config.synthesis.checkpoint if config.synthesis.enabled else None
         vid = version_id(
-            config.content_dict(),
+            content,
             config.source.kind,
             ingested.fingerprint,
             file_sha256(checkpoint) if checkpoint else None,
@@ -471,15 +472,21 @@ def train_gan_only(
     Returns:
         The training summary; ``checkpoint`` points at ``out_dir/best.pt``.
     """
+    from pipeline.synthesis import REFERENCE_FILE  # torch: only for GAN training
+
     # Staged under "<name>-gan", where nothing is ever published, so it always stages.
     staged = config.model_copy(update={"name": config.dataset_name() + "-gan"})
     with dataset_lock(dataset_dir(staged), purpose="expand train-gan", timeout=config.output.lock_timeout):
         context = prepare(staged)
         try:
+            gan_dir = context.work_dir / "gan"
+            if resume is not None and (resume.parent / REFERENCE_FILE).is_file():
+                gan_dir.mkdir(parents=True, exist_ok=True)  # used when it fits the same images
+                shutil.copyfile(resume.parent / REFERENCE_FILE, gan_dir / REFERENCE_FILE)
             summary = train_gan_for(context, resume=resume, on_metrics=on_metrics)
             out_dir.mkdir(parents=True, exist_ok=True)
-            for name in ("best.pt", "last.pt"):
-                shutil.copyfile(context.work_dir / "gan" / name, out_dir / name)
+            for name in ("best.pt", "last.pt", REFERENCE_FILE):
+                shutil.copyfile(gan_dir / name, out_dir / name)
             return {**summary, "checkpoint": str(out_dir / "best.pt")}
         finally:
             discard(context)

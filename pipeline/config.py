@@ -303,6 +303,10 @@ class SynthesisConfig(_Strict):
     features: str = Field(
         default="classifier", description="feature extractor for metrics: 'classifier' or 'module:function'"
     )
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        default="auto",
+        description="where sampling, discriminator scores and the classifiers run (auto: cuda, mps, cpu)",
+    )
     train: GanTrainConfig = GanTrainConfig()
     filter: FilterConfig = FilterConfig()
     gate: GateConfig = GateConfig()
@@ -465,6 +469,15 @@ class Config(_Strict):
             data.pop("synthesis")
         else:
             data["synthesis"].pop("checkpoint")  # a given checkpoint enters by its sha256
+            # Float results differ between device types: the device "auto" picks on this
+            # machine decides the bytes, not the word (torch is imported for synthesis only).
+            from pipeline.devices import pick_device
+
+            synthesis = data["synthesis"]
+            synthesis["device"] = pick_device(self.synthesis.device, "synthesis.device").type
+            if self.synthesis.checkpoint is None:
+                device = pick_device(self.synthesis.train.device, "synthesis.train.device")
+                synthesis["train"]["device"] = device.type
         return data
 
 

@@ -33,6 +33,7 @@ from pipeline.classifier import (
     train_classifier,
 )
 from pipeline.config import AugmentConfig, Config, SynthesisConfig
+from pipeline.devices import pick_device
 from pipeline.errors import PipelineError
 from pipeline.gan import metrics as gm
 from pipeline.gan.sample import generate, select
@@ -148,7 +149,7 @@ def synthesize(
         images=fit.images[:2],
         labels=fit.labels[:2],
         shape=shape,
-        settings=syn.train.model_copy(update={"device": "cpu"}),
+        settings=syn.train.model_copy(update={"device": syn.device, "compile": None}),
         seed=config.seed,
     )
     trainer.load_state_dict(state, str(checkpoint))
@@ -216,6 +217,7 @@ def quality_metrics(
             num_classes,
             seed=config.seed,
             spec=spec,
+            device=_device(config),
         )
         result["cas_test"] = accuracy(cas_model, to_tensor(test.images), torch.as_tensor(test.labels))
         result["cas_note"] = (
@@ -250,6 +252,7 @@ def utility_gate(
                 len(class_names),
                 seed=config.seed + s,
                 spec=spec,
+                device=_device(config),
                 on_epoch=lambda e, done=done: report(GATE, done + e, epochs),
             )
             runs.append(correct(model, val_x, val_y))
@@ -449,14 +452,15 @@ def _reference(config: Config, fit: RealData, num_classes: int, saved: Path, *, 
     one trained on the same images, labels, seed and recipe; else trained (and written
     there when ``save``)."""
     spec = ClassifierSpec(epochs=config.synthesis.gate.classifier_epochs)
-    digest = hashlib.sha256(repr((spec, config.seed, num_classes, fit.images.shape)).encode())
+    device = _device(config)
+    digest = hashlib.sha256(repr((spec, config.seed, num_classes, fit.images.shape, device.type)).encode())
     digest.update(np.ascontiguousarray(fit.images).data)
     digest.update(np.ascontiguousarray(fit.labels, dtype=np.int64).data)
     key = digest.hexdigest()
     state = _load_saved_reference(saved)
     if state.get("key") == key:
         with torch.random.fork_rng(devices=[]):
-            model = new_classifier(to_tensor(fit.images[:1]).shape[1:], num_classes, spec)
+            model = new_classifier(to_tensor(fit.images[:1]).shape[1:], num_classes, spec, device)
         model.load_state_dict(state["weights"])
         return model.eval()
     report(REFERENCE, 0, spec.epochs)
@@ -466,11 +470,17 @@ def _reference(config: Config, fit: RealData, num_classes: int, saved: Path, *, 
         num_classes,
         seed=config.seed,
         spec=spec,
+        device=device,
         on_epoch=lambda e: report(REFERENCE, e, spec.epochs),
     )
     if save:
         save_checkpoint({"key": key, "weights": model.state_dict()}, saved)
     return model
+
+
+def _device(config: Config) -> torch.device:
+    """Where sampling, scoring and the classifiers run (``synthesis.device``)."""
+    return pick_device(config.synthesis.device, "synthesis.device")
 
 
 def _load_saved_reference(path: Path) -> dict[str, Any]:

@@ -143,6 +143,26 @@ def test_runner_and_lock_settings_do_not_change_the_content():
         load_config(None, ["runner.address=tcp://127.0.0.1:8786"])
 
 
+def test_the_synthesis_devices_enter_the_content_as_the_device_picked(monkeypatch):
+    """Float results differ between device types: 'auto' on a GPU host is other content
+    than on a CPU, and 'auto' where there is no GPU is the same content as 'cpu'."""
+    import torch
+
+    synthesis = ["synthesis.enabled=true"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    on_cpu = load_config(None, synthesis).content_dict()
+    assert (on_cpu["synthesis"]["device"], on_cpu["synthesis"]["train"]["device"]) == ("cpu", "cpu")
+    explicit = ["synthesis.device=cpu", "synthesis.train.device=cpu"]
+    assert load_config(None, [*synthesis, *explicit]).content_dict() == on_cpu
+    for key in ("synthesis.device", "synthesis.train.device"):
+        with pytest.raises(ConfigError, match=f"{key}: cuda is not available on this machine"):
+            load_config(None, [*synthesis, f"{key}=cuda"]).content_dict()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    on_gpu = load_config(None, synthesis).content_dict()
+    assert (on_gpu["synthesis"]["device"], on_gpu["synthesis"]["train"]["device"]) == ("cuda", "cuda")
+    assert load_config(None, [*synthesis, *explicit]).content_dict() == on_cpu
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

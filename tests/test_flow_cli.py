@@ -6,12 +6,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from test_synthesis import TINY_GAN
 
 from flows.cli import main
 from pipeline.build import build
 from pipeline.config import load_config
 from pipeline.manifest import read_manifest
+from pipeline.progress import GAN, REFERENCE, SAMPLING, reporting
+from pipeline.synthesis import REFERENCE_FILE
 
 
 def test_flow_publishes_then_reuses(prefect_harness, tiny_config, tmp_path):
@@ -106,6 +109,17 @@ def test_cli_bad_source_data_exits_1_without_traceback(prefect_harness, tmp_path
     assert code == 1 and "bad.png" in err
 
 
+def test_cli_a_device_this_machine_lacks_exits_2_before_ingest(prefect_harness, tiny_config, capsys):
+    config = tiny_config()
+    overrides = [f"source.path={config.source.path}", f"output.root={config.output.root}"]
+    overrides += ["source.kind=imagefolder", "synthesis.enabled=true", "synthesis.device=mps"]
+    code = main(["run", "/dev/null", *(a for o in overrides for a in ("--set", o))])
+    err = capsys.readouterr().err
+    assert code == 2 and "synthesis.device: mps is not available on this machine" in err
+    assert "Traceback" not in err
+    assert not list((config.output.root / config.dataset_name()).glob(".incomplete-*"))
+
+
 def test_cli_train_gan_then_sample_from_checkpoint(prefect_harness, tiny_config, tmp_path, capsys):
     source = tiny_config().source.path
     common = [
@@ -115,28 +129,28 @@ def test_cli_train_gan_then_sample_from_checkpoint(prefect_harness, tiny_config,
         f"source.path={source}",
         "--set",
         f"output.root={tmp_path / 'o'}",
-    ] + [a for s in TINY_GAN for a in ("--set", s)]
+    ] + [a for s in (*TINY_GAN, "synthesis.gate.enabled=false") for a in ("--set", s)]
     assert main(["train-gan", "/dev/null", *common, "--out", str(tmp_path / "ckpt")]) == 0
     checkpoint = capsys.readouterr().out.strip().splitlines()[-1]
     assert checkpoint == str(tmp_path / "ckpt" / "best.pt")
     assert (tmp_path / "ckpt" / "last.pt").is_file()
+    assert (tmp_path / "ckpt" / REFERENCE_FILE).is_file()
     assert not list((tmp_path / "o").rglob("manifest.json"))  # training alone publishes nothing
-    code = main(
-        [
-            "run",
-            "/dev/null",
-            *common,
-            "--set",
-            f"synthesis.checkpoint={checkpoint}",
-            "--set",
-            "synthesis.gate.enabled=false",
-        ]
-    )
+    stages = set()
+    with reporting(lambda stage, *_: stages.add(stage)):
+        code = main(["run", "/dev/null", *common, "--set", f"synthesis.checkpoint={checkpoint}"])
     assert code == 0
+    assert SAMPLING in stages and REFERENCE not in stages  # the classifier saved beside it is used
     version = capsys.readouterr().out.strip().splitlines()[-1]
     manifest = read_manifest(version)
     assert manifest["synthesis"]["checkpoint_step"] in {2, 4}  # the best by FD, not the last
     assert manifest["splits"]["train"]["by_origin"]["synthetic"] == 9
+    stages.clear()  # resumed training, in a fresh staging folder, finds the classifier too
+    more = ["--resume", str(tmp_path / "ckpt" / "last.pt"), "--set", "synthesis.train.steps=6"]
+    with reporting(lambda stage, *_: stages.add(stage)):
+        assert main(["train-gan", "/dev/null", *common, "--out", str(tmp_path / "more"), *more]) == 0
+    assert GAN in stages and REFERENCE not in stages
+    assert torch.load(tmp_path / "more" / "last.pt", weights_only=True)["step"] == 6
 
 
 def test_full_disk_fails_the_run_cleanly(prefect_harness, tiny_config, tmp_path, capsys, monkeypatch):

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline.config import GanTrainConfig
+from pipeline.devices import pick_device
 from pipeline.errors import PipelineError
 from pipeline.gan.diffaug import augment, default_policy, draw
 from pipeline.gan.losses import discriminator_hinge, generator_hinge
@@ -31,17 +32,6 @@ from pipeline.hashing import file_sha256
 from pipeline.progress import GAN, report
 
 CHECKPOINT_FORMAT = "dataset-expand-gan/2"  # 2: own spectral norm (sn_u/sn_v buffers)
-
-
-def pick_device(name: str) -> torch.device:
-    """'auto' -> cuda, then mps, then cpu; anything else is taken as given."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 @dataclass(frozen=True)
@@ -98,7 +88,7 @@ class GanTrainer:
         self.shape = shape
         self.settings = settings
         self.config_json = config_json
-        self.device = pick_device(settings.device)
+        self.device = pick_device(settings.device, "synthesis.train.device")
         policy = (
             tuple(settings.diffaug)
             if settings.diffaug is not None
