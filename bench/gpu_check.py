@@ -3,12 +3,14 @@
 Trains the pipeline's GAN on the digits (8x8, L) and on random 32x32 RGB data with
 ``device: cuda`` (bf16 autocast, channels_last), checks that losses stay finite, that the
 checkpoints load with ``weights_only=True`` and resume, and runs the best-checkpoint loop
-and sampling of the synthesis stage. Prints one JSON line per check.
+and sampling of the synthesis stage; then builds the digits demo, whose sampling and
+classifiers run on ``synthesis.device: auto`` (the GPU). Prints one JSON line per check.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -105,5 +107,40 @@ def main() -> None:
         )
 
 
+def check_build() -> None:
+    """The digits demo (tuning off) with every synthesis stage on the machine's GPU."""
+    from pipeline.build import build
+    from pipeline.config import load_config
+    from pipeline.manifest import read_manifest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = load_config("config/digits.yaml", [f"output.root={tmp}", "augment.tune.enabled=false"])
+        started = time.perf_counter()
+        version, _ = build(config)
+        synthesis = read_manifest(version)["synthesis"]
+        print(
+            json.dumps(
+                {
+                    "check": "build-digits-synthesis-device-auto",
+                    "devices": {
+                        "synthesis": config.content_dict()["synthesis"]["device"],
+                        "train": config.content_dict()["synthesis"]["train"]["device"],
+                    },
+                    "seconds": time.perf_counter() - started,
+                    "candidates": synthesis["candidates"],
+                    "fd": synthesis["metrics"].get("fd"),
+                    "cas_test": synthesis["metrics"].get("cas_test"),
+                    "gate": synthesis["gate"]["reason"],
+                    "published": synthesis["published"],
+                }
+            ),
+            flush=True,
+        )
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--build-only"]:  # the last check alone (it runs on a CPU too)
+        check_build()
+    else:
+        main()
+        check_build()

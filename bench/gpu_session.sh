@@ -4,7 +4,8 @@
 #      width 64 (the default) and 32; then ours under reduce-overhead (CUDA graphs) at
 #      batches 64 and 1024, at both widths, one process each (a compile takes about a minute);
 #   2. bench/gpu_check.py (CUDA path: finite losses, weights_only checkpoints, resume,
-#      best-checkpoint loop, sampling); with QUALITY=1, bench/gan_quality.py meanwhile builds
+#      best-checkpoint loop, sampling, then the digits demo with sampling and the gate's
+#      classifiers on the GPU, synthesis.device auto); with QUALITY=1, bench/gan_quality.py meanwhile builds
 #      and evaluates a Fashion-MNIST K=100 version with the GAN on the GPU (not timed against
 #      anything; it adds about 4 minutes, so it is left out of a short device lease).
 # Usage, from the repository root:  OUT=somewhere [QUALITY=1] bash bench/gpu_session.sh [FASHION_TARBALL]
@@ -59,7 +60,7 @@ fi
 if [ "$fast" = 1 ]; then
     echo "gpu_check needs CUDA: skipped with FAST=1"
 else
-    timeout 150 "$py" bench/gpu_check.py > "$out/gpu_check.jsonl" 2> "$out/gpu_check.err"
+    timeout 200 "$py" bench/gpu_check.py > "$out/gpu_check.jsonl" 2> "$out/gpu_check.err"
     echo "rc=$?"; cat "$out/gpu_check.jsonl"
 fi
 if [ -n "${quality:-}" ]; then
