@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--real-per-class", type=int, help="low-data protocol: keep K real images per class and their copies"
     )
+    evaluate.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda", "mps"),
+        default="auto",
+        help="where the classifiers train (default auto: cuda, then mps, then cpu)",
+    )
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON on the last line")
     return parser
 
@@ -223,17 +229,23 @@ def _train_gan(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from pipeline.catalog import resolve_version
+    from pipeline.devices import pick_device
     from pipeline.evaluation import EvaluationSettings
 
     resolve_version(args.version)  # fail fast, before Prefect starts
     EvaluationSettings(seeds=args.seeds, epochs=args.epochs, real_per_class=args.real_per_class)
+    pick_device(args.device, "--device")
     _hide_tracebacks_of_expected_errors()
     from flows.evaluate import evaluate
     from flows.settings import one_off_run_settings
 
     with one_off_run_settings():
         document = evaluate(
-            version=args.version, seeds=args.seeds, epochs=args.epochs, real_per_class=args.real_per_class
+            version=args.version,
+            seeds=args.seeds,
+            epochs=args.epochs,
+            real_per_class=args.real_per_class,
+            device=args.device,
         )
     for name, result in document["results"].items():
         value = f"{result['mean']:.4f} ± {result['std']:.4f}" if result["rows"] else "no rows"

@@ -54,12 +54,12 @@ def write_report_task(version: str, document: dict[str, Any]) -> list[str]:
 
 @flow(name="evaluate", log_prints=True)
 def evaluate(
-    version: str, seeds: int = 3, epochs: int = 30, real_per_class: int | None = None
+    version: str, seeds: int = 3, epochs: int = 30, real_per_class: int | None = None, device: str = "auto"
 ) -> dict[str, Any]:
     """Evaluate a version; returns the report (also written to ``attachments/``)."""
     logger = get_run_logger()
     path = str(resolve_version(version))
-    settings = EvaluationSettings(seeds=seeds, epochs=epochs, real_per_class=real_per_class)
+    settings = EvaluationSettings(seeds=seeds, epochs=epochs, real_per_class=real_per_class, device=device)
     results = {}
     manifest = read_manifest(path)
     for subset in SUBSETS:

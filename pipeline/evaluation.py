@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw
 
 from pipeline.classifier import ClassifierSpec, correct, to_tensor, train_classifier
 from pipeline.dataset import ExpandedDataset
+from pipeline.devices import pick_device
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.manifest import ATTACHMENTS_DIR, has_soft_labels, read_manifest, utcnow
 
@@ -47,8 +48,11 @@ class EvaluationSettings:
     epochs: int = 30
     real_per_class: int | None = None
     seed: int = 0
+    device: str = "auto"  # where the classifiers train: auto (cuda, mps, cpu), cpu, cuda, mps
 
     def __post_init__(self):
+        if self.device not in ("auto", "cpu", "cuda", "mps"):
+            raise ConfigError(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
         if self.seeds < 1 or self.epochs < 1:
             raise ConfigError(f"evaluation needs seeds >= 1 and epochs >= 1, got {self.seeds}, {self.epochs}")
         if self.real_per_class is not None and self.real_per_class < 1:
@@ -144,10 +148,10 @@ def _score(
     x, y = to_tensor(train.images[mask]), torch.as_tensor(targets[mask])
     test_x = to_tensor(test.images)
     runs, per_class = [], []
+    device = pick_device(settings.device, "device")
     for s in range(settings.seeds):
-        model = train_classifier(
-            x, y, len(classes), seed=settings.seed + s, spec=ClassifierSpec(epochs=settings.epochs)
-        )
+        spec = ClassifierSpec(epochs=settings.epochs)
+        model = train_classifier(x, y, len(classes), seed=settings.seed + s, spec=spec, device=device)
         right = correct(model, test_x, test.labels)
         runs.append(float(right.mean()))
         per_class.append(
@@ -175,7 +179,11 @@ def report(version: Path, settings: EvaluationSettings, results: dict[str, dict[
         "version_id": manifest["version_id"],
         "created": utcnow().isoformat(timespec="seconds"),
         "settings": asdict(settings),
-        "classifier": {"name": "ReferenceCNN", **asdict(ClassifierSpec(epochs=settings.epochs))},
+        "classifier": {
+            "name": "ReferenceCNN",
+            **asdict(ClassifierSpec(epochs=settings.epochs)),
+            "device": pick_device(settings.device, "device").type,
+        },
         "test_rows": manifest["splits"]["test"]["rows"],
         "results": results,
         "note": (

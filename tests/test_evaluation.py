@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from test_synthesis import TINY_GAN
 
 from flows.cli import main
@@ -71,9 +72,12 @@ def test_evaluation_of_every_subset(tiny_config):
     assert verify(version) == []  # attachments are not part of the hashed content
     with pytest.raises(ConfigError):
         EvaluationSettings(seeds=0)
+    with pytest.raises(ConfigError, match="device must be auto, cpu, cuda or mps"):
+        EvaluationSettings(device="tpu")
 
 
-def test_evaluate_cli_runs_the_flow(prefect_harness, tiny_config, capsys):
+def test_evaluate_cli_runs_the_flow(prefect_harness, tiny_config, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same figures on a GPU host
     version, _ = build(tiny_config())
     code = main(
         ["evaluate", str(version), "--seeds", "1", "--epochs", "1", "--real-per-class", "2", "--json"]
@@ -81,6 +85,7 @@ def test_evaluate_cli_runs_the_flow(prefect_harness, tiny_config, capsys):
     assert code == 0
     document = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert document["settings"]["real_per_class"] == 2
+    assert (document["settings"]["device"], document["classifier"]["device"]) == ("auto", "cpu")
     assert document["results"]["real"]["rows"] == 6  # 2 per class, 3 classes
     assert document["results"]["real+augmented"]["rows"] == 18
     assert document["results"]["synthetic only (CAS)"] == {"rows": 0}
@@ -92,3 +97,5 @@ def test_evaluate_cli_runs_the_flow(prefect_harness, tiny_config, capsys):
     assert main(["show", str(version)]) == 0
     assert "attachments/evaluation-k2.json" in capsys.readouterr().out
     assert main(["evaluate", str(version), "--seeds", "0"]) == 2
+    assert main(["evaluate", str(version), "--device", "mps"]) == 2  # none here: said before Prefect starts
+    assert "--device: mps is not available on this machine" in capsys.readouterr().err
