@@ -30,16 +30,20 @@ def starter_config(folder: Path) -> str:
     folder = Path(folder)
     reader = open_imagefolder(folder, skip_bad=True)
     samples = list(reader)
-    per_class = Counter(reader.class_names[s.label] for s in samples)
     splits = sorted({s.split for s in samples if s.split})
+    # Augmentation fills the training split: its counts decide (all images without split
+    # folders; the test split is carved from them later).
+    training = [s for s in samples if not s.split or s.split == "train"] or samples
+    per_class = Counter(reader.class_names[s.label] for s in training)
     with Image.open(samples[0].pixels.data) as first:
         width, height = first.size
     smallest, largest = min(per_class.values()), max(per_class.values())
     name = "".join(c if c.isalnum() or c in "._-" else "-" for c in folder.resolve().name).strip(".-")
     lines = [
         f"# Starter config for {folder} (written by `expand init`).",
-        f"# Found {len(samples):,} images in {len(per_class)} classes "
-        f"({smallest:,} to {largest:,} per class), {width}x{height} {reader.mode}"
+        f"# Found {len(samples):,} images in {len(reader.class_names)} classes "
+        f"({smallest:,} to {largest:,} {'training images ' if splits else ''}per class), "
+        f"{width}x{height} {reader.mode}"
         + (f", splits: {', '.join(splits)}" if splits else "; no split folders")
         + ("; a test split is carved from train." if "test" not in splits else "."),
         "# Every key left out keeps its default (README: config reference).",

@@ -274,6 +274,18 @@ def test_init_writes_a_commented_config_that_loads(tmp_path, capsys):
     assert "exists; pass --force" in capsys.readouterr().err
 
 
+def test_init_fills_classes_up_to_the_largest_training_split(tmp_path, capsys):
+    """Test images are never augmented: the training counts decide the target."""
+    from conftest import make_imagefolder
+
+    folder = make_imagefolder(tmp_path / "data", {"cat": 6, "dog": 2}, splits=["train"])
+    make_imagefolder(folder, {"cat": 1, "dog": 5}, splits=["test"], seed=1)
+    assert main(["init", str(folder), "--out", str(tmp_path / "expand.yaml")]) == 0
+    text = (tmp_path / "expand.yaml").read_text()
+    assert "# Found 14 images in 2 classes (2 to 6 training images per class)" in text
+    assert load_config(tmp_path / "expand.yaml").augment.target_per_class == 6  # not 7: cat's test image
+
+
 def test_init_in_the_image_folder_puts_versions_next_to_it(tmp_path, monkeypatch, capsys):
     """``expand init .`` in the data folder: ``output`` would be inside the source (and
     refused), so the versions go to a folder beside it."""
