@@ -471,6 +471,8 @@ class Config(_Strict):
             data["synthesis"].pop("checkpoint")  # a given checkpoint enters by its sha256
             # Float results differ between device types: the device "auto" picks on this
             # machine decides the bytes, not the word (torch is imported for synthesis only).
+            import torch
+
             from pipeline.devices import pick_device
 
             synthesis = data["synthesis"]
@@ -478,6 +480,9 @@ class Config(_Strict):
             if self.synthesis.checkpoint is None:
                 device = pick_device(self.synthesis.train.device, "synthesis.train.device")
                 synthesis["train"]["device"] = device.type
+            if "cpu" in (synthesis["device"], synthesis["train"]["device"]):
+                # so do CPU results between thread counts (torch splits sums by thread)
+                synthesis["cpu_threads"] = torch.get_num_threads()
         return data
 
 

@@ -145,7 +145,8 @@ def test_runner_and_lock_settings_do_not_change_the_content():
 
 def test_the_synthesis_devices_enter_the_content_as_the_device_picked(monkeypatch):
     """Float results differ between device types: 'auto' on a GPU host is other content
-    than on a CPU, and 'auto' where there is no GPU is the same content as 'cpu'."""
+    than on a CPU, and 'auto' where there is no GPU is the same content as 'cpu'; on the
+    CPU they differ between thread counts too."""
     import torch
 
     synthesis = ["synthesis.enabled=true"]
@@ -157,9 +158,18 @@ def test_the_synthesis_devices_enter_the_content_as_the_device_picked(monkeypatc
     for key in ("synthesis.device", "synthesis.train.device"):
         with pytest.raises(ConfigError, match=f"{key}: cuda is not available on this machine"):
             load_config(None, [*synthesis, f"{key}=cuda"]).content_dict()
+    # CPU results also depend on torch's thread count (it splits sums by thread)
+    threads = torch.get_num_threads()
+    assert on_cpu["synthesis"]["cpu_threads"] == threads
+    torch.set_num_threads(threads + 1)
+    try:
+        assert load_config(None, synthesis).content_dict() != on_cpu
+    finally:
+        torch.set_num_threads(threads)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     on_gpu = load_config(None, synthesis).content_dict()
     assert (on_gpu["synthesis"]["device"], on_gpu["synthesis"]["train"]["device"]) == ("cuda", "cuda")
+    assert "cpu_threads" not in on_gpu["synthesis"]
     assert load_config(None, [*synthesis, *explicit]).content_dict() == on_cpu
 
 
