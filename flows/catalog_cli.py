@@ -155,6 +155,8 @@ def _diff(args: argparse.Namespace) -> int:
         print(f"  config {c['key']}: {json.dumps(c['a'])} -> {json.dumps(c['b'])}")
     for c in changes["libraries"]:
         print(f"  library {c['key']}: {c['a']} -> {c['b']}")
+    for c in changes["devices"]:
+        print(f"  synthesis {c['key']}: {c['a']} -> {c['b']}")
     return EXIT_OK
 
 

@@ -310,7 +310,8 @@ def _real_sources(version: Path, manifest: dict[str, Any]) -> dict[str, tuple[st
 
 
 def diff_versions(a: Path, b: Path) -> dict[str, Any]:
-    """What changed from version ``a`` to ``b``: source images, row counts, config, libraries."""
+    """What changed from version ``a`` to ``b``: source images, row counts, config, libraries
+    and the devices synthesis ran on."""
     a, b = resolve_version(a), resolve_version(b)
     ma, mb = read_manifest(a), read_manifest(b)
     source: dict[str, Any] = {
@@ -331,6 +332,7 @@ def diff_versions(a: Path, b: Path) -> dict[str, Any]:
         "counts": _count_changes(ma["splits"], mb["splits"]),
         "config": _changes(_flatten(ma["config"]), _flatten(mb["config"])),
         "libraries": _changes(ma.get("libraries", {}), mb.get("libraries", {})),
+        "devices": _changes(*(m.get("synthesis", {}).get("devices", {}) for m in (ma, mb))),
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.config import Config
 from pipeline.errors import ConfigError
 
 
@@ -20,3 +21,19 @@ def pick_device(name: str, key: str = "device") -> torch.device:
     if (name == "cuda" and not cuda) or (name == "mps" and not mps):
         raise ConfigError(f"{key}: {name} is not available on this machine (use auto or cpu)")
     return torch.device(name)
+
+
+def synthesis_devices(config: Config) -> dict[str, object]:
+    """Where a build's synthesis ran, for its manifest: the device types of GAN training
+    (None for a given checkpoint) and of sampling and the classifiers, torch's CPU thread
+    count when either is the CPU, and the GPU's name when either is CUDA."""
+    content = config.content_dict()["synthesis"]
+    devices: dict[str, object] = {
+        "training": None if config.synthesis.checkpoint else content["train"]["device"],
+        "sampling_and_classifiers": content["device"],
+    }
+    if "cpu_threads" in content:
+        devices["cpu_threads"] = content["cpu_threads"]
+    if "cuda" in devices.values():
+        devices["cuda_device"] = torch.cuda.get_device_name()
+    return devices

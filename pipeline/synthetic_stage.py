@@ -100,6 +100,7 @@ def synthesize_stage(
     Returns:
         The synthesis report for the manifest (metrics, gate figures, counts, files).
     """
+    from pipeline.devices import synthesis_devices
     from pipeline.synthesis import synthesize
 
     index = load_index(work_dir / INDEX_FILE)
@@ -147,6 +148,7 @@ def synthesize_stage(
         training_curves(json.loads((work_dir / HISTORY_FILE).read_text()), version_dir / CURVES_FILE)
         report["files"]["curves"] = CURVES_FILE
     report["per_class"] = {name: int((result["labels"] == c).sum()) for c, name in enumerate(class_names)}
+    report["devices"] = synthesis_devices(config)
     return report
 
 

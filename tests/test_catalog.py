@@ -258,6 +258,28 @@ def test_diff_shows_an_edited_added_and_removed_source_image(tiny_config, tiny_f
     assert not config_change["source"]["changed"]
 
 
+def test_a_synthesis_build_on_another_thread_count_is_another_version(tiny_config, capsys):
+    """CPU results depend on torch's thread count: the id holds it, the manifest records
+    it, and diff names it as the one difference."""
+    import torch
+    from test_synthesis import TINY_GAN
+
+    config = tiny_config(*TINY_GAN, "synthesis.gate.enabled=false")
+    threads = torch.get_num_threads()
+    first, _ = build(config)
+    torch.set_num_threads(threads + 1)
+    try:
+        second, created = build(config)
+    finally:
+        torch.set_num_threads(threads)
+    assert created and second.name != first.name
+    changes = catalog.diff_versions(first, second)
+    assert changes["config"] == [] and changes["counts"] == []
+    assert changes["devices"] == [{"key": "cpu_threads", "a": threads, "b": threads + 1}]
+    assert main(["diff", str(first), str(second)]) == 0
+    assert f"synthesis cpu_threads: {threads} -> {threads + 1}" in capsys.readouterr().out
+
+
 def test_lineage_traces_rows_to_source_and_run(tiny_config, capsys):
     version, _ = build(tiny_config(), run={"orchestrator": "test", "flow_run_id": "abc"})
     manifest = read_manifest(version)

@@ -25,6 +25,7 @@ TINY_GAN = [
     "synthesis.train.z_dim=8",
     "synthesis.train.batch_size=8",
     "synthesis.train.device=cpu",
+    "synthesis.device=cpu",
     "synthesis.gate.seeds=1",
     "synthesis.gate.classifier_epochs=1",
     "synthesis.gate.ratios=[0.5]",
@@ -73,6 +74,9 @@ def test_synthetic_rows_carry_lineage_without_gate(tiny_config):
         assert row["source_sha256"] == sha == params["checkpoint_sha256"]
         assert row["seed"] == params["latent_seed"] and 0.0 <= params["confidence"] <= 1.0
     assert manifest["splits"]["train"]["by_origin"]["synthetic"] == 9
+    # where it ran, as the version id has it (TINY_GAN trains on the CPU)
+    threads = torch.get_num_threads()
+    assert report["devices"] == {"training": "cpu", "sampling_and_classifiers": "cpu", "cpu_threads": threads}
 
 
 def test_gate_decision_is_recorded_and_followed(tiny_config):
