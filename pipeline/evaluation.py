@@ -175,6 +175,7 @@ def _score(
 def report(version: Path, settings: EvaluationSettings, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The evaluation document: protocol, classifier recipe and results."""
     manifest = read_manifest(version)
+    device = pick_device(settings.device, "device").type
     return {
         "version_id": manifest["version_id"],
         "created": utcnow().isoformat(timespec="seconds"),
@@ -182,7 +183,8 @@ def report(version: Path, settings: EvaluationSettings, results: dict[str, dict[
         "classifier": {
             "name": "ReferenceCNN",
             **asdict(ClassifierSpec(epochs=settings.epochs)),
-            "device": pick_device(settings.device, "device").type,
+            "device": device,
+            **({"cpu_threads": torch.get_num_threads()} if device == "cpu" else {}),
         },
         "test_rows": manifest["splits"]["test"]["rows"],
         "results": results,

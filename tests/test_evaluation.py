@@ -86,6 +86,7 @@ def test_evaluate_cli_runs_the_flow(prefect_harness, tiny_config, capsys, monkey
     document = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert document["settings"]["real_per_class"] == 2
     assert (document["settings"]["device"], document["classifier"]["device"]) == ("auto", "cpu")
+    assert document["classifier"]["cpu_threads"] == torch.get_num_threads()
     assert document["results"]["real"]["rows"] == 6  # 2 per class, 3 classes
     assert document["results"]["real+augmented"]["rows"] == 18
     assert document["results"]["synthetic only (CAS)"] == {"rows": 0}
