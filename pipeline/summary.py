@@ -148,6 +148,13 @@ def _synthesis_lines(manifest: dict[str, Any], version_dir: Path) -> list[str]:
     gate = synthesis.get("gate")
     if gate:
         lines.append(f"Utility gate: {gate['reason']}")
+    devices = synthesis.get("devices")
+    if devices:
+        ran = [f"GAN training on {devices['training']}"] if devices["training"] else []
+        ran.append(f"sampling and classifiers on {devices['sampling_and_classifiers']}")
+        ran += [f"{devices['cpu_threads']} CPU threads"] if "cpu_threads" in devices else []
+        ran += [devices["cuda_device"]] if "cuda_device" in devices else []
+        lines.append("Devices: " + ", ".join(ran) + ".")
     grid = synthesis.get("files", {}).get("grid")
     if grid:
         lines.append(f"\n![samples]({(version_dir / grid).resolve().as_uri()})")

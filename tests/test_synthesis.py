@@ -196,6 +196,8 @@ def test_a_class_the_filter_starves_is_named_in_manifest_and_summary(tiny_config
     text = run_markdown(manifest, version, created=True)
     short = f"classes short of their count (kept): {report['short']}"
     assert f"of 18 candidates kept for 9 wanted; {short}" in text
+    threads = torch.get_num_threads()
+    assert f"Devices: GAN training on cpu, sampling and classifiers on cpu, {threads} CPU threads." in text
 
 
 def test_fill_short_tops_classes_up_and_the_manifest_counts_the_fill(tiny_config):
