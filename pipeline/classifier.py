@@ -10,8 +10,11 @@ KID and precision/recall, which need no downloaded weights.
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -117,6 +120,54 @@ def train_classifier(
                 on_epoch(epoch)
     model.eval()
     return model
+
+
+def saved_or_trained(
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    *,
+    seed: int,
+    spec: ClassifierSpec,
+    device: torch.device,
+    path: Path,
+    save: bool = False,
+    on_epoch: Callable[[int], None] | None = None,
+) -> ReferenceCNN:
+    """:func:`train_classifier` on uint8 ``images``, unless ``path`` holds one trained on
+    the same images, labels, seed, recipe and device type: that one is loaded. A trained
+    one is written to ``path`` when ``save``. ``on_epoch`` hears of training only (from 0).
+    """
+    digest = hashlib.sha256(repr((spec, seed, num_classes, images.shape, device.type)).encode())
+    digest.update(np.ascontiguousarray(images).data)
+    digest.update(np.ascontiguousarray(labels, dtype=np.int64).data)
+    key = digest.hexdigest()
+    state = _load_saved(path)
+    if state.get("key") == key:
+        with torch.random.fork_rng(devices=[]):
+            model = new_classifier(to_tensor(images[:1]).shape[1:], num_classes, spec, device)
+        model.load_state_dict(state["weights"])
+        return model.eval()
+    if on_epoch:
+        on_epoch(0)
+    x, y = to_tensor(images), torch.as_tensor(labels)
+    model = train_classifier(x, y, num_classes, seed=seed, spec=spec, device=device, on_epoch=on_epoch)
+    if save:  # atomically: a killed run leaves no half-written file to load
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(path.suffix + ".partial")
+        torch.save({"key": key, "weights": model.state_dict()}, partial)
+        partial.replace(path)
+    return model
+
+
+def _load_saved(path: Path) -> dict:
+    """What :func:`saved_or_trained` saved at ``path``, or {} when there is nothing there
+    or it cannot be read (the classifier is then trained again)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
+        return {}
+    return state if isinstance(state, dict) else {}
 
 
 @torch.no_grad()

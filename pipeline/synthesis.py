@@ -9,10 +9,8 @@ split is reported only.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +25,8 @@ from pipeline.classifier import (
     accuracy,
     correct,
     extract_features,
-    new_classifier,
     predict_proba,
+    saved_or_trained,
     to_tensor,
     train_classifier,
 )
@@ -448,49 +446,25 @@ def _sample_round(
 
 
 def _reference(config: Config, fit: RealData, num_classes: int, saved: Path, *, save: bool = False):
-    """The reference classifier trained on ``fit``: loaded from ``saved`` when that holds
-    one trained on the same images, labels, seed and recipe; else trained (and written
-    there when ``save``)."""
+    """The reference classifier trained on ``fit``, or the one saved at ``saved`` for the
+    same images, labels, seed, recipe and device (written there when ``save``)."""
     spec = ClassifierSpec(epochs=config.synthesis.gate.classifier_epochs)
-    device = _device(config)
-    digest = hashlib.sha256(repr((spec, config.seed, num_classes, fit.images.shape, device.type)).encode())
-    digest.update(np.ascontiguousarray(fit.images).data)
-    digest.update(np.ascontiguousarray(fit.labels, dtype=np.int64).data)
-    key = digest.hexdigest()
-    state = _load_saved_reference(saved)
-    if state.get("key") == key:
-        with torch.random.fork_rng(devices=[]):
-            model = new_classifier(to_tensor(fit.images[:1]).shape[1:], num_classes, spec, device)
-        model.load_state_dict(state["weights"])
-        return model.eval()
-    report(REFERENCE, 0, spec.epochs)
-    model = train_classifier(
-        to_tensor(fit.images),
-        torch.as_tensor(fit.labels),
+    return saved_or_trained(
+        fit.images,
+        fit.labels,
         num_classes,
         seed=config.seed,
         spec=spec,
-        device=device,
+        device=_device(config),
+        path=saved,
+        save=save,
         on_epoch=lambda e: report(REFERENCE, e, spec.epochs),
     )
-    if save:
-        save_checkpoint({"key": key, "weights": model.state_dict()}, saved)
-    return model
 
 
 def _device(config: Config) -> torch.device:
     """Where sampling, scoring and the classifiers run (``synthesis.device``)."""
     return pick_device(config.synthesis.device, "synthesis.device")
-
-
-def _load_saved_reference(path: Path) -> dict[str, Any]:
-    """A saved reference classifier, or {} when there is none or it cannot be read (it is
-    then trained again)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
-        return {}
-    return state if isinstance(state, dict) else {}
 
 
 def _features(config: Config, reference, images: torch.Tensor) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline import synthesis
+from pipeline import classifier, synthesis
 from pipeline.augment import derive_seed
 from pipeline.build import build
 from pipeline.config import Config, GanTrainConfig
@@ -278,8 +278,8 @@ def test_sampling_reuses_the_reference_classifier_saved_beside_the_checkpoint(
         rng.integers(0, 256, (12, 8, 8), np.uint8), np.arange(12) % 3, list("abcdefghijkl")
     )
     trainings = []
-    train = synthesis.train_classifier
-    monkeypatch.setattr(synthesis, "train_classifier", lambda *a, **k: trainings.append(1) or train(*a, **k))
+    train = classifier.train_classifier
+    monkeypatch.setattr(classifier, "train_classifier", lambda *a, **k: trainings.append(1) or train(*a, **k))
     saved = tmp_path / "gan" / synthesis.REFERENCE_FILE
     trained = synthesis._reference(config, fit, 3, saved, save=True)
     loaded = synthesis._reference(config, fit, 3, saved)
