@@ -135,10 +135,12 @@ def saved_or_trained(
     on_epoch: Callable[[int], None] | None = None,
 ) -> ReferenceCNN:
     """:func:`train_classifier` on uint8 ``images``, unless ``path`` holds one trained on
-    the same images, labels, seed, recipe and device type: that one is loaded. A trained
+    the same images, labels, seed, recipe and device type (and CPU thread count, which
+    changes the sums): that one is loaded, the same weights as training again. A trained
     one is written to ``path`` when ``save``. ``on_epoch`` hears of training only (from 0).
     """
-    digest = hashlib.sha256(repr((spec, seed, num_classes, images.shape, device.type)).encode())
+    threads = torch.get_num_threads() if device.type == "cpu" else None
+    digest = hashlib.sha256(repr((spec, seed, num_classes, images.shape, device.type, threads)).encode())
     digest.update(np.ascontiguousarray(images).data)
     digest.update(np.ascontiguousarray(labels, dtype=np.int64).data)
     key = digest.hexdigest()

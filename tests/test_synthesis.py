@@ -289,10 +289,16 @@ def test_sampling_reuses_the_reference_classifier_saved_beside_the_checkpoint(
     other = fit.subset(np.arange(12) < 9)
     for args in ((config.model_copy(update={"seed": 1}), fit), (config, other)):
         synthesis._reference(*args, 3, saved)
-    assert len(trainings) == 3
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)  # other CPU sums: trained again
+    try:
+        synthesis._reference(config, fit, 3, saved)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(trainings) == 4
     assert torch.equal(
         synthesis._reference(config, fit, 3, saved)(images), trained(images)
     )  # not overwritten
     saved.write_bytes(b"not a checkpoint")  # unreadable: trained again, no error
     assert torch.equal(synthesis._reference(config, fit, 3, saved)(images), trained(images))
-    assert len(trainings) == 4
+    assert len(trainings) == 5
