@@ -81,9 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--device",
-        choices=("auto", "cpu", "cuda", "mps"),
         default="auto",
-        help="where the classifiers train (default auto: cuda, then mps, then cpu)",
+        help="where the classifiers train: auto (default: cuda, then mps, then cpu), cpu, cuda or mps",
     )
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON on the last line")
     return parser
@@ -233,7 +232,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from pipeline.evaluation import EvaluationSettings
 
     resolve_version(args.version)  # fail fast, before Prefect starts
-    EvaluationSettings(seeds=args.seeds, epochs=args.epochs, real_per_class=args.real_per_class)
+    EvaluationSettings(
+        seeds=args.seeds, epochs=args.epochs, real_per_class=args.real_per_class, device=args.device
+    )
     pick_device(args.device, "--device")
     _hide_tracebacks_of_expected_errors()
     from flows.evaluate import evaluate

@@ -479,14 +479,10 @@ def train_gan_only(
     with dataset_lock(dataset_dir(staged), purpose="expand train-gan", timeout=config.output.lock_timeout):
         context = prepare(staged)
         try:
-            gan_dir = context.work_dir / "gan"
-            if resume is not None and (resume.parent / REFERENCE_FILE).is_file():
-                gan_dir.mkdir(parents=True, exist_ok=True)  # used when it fits the same images
-                shutil.copyfile(resume.parent / REFERENCE_FILE, gan_dir / REFERENCE_FILE)
             summary = train_gan_for(context, resume=resume, on_metrics=on_metrics)
             out_dir.mkdir(parents=True, exist_ok=True)
             for name in ("best.pt", "last.pt", REFERENCE_FILE):
-                shutil.copyfile(gan_dir / name, out_dir / name)
+                shutil.copyfile(context.work_dir / "gan" / name, out_dir / name)
             return {**summary, "checkpoint": str(out_dir / "best.pt")}
         finally:
             discard(context)

@@ -10,7 +10,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import fsspec
 import yaml
@@ -23,6 +23,8 @@ SOURCE_KINDS = ("digits", "imagefolder", "parquet", "cifar10", "mnist-idx")
 AUTO_SHARDS = 64
 AUTO_SHARD_ROWS = (1000, 5000)
 _SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+Device = Literal["auto", "cpu", "cuda", "mps"]  # auto: cuda, then mps, then cpu
+DEVICES: tuple[str, ...] = get_args(Device)
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*$")
 
 
@@ -230,7 +232,7 @@ class GanTrainConfig(_Strict):
     ema_decay: float = Field(default=0.999, ge=0.0, lt=1.0)
     ema_start: int = Field(default=0, ge=0)
     eval_every: int = Field(default=500, ge=1, description="steps between best-checkpoint checks")
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    device: Device = "auto"
     compile: Literal["default", "reduce-overhead"] | None = Field(
         default=None, description="torch.compile mode for G and D (reduce-overhead: CUDA graphs)"
     )
@@ -303,7 +305,7 @@ class SynthesisConfig(_Strict):
     features: str = Field(
         default="classifier", description="feature extractor for metrics: 'classifier' or 'module:function'"
     )
-    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+    device: Device = Field(
         default="auto",
         description="where sampling, discriminator scores and the classifiers run (auto: cuda, mps, cpu)",
     )

@@ -27,6 +27,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from pipeline.classifier import ClassifierSpec, correct, to_tensor, train_classifier
+from pipeline.config import DEVICES
 from pipeline.dataset import ExpandedDataset
 from pipeline.devices import pick_device
 from pipeline.errors import ConfigError, PipelineError
@@ -51,8 +52,9 @@ class EvaluationSettings:
     device: str = "auto"  # where the classifiers train: auto (cuda, mps, cpu), cpu, cuda, mps
 
     def __post_init__(self):
-        if self.device not in ("auto", "cpu", "cuda", "mps"):
-            raise ConfigError(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
+        if self.device not in DEVICES:
+            allowed = f"{', '.join(DEVICES[:-1])} or {DEVICES[-1]}"
+            raise ConfigError(f"device must be {allowed}, got {self.device!r}")
         if self.seeds < 1 or self.epochs < 1:
             raise ConfigError(f"evaluation needs seeds >= 1 and epochs >= 1, got {self.seeds}, {self.epochs}")
         if self.real_per_class is not None and self.real_per_class < 1:

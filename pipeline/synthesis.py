@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,8 @@ from pipeline.progress import GATE, REFERENCE, SAMPLING, report
 
 _METRIC_SAMPLES = 1000
 # Beside the checkpoints: the reference classifier that training measured FD with, reused
-# by sampling (same images, seed and recipe only) instead of being trained a second time.
+# by sampling and resumed training (when it fits: see saved_or_trained) instead of being
+# trained again.
 REFERENCE_FILE = "reference.pt"
 
 
@@ -100,9 +102,13 @@ def train_gan(
         # its samples) must not depend on where the run writes or how many workers it has.
         config_json=json.dumps(config.content_dict(), sort_keys=True),
     )
+    saved = out_dir / REFERENCE_FILE
     if resume is not None:
         trainer.load_state_dict(load_checkpoint(resume, trainer.device), str(resume))
-    reference = _reference(config, fit, shape.num_classes, out_dir / REFERENCE_FILE, save=True)
+        if not saved.is_file() and (resume.parent / REFERENCE_FILE).is_file():
+            out_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(resume.parent / REFERENCE_FILE, saved)  # loaded below if it fits
+    reference = _reference(config, fit, shape.num_classes, saved, save=True)
     real_features = _features(config, reference, to_tensor(fit.images))
     history: list[dict[str, float]] = []
     while trainer.step < settings.steps:
@@ -231,7 +237,7 @@ def utility_gate(
     the ratio to publish is chosen by :func:`gate_decision`."""
     gate = config.synthesis.gate
     base_x, base_y = expand_with(config.augment, config.seed, fit, class_names)
-    spec = ClassifierSpec(epochs=gate.classifier_epochs)
+    spec, device = ClassifierSpec(epochs=gate.classifier_epochs), _device(config)
     val_x, val_y = to_tensor(validation.images), torch.as_tensor(validation.labels)
 
     epochs = gate.seeds * (1 + len(gate.ratios)) * spec.epochs
@@ -250,7 +256,7 @@ def utility_gate(
                 len(class_names),
                 seed=config.seed + s,
                 spec=spec,
-                device=_device(config),
+                device=device,
                 on_epoch=lambda e, done=done: report(GATE, done + e, epochs),
             )
             runs.append(correct(model, val_x, val_y))
