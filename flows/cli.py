@@ -53,9 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     preview.add_argument("--n", type=int, default=8, help="augmented copies per class (default 8)")
     preview.add_argument("--out", default="preview.png", help="PNG to write (default: preview.png)")
-    init = commands.add_parser("init", help="write a commented starter config for a folder of images")
+    init = commands.add_parser("init", help="write a commented starter config for a source dataset")
     init.add_argument(
-        "folder", help="root of the image folder (<class>/<image>, optionally under split folders)"
+        "source",
+        help="an image folder (<class>/<image>, optionally under split folders), a Parquet file or "
+        "folder, a CIFAR-10 batches folder or a folder of MNIST IDX files",
     )
     init.add_argument("--out", default="expand.yaml", help="config file to write (default: expand.yaml)")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -175,7 +177,7 @@ def _init(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise ConfigError(f"{out} exists; pass --force to overwrite it")
-    out.write_text(starter_config(Path(args.folder)), encoding="utf-8")
+    out.write_text(starter_config(Path(args.source)), encoding="utf-8")
     load_config(out)  # what it wrote must load
     print(out)
     return EXIT_OK

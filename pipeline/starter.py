@@ -1,58 +1,85 @@
-"""``expand init``: a commented starter config for a folder of images, from what is in it.
+"""``expand init``: a commented starter config for a source dataset, from what is in it.
 
-Reads only folder names and image headers. The config it writes loads as it is; its
-comments say what each choice means and what to change.
+Finds the source kind from the file names (an image folder, Parquet, CIFAR-10 batches,
+MNIST IDX files), then counts the images per split and class and reads one image's size.
+The config it writes loads as it is; its comments say what each choice means and what to
+change.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
-from pipeline.config import is_inside
-from pipeline.sources.imagefolder import open_imagefolder
+from pipeline.config import SourceConfig, is_inside
+from pipeline.errors import SourceError
+from pipeline.sources import detect_kind, open_source
+from pipeline.sources.base import Encoded, Invalid
 
 # Classes whose largest is this many times the smallest are filled up to the largest.
 _IMBALANCE = 1.5
 _GAN_MAX_SIDE = 64
+# Kinds whose images can be unreadable (the others are arrays of pixels).
+_ENCODED_KINDS = ("imagefolder", "parquet")
 
 
-def starter_config(folder: Path) -> str:
-    """YAML text of a starter config for the image folder ``folder``.
+def starter_config(path: Path) -> str:
+    """YAML text of a starter config for the source dataset at ``path``.
 
     Raises:
-        SourceError: the folder has no class folders or no readable images.
+        SourceError: the path holds no source this tool reads, or no readable images.
     """
-    folder = Path(folder)
-    reader = open_imagefolder(folder, skip_bad=True)
-    samples = list(reader)
-    splits = sorted({s.split for s in samples if s.split})
-    # Augmentation fills the training split: its counts decide (all images without split
-    # folders; the test split is carved from them later).
-    training = [s for s in samples if not s.split or s.split == "train"] or samples
-    per_class = Counter(reader.class_names[s.label] for s in training)
-    with Image.open(samples[0].pixels.data) as first:
-        width, height = first.size
-    smallest, largest = min(per_class.values()), max(per_class.values())
-    name = "".join(c if c.isalnum() or c in "._-" else "-" for c in folder.resolve().name).strip(".-")
+    path = Path(path)
+    kind = detect_kind(path)
+    reader = open_source(SourceConfig(kind=kind, path=path, on_bad_image="skip"))
+    counts: Counter[tuple[str | None, int]] = Counter()
+    size = None
+    for sample in reader:
+        if not isinstance(sample.pixels, Invalid):
+            counts[sample.split, sample.label] += 1
+            size = size or _size(sample.pixels)
+    if size is None:
+        raise SourceError(f"{path}: no readable images")
+    present = {split for split, _ in counts}
+    splits = sorted(split for split in present if split)
+    # Augmentation fills the training split: its counts decide (all images when the source
+    # has no splits; the test split is carved from them later).
+    training = [split for split in (None, "train") if split in present] or splits
+    per_class = [sum(counts[split, label] for split in training) for label in range(len(reader.class_names))]
+    width, height = size
+    smallest, largest = min(per_class), max(per_class)
+    stem = path.resolve().stem if path.is_file() else path.resolve().name
+    name = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).strip(".-")
     lines = [
-        f"# Starter config for {folder} (written by `expand init`).",
-        f"# Found {len(samples):,} images in {len(reader.class_names)} classes "
+        f"# Starter config for {path} (written by `expand init`).",
+        f"# Found {counts.total():,} images in {len(reader.class_names)} classes "
         f"({smallest:,} to {largest:,} {'training images ' if splits else ''}per class), "
         f"{width}x{height} {reader.mode}"
-        + (f", splits: {', '.join(splits)}" if splits else "; no split folders")
-        + ("; a test split is carved from train." if "test" not in splits else "."),
+        + (f", splits: {', '.join(splits)}" if splits else "; no splits")
+        + ("." if "test" in splits else f": a test split is carved from {'train' if splits else 'them'}."),
         "# Every key left out keeps its default (README: config reference).",
         f"name: {json.dumps(name or 'dataset')}",
         "seed: 0",
         "source:",
-        "  kind: imagefolder",
-        f"  path: {json.dumps(str(folder))}",
-        "  on_bad_image: error        # or skip: leave unreadable images out, listed in the manifest",
+        f"  kind: {kind}",
+        f"  path: {json.dumps(str(path))}",
+    ]
+    if kind != "imagefolder" and reader.class_names == [str(i) for i in range(len(reader.class_names))]:
+        lines.append(
+            f"  # class_names: [...]       # the labels are 0..{len(reader.class_names) - 1}: "
+            "their names, in order, for folders and the card"
+        )
+    if kind in _ENCODED_KINDS:
+        lines.append(
+            "  on_bad_image: error        # or skip: leave unreadable images out, listed in the manifest"
+        )
+    lines += [
         "  duplicates: keep           # or drop: keep one of each set of identical images",
     ]
     if "test" not in splits:
@@ -80,7 +107,7 @@ def starter_config(folder: Path) -> str:
         lines.append(
             f"  enabled: false               # GAN synthesis supports up to {_GAN_MAX_SIDE}x{_GAN_MAX_SIDE}"
         )
-    root = _output_root(folder, name or "dataset")
+    root = _output_root(path, name or "dataset")
     lines += [
         "output:",
         f"  root: {json.dumps(root):<22} # versions go to {root}/<name>/<version-id>/",
@@ -89,9 +116,23 @@ def starter_config(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _output_root(folder: Path, name: str) -> str:
-    """``output``, or when that would be inside ``folder`` (``expand init .``), a folder
-    next to it: versions inside the source would be read back as source images."""
+def _size(pixels: np.ndarray | Encoded) -> tuple[int, int] | None:
+    """(width, height) of an image, from its header when it is still encoded; None when
+    that cannot be read."""
+    if isinstance(pixels, np.ndarray):
+        return pixels.shape[1], pixels.shape[0]
+    data = io.BytesIO(pixels.data) if isinstance(pixels.data, bytes) else pixels.data
+    try:
+        with Image.open(data) as image:
+            return image.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def _output_root(path: Path, name: str) -> str:
+    """``output``, or when that would be inside the source folder (``expand init .``), a
+    folder next to it: versions inside the source would be read back as source images."""
+    folder = path.parent if path.is_file() else path
     if not is_inside(Path("output"), folder):
         return "output"
     return os.path.relpath(folder.resolve().parent / f"{name}-versions")

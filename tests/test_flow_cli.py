@@ -286,6 +286,43 @@ def test_init_fills_classes_up_to_the_largest_training_split(tmp_path, capsys):
     assert load_config(tmp_path / "expand.yaml").augment.target_per_class == 6  # not 7: cat's test image
 
 
+def test_init_finds_the_source_kind_from_its_files(tmp_path, capsys):
+    """CIFAR-10 batches, IDX files and Parquet get a config of their kind that loads, with
+    the counts of their training split; integer labels get a hint to name them."""
+    from conftest import make_cifar, make_mnist, make_parquet
+
+    sources = {
+        "cifar10": make_cifar(tmp_path / "cifar-10-batches-py", per_batch=20),
+        "mnist-idx": make_mnist(tmp_path / "idx", train=12, test=4),
+        "parquet": make_parquet(tmp_path / "pq" / "data" / "train-00000-of-00001.parquet", [0, 0, 0, 1]),
+    }
+    make_parquet(tmp_path / "pq" / "data" / "test-00000-of-00001.parquet", [1, 1, 1, 1], seed=1)
+    for kind, path in sources.items():
+        source = path.parent.parent if kind == "parquet" else path
+        out = tmp_path / f"{kind}.yaml"
+        assert main(["init", str(source), "--out", str(out)]) == 0
+        text, config = out.read_text(), load_config(out)
+        assert config.source.kind == kind and config.source.path == source
+        assert ("# class_names:" in text) == (kind != "cifar10")  # CIFAR's names are in batches.meta
+        assert ("on_bad_image" in text) == (kind == "parquet")  # arrays of pixels cannot be unreadable
+    cifar = (tmp_path / "cifar10.yaml").read_text()
+    assert "# Found 40 images in 10 classes" in cifar and "32x32 RGB, splits: test, train." in cifar
+    idx = (tmp_path / "mnist-idx.yaml").read_text()
+    assert "# Found 16 images in 3 classes (4 to 4 training images per class), 8x8 L" in idx
+    parquet = (tmp_path / "parquet.yaml").read_text()
+    assert "# Found 8 images in 2 classes (1 to 3 training images per class), 8x8 RGB" in parquet
+    assert load_config(tmp_path / "parquet.yaml").augment.target_per_class == 3
+
+
+def test_init_names_what_it_cannot_read(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("hello")
+    assert main(["init", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "a.yaml")]) == 1
+    assert "notes.txt: not a folder or a .parquet file" in capsys.readouterr().err
+    assert main(["init", str(tmp_path / "missing"), "--out", str(tmp_path / "a.yaml")]) == 1
+    assert "missing: no such folder" in capsys.readouterr().err
+    assert not (tmp_path / "a.yaml").exists()
+
+
 def test_init_in_the_image_folder_puts_versions_next_to_it(tmp_path, monkeypatch, capsys):
     """``expand init .`` in the data folder: ``output`` would be inside the source (and
     refused), so the versions go to a folder beside it."""

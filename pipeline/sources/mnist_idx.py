@@ -30,8 +30,8 @@ def open_mnist_idx(path: Path, class_names: list[str] | None = None) -> SourceRe
     parts: list[tuple[str, np.ndarray, np.ndarray]] = []
     seen_splits: set[str] = set()
     for prefix, split in SPLIT_PREFIXES:
-        images_file = _find(folder, f"{prefix}-images-idx3-ubyte")
-        labels_file = _find(folder, f"{prefix}-labels-idx1-ubyte")
+        images_file = find_idx(folder, f"{prefix}-images-idx3-ubyte")
+        labels_file = find_idx(folder, f"{prefix}-labels-idx1-ubyte")
         if images_file is None and labels_file is None or split in seen_splits:
             continue
         if images_file is None or labels_file is None:
@@ -59,7 +59,8 @@ def open_mnist_idx(path: Path, class_names: list[str] | None = None) -> SourceRe
     return SourceReader(class_names=names, mode="L", samples=samples, count=count)
 
 
-def _find(folder: Path, stem: str) -> Path | None:
+def find_idx(folder: Path, stem: str) -> Path | None:
+    """The IDX file ``stem`` in ``folder``, gzipped or with a dot before ``idx``; None if absent."""
     for name in (stem, stem + ".gz", stem.replace("-idx", ".idx")):
         if (folder / name).is_file():
             return folder / name
