@@ -1,11 +1,12 @@
 """Where a build's memory goes, stage by stage (prepare = ingest, plan, write, publish),
-for an image-folder source, 4 copies per image, 2 workers. Linux only (/proc).
+for a source of any kind but digits (told by its file names, as ``expand init`` does), 4
+copies per image, 2 workers. Linux only (/proc).
 
 Sampled every 10 ms: the parent's anonymous RSS (RssAnon), at its peak and at the end of
 each stage, and each worker process's anonymous and file-backed RSS (RssFile: mapped
 files, which ``ru_maxrss`` counts too) at their peaks.
 
-    python bench/memory_phases.py SOURCE_FOLDER OUT_DIR
+    python bench/memory_phases.py SOURCE OUT_DIR
 """
 
 from __future__ import annotations
@@ -55,12 +56,13 @@ def descendants(pid: int) -> set[str]:
 def main() -> int:
     import pipeline.build as b
     from pipeline.config import load_config
+    from pipeline.sources import detect_kind
 
     source, out = Path(sys.argv[1]), Path(sys.argv[2])
     config = load_config(
         None,
         [
-            "source.kind=imagefolder",
+            f"source.kind={detect_kind(source)}",
             f"source.path={source}",
             f"output.root={out}",
             "split.test_fraction=0.01",
