@@ -28,25 +28,25 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     show.add_argument("version", help="version folder (or its 'latest' or tags/<name> link)")
     show.add_argument("--json", action="store_true")
     diff = commands.add_parser("diff", help="what changed between two versions")
-    diff.add_argument("a")
-    diff.add_argument("b")
+    diff.add_argument("a", help="the older version folder")
+    diff.add_argument("b", help="the newer version folder")
     diff.add_argument("--json", action="store_true")
     tag = commands.add_parser("tag", help="name a version (gc keeps tagged versions)")
-    tag.add_argument("version")
-    tag.add_argument("name")
+    tag.add_argument("version", help="version folder")
+    tag.add_argument("name", help="the tag: the version is linked as <dataset folder>/tags/<name>")
     tag.add_argument("--delete", action="store_true", help="remove the tag instead")
     gc = commands.add_parser("gc", help="remove old untagged versions and crashed runs' staging")
-    gc.add_argument("root")
+    gc.add_argument("root", help="output.root, or one dataset folder in it")
     gc.add_argument("--keep", type=int, required=True, help="newest versions kept per dataset")
     gc.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     check = commands.add_parser("verify", help="re-hash every file of a version against its manifest")
     check.add_argument("version", help="version folder, or the fsspec URL of an uploaded version")
     check.add_argument("--quick", action="store_true", help="sizes, schemas and row counts only")
     trace = commands.add_parser("lineage", help="where one row came from")
-    trace.add_argument("version")
-    trace.add_argument("row_id")
+    trace.add_argument("version", help="version folder (or its 'latest' or tags/<name> link)")
+    trace.add_argument("row_id", help="the row's id (the id column: 16 hex digits)")
     upload = commands.add_parser("push", help="upload a version to remote storage (an fsspec URL)")
-    upload.add_argument("version")
+    upload.add_argument("version", help="version folder")
     upload.add_argument("url", help="e.g. s3://bucket/datasets: it goes to <url>/<name>/<version id>/")
     upload.add_argument("--latest", action="store_true", help="also point <url>/<name>/latest at it")
 
@@ -83,14 +83,26 @@ def _versions(args: argparse.Namespace) -> int:
     if not found:
         print(f"no versions under {args.root}")
         return EXIT_OK
-    print(f"{'version':<20} {'created':<30} {'dataset':<14} {'train r/a/s':<20} {'test':>6} {'MB':>8}  refs")
-    for s in found:
-        refs = ", ".join((["latest"] if s.latest else []) + s.tags)
-        test = sum(s.rows.get("test", {}).values())
-        print(
-            f"{s.version_id:<20} {s.created:<30} {s.name:<14} {_origins(s.rows.get('train', {})):<20} "
-            f"{test:>6} {s.bytes / 1e6:>8.2f}  {refs}"
+    header = ("version", "created", "dataset", "train r/a/s", "test", "MB", "refs")
+    rows = [
+        (
+            s.version_id,
+            s.created,
+            s.name,
+            _origins(s.rows.get("train", {})),
+            str(sum(s.rows.get("test", {}).values())),
+            f"{s.bytes / 1e6:.2f}",
+            ", ".join((["latest"] if s.latest else []) + s.tags),
         )
+        for s in found
+    ]
+    widths = [max(len(row[column]) for row in (header, *rows)) for column in range(len(header))]
+    for row in (header, *rows):
+        cells = [
+            cell.rjust(w) if column in (4, 5) else cell.ljust(w)
+            for column, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
     return EXIT_OK
 
 
