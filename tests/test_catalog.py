@@ -227,6 +227,13 @@ def test_gc_keeps_newest_tagged_and_latest(tiny_config, capsys):
     assert main(["versions", str(dataset_dir.parent), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [v["version_id"] for v in listed] == [versions[0].name, versions[3].name]
+    build(tiny_config("name=a-dataset-with-a-longer-name"))
+    assert main(["versions", str(dataset_dir.parent)]) == 0
+    header, *lines = capsys.readouterr().out.splitlines()
+    column = header.index("train r/a/s")  # each column starts where its heading does
+    assert len(lines) == 3 and all(
+        line[column - 2 : column] == "  " and line[column].isdigit() for line in lines
+    )
     with pytest.raises(PipelineError, match="tag 'bad name'"):
         catalog.tag_version(versions[0], "bad name")
     assert catalog.tag_version(versions[3], "golden") == versions[0].name  # moved
