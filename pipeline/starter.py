@@ -61,8 +61,8 @@ def starter_config(path: Path) -> str:
         f"# Found {counts.total():,} images in {len(reader.class_names)} classes "
         f"({smallest:,} to {largest:,} {'training images ' if splits else ''}per class), "
         f"{width}x{height} {reader.mode}"
-        + (f", splits: {', '.join(splits)}" if splits else "; no splits")
-        + ("." if "test" in splits else f": a test split is carved from {'train' if splits else 'them'}."),
+        + (f", splits: {', '.join(splits)}" if splits else ", no splits")
+        + ("." if "test" in splits else f"; a test split is carved from {'train' if splits else 'them'}."),
         "# Every key left out keeps its default (README: config reference).",
         f"name: {json.dumps(name or 'dataset')}",
         "seed: 0",
