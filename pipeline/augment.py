@@ -290,6 +290,7 @@ def preview(config: Config, copies: int, path: Path) -> Path:
     made as a build makes them (same seeds), without publishing anything. With
     ``augment.mix``, the copies a build would mix are mixed too, with partners drawn from
     the previewed images (a build draws them from the whole training split)."""
+    from pipeline.ingest import stage_chunk
     from pipeline.mixing import choose_partners, mix_copy
     from pipeline.pictures import preview_grid
     from pipeline.sources import open_source
@@ -304,7 +305,10 @@ def preview(config: Config, copies: int, path: Path) -> Path:
     augment = ClassAugmenters(config.augment, reader.class_names, config.seed)
     mix = config.augment.mix
     shown = sorted(firsts.items())
-    originals = [reader.pixels(sample) for _, sample in shown]
+    # Staged as ingest stages them (decoded, resized with source.resize).
+    resize = (config.source.resize, config.source.resize_mode) if config.source.resize else None
+    staged = stage_chunk([sample.pixels for _, sample in shown], reader.mode, False, resize)
+    originals = [np.frombuffer(raw, np.uint8).reshape(shape) for raw, shape, _ in staged]
     rows = []
     for k, (label, sample) in enumerate(shown):
         augmented = [augment(originals[k], label, sample.source_id, r)[0] for r in range(1, copies + 1)]

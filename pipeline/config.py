@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipeline.errors import ConfigError
 
 SOURCE_KINDS = ("digits", "imagefolder", "parquet", "cifar10", "mnist-idx")
+MAX_RESIZE = 4096  # pixels per side of source.resize
 # shard_size 'auto': this many shards, each within these row bounds.
 AUTO_SHARDS = 64
 AUTO_SHARD_ROWS = (1000, 5000)
@@ -58,6 +59,23 @@ class SourceConfig(_Strict):
     follow_symlinks: bool = Field(
         default=False, description="image folders: follow symbolic links that lead outside source.path"
     )
+    resize: tuple[int, int] | None = Field(
+        default=None,
+        description="[height, width]: every image is resized to this size as it is ingested "
+        "(source.resize_mode); none: every image must have the first one's size",
+    )
+    resize_mode: Literal["crop", "pad", "stretch"] = Field(
+        default="crop",
+        description="crop: scale to cover the size and cut the centre; pad: scale to fit inside it "
+        "and centre on black; stretch: scale each side (the aspect ratio changes)",
+    )
+
+    @field_validator("resize")
+    @classmethod
+    def _sides_in_range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not all(1 <= side <= MAX_RESIZE for side in value):
+            raise ValueError(f"source.resize sides must be 1 to {MAX_RESIZE} pixels, got {list(value)}")
+        return value
 
     @model_validator(mode="after")
     def _path_matches_kind(self) -> SourceConfig:
@@ -465,6 +483,9 @@ class Config(_Strict):
         data["output"].pop("lock_timeout")
         data["output"].pop("remote")
         data["source"].pop("path")  # the source enters the version id by its content hash
+        if self.source.resize is None:
+            data["source"].pop("resize_mode")  # unused without a size (ids made before it stay)
+            data["source"].pop("resize")
         if not self.augment.tune.enabled:
             data["augment"].pop("tune")  # settings of a disabled stage do not change the content
         if not self.synthesis.enabled:

@@ -109,10 +109,15 @@ def header_modes(paths: list[str] | list[Path], skip_bad: bool = False) -> set[s
     return modes
 
 
-def decode_image(source: str | Path | IO[bytes], mode: Mode, where: str) -> np.ndarray:
+def decode_image(
+    source: str | Path | IO[bytes], mode: Mode, where: str, draft: tuple[int, int] | None = None
+) -> np.ndarray:
     """Decode an encoded image into a pipeline array in ``mode``.
 
     Images over Pillow's pixel limit are refused before decoding (decompression bombs).
+    With ``draft`` (height, width), a JPEG may be decoded at a reduced scale (1/2, 1/4 or
+    1/8) that still covers twice that size on each side, as Pillow's ``thumbnail`` does: a
+    large photo that is resized anyway decodes several times faster.
 
     Raises:
         SourceError: the file is not a decodable image; the message names ``where``.
@@ -121,6 +126,9 @@ def decode_image(source: str | Path | IO[bytes], mode: Mode, where: str) -> np.n
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as image:
+                if draft is not None:
+                    side = 2 * max(draft)  # either orientation: EXIF may turn the image
+                    image.draft(None, (side, side))
                 image.load()
                 return to_array(image, mode)
     except (
@@ -131,3 +139,27 @@ def decode_image(source: str | Path | IO[bytes], mode: Mode, where: str) -> np.n
         Image.DecompressionBombWarning,
     ) as exc:
         raise SourceError(f"{where}: cannot decode image: {exc}") from None
+
+
+Fit = Literal["crop", "pad", "stretch"]
+
+
+def resize_to(pixels: np.ndarray, size: tuple[int, int], fit: Fit) -> np.ndarray:
+    """``pixels`` at ``size`` (height, width), bicubic with antialiasing (Pillow); unchanged
+    when already that size.
+
+    ``crop`` scales the image to cover the size and cuts out the centre (torchvision's
+    Resize then CenterCrop), ``pad`` scales it to fit inside and centres it on black,
+    ``stretch`` scales each side on its own.
+    """
+    height, width = size
+    if pixels.shape[:2] == (height, width):
+        return pixels
+    image = Image.fromarray(pixels)
+    if fit == "crop":
+        image = ImageOps.fit(image, (width, height), Image.Resampling.BICUBIC)
+    elif fit == "pad":
+        image = ImageOps.pad(image, (width, height), Image.Resampling.BICUBIC, color=0)
+    else:
+        image = image.resize((width, height), Image.Resampling.BICUBIC)
+    return np.asarray(image, dtype=np.uint8)

@@ -22,7 +22,7 @@ import pyarrow.ipc as ipc
 from pipeline.augment import derive_seed
 from pipeline.config import Config
 from pipeline.errors import SourceError
-from pipeline.images import Mode, content_sha256
+from pipeline.images import Fit, Mode, content_sha256, resize_to
 from pipeline.progress import INGEST, report
 from pipeline.sources import open_source
 from pipeline.sources.base import Encoded, Invalid, Sample, SourceReader
@@ -39,6 +39,7 @@ SPLIT_ORDER = ("train", "validation", "test")
 EXCLUDED = "excluded"
 SPLIT_CODES = (*SPLIT_ORDER, EXCLUDED)  # an index's split of an image: a position here
 DIGEST = pa.binary(32)  # a content hash in the index: the raw sha256
+Resize = tuple[tuple[int, int], Fit]  # source.resize (height, width) and source.resize_mode
 
 
 @dataclass(frozen=True)
@@ -183,13 +184,14 @@ def ingest(config: Config, work_dir: Path, workers: int = 1) -> Ingested:
     split is always left out of training (leakage).
 
     Raises:
-        SourceError: the source is unreadable, or (without skip) an image is bad or of
-            another size than the first; the message names the image.
+        SourceError: the source is unreadable, or (without skip) an image is bad or (without
+            ``source.resize``) of another size than the first; the message names the image.
     """
     source = config.source
     reader = open_source(source, workers)
     work_dir.mkdir(parents=True, exist_ok=True)
-    staged = _Staged(skip=source.on_bad_image == "skip", skipped=list(reader.skipped))
+    resize = (source.resize, source.resize_mode) if source.resize else None
+    staged = _Staged(skip=source.on_bad_image == "skip", skipped=list(reader.skipped), resize=resize)
     write_pixels(work_dir / PIXELS_FILE, staged.rows(reader, workers))
     # Only these are left to take from the reader: its listing (an id, label and split per
     # image, for an image folder) or its arrays go now, before the steps below.
@@ -294,11 +296,12 @@ class _Staged:
     splits: list[str | None] = field(default_factory=list)
     hashes: _Column = field(default_factory=lambda: _Column(DIGEST))
     shape: tuple[int, ...] | None = None
+    resize: Resize | None = None
 
     def rows(self, reader: SourceReader, workers: int) -> Iterator[bytes]:
         """The raw pixels of each accepted image, in source order."""
         done = 0
-        for samples, results in _staged(reader, workers, self.skip):
+        for samples, results in _staged(reader, workers, self.skip, self.resize):
             done += len(samples)
             report(INGEST, done, reader.count)
             for sample, result in zip(samples, results, strict=True):
@@ -311,7 +314,7 @@ class _Staged:
                 elif shape != self.shape:
                     reason = (
                         f"image size {_size(shape)} differs from {_size(self.shape)} of the first "
-                        "image; all images of a dataset must match"
+                        "image; all images of a dataset must match (or set source.resize)"
                     )
                     if not self.skip:
                         raise SourceError(f"{sample.source_id}: {reason}")
@@ -441,7 +444,9 @@ def validation_masks(ids, labels: np.ndarray, fraction: float, seed: int) -> tup
     return ~validation, validation
 
 
-def _staged(reader: SourceReader, workers: int, skip: bool) -> Iterator[tuple[list[Sample], list]]:
+def _staged(
+    reader: SourceReader, workers: int, skip: bool, resize: Resize | None
+) -> Iterator[tuple[list[Sample], list]]:
     """Chunks of samples with what :func:`stage_chunk` made of them, in order."""
     window: list[list[Sample]] = []
     chunk: list[Sample] = []
@@ -451,22 +456,26 @@ def _staged(reader: SourceReader, workers: int, skip: bool) -> Iterator[tuple[li
             window.append(chunk)
             chunk = []
             if len(window) == _WINDOW_CHUNKS * workers:
-                yield from _stage_window(window, reader.mode, workers, skip)
+                yield from _stage_window(window, reader.mode, workers, skip, resize)
                 window = []
-    yield from _stage_window([*window, chunk] if chunk else window, reader.mode, workers, skip)
+    yield from _stage_window([*window, chunk] if chunk else window, reader.mode, workers, skip, resize)
 
 
-def _stage_window(window: list[list[Sample]], mode: Mode, workers: int, skip: bool):
-    calls = [([s.pixels for s in chunk], mode, skip) for chunk in window]
+def _stage_window(window: list[list[Sample]], mode: Mode, workers: int, skip: bool, resize: Resize | None):
+    calls = [([s.pixels for s in chunk], mode, skip, resize) for chunk in window]
     encoded = any(isinstance(s.pixels, Encoded) for chunk in window for s in chunk)
-    # Decoding is worth a worker process; hashing arrays a source has decoded is not.
-    results = run_all(stage_chunk, calls, workers if encoded else 1)
+    # Decoding (and resizing) is worth a worker process; hashing arrays a source has
+    # decoded is not.
+    results = run_all(stage_chunk, calls, workers if encoded or resize else 1)
     yield from zip(window, results, strict=True)
 
 
-def stage_chunk(images: list[np.ndarray | Encoded | Invalid], mode: Mode, skip: bool) -> list:
-    """Decode what is still encoded; each image's (raw bytes, shape, content hash), or
-    with ``skip`` a :class:`Rejected` for one that cannot be decoded.
+def stage_chunk(
+    images: list[np.ndarray | Encoded | Invalid], mode: Mode, skip: bool, resize: Resize | None = None
+) -> list:
+    """Decode what is still encoded, resize it to ``resize`` (size, fit) if given; each
+    image's (raw bytes, shape, content hash), or with ``skip`` a :class:`Rejected` for one
+    that cannot be decoded.
 
     Raises:
         SourceError: without ``skip``, for the first image that cannot be decoded.
@@ -477,12 +486,14 @@ def stage_chunk(images: list[np.ndarray | Encoded | Invalid], mode: Mode, skip: 
             pixels = image
         else:
             try:
-                pixels = image.decode(mode)
+                pixels = image.decode(mode, resize[0] if resize else None)
             except SourceError as exc:
                 if not skip:
                     raise
                 staged.append(Rejected(str(exc), image.sha256()))
                 continue
+        if resize:
+            pixels = resize_to(pixels, *resize)
         staged.append((np.ascontiguousarray(pixels).tobytes(), pixels.shape, content_sha256(pixels)))
     return staged
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -39,12 +40,14 @@ def starter_config(path: Path) -> str:
     kind = detect_kind(path)
     reader = open_source(SourceConfig(kind=kind, path=path, on_bad_image="skip"))
     counts: Counter[tuple[str | None, int]] = Counter()
-    size = None
+    sizes: Counter[tuple[int, int]] = Counter()
     for sample in reader:
         if not isinstance(sample.pixels, Invalid):
             counts[sample.split, sample.label] += 1
-            size = size or _size(sample.pixels)
-    if size is None:
+            size = _size(sample.pixels)
+            if size is not None:
+                sizes[size] += 1
+    if not sizes:
         raise SourceError(f"{path}: no readable images")
     present = {split for split, _ in counts}
     splits = sorted(split for split in present if split)
@@ -52,7 +55,8 @@ def starter_config(path: Path) -> str:
     # has no splits; the test split is carved from them later).
     training = [split for split in (None, "train") if split in present] or splits
     per_class = [sum(counts[split, label] for split in training) for label in range(len(reader.class_names))]
-    width, height = size
+    # Images of several sizes are resized to the most common one (ties: the first seen).
+    (width, height), _ = sizes.most_common(1)[0]
     smallest, largest = min(per_class), max(per_class)
     stem = path.resolve().stem if path.is_file() else path.resolve().name
     name = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).strip(".-")
@@ -60,7 +64,8 @@ def starter_config(path: Path) -> str:
         f"# Starter config for {path} (written by `expand init`).",
         f"# Found {counts.total():,} images in {len(reader.class_names)} classes "
         f"({smallest:,} to {largest:,} {'training images ' if splits else ''}per class), "
-        f"{width}x{height} {reader.mode}"
+        + (f"{width}x{height}" if len(sizes) == 1 else f"{len(sizes)} sizes, most often {width}x{height}")
+        + f" {reader.mode}"
         + (f", splits: {', '.join(splits)}" if splits else ", no splits")
         + ("." if "test" in splits else f"; a test split is carved from {'train' if splits else 'them'}."),
         "# Every key left out keeps its default (README: config reference).",
@@ -79,6 +84,13 @@ def starter_config(path: Path) -> str:
         lines.append(
             "  on_bad_image: error        # or skip: leave unreadable images out, listed in the manifest"
         )
+    if len(sizes) > 1:
+        small, large = min(sizes, key=math.prod), max(sizes, key=math.prod)
+        lines += [
+            f"  resize: [{height}, {width}]          # [height, width]: the images come in {len(sizes)} "
+            f"sizes ({_text(small)} to {_text(large)}); all are resized to this one",
+            "  resize_mode: crop          # or pad (fit inside, black borders), stretch (aspect ratio lost)",
+        ]
     lines += [
         "  duplicates: keep           # or drop: keep one of each set of identical images",
     ]
@@ -114,6 +126,10 @@ def starter_config(path: Path) -> str:
         "  format: parquet              # or imagefolder (torchvision ImageFolder layout)",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _text(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
 
 
 def _size(pixels: np.ndarray | Encoded) -> tuple[int, int] | None:

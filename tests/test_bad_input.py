@@ -131,6 +131,46 @@ def test_other_sizes_stop_the_run_or_are_skipped(tmp_path):
     assert len(staged.index.source_ids) == 6
 
 
+def test_source_resize_stages_images_of_any_size_at_one_size(tmp_path):
+    """With source.resize every image is staged at that size, a large JPEG included (decoded
+    at a reduced scale), and the preview shows the images as staged."""
+    from pipeline.augment import preview
+    from pipeline.ingest import PixelStore
+
+    root = make_imagefolder(tmp_path / "src", {"cat": 3, "dog": 3})
+    random_image(np.random.default_rng(5), size=(9, 8)).save(root / "dog" / "wide.png")
+    random_image(np.random.default_rng(6), size=(640, 480)).save(root / "cat" / "photo.jpg", quality=90)
+    for fit in ("crop", "pad", "stretch"):
+        config = config_for(root, tmp_path, "source.resize=[6, 10]", f"source.resize_mode={fit}")
+        staged = ingest(config, tmp_path / fit)
+        assert staged.shape == (6, 10, 3) and len(staged.index.source_ids) == 8 and not staged.skipped
+        with PixelStore(staged.pixels_path, staged.shape) as pixels:
+            assert pixels[7].shape == (6, 10, 3)
+    assert config.content_dict()["source"]["resize"] == [6, 10]
+    assert "resize" not in load_config(None).content_dict()["source"]  # ids made before it stay
+    out = preview(config, 2, tmp_path / "preview.png")
+    assert Image.open(out).size[1] > 0
+
+
+def test_resize_fits_crop_pad_and_stretch():
+    from pipeline.images import resize_to
+
+    wide = np.zeros((10, 40), np.uint8)
+    wide[:, 10:30] = 200  # a bright centre band, half the width
+    crop, pad, stretch = (resize_to(wide, (20, 20), fit) for fit in ("crop", "pad", "stretch"))
+    assert crop.shape == pad.shape == stretch.shape == (20, 20)
+    assert crop.min() > 150  # the centre only: the band fills it
+    assert pad[:5].max() == 0 and pad[-5:].max() == 0 and pad[10, 10] > 150  # black above and below
+    assert stretch[:, 0].max() < 50 and stretch[:, 10].min() > 150  # the whole width, squeezed
+    assert resize_to(wide, (10, 40), "crop") is wide
+
+
+@pytest.mark.parametrize("value", ["[0, 32]", "[32, 5000]", "[32]"])
+def test_resize_out_of_range_names_the_key(value):
+    with pytest.raises(ConfigError, match="source.resize"):
+        load_config(None, [f"source.resize={value}"])
+
+
 def test_empty_class_folder_stops_the_run_or_is_not_a_class(tmp_path):
     root = make_imagefolder(tmp_path / "src", {"cat": 3, "dog": 3})
     (root / "eel").mkdir()

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from test_synthesis import TINY_GAN
@@ -312,6 +313,25 @@ def test_init_finds_the_source_kind_from_its_files(tmp_path, capsys):
     parquet = (tmp_path / "parquet.yaml").read_text()
     assert "# Found 8 images in 2 classes (1 to 3 training images per class), 8x8 RGB" in parquet
     assert load_config(tmp_path / "parquet.yaml").augment.target_per_class == 3
+
+
+def test_init_resizes_images_of_several_sizes_to_the_most_common(prefect_harness, tmp_path, capsys):
+    """A folder of photos of several sizes gets source.resize (the most common size), and
+    the config builds."""
+    from conftest import make_imagefolder, random_image
+
+    folder = make_imagefolder(tmp_path / "photos", {"cat": 3, "dog": 3}, size=(12, 10))
+    random_image(np.random.default_rng(1), size=(30, 20)).save(folder / "dog" / "big.png")
+    out = tmp_path / "expand.yaml"
+    assert main(["init", str(folder), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "# Found 7 images in 2 classes (3 to 4 per class), 2 sizes, most often 12x10 RGB" in text
+    assert "the images come in 2 sizes (12x10 to 30x20)" in text
+    config = load_config(out, [f"output.root={tmp_path / 'o'}"])
+    assert config.source.resize == (10, 12) and config.source.resize_mode == "crop"
+    assert main(["run", str(out), "--set", f"output.root={tmp_path / 'o'}", "--quiet"]) == 0
+    manifest = read_manifest(capsys.readouterr().out.strip().splitlines()[-1])
+    assert manifest["image"]["height"] == 10 and manifest["image"]["width"] == 12
 
 
 def test_init_names_what_it_cannot_read(tmp_path, capsys):

@@ -33,10 +33,12 @@ class Encoded:
     data: str | bytes  # a file path (a string: a Path per image interns its name for good), or bytes
     where: str
 
-    def decode(self, mode: Mode) -> np.ndarray:
-        """The pixels in ``mode``; raises SourceError naming ``where`` when undecodable."""
+    def decode(self, mode: Mode, draft: tuple[int, int] | None = None) -> np.ndarray:
+        """The pixels in ``mode`` (a JPEG perhaps at a reduced scale that covers twice
+        ``draft``: see :func:`~pipeline.images.decode_image`); raises SourceError naming
+        ``where`` when undecodable."""
         source = io.BytesIO(self.data) if isinstance(self.data, bytes) else self.data
-        return decode_image(source, mode, self.where)
+        return decode_image(source, mode, self.where, draft)
 
     def sha256(self) -> str | None:
         """sha256 of the encoded bytes, None when they cannot be read."""
@@ -60,7 +62,7 @@ class Invalid:
     reason: str
     digest: str | None = None
 
-    def decode(self, mode: Mode) -> np.ndarray:
+    def decode(self, mode: Mode, draft: tuple[int, int] | None = None) -> np.ndarray:
         raise SourceError(f"{self.where}: {self.reason}")
 
     def sha256(self) -> str | None:
