@@ -70,6 +70,13 @@ class SourceConfig(_Strict):
         "and centre on black; stretch: scale each side (the aspect ratio changes)",
     )
 
+    image_column: str | None = Field(
+        default=None, description="Parquet: the image column (default: image, else img)"
+    )
+    label_column: str | None = Field(
+        default=None, description="Parquet: the label column (default: label, else labels)"
+    )
+
     @field_validator("resize")
     @classmethod
     def _sides_in_range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -79,6 +86,9 @@ class SourceConfig(_Strict):
 
     @model_validator(mode="after")
     def _path_matches_kind(self) -> SourceConfig:
+        if self.kind != "parquet" and (self.image_column or self.label_column):
+            key = "image_column" if self.image_column else "label_column"
+            raise ValueError(f"source.{key} is used only with source kind 'parquet'")
         if self.kind == "digits":
             if self.path is not None:
                 raise ValueError("source.path is not used with kind 'digits'; remove it")
@@ -482,7 +492,8 @@ class Config(_Strict):
         data["output"].pop("root")
         data["output"].pop("lock_timeout")
         data["output"].pop("remote")
-        data["source"].pop("path")  # the source enters the version id by its content hash
+        for key in ("path", "image_column", "label_column"):
+            data["source"].pop(key)  # the source enters the version id by its content hash and labels
         if self.source.resize is None:
             data["source"].pop("resize_mode")  # unused without a size (ids made before it stay)
             data["source"].pop("resize")

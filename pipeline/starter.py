@@ -22,6 +22,7 @@ from pipeline.config import SourceConfig, is_inside
 from pipeline.errors import SourceError
 from pipeline.sources import detect_kind, open_source
 from pipeline.sources.base import Encoded, Invalid
+from pipeline.sources.parquet import guess_columns
 
 # Classes whose largest is this many times the smallest are filled up to the largest.
 _IMBALANCE = 1.5
@@ -38,7 +39,12 @@ def starter_config(path: Path) -> str:
     """
     path = Path(path)
     kind = detect_kind(path)
-    reader = open_source(SourceConfig(kind=kind, path=path, on_bad_image="skip"))
+    image_column, label_column = guess_columns(path) if kind == "parquet" else (None, None)
+    reader = open_source(
+        SourceConfig(
+            kind=kind, path=path, on_bad_image="skip", image_column=image_column, label_column=label_column
+        )
+    )
     counts: Counter[tuple[str | None, int]] = Counter()
     sizes: Counter[tuple[int, int]] = Counter()
     for sample in reader:
@@ -80,6 +86,11 @@ def starter_config(path: Path) -> str:
             f"  # class_names: [...]       # the labels are 0..{len(reader.class_names) - 1}: "
             "their names, in order, for folders and the card"
         )
+    for key, column in (("image_column", image_column), ("label_column", label_column)):
+        if column:
+            lines.append(
+                f"  {key}: {json.dumps(column):<14} # the {key.split('_')[0]}s' column in this Parquet"
+            )
     if kind in _ENCODED_KINDS:
         lines.append(
             "  on_bad_image: error        # or skip: leave unreadable images out, listed in the manifest"

@@ -105,6 +105,43 @@ def test_cifar10_refuses_code_in_pickles(tmp_path):
         read("cifar10", tmp_path)
 
 
+def test_parquet_columns_of_other_names(tmp_path, capsys):
+    """CIFAR-100's layout (img, fine_label, coarse_label): the label column must be named,
+    and expand init names it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from flows.cli import main
+    from pipeline.config import load_config
+
+    file = make_parquet(tmp_path / "c100" / "train-00000-of-00001.parquet", [0, 1, 1, 0])
+    table = pq.read_table(file)
+    renamed = pa.table(
+        {"img": table["image"], "fine_label": table["label"], "coarse_label": pa.array([5, 5, 6, 6])}
+    )
+    pq.write_table(renamed, file)
+    with pytest.raises(SourceError, match=r"needs one of the columns label, labels; .* source.label_column"):
+        read("parquet", file)
+    reader, samples = read("parquet", file, label_column="fine_label")
+    assert [s.label for s in samples] == [0, 1, 1, 0] and reader.class_names == ["0", "1"]
+    _, samples = read("parquet", file, label_column="coarse_label", class_names=[str(i) for i in range(7)])
+    assert [s.label for s in samples] == [5, 5, 6, 6]
+    with pytest.raises(SourceError, match="needs the column picture"):
+        read("parquet", file, image_column="picture", label_column="fine_label")
+    out = tmp_path / "expand.yaml"
+    assert main(["init", str(tmp_path / "c100"), "--out", str(out)]) == 0
+    assert 'label_column: "fine_label"' in out.read_text() and "image_column" not in out.read_text()
+    assert load_config(out).source.label_column == "fine_label"
+
+
+def test_parquet_column_keys_need_a_parquet_source():
+    from pipeline.config import load_config
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="source.label_column is used only with source kind 'parquet'"):
+        load_config(None, ["source.label_column=fine_label"])
+
+
 @pytest.mark.parametrize("gz", [True, False])
 def test_mnist_idx(tmp_path, gz):
     make_mnist(tmp_path, gz=gz)

@@ -30,7 +30,12 @@ def open_source(config: SourceConfig, workers: int = 1) -> SourceReader:
             follow_symlinks=config.follow_symlinks,
         )
     if config.kind == "parquet":
-        return open_parquet(config.path, config.class_names, skip_bad=config.on_bad_image == "skip")
+        return open_parquet(
+            config.path,
+            config.class_names,
+            skip_bad=config.on_bad_image == "skip",
+            columns=(config.image_column, config.label_column),
+        )
     if config.kind == "cifar10":
         return open_cifar10(config.path, config.class_names)
     return open_mnist_idx(config.path, config.class_names)

@@ -4,7 +4,9 @@
 file comes from its name (``train-00000-of-00002.parquet``) or a parent folder
 (``test/part-0.parquet``); files with neither are training data. Class names come from
 the ``huggingface`` schema metadata (ClassLabel), from string labels (sorted), or from
-``source.class_names`` for integer labels.
+``source.class_names`` for integer labels. The image column is ``image`` or ``img`` and the
+label column ``label`` or ``labels`` unless ``source.image_column`` / ``source.label_column``
+name others.
 """
 
 from __future__ import annotations
@@ -36,8 +38,15 @@ LABEL_COLUMNS = ("label", "labels")
 _BATCH_ROWS = 1024
 
 
-def open_parquet(path: Path, class_names: list[str] | None = None, *, skip_bad: bool = False) -> SourceReader:
-    """Index the Parquet files under ``path``.
+def open_parquet(
+    path: Path,
+    class_names: list[str] | None = None,
+    *,
+    skip_bad: bool = False,
+    columns: tuple[str | None, str | None] = (None, None),
+) -> SourceReader:
+    """Index the Parquet files under ``path``; ``columns`` names the image and label
+    columns (None: the first of :data:`IMAGE_COLUMNS`, :data:`LABEL_COLUMNS` present).
 
     Raises:
         SourceError: no files, missing columns; rows with null or unreadable images or
@@ -49,7 +58,7 @@ def open_parquet(path: Path, class_names: list[str] | None = None, *, skip_bad: 
     if not files:
         raise SourceError(f"{path}: no .parquet files found")
     base = path.parent if path.is_file() else path
-    tables = [_ParquetFile(f, f.relative_to(base).as_posix()) for f in files]
+    tables = [_ParquetFile(f, f.relative_to(base).as_posix(), columns) for f in files]
 
     modes: set[str] = set()
     string_labels: set[str] = set()
@@ -99,7 +108,7 @@ def open_parquet(path: Path, class_names: list[str] | None = None, *, skip_bad: 
 
 
 class _ParquetFile:
-    def __init__(self, file: Path, rel: str):
+    def __init__(self, file: Path, rel: str, columns: tuple[str | None, str | None]):
         self.where = str(file)
         self.rel = rel
         self.file = file
@@ -108,8 +117,9 @@ class _ParquetFile:
             self.num_rows = pq.read_metadata(file).num_rows
         except (OSError, pa.ArrowException) as exc:
             raise SourceError(f"{file}: not a readable Parquet file: {exc}") from None
-        self.image_column = _pick(self.schema, IMAGE_COLUMNS, self.where)
-        self.label_column = _pick(self.schema, LABEL_COLUMNS, self.where)
+        image, label = columns
+        self.image_column = _pick(self.schema, (image,) if image else IMAGE_COLUMNS, "image", self.where)
+        self.label_column = _pick(self.schema, (label,) if label else LABEL_COLUMNS, "label", self.where)
         self.split = _split_of(Path(rel))
         self.hf_names = _hf_class_names(self.schema, self.label_column)
 
@@ -146,11 +156,14 @@ class _ParquetFile:
         return None if isinstance(label, bool) or not isinstance(label, int | str) else label
 
 
-def _pick(schema: pa.Schema, candidates: tuple[str, ...], where: str) -> str:
+def _pick(schema: pa.Schema, candidates: tuple[str, ...], role: str, where: str) -> str:
     for name in candidates:
         if name in schema.names:
             return name
-    raise SourceError(f"{where}: needs one of the columns {', '.join(candidates)}; has {schema.names}")
+    raise SourceError(
+        f"{where}: needs {'one of the columns' if len(candidates) > 1 else 'the column'} "
+        f"{', '.join(candidates)}; has {schema.names} (set source.{role}_column)"
+    )
 
 
 def _split_of(rel: Path) -> str | None:
@@ -186,3 +199,35 @@ def _class_names(tables, string_labels, max_label, override, where) -> list[str]
     if hf and override is None:  # a label outside the names is refused (or skipped) per row
         return check_class_names(list(next(iter(hf))), where)
     return named_classes(max_label + 1, override, where)
+
+
+def guess_columns(path: Path) -> tuple[str | None, str | None]:
+    """For ``expand init``: the image and label columns of the first Parquet file under
+    ``path`` where it lacks the usual names (None where a usual name is there, or nothing
+    fits): the first column of image bytes ({bytes, path} or binary), the first integer or
+    string column with "label" in its name (CIFAR-100's ``fine_label``)."""
+    path = Path(path)
+    first = path if path.is_file() else min(p for p in path.rglob("*.parquet") if p.is_file())
+    try:
+        schema = pq.read_schema(first)
+    except (OSError, pa.ArrowException):
+        return None, None  # opening the source names the file
+    image = label = None
+    if not set(IMAGE_COLUMNS) & set(schema.names):
+        image = next((f.name for f in schema if _holds_images(f.type)), None)
+    if not set(LABEL_COLUMNS) & set(schema.names):
+        label = next(
+            (
+                f.name
+                for f in schema
+                if "label" in f.name.lower() and (pa.types.is_integer(f.type) or pa.types.is_string(f.type))
+            ),
+            None,
+        )
+    return image, label
+
+
+def _holds_images(kind: pa.DataType) -> bool:
+    if pa.types.is_struct(kind):
+        return any(kind.field(i).name == "bytes" for i in range(kind.num_fields))
+    return pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
