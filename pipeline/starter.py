@@ -27,6 +27,7 @@ from pipeline.sources.parquet import guess_columns
 # Classes whose largest is this many times the smallest are filled up to the largest.
 _IMBALANCE = 1.5
 _GAN_MAX_SIDE = 64
+_LARGE_SIDE = 512  # a larger image gets a resize to this many pixels on its longer side
 # Kinds whose images can be unreadable (the others are arrays of pixels).
 _ENCODED_KINDS = ("imagefolder", "parquet")
 
@@ -95,13 +96,23 @@ def starter_config(path: Path) -> str:
         lines.append(
             "  on_bad_image: error        # or skip: leave unreadable images out, listed in the manifest"
         )
+    # Large images are staged and written at full size unless resized: offer a smaller one.
+    scale = min(1.0, _LARGE_SIDE / max(width, height))
+    resize = f"[{round(height * scale)}, {round(width * scale)}]"
     if len(sizes) > 1:
         small, large = min(sizes, key=math.prod), max(sizes, key=math.prod)
+        chosen = "this one" if scale == 1 else f"the most common, {width}x{height}, shrunk"
         lines += [
-            f"  resize: [{height}, {width}]          # [height, width]: the images come in {len(sizes)} "
-            f"sizes ({_text(small)} to {_text(large)}); all are resized to this one",
+            f"  resize: {resize:<18} # [height, width]: the images come in {len(sizes)} sizes "
+            f"({_text(small)} to {_text(large)}); all are resized to {chosen}",
             "  resize_mode: crop          # or pad (fit inside, black borders), stretch (aspect ratio lost)",
         ]
+        width, height = round(width * scale), round(height * scale)
+    elif scale < 1:
+        lines.append(
+            f"  # resize: {resize:<16} # [height, width]: the images are {width}x{height}, staged and "
+            "written at that size unless resized as they are ingested"
+        )
     lines += [
         "  duplicates: keep           # or drop: keep one of each set of identical images",
     ]

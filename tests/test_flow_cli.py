@@ -334,6 +334,23 @@ def test_init_resizes_images_of_several_sizes_to_the_most_common(prefect_harness
     assert manifest["image"]["height"] == 10 and manifest["image"]["width"] == 12
 
 
+def test_init_offers_to_shrink_large_images(tmp_path, capsys):
+    """Images over 512 a side: a commented resize when they share one size, a resize to the
+    most common size shrunk to 512 when they do not."""
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    for name in ("cat", "dog"):
+        (folder / name).mkdir(parents=True)
+        Image.new("RGB", (1024, 600)).save(folder / name / "a.jpg")
+    out = tmp_path / "expand.yaml"
+    assert main(["init", str(folder), "--out", str(out)]) == 0
+    assert "  # resize: [300, 512]" in out.read_text() and load_config(out).source.resize is None
+    Image.new("RGB", (700, 700)).save(folder / "dog" / "b.jpg")
+    assert main(["init", str(folder), "--out", str(out), "--force"]) == 0
+    assert "shrunk" in out.read_text() and load_config(out).source.resize == (300, 512)
+
+
 def test_init_names_what_it_cannot_read(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("hello")
     assert main(["init", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "a.yaml")]) == 1
