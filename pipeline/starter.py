@@ -20,6 +20,7 @@ from PIL import Image
 
 from pipeline.config import SourceConfig, is_inside
 from pipeline.errors import SourceError
+from pipeline.manifest import MANIFEST_FILE
 from pipeline.sources import detect_kind, open_source
 from pipeline.sources.base import Encoded, Invalid
 from pipeline.sources.parquet import guess_columns
@@ -75,6 +76,7 @@ def starter_config(path: Path) -> str:
         + f" {reader.mode}"
         + (f", splits: {', '.join(splits)}" if splits else ", no splits")
         + ("." if "test" in splits else f"; a test split is carved from {'train' if splits else 'them'}."),
+        *_published_note(path),
         "# Every key left out keeps its default (README: config reference).",
         f"name: {json.dumps(name or 'dataset')}",
         "seed: 0",
@@ -148,6 +150,25 @@ def starter_config(path: Path) -> str:
         "  format: parquet              # or imagefolder (torchvision ImageFolder layout)",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _published_note(path: Path) -> list[str]:
+    """Comment lines for a version this tool published (``path`` or its ``data/`` folder):
+    its augmented and synthetic rows will be read as real images."""
+    for folder in (path, path.parent):
+        manifest = folder / MANIFEST_FILE
+        if manifest.is_file():
+            try:
+                origins = json.loads(manifest.read_text(encoding="utf-8"))["splits"]["train"]["by_origin"]
+                made = origins.get("augmented", 0) + origins.get("synthetic", 0)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                return []
+            return [
+                f"# {folder.resolve().name} is a version written by expand: {made:,} of its training",
+                "# rows are augmented or synthetic, and are read as real images here (expand its",
+                "# source instead to keep them apart).",
+            ]
+    return []
 
 
 def _text(size: tuple[int, int]) -> str:

@@ -351,6 +351,16 @@ def test_init_offers_to_shrink_large_images(tmp_path, capsys):
     assert "shrunk" in out.read_text() and load_config(out).source.resize == (300, 512)
 
 
+def test_init_on_a_published_version_says_its_copies_read_as_real(tiny_config, tmp_path, capsys):
+    version, _ = build(tiny_config())
+    made = read_manifest(version)["splits"]["train"]["by_origin"]["augmented"]
+    out = tmp_path / "expand.yaml"
+    assert main(["init", str(version / "data"), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert f"# {version.name} is a version written by expand: {made:,} of its training" in text
+    assert load_config(out).source.kind == "parquet"
+
+
 def test_init_names_what_it_cannot_read(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("hello")
     assert main(["init", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "a.yaml")]) == 1
