@@ -49,14 +49,17 @@ def starter_config(path: Path) -> str:
     )
     counts: Counter[tuple[str | None, int]] = Counter()
     sizes: Counter[tuple[int, int]] = Counter()
+    problem = ""  # the first reason a sample is invalid
     for sample in reader:
-        if not isinstance(sample.pixels, Invalid):
+        if isinstance(sample.pixels, Invalid):
+            problem = problem or f" (the first: {sample.pixels.where}: {sample.pixels.reason})"
+        else:
             counts[sample.split, sample.label] += 1
             size = _size(sample.pixels)
             if size is not None:
                 sizes[size] += 1
     if not sizes:
-        raise SourceError(f"{path}: no readable images")
+        raise SourceError(f"{path}: no readable images{problem}")
     present = {split for split, _ in counts}
     splits = sorted(split for split in present if split)
     # Augmentation fills the training split: its counts decide (all images when the source

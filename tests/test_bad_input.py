@@ -302,14 +302,8 @@ def good_image(seed: int) -> dict:
 @pytest.mark.parametrize(
     "images, labels, label_type, names, message",
     [
-        ([None], [0], pa.int64(), None, "row 2: column 'image' has no image bytes"),
-        (
-            [{"bytes": None, "path": "x.png"}],
-            [0],
-            pa.int64(),
-            None,
-            "row 2: column 'image' has no image bytes",
-        ),
+        ([None], [0], pa.int64(), None, "row 2: column 'image' has no image bytes or path"),
+        ([{"bytes": None, "path": "x.png"}], [0], pa.int64(), None, "row 2: cannot read image: [Errno 2]"),
         ([good_image(9)], [7], pa.int64(), ["a", "b"], "row 2: label 7 is outside 0..1"),
         ([good_image(9)], ["zebra"], pa.string(), ["a", "b"], "label names ['zebra'] are not among"),
         ([good_image(9)], [None], pa.int64(), None, "row 2: column 'label' must hold an integer or a string"),

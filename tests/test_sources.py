@@ -134,6 +134,44 @@ def test_parquet_columns_of_other_names(tmp_path, capsys):
     assert load_config(out).source.label_column == "fine_label"
 
 
+def test_parquet_rows_with_a_path_instead_of_bytes(tmp_path, capsys):
+    """``datasets``' to_parquet of local images keeps their paths: relative ones are read
+    from the Parquet file's folder, absolute ones as they are; a missing file names the row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from conftest import png_bytes, random_image
+    from flows.cli import main
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "pics").mkdir()
+    images = [random_image(rng) for _ in range(3)]
+    for k, image in enumerate(images):
+        image.save(tmp_path / "pics" / f"{k}.png")
+    rows = [
+        {"bytes": None, "path": "pics/0.png"},
+        {"bytes": None, "path": str(tmp_path / "pics" / "1.png")},
+        {"bytes": png_bytes(images[2]), "path": "elsewhere.png"},  # bytes come first
+    ]
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    file = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"image": pa.array(rows, image_type), "label": [0, 1, 1]}), file)
+    _, samples = read("parquet", file)
+    assert all(np.array_equal(s.pixels, np.asarray(i)) for s, i in zip(samples, images, strict=True))
+    rows[0]["path"] = "pics/gone.png"
+    rows[1] = {"bytes": None, "path": None}
+    pq.write_table(pa.table({"image": pa.array(rows, image_type), "label": [0, 1, 1]}), file)
+    with pytest.raises(SourceError, match=r"train.parquet row 0: cannot read image: .*gone.png"):
+        read("parquet", file)
+    samples = list(open_source(SourceConfig(kind="parquet", path=file, on_bad_image="skip")))
+    assert "has no image bytes or path" in samples[1].pixels.reason  # ingest quarantines both
+    (tmp_path / "pics" / "2.png").unlink()
+    rows[2] = rows[1]
+    pq.write_table(pa.table({"image": pa.array(rows, image_type), "label": [0, 1, 1]}), file)
+    assert main(["init", str(file), "--out", str(tmp_path / "e.yaml")]) == 1
+    assert "no readable images (the first:" in capsys.readouterr().err
+
+
 def test_parquet_column_keys_need_a_parquet_source():
     from pipeline.config import load_config
     from pipeline.errors import ConfigError

@@ -1,5 +1,8 @@
 """Hugging Face style Parquet: an ``image`` column ({bytes, path} struct or binary) and a label.
 
+A row whose image has no bytes but a path (``datasets``' ``to_parquet`` of local images)
+is read from that file.
+
 ``source.path`` is one ``.parquet`` file or a folder searched recursively. The split of a
 file comes from its name (``train-00000-of-00002.parquet``) or a parent folder
 (``test/part-0.parquet``); files with neither are training data. Class names come from
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,24 +67,28 @@ def open_parquet(
     modes: set[str] = set()
     string_labels: set[str] = set()
     max_label = -1
+    first_problem = ""  # with skip_bad, named when no row is readable
     for table in tables:
         for row, raw, label, problem in table.rows():
             where = f"{table.where} row {row}"
             if problem is None:
                 try:
-                    modes.add(header_mode(io.BytesIO(raw), where))
-                except SourceError:
+                    modes.add(header_mode(raw if isinstance(raw, str) else io.BytesIO(raw), where))
+                except SourceError as exc:
                     if not skip_bad:
                         raise
+                    first_problem = first_problem or f" (the first: {exc})"
                     continue
             elif not skip_bad:
                 raise SourceError(f"{where}: {problem}")
+            else:
+                first_problem = first_problem or f" (the first: {where}: {problem})"
             if isinstance(label, str):
                 string_labels.add(label)
             elif label is not None:
                 max_label = max(max_label, label)
     if not modes:
-        raise SourceError(f"{path}: no readable images")
+        raise SourceError(f"{path}: no readable images{first_problem}")
     names = _class_names(tables, string_labels, max_label, class_names, str(path))
     label_of = {name: index for index, name in enumerate(names)}
     unknown = sorted(string_labels - set(names))
@@ -100,7 +108,7 @@ def open_parquet(
                 if problem is None:
                     yield Sample(source_id, index, table.split, Encoded(raw, where))
                 else:
-                    digest = hashlib.sha256(raw).hexdigest() if raw else None
+                    digest = hashlib.sha256(raw).hexdigest() if isinstance(raw, bytes) else None
                     yield Sample(source_id, -1, table.split, Invalid(where, problem, digest))
 
     count = sum(table.num_rows for table in tables)
@@ -123,8 +131,9 @@ class _ParquetFile:
         self.split = _split_of(Path(rel))
         self.hf_names = _hf_class_names(self.schema, self.label_column)
 
-    def rows(self) -> Iterator[tuple[int, bytes | None, int | str | None, str | None]]:
-        """(row, image bytes, label, problem): a row with a problem has None where it lies."""
+    def rows(self) -> Iterator[tuple[int, bytes | str | None, int | str | None, str | None]]:
+        """(row, image bytes or file, label, problem): a row with a problem has None where
+        it lies."""
         try:
             parquet = pq.ParquetFile(self.file)
             batches = parquet.iter_batches(_BATCH_ROWS, columns=[self.image_column, self.label_column])
@@ -133,9 +142,9 @@ class _ParquetFile:
                 for image, label in zip(
                     batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True
                 ):
-                    raw, label = self._bytes(image), self._label(label)
+                    raw, label = self._image(image), self._label(label)
                     if raw is None:
-                        problem = f"column '{self.image_column}' has no image bytes"
+                        problem = f"column '{self.image_column}' has no image bytes or path"
                     elif label is None:
                         problem = f"column '{self.label_column}' must hold an integer or a string label"
                     else:
@@ -145,11 +154,16 @@ class _ParquetFile:
         except (OSError, pa.ArrowException) as exc:
             raise SourceError(f"{self.where}: cannot read rows: {exc}") from None
 
-    @staticmethod
-    def _bytes(image) -> bytes | None:
-        if isinstance(image, dict):
-            image = image.get("bytes")
-        return bytes(image) if isinstance(image, bytes | bytearray) and image else None
+    def _image(self, image) -> bytes | str | None:
+        """The image's bytes; else, as ``datasets`` writes local images (``to_parquet``
+        keeps their paths, not their bytes), the file its path names (a relative path from
+        the Parquet file's folder); else None."""
+        data, path = (image.get("bytes"), image.get("path")) if isinstance(image, dict) else (image, None)
+        if isinstance(data, bytes | bytearray) and data:
+            return bytes(data)
+        if isinstance(path, str) and path:
+            return os.path.join(self.file.parent, path)  # an absolute path stays as it is
+        return None
 
     @staticmethod
     def _label(label) -> int | str | None:
