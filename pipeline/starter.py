@@ -1,9 +1,9 @@
 """``expand init``: a commented starter config for a source dataset, from what is in it.
 
 Finds the source kind from the file names (an image folder, Parquet, CIFAR-10 batches,
-MNIST IDX files), then counts the images per split and class and reads one image's size.
-The config it writes loads as it is; its comments say what each choice means and what to
-change.
+MNIST IDX files), then counts the images per split and class and reads their sizes (from
+the headers). The config it writes loads as it is; its comments say what each choice means
+and what to change.
 """
 
 from __future__ import annotations
@@ -66,7 +66,6 @@ def starter_config(path: Path) -> str:
     # has no splits; the test split is carved from them later).
     training = [split for split in (None, "train") if split in present] or splits
     per_class = [sum(counts[split, label] for split in training) for label in range(len(reader.class_names))]
-    # Images of several sizes are resized to the most common one (ties: the first seen).
     (width, height), _ = sizes.most_common(1)[0]
     smallest, largest = min(per_class), max(per_class)
     stem = path.resolve().stem if path.is_file() else path.resolve().name
@@ -101,23 +100,8 @@ def starter_config(path: Path) -> str:
         lines.append(
             "  on_bad_image: error        # or skip: leave unreadable images out, listed in the manifest"
         )
-    # Large images are staged and written at full size unless resized: offer a smaller one.
-    scale = min(1.0, _LARGE_SIDE / max(width, height))
-    resize = f"[{round(height * scale)}, {round(width * scale)}]"
-    if len(sizes) > 1:
-        small, large = min(sizes, key=math.prod), max(sizes, key=math.prod)
-        chosen = "this one" if scale == 1 else f"the most common, {width}x{height}, shrunk"
-        lines += [
-            f"  resize: {resize:<18} # [height, width]: the images come in {len(sizes)} sizes "
-            f"({_text(small)} to {_text(large)}); all are resized to {chosen}",
-            "  resize_mode: crop          # or pad (fit inside, black borders), stretch (aspect ratio lost)",
-        ]
-        width, height = round(width * scale), round(height * scale)
-    elif scale < 1:
-        lines.append(
-            f"  # resize: {resize:<16} # [height, width]: the images are {width}x{height}, staged and "
-            "written at that size unless resized as they are ingested"
-        )
+    resize_lines, (width, height) = _resize_lines(sizes)
+    lines += resize_lines
     lines += [
         "  duplicates: keep           # or drop: keep one of each set of identical images",
     ]
@@ -153,6 +137,34 @@ def starter_config(path: Path) -> str:
         "  format: parquet              # or imagefolder (torchvision ImageFolder layout)",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _resize_lines(sizes: Counter[tuple[int, int]]) -> tuple[list[str], tuple[int, int]]:
+    """The ``source.resize`` lines for images of ``sizes`` (width, height: count), and the
+    size the version's images will have.
+
+    Images of several sizes are resized to the most common one (ties: the first seen).
+    Images over ``_LARGE_SIDE`` a side are staged and written at full size unless resized:
+    they get the size shrunk to it (as a comment when they all match).
+    """
+    (width, height), _ = sizes.most_common(1)[0]
+    scale = min(1.0, _LARGE_SIDE / max(width, height))
+    target = (round(width * scale), round(height * scale))
+    resize = f"[{target[1]}, {target[0]}]"
+    if len(sizes) > 1:
+        small, large = min(sizes, key=math.prod), max(sizes, key=math.prod)
+        chosen = "this one" if scale == 1 else f"the most common, {width}x{height}, shrunk"
+        return [
+            f"  resize: {resize:<18} # [height, width]: the images come in {len(sizes)} sizes "
+            f"({_text(small)} to {_text(large)}); all are resized to {chosen}",
+            "  resize_mode: crop          # or pad (fit inside, black borders), stretch (aspect ratio lost)",
+        ], target
+    if scale < 1:
+        return [
+            f"  # resize: {resize:<16} # [height, width]: the images are {width}x{height}, staged and "
+            "written at that size unless resized as they are ingested"
+        ], (width, height)
+    return [], (width, height)
 
 
 def _published_note(path: Path) -> list[str]:
