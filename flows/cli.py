@@ -241,6 +241,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     _hide_tracebacks_of_expected_errors()
     from flows.evaluate import evaluate
     from flows.settings import one_off_run_settings
+    from pipeline.evaluation import accuracy_text
 
     with one_off_run_settings():
         document = evaluate(
@@ -251,9 +252,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             device=args.device,
         )
     for name, result in document["results"].items():
-        value = f"{result['mean']:.4f} ± {result['std']:.4f}" if result["rows"] else "no rows"
         same = f"  (the rows of {result['same_rows_as']})" if "same_rows_as" in result else ""
-        print(f"  {name:<26} {result['rows']:>7} rows  {value}{same}")
+        print(f"  {name:<26} {result['rows']:>7} rows  {accuracy_text(result)}{same}")
     print(f"report: {document['files'][1]}")
     if args.json:
         print(json.dumps(document, sort_keys=True))

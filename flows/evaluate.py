@@ -21,6 +21,7 @@ from pipeline.catalog import resolve_version
 from pipeline.evaluation import (
     SUBSETS,
     EvaluationSettings,
+    accuracy_text,
     evaluate_subset,
     markdown,
     report,
@@ -67,7 +68,7 @@ def evaluate(
             path, subset, settings
         )
         if results[subset]["rows"]:
-            logger.info("%s: %.4f ± %.4f", subset, results[subset]["mean"], results[subset]["std"])
+            logger.info("%s: %s", subset, accuracy_text(results[subset]))
     document = report(Path(path), settings, results)
     document["files"] = write_report_task(path, document)
     return document

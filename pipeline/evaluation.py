@@ -223,6 +223,15 @@ def evaluate(
     return report(path, settings, results)
 
 
+def accuracy_text(result: dict[str, Any]) -> str:
+    """A subset's test accuracy as text: mean ± std over seeds ("1 seed": no spread)."""
+    if not result["rows"]:
+        return "no rows"
+    if len(result["runs"]) == 1:
+        return f"{result['mean']:.4f} (1 seed)"
+    return f"{result['mean']:.4f} ± {result['std']:.4f}"
+
+
 def markdown(document: dict[str, Any], chart: str | None = None) -> str:
     """A Markdown table of the results (mean ± std over seeds)."""
     s = document["settings"]
@@ -237,9 +246,8 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
         "|---|---:|---:|",
     ]
     for name, result in document["results"].items():
-        value = f"{result['mean']:.4f} ± {result['std']:.4f}" if result["rows"] else "no rows"
         same = f" (the rows of {result['same_rows_as']})" if "same_rows_as" in result else ""
-        lines.append(f"| {name}{same} | {result['rows']} | {value} |")
+        lines.append(f"| {name}{same} | {result['rows']} | {accuracy_text(result)} |")
     with_rows = [(name, r) for name, r in document["results"].items() if r["rows"]]
     if with_rows:
         classes = list(with_rows[0][1]["per_class"])

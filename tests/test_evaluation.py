@@ -100,3 +100,12 @@ def test_evaluate_cli_runs_the_flow(prefect_harness, tiny_config, capsys, monkey
     assert main(["evaluate", str(version), "--seeds", "0"]) == 2
     assert main(["evaluate", str(version), "--device", "mps"]) == 2  # none here: said before Prefect starts
     assert "--device: mps is not available on this machine" in capsys.readouterr().err
+
+
+def test_accuracy_text_shows_no_spread_for_one_seed():
+    from pipeline.evaluation import accuracy_text
+
+    one = {"rows": 10, "runs": [0.5], "mean": 0.5, "std": 0.0}
+    two = {"rows": 10, "runs": [0.5, 0.6], "mean": 0.55, "std": 0.05}
+    assert accuracy_text(one) == "0.5000 (1 seed)" and accuracy_text(two) == "0.5500 ± 0.0500"
+    assert accuracy_text({"rows": 0}) == "no rows"
