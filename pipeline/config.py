@@ -20,6 +20,7 @@ from pipeline.errors import ConfigError
 
 SOURCE_KINDS = ("digits", "imagefolder", "parquet", "cifar10", "mnist-idx")
 MAX_RESIZE = 4096  # pixels per side of source.resize
+GAN_MAX_SIDE = 64  # the largest image side GAN synthesis trains on
 # shard_size 'auto': this many shards, each within these row bounds.
 AUTO_SHARDS = 64
 AUTO_SHARD_ROWS = (1000, 5000)
@@ -473,6 +474,16 @@ class Config(_Strict):
                     f"output.root '{self.output.root}' is inside source.path '{source}': the next run "
                     "would read its versions back as source images; choose an output root outside it"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _gan_fits_the_resize(self) -> Config:
+        resize = self.source.resize
+        if self.synthesis.enabled and resize is not None and max(resize) > GAN_MAX_SIDE:
+            raise ValueError(
+                f"synthesis.enabled: GAN synthesis supports images up to {GAN_MAX_SIDE}x{GAN_MAX_SIDE}, "
+                f"and source.resize is {list(resize)}"
+            )
         return self
 
     def dataset_name(self) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.config import SourceConfig, is_inside
+from pipeline.config import GAN_MAX_SIDE, SourceConfig, is_inside
 from pipeline.errors import SourceError
 from pipeline.manifest import MANIFEST_FILE
 from pipeline.sources import detect_kind, open_source
@@ -27,7 +27,6 @@ from pipeline.sources.parquet import guess_columns
 
 # Classes whose largest is this many times the smallest are filled up to the largest.
 _IMBALANCE = 1.5
-_GAN_MAX_SIDE = 64
 _LARGE_SIDE = 512  # a larger image gets a resize to this many pixels on its longer side
 # Kinds whose images can be unreadable (the others are arrays of pixels).
 _ENCODED_KINDS = ("imagefolder", "parquet")
@@ -121,14 +120,14 @@ def starter_config(path: Path) -> str:
         "    - RandomBrightnessContrast: {brightness_limit: 0.15, contrast_limit: 0.15, p: 0.5}",
         "synthesis:",
     ]
-    if max(width, height) <= _GAN_MAX_SIDE:
+    if max(width, height) <= GAN_MAX_SIDE:
         lines += [
             "  enabled: false               # true: train a class-conditional GAN; the utility gate keeps",
             "                               # its samples only if they help a classifier",
         ]
     else:
         lines.append(
-            f"  enabled: false               # GAN synthesis supports up to {_GAN_MAX_SIDE}x{_GAN_MAX_SIDE}"
+            f"  enabled: false               # GAN synthesis supports up to {GAN_MAX_SIDE}x{GAN_MAX_SIDE}"
         )
     root = _output_root(path, name or "dataset")
     lines += [

@@ -381,6 +381,25 @@ def test_init_in_the_image_folder_puts_versions_next_to_it(tmp_path, monkeypatch
     assert config.source.path == Path(".") and config.output.root == Path("../pets-versions")
 
 
+def test_synthesis_on_images_over_64_pixels_stops_with_the_keys_to_change(prefect_harness, tmp_path, capsys):
+    """No traceback: the size is known after ingest (or from source.resize, at load)."""
+    from conftest import make_imagefolder
+
+    folder = make_imagefolder(tmp_path / "big", {"cat": 3, "dog": 3}, size=(80, 72))
+    args = ["run", "/dev/null", "--set", "source.kind=imagefolder", "--set", f"source.path={folder}"]
+    args += ["--set", f"output.root={tmp_path / 'o'}", "--set", "synthesis.enabled=true"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "GAN synthesis supports images up to 64x64, these are 80x72: set source.resize" in err
+    assert "Traceback" not in err
+    assert main([*args, "--set", "source.resize=[72, 80]"]) == 2
+    assert "synthesis.enabled: GAN synthesis supports images up to 64x64, and source.resize is [72, 80]" in (
+        capsys.readouterr().err
+    )
+    tiny = [item for key in TINY_GAN for item in ("--set", key)]
+    assert main([*args, "--set", "source.resize=[16, 16]", *tiny]) == 0  # resized, it trains
+
+
 def test_run_json_and_quiet(prefect_harness, tiny_config, tmp_path, capsys):
     import json
 

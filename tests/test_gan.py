@@ -6,7 +6,7 @@ import torch
 
 from pipeline.classifier import ClassifierSpec, train_classifier
 from pipeline.config import GanTrainConfig
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.gan import metrics as gm
 from pipeline.gan.diffaug import augment, default_policy, draw
 from pipeline.gan.losses import discriminator_hinge, generator_hinge
@@ -53,8 +53,10 @@ def test_train_resolution():
     assert [train_resolution(s, s) for s in (5, 9, 18, 27, 36)] == [8, 16, 32, 32, 64]
     assert train_resolution(28, 24) == 32
     assert [layout(r) for r in (8, 28, 32, 48)] == [(4, 1), (7, 2), (4, 3), (6, 3)]
-    with pytest.raises(ValueError, match="up to 64x64"):
-        train_resolution(96, 96)
+    with pytest.raises(
+        ConfigError, match=r"synthesis.enabled: .* up to 64x64, these are 96x80: set source.resize"
+    ):
+        train_resolution(80, 96)
 
 
 def test_hinge_losses():

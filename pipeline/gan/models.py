@@ -21,7 +21,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-MIN_RESOLUTION, MAX_RESOLUTION = 8, 64
+from pipeline.config import GAN_MAX_SIDE
+from pipeline.errors import ConfigError
+
+MIN_RESOLUTION, MAX_RESOLUTION = 8, GAN_MAX_SIDE
 
 
 def train_resolution(height: int, width: int) -> int:
@@ -31,12 +34,15 @@ def train_resolution(height: int, width: int) -> int:
     larger side (the data is resized to it and the samples back). Within 8..64.
 
     Raises:
-        ValueError: the images are larger than 64 pixels on a side.
+        ConfigError: the images are larger than 64 pixels on a side (synthesis is on for
+            images it cannot train on: the fix is in the config).
     """
     side = max(height, width)
     if side > MAX_RESOLUTION:
-        raise ValueError(
-            f"GAN synthesis supports images up to {MAX_RESOLUTION}x{MAX_RESOLUTION}, got {height}x{width}"
+        raise ConfigError(
+            f"synthesis.enabled: GAN synthesis supports images up to {MAX_RESOLUTION}x{MAX_RESOLUTION}, "
+            f"these are {width}x{height}: set source.resize to at most {MAX_RESOLUTION} a side, "
+            "or turn synthesis off"
         )
     if height == width and side >= MIN_RESOLUTION and layout(side)[0] <= _MAX_BASE:
         return side
