@@ -236,9 +236,14 @@ class Augmenter:
         result = self._compose(image=pixels)
         out = np.ascontiguousarray(result["image"])
         if out.shape != pixels.shape or out.dtype != np.uint8:
+            fix = (
+                "add a Resize to the recipe's end to keep the size"
+                if out.shape != pixels.shape
+                else "leave out ToFloat and Normalize: rows are stored as uint8 pixels"
+            )
             raise PipelineError(
                 f"augment.transforms changed the image from {pixels.shape} {pixels.dtype} to "
-                f"{out.shape} {out.dtype}; add a Resize to the recipe's end to keep the size"
+                f"{out.shape} {out.dtype}; {fix}"
             )
         return out, params_json(result.get("applied_transforms", []))
 

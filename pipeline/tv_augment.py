@@ -61,7 +61,9 @@ class TorchvisionAugmenter:
     def __init__(self, spec: list[dict[str, Any]]):
         from torchvision.transforms import v2
 
-        self._compose = v2.Compose(build_torchvision(spec))
+        transforms = build_torchvision(spec)
+        # An empty recipe keeps the copies as they are (augment.mix may still mix them).
+        self._compose = v2.Compose(transforms) if transforms else v2.Identity()
 
     def __call__(self, pixels: np.ndarray, seed: int) -> tuple[np.ndarray, None]:
         """Augment ``pixels`` (H, W) or (H, W, 3) uint8 deterministically from ``seed``.

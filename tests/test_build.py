@@ -184,6 +184,21 @@ def test_byte_shard_size(tiny_config):
     assert len([s for s in manifest["shards"] if s["split"] == "train"]) > 1
 
 
+@pytest.mark.parametrize(
+    "recipe, fix",
+    [
+        ([{"Resize": {"height": 16, "width": 16}}], "add a Resize to the recipe's end"),
+        ([{"ToFloat": {}}], "leave out ToFloat and Normalize"),
+    ],
+)
+def test_a_recipe_that_changes_the_size_or_dtype_says_what_to_change(recipe, fix):
+    from pipeline.augment import Augmenter
+    from pipeline.errors import PipelineError
+
+    with pytest.raises(PipelineError, match=f"changed the image from \\(8, 8\\) uint8 .*; {fix}"):
+        Augmenter(recipe)(np.zeros((8, 8), np.uint8), 0)
+
+
 def test_augmenter_output_depends_on_the_seed_only():
     from pipeline.augment import Augmenter
 

@@ -72,6 +72,13 @@ def test_a_recipe_that_changes_the_size_is_refused():
         augment(np.zeros((8, 8), np.uint8), 0)
 
 
+def test_an_empty_recipe_keeps_the_image():
+    """As with albumentations: copies stay as they are (augment.mix may still mix them)."""
+    image = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    out, _ = TorchvisionAugmenter([])(image, 3)
+    assert np.array_equal(out, image)
+
+
 def test_tutorial_recipe_builds_the_same_bytes_on_one_or_two_workers(tiny_config, tmp_path):
     overrides = ["augment.backend=torchvision", f"augment.transforms={json.dumps(TUTORIAL + POLICIES[:1])}"]
     one, _ = build(tiny_config(*overrides, f"output.root={tmp_path / 'one'}"))
