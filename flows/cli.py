@@ -199,6 +199,8 @@ def _serve(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
 
     load_config(args.config, args.overrides)  # fail fast, before Prefect starts
+    if args.interval is not None and args.interval < 1:
+        raise ConfigError(f"--interval must be at least 1 second, got {args.interval}")
     if not args.cron and not args.interval:
         raise ConfigError("expand serve needs a schedule: --cron or --interval")
     from flows.expand import serve_expand

@@ -466,3 +466,10 @@ def test_a_one_off_run_batches_task_run_records_on_a_server_it_starts():
         assert get_current_settings().server.services.task_run_recorder.batch_size == 7
         assert get_current_settings().server.services.task_run_recorder.flush_interval == 3600.0
     assert get_current_settings() is before
+
+
+def test_serve_needs_a_schedule_of_at_least_a_second(capsys):
+    assert main(["serve", "/dev/null"]) == 2
+    assert "needs a schedule: --cron or --interval" in capsys.readouterr().err
+    assert main(["serve", "/dev/null", "--interval", "0"]) == 2
+    assert "--interval must be at least 1 second, got 0" in capsys.readouterr().err
