@@ -27,6 +27,7 @@ from pipeline.sources.parquet import guess_columns
 
 # Classes whose largest is this many times the smallest are filled up to the largest.
 _IMBALANCE = 1.5
+_ORIENTATION = 0x0112  # the EXIF tag
 _LARGE_SIDE = 512  # a larger image gets a resize to this many pixels on its longer side
 # Kinds whose images can be unreadable (the others are arrays of pixels).
 _ENCODED_KINDS = ("imagefolder", "parquet")
@@ -190,16 +191,19 @@ def _text(size: tuple[int, int]) -> str:
 
 
 def _size(pixels: np.ndarray | Encoded) -> tuple[int, int] | None:
-    """(width, height) of an image, from its header when it is still encoded; None when
-    that cannot be read."""
+    """(width, height) of an image as it decodes (EXIF orientation applied), from its header
+    when it is still encoded; None when that cannot be read."""
     if isinstance(pixels, np.ndarray):
         return pixels.shape[1], pixels.shape[0]
     data = io.BytesIO(pixels.data) if isinstance(pixels.data, bytes) else pixels.data
     try:
         with Image.open(data) as image:
-            return image.size
-    except (OSError, ValueError, Image.DecompressionBombError):
+            width, height = image.size
+            # EXIF orientations 5-8 turn the image a quarter: decoded, it is height x width.
+            turned = image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
+    return (height, width) if turned else (width, height)
 
 
 def _output_root(path: Path, name: str) -> str:

@@ -334,6 +334,23 @@ def test_init_resizes_images_of_several_sizes_to_the_most_common(prefect_harness
     assert manifest["image"]["height"] == 10 and manifest["image"]["width"] == 12
 
 
+def test_init_counts_sizes_as_the_images_decode(tmp_path, capsys):
+    """A phone photo stored 40x20 with EXIF orientation 6 decodes 20x40: two sizes."""
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    for name in ("cat", "dog"):
+        (folder / name).mkdir(parents=True)
+        Image.new("RGB", (40, 20)).save(folder / name / "a.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (40, 20)).save(folder / "dog" / "turned.jpg", exif=exif.tobytes())
+    out = tmp_path / "expand.yaml"
+    assert main(["init", str(folder), "--out", str(out)]) == 0
+    assert "2 sizes, most often 40x20" in out.read_text()
+    assert load_config(out).source.resize == (20, 40)
+
+
 def test_init_offers_to_shrink_large_images(tmp_path, capsys):
     """Images over 512 a side: a commented resize when they share one size, a resize to the
     most common size shrunk to 512 when they do not."""
