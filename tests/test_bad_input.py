@@ -305,6 +305,13 @@ def good_image(seed: int) -> dict:
         ([None], [0], pa.int64(), None, "row 2: column 'image' has no image bytes or path"),
         ([{"bytes": None, "path": "x.png"}], [0], pa.int64(), None, "row 2: cannot read image: [Errno 2]"),
         ([good_image(9)], [7], pa.int64(), ["a", "b"], "row 2: label 7 is outside 0..1"),
+        (
+            [good_image(9)],
+            [-1],
+            pa.int64(),
+            ["a", "b"],
+            "row 2: label -1 is outside 0..1 (-1 marks an unlabelled",
+        ),
         ([good_image(9)], ["zebra"], pa.string(), ["a", "b"], "label names ['zebra'] are not among"),
         ([good_image(9)], [None], pa.int64(), None, "row 2: column 'label' must hold an integer or a string"),
         ([{"bytes": b"junk", "path": None}], [0], pa.int64(), None, "row 2: cannot read image"),
@@ -325,6 +332,18 @@ def test_bad_parquet_rows_stop_the_run_or_are_skipped(tmp_path, images, labels, 
     assert len(staged.index.source_ids) == 2
     [skipped] = staged.skipped
     assert skipped["source_id"] == "train.parquet:2" and skipped["reason"]
+
+
+def test_an_unlabelled_test_split_is_skipped_and_a_test_split_carved(tmp_path):
+    """A Hub dataset's test split labelled -1: skipped, listed, and test carved from train."""
+    folder = tmp_path / "src"
+    parquet_rows(
+        folder / "train.parquet", [good_image(k) for k in range(10)], [0, 1] * 5, pa.int64(), ["a", "b"]
+    )
+    parquet_rows(folder / "test.parquet", [good_image(k) for k in (20, 21)], [-1, -1], pa.int64(), ["a", "b"])
+    staged = ingest(config_for(folder, tmp_path, "source.on_bad_image=skip", kind="parquet"), tmp_path / "w")
+    assert [s["source_id"] for s in staged.skipped] == ["test.parquet:0", "test.parquet:1"]
+    assert staged.split_carved and staged.counts()["test"] == {"a": 1, "b": 1}
 
 
 def test_float_label_column_is_refused(tmp_path):

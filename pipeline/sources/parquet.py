@@ -104,7 +104,11 @@ def open_parquet(
                 if problem is None and isinstance(label, str) and index < 0:
                     problem = f"label {label!r} is not among the classes {names}"
                 elif problem is None and not 0 <= index < len(names):
-                    problem = f"label {label} is outside 0..{len(names) - 1}"
+                    problem = f"label {label} is outside 0..{len(names) - 1}" + (
+                        " (-1 marks an unlabelled row, as in a Hub dataset's test split)"
+                        if label == -1
+                        else ""
+                    )
                 if problem is None:
                     yield Sample(source_id, index, table.split, Encoded(raw, where))
                 else:
