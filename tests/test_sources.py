@@ -37,6 +37,37 @@ def test_imagefolder_class_layout(tmp_path):
     assert all(s.split is None for s in samples)
 
 
+def test_imagefolder_reads_nested_class_folders_and_lists_strays(tmp_path):
+    """As torchvision's ImageFolder: images below a class folder are of that class. Images
+    beside the class folders are left out and listed; a link back up is not followed round."""
+    make_imagefolder(tmp_path, {"cat": 1, "dog": 1})
+    make_imagefolder(tmp_path / "cat" / "indoor", {"deep": 2}, seed=1)
+    Image.new("RGB", (8, 8)).save(tmp_path / "stray.png")
+    (tmp_path / "notes.txt").write_text("ignored")
+    (tmp_path / "dog" / "again").symlink_to(tmp_path / "dog")
+    reader, samples = read("imagefolder", tmp_path)
+    assert reader.class_names == ["cat", "dog"]
+    assert [(s.source_id, s.label) for s in samples] == [
+        ("cat/img_000.png", 0),
+        ("cat/indoor/deep/img_000.png", 0),
+        ("cat/indoor/deep/img_001.png", 0),
+        ("dog/img_000.png", 1),
+    ]
+    assert reader.skipped == [
+        {"source_id": "stray.png", "reason": "image outside a class folder"},
+        {"source_id": "dog/again", "reason": "link to a folder above it"},
+    ]
+    assert reader.ignored == 1
+
+
+def test_imagefolder_with_split_folders_and_others_is_refused(tmp_path):
+    """Read as classes, train/ and test/ would each take the classes below them as one."""
+    make_imagefolder(tmp_path, {"cat": 1, "dog": 1}, splits=["train", "test"])
+    make_imagefolder(tmp_path / "__MACOSX", {"cat": 1})
+    with pytest.raises(SourceError, match="the folders test, train are split names but __MACOSX is not"):
+        read("imagefolder", tmp_path)
+
+
 def test_imagefolder_split_layout_and_mode_normalisation(tmp_path):
     make_imagefolder(tmp_path, {"x": 2, "y": 2}, splits=["train", "val"], mode="L")
     rgb = Image.fromarray(np.full((8, 8, 3), 9, np.uint8))

@@ -6,7 +6,10 @@ Two layouts are recognised:
 * ``root/<split>/<class>/<image>`` — when every top-level folder is a split name
   (train, test, validation, val, valid, dev).
 
-Hidden files and folders and files without an image extension are ignored (and counted).
+Images in folders below a class folder belong to that class, as torchvision's
+``ImageFolder`` finds them (``cat/indoor/1.png`` is a cat). Images beside the class folders
+belong to none: they are left out and listed. Hidden files and folders and files without
+an image extension are ignored (and counted).
 Symbolic links that lead outside the root are left out and listed, so a source never pulls
 in files from elsewhere, unless ``source.follow_symlinks`` says so.
 """
@@ -51,11 +54,23 @@ def open_imagefolder(
     splits = [split_name(d.name) for d in top]
     if top and all(splits):
         groups = [(split, d) for split, d in zip(splits, top, strict=True)]
+    elif any(splits):
+        # Read as classes, split folders would take the classes below them as one class.
+        named = [d.name for d, split in zip(top, splits, strict=True) if split]
+        others = [d.name for d, split in zip(top, splits, strict=True) if not split]
+        raise SourceError(
+            f"{root}: the folders {', '.join(named)} are split names but {', '.join(others)} "
+            f"{'is' if len(others) == 1 else 'are'} not: use <split>/<class>/<image> or "
+            "<class>/<image> (move the other folders out)"
+        )
     else:
         groups = [(None, root)]
 
     listing = _Listing()
+    scan.strays(root)
     for split, group in groups:
+        if group != root:
+            scan.strays(group)
         for class_dir in top if group == root else scan.dirs(group):  # the root is listed once
             prefix = class_dir.relative_to(root).as_posix()
             listing.add(class_dir.name, split, [f"{prefix}/{name}" for name in scan.images(class_dir)])
@@ -164,17 +179,43 @@ class _Scan:
                 if not e.name.startswith(".") and e.is_dir() and self._inside(e) and self._utf8(e)
             )
 
-    def images(self, folder: Path) -> list[str]:
-        """File names of the images in ``folder``, sorted."""
+    def images(self, folder: Path, within: frozenset[str] = frozenset()) -> list[str]:
+        """Paths, relative to ``folder``, of the images in it and in the folders below it,
+        sorted. ``within``: the real paths of the folders being listed above it, so a link
+        back to one of them is not followed round."""
+        within = within | {os.path.realpath(folder)}
         kept = []
         with os.scandir(folder) as entries:
             for e in entries:
+                if e.is_dir():
+                    if e.name.startswith(".") or not (self._inside(e) and self._utf8(e)):
+                        continue
+                    if e.is_symlink() and os.path.realpath(e.path) in within:
+                        source_id = Path(e.path).relative_to(self.root).as_posix()
+                        self.skipped.append({"source_id": source_id, "reason": "link to a folder above it"})
+                        continue
+                    kept += [f"{e.name}/{name}" for name in self.images(Path(e.path), within)]
+                    continue
                 image = os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
                 if e.name.startswith(".") or not image or not e.is_file():
                     self.ignored += e.is_file()
                 elif self._inside(e) and self._utf8(e):
                     kept.append(e.name)
         return sorted(kept)
+
+    def strays(self, folder: Path) -> None:
+        """List the images directly in ``folder`` (beside its class or split folders) as left
+        out, and count its other files as ignored."""
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if not e.is_file():
+                    continue
+                image = os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
+                if e.name.startswith(".") or not image:
+                    self.ignored += 1
+                else:
+                    source_id = Path(e.path).relative_to(self.root).as_posix()
+                    self.skipped.append({"source_id": source_id, "reason": "image outside a class folder"})
 
     def _utf8(self, entry: os.DirEntry) -> bool:
         """Whether the entry's name is UTF-8 (ids and class names are UTF-8 strings). Without
