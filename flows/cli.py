@@ -154,10 +154,11 @@ def _print_summary(result: dict) -> None:
     for split, by_origin in result["splits"].items():
         counts = [by_origin.get(origin, 0) for origin in ("real", "augmented", "synthetic")]
         print(f"  {split:<10} {counts[0]:>8} {counts[1]:>10} {counts[2]:>10} {sum(counts):>8}")
-    if result["skipped"] or result["duplicate_groups"]:
+    if result["skipped"] or result["duplicate_groups"] or result["ignored_files"]:
         print(
             f"  source: {result['skipped']} images left out, {result['duplicate_groups']} groups of "
-            "identical images (manifest.json: source.skipped, source.duplicates)"
+            f"identical images, {result['ignored_files']} files ignored (not images by their "
+            "extension, or hidden; manifest.json: source.skipped, source.duplicates)"
         )
     if result.get("tune"):
         print(f"  augment.tune: {result['tune']['reason']}")

@@ -325,6 +325,7 @@ def _result(context: BuildContext, created: bool) -> dict[str, Any]:
         "created": created,
         "splits": {split: info["by_origin"] for split, info in manifest["splits"].items()},
         "skipped": len(manifest["source"].get("skipped", [])),
+        "ignored_files": manifest["source"].get("ignored_files", 0),
         "duplicate_groups": manifest["source"].get("duplicates", {}).get("groups", 0),
         "tune": {k: manifest["tune"][k] for k in ("chosen", "reason")} if "tune" in manifest else None,
         "synthesis": {

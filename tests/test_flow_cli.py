@@ -247,16 +247,23 @@ def test_cli_skip_policy_completes_and_counts_what_it_left_out(
 ):
     import shutil
 
+    from PIL import Image
+
     source = tmp_path / "messy"
     shutil.copytree(tiny_config().source.path, source)
+    good = len(list(source.rglob("*.png")))
     (source / "cat" / "broken.png").write_bytes(b"definitely not a png")
+    (source / "cat" / "notes.txt").write_text("not an image")
+    Image.new("RGB", (8, 8)).save(source / "dog" / "photo.jfif", "JPEG")  # an image, by Pillow's names
     args = ["run", "/dev/null", "--set", "source.kind=imagefolder", "--set", f"source.path={source}"]
     args += ["--set", f"output.root={tmp_path / 'o'}", "--set", "source.on_bad_image=skip"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "source: 1 images left out, 0 groups of identical images" in out
-    [skipped] = read_manifest(out.strip().splitlines()[-1])["source"]["skipped"]
+    assert "source: 1 images left out, 0 groups of identical images, 1 files ignored" in out
+    manifest = read_manifest(out.strip().splitlines()[-1])
+    [skipped] = manifest["source"]["skipped"]
     assert skipped["source_id"] == "cat/broken.png" and "cannot decode image" in skipped["reason"]
+    assert manifest["source"]["images"] == good + 1  # the .jfif is read
 
 
 def test_init_writes_a_commented_config_that_loads(tmp_path, capsys):

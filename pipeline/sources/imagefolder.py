@@ -31,7 +31,12 @@ from pipeline.sources.base import Encoded, Sample, SourceReader, check_class_nam
 from pipeline.workers import Calls, run_all
 
 _HEADER_CHUNK = 1024
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+# The raster formats Pillow reads (AVIF since Pillow 11.3); others (HEIC, RAW, vector
+# formats) are counted as ignored files.
+IMAGE_EXTENSIONS = {
+    ".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".gif", ".webp", ".avif",
+    ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".qoi", ".jp2", ".j2k", ".pcx",
+}  # fmt: skip
 
 
 def open_imagefolder(
