@@ -299,21 +299,23 @@ def preview(config: Config, copies: int, path: Path) -> Path:
     from pipeline.mixing import choose_partners, mix_copy
     from pipeline.pictures import preview_grid
     from pipeline.sources import open_source
+    from pipeline.sources.archive import extracted
 
-    reader = open_source(config.source)
-    firsts = {}
-    for sample in reader:
-        if sample.split in (None, "train") and sample.label not in firsts:
-            firsts[sample.label] = sample
-            if len(firsts) == len(reader.class_names):
-                break
+    with extracted(config.source.path) as folder:
+        reader = open_source(config.source.model_copy(update={"path": folder}))
+        firsts = {}
+        for sample in reader:
+            if sample.split in (None, "train") and sample.label not in firsts:
+                firsts[sample.label] = sample
+                if len(firsts) == len(reader.class_names):
+                    break
+        shown = sorted(firsts.items())
+        # Staged as ingest stages them (decoded, resized with source.resize).
+        resize = (config.source.resize, config.source.resize_mode) if config.source.resize else None
+        staged = stage_chunk([sample.pixels for _, sample in shown], reader.mode, False, resize)
+    originals = [np.frombuffer(raw, np.uint8).reshape(shape) for raw, shape, _ in staged]
     augment = ClassAugmenters(config.augment, reader.class_names, config.seed)
     mix = config.augment.mix
-    shown = sorted(firsts.items())
-    # Staged as ingest stages them (decoded, resized with source.resize).
-    resize = (config.source.resize, config.source.resize_mode) if config.source.resize else None
-    staged = stage_chunk([sample.pixels for _, sample in shown], reader.mode, False, resize)
-    originals = [np.frombuffer(raw, np.uint8).reshape(shape) for raw, shape, _ in staged]
     rows = []
     for k, (label, sample) in enumerate(shown):
         augmented = [augment(originals[k], label, sample.source_id, r)[0] for r in range(1, copies + 1)]

@@ -20,6 +20,8 @@ from pipeline.errors import ConfigError
 
 SOURCE_KINDS = ("digits", "imagefolder", "parquet", "cifar10", "mnist-idx")
 MAX_RESIZE = 4096  # pixels per side of source.resize
+# A source.path with one of these is an archive, extracted before it is read.
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 GAN_MAX_SIDE = 64  # the largest image side GAN synthesis trains on
 # shard_size 'auto': this many shards, each within these row bounds.
 AUTO_SHARDS = 64
@@ -492,7 +494,7 @@ class Config(_Strict):
             return self.name
         if self.source.kind == "digits" or self.source.path is None:
             return self.source.kind
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", self.source.path.resolve().name).strip(".-")
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", archive_stem(self.source.path.resolve().name)).strip(".-")
         return stem or self.source.kind
 
     def content_dict(self) -> dict[str, Any]:
@@ -529,6 +531,13 @@ class Config(_Strict):
                 # so do CPU results between thread counts (torch splits sums by thread)
                 synthesis["cpu_threads"] = torch.get_num_threads()
         return data
+
+
+def archive_stem(name: str) -> str:
+    """A file name without its archive suffix (``pets.tar.gz``: ``pets``); other names as
+    they are."""
+    suffix = next((s for s in ARCHIVE_SUFFIXES if name.lower().endswith(s)), "")
+    return name[: len(name) - len(suffix)]
 
 
 def is_inside(path: Path, folder: Path) -> bool:

@@ -25,6 +25,7 @@ from pipeline.errors import SourceError
 from pipeline.images import Fit, Mode, content_sha256, resize_to
 from pipeline.progress import INGEST, report
 from pipeline.sources import open_source
+from pipeline.sources.archive import extracted
 from pipeline.sources.base import Encoded, Invalid, Sample, SourceReader
 from pipeline.workers import run_all
 
@@ -188,15 +189,17 @@ def ingest(config: Config, work_dir: Path, workers: int = 1) -> Ingested:
             ``source.resize``) of another size than the first; the message names the image.
     """
     source = config.source
-    reader = open_source(source, workers)
     work_dir.mkdir(parents=True, exist_ok=True)
     resize = (source.resize, source.resize_mode) if source.resize else None
-    staged = _Staged(skip=source.on_bad_image == "skip", skipped=list(reader.skipped), resize=resize)
-    write_pixels(work_dir / PIXELS_FILE, staged.rows(reader, workers))
-    # Only these are left to take from the reader: its listing (an id, label and split per
-    # image, for an image folder) or its arrays go now, before the steps below.
-    class_names, mode, ignored = list(reader.class_names), reader.mode, reader.ignored
-    del reader
+    # An archive is extracted into the work folder and removed once its pixels are staged.
+    with extracted(source.path, work_dir) as folder:
+        reader = open_source(source.model_copy(update={"path": folder}), workers)
+        staged = _Staged(skip=source.on_bad_image == "skip", skipped=list(reader.skipped), resize=resize)
+        write_pixels(work_dir / PIXELS_FILE, staged.rows(reader, workers))
+        # Only these are left to take from the reader: its listing (an id, label and split
+        # per image, for an image folder) or its arrays go now, before the steps below.
+        class_names, mode, ignored = list(reader.class_names), reader.mode, reader.ignored
+        del reader
     if staged.shape is None:
         raise SourceError(f"source {source.kind} {source.path or ''}: no images")
     ids, hashes = staged.ids.array(), staged.hashes.array()

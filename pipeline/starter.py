@@ -13,15 +13,17 @@ import json
 import math
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from pipeline.config import GAN_MAX_SIDE, SourceConfig, is_inside
+from pipeline.config import GAN_MAX_SIDE, SourceConfig, archive_stem, is_inside
 from pipeline.errors import SourceError
 from pipeline.manifest import MANIFEST_FILE
 from pipeline.sources import detect_kind, open_source
+from pipeline.sources.archive import extracted, is_archive
 from pipeline.sources.base import Encoded, Invalid
 from pipeline.sources.parquet import guess_columns
 
@@ -40,42 +42,25 @@ def starter_config(path: Path) -> str:
         SourceError: the path holds no source this tool reads, or no readable images.
     """
     path = Path(path)
-    kind = detect_kind(path)
-    image_column, label_column = guess_columns(path) if kind == "parquet" else (None, None)
-    reader = open_source(
-        SourceConfig(
-            kind=kind, path=path, on_bad_image="skip", image_column=image_column, label_column=label_column
-        )
-    )
-    counts: Counter[tuple[str | None, int]] = Counter()
-    sizes: Counter[tuple[int, int]] = Counter()
-    problem = ""  # the first reason a sample is invalid
-    for sample in reader:
-        if isinstance(sample.pixels, Invalid):
-            problem = problem or f" (the first: {sample.pixels.where}: {sample.pixels.reason})"
-        else:
-            counts[sample.split, sample.label] += 1
-            size = _size(sample.pixels)
-            if size is not None:
-                sizes[size] += 1
-    if not sizes:
-        raise SourceError(f"{path}: no readable images{problem}")
+    survey = _survey(path)
+    kind, image_column, label_column = survey.kind, survey.image_column, survey.label_column
+    counts, sizes, class_names = survey.counts, survey.sizes, survey.class_names
     present = {split for split, _ in counts}
     splits = sorted(split for split in present if split)
     # Augmentation fills the training split: its counts decide (all images when the source
     # has no splits; the test split is carved from them later).
     training = [split for split in (None, "train") if split in present] or splits
-    per_class = [sum(counts[split, label] for split in training) for label in range(len(reader.class_names))]
+    per_class = [sum(counts[split, label] for split in training) for label in range(len(class_names))]
     (width, height), _ = sizes.most_common(1)[0]
     smallest, largest = min(per_class), max(per_class)
-    stem = path.resolve().stem if path.is_file() else path.resolve().name
+    stem = _stem(path.resolve())
     name = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).strip(".-")
     lines = [
         f"# Starter config for {path} (written by `expand init`).",
-        f"# Found {counts.total():,} images in {len(reader.class_names)} classes "
+        f"# Found {counts.total():,} images in {len(class_names)} classes "
         f"({smallest:,} to {largest:,} {'training images ' if splits else ''}per class), "
         + (f"{width}x{height}" if len(sizes) == 1 else f"{len(sizes)} sizes, most often {width}x{height}")
-        + f" {reader.mode}"
+        + f" {survey.mode}"
         + (f", splits: {', '.join(splits)}" if splits else ", no splits")
         + ("." if "test" in splits else f"; a test split is carved from {'train' if splits else 'them'}."),
         *_published_note(path),
@@ -86,9 +71,9 @@ def starter_config(path: Path) -> str:
         f"  kind: {kind}",
         f"  path: {json.dumps(str(path))}",
     ]
-    if kind != "imagefolder" and reader.class_names == [str(i) for i in range(len(reader.class_names))]:
+    if kind != "imagefolder" and class_names == [str(i) for i in range(len(class_names))]:
         lines.append(
-            f"  # class_names: [...]       # the labels are 0..{len(reader.class_names) - 1}: "
+            f"  # class_names: [...]       # the labels are 0..{len(class_names) - 1}: "
             "their names, in order, for folders and the card"
         )
     for key, column in (("image_column", image_column), ("label_column", label_column)):
@@ -137,6 +122,55 @@ def starter_config(path: Path) -> str:
         "  format: parquet              # or imagefolder (torchvision ImageFolder layout)",
     ]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class _Survey:
+    """What a source holds, as far as a starter config needs to know."""
+
+    kind: str
+    image_column: str | None
+    label_column: str | None
+    class_names: list[str]
+    mode: str
+    counts: Counter[tuple[str | None, int]]  # images per (split, label)
+    sizes: Counter[tuple[int, int]]  # images per (width, height), as they decode
+
+
+def _survey(path: Path) -> _Survey:
+    """Read the source at ``path`` (an archive: extracted into a temporary folder).
+
+    Raises:
+        SourceError: no source this tool reads, or no readable image.
+    """
+    with extracted(path) as folder:
+        kind = detect_kind(folder)
+        image_column, label_column = guess_columns(folder) if kind == "parquet" else (None, None)
+        config = SourceConfig(
+            kind=kind, path=folder, on_bad_image="skip", image_column=image_column, label_column=label_column
+        )
+        reader = open_source(config)
+        counts: Counter[tuple[str | None, int]] = Counter()
+        sizes: Counter[tuple[int, int]] = Counter()
+        problem = ""  # the first reason a sample is invalid
+        for sample in reader:
+            if isinstance(sample.pixels, Invalid):
+                problem = problem or f" (the first: {sample.pixels.where}: {sample.pixels.reason})"
+            else:
+                counts[sample.split, sample.label] += 1
+                size = _size(sample.pixels)
+                if size is not None:
+                    sizes[size] += 1
+    if not sizes:
+        raise SourceError(f"{path}: no readable images{problem}")
+    return _Survey(kind, image_column, label_column, reader.class_names, reader.mode, counts, sizes)
+
+
+def _stem(path: Path) -> str:
+    """A file's name without its extension (``x.tar.gz``: ``x``), or a folder's name."""
+    if not path.is_file():
+        return path.name
+    return archive_stem(path.name) if is_archive(path) else path.stem
 
 
 def _resize_lines(sizes: Counter[tuple[int, int]]) -> tuple[list[str], tuple[int, int]]:

@@ -388,7 +388,7 @@ def test_init_on_a_published_version_says_its_copies_read_as_real(tiny_config, t
 def test_init_names_what_it_cannot_read(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("hello")
     assert main(["init", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "a.yaml")]) == 1
-    assert "notes.txt: not a folder or a .parquet file" in capsys.readouterr().err
+    assert "notes.txt: not a folder, a .parquet file or an archive (.zip, .tar" in capsys.readouterr().err
     assert main(["init", str(tmp_path / "missing"), "--out", str(tmp_path / "a.yaml")]) == 1
     assert "missing: no such folder" in capsys.readouterr().err
     assert not (tmp_path / "a.yaml").exists()

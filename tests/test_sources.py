@@ -68,6 +68,89 @@ def test_imagefolder_with_split_folders_and_others_is_refused(tmp_path):
         read("imagefolder", tmp_path)
 
 
+@pytest.mark.parametrize("suffix", [".tar.gz", ".zip"])
+def test_an_archive_builds_as_its_folder_would(tmp_path, suffix):
+    """A tarball or zip of an image folder (under one top folder, with macOS's __MACOSX
+    beside it in the zip) gives the same version as the folder; the extraction is removed."""
+    import shutil
+    import tarfile
+    import zipfile
+
+    from pipeline.augment import preview
+    from pipeline.build import build
+    from pipeline.config import load_config
+
+    folder = make_imagefolder(tmp_path / "pets", {"cat": 3, "dog": 3})
+    archive = tmp_path / f"pets{suffix}"
+    if suffix == ".zip":
+        with zipfile.ZipFile(archive, "w") as zipped:
+            for file in sorted(folder.rglob("*.png")):
+                zipped.write(file, file.relative_to(tmp_path).as_posix())
+            zipped.writestr("__MACOSX/pets/._cat", b"resource fork")
+    else:
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(folder, arcname="pets")
+
+    def version(path):
+        overrides = ["source.kind=imagefolder", f"source.path={path}", f"output.root={tmp_path / 'out'}"]
+        return build(load_config(None, [*overrides, "augment.copies_per_image=1", "runner.workers=1"]))[0]
+
+    assert version(archive) == version(folder)  # the same id: the same content
+    assert not [p for p in (tmp_path / "out").rglob("source-*")]
+    config = load_config(
+        None, ["source.kind=imagefolder", f"source.path={archive}", "augment.copies_per_image=1"]
+    )
+    assert preview(config, 1, tmp_path / "preview.png").is_file()
+    shutil.rmtree(tmp_path / "out")
+
+
+def test_an_archive_of_one_split_folder_keeps_its_split(tmp_path, capsys):
+    """train/<class>/... stays a train split; expand init names the archive's kind and path."""
+    import tarfile
+
+    from flows.cli import main
+    from pipeline.config import load_config
+    from pipeline.sources.archive import extracted
+
+    make_imagefolder(tmp_path / "data", {"cat": 2, "dog": 2}, splits=["train"])
+    archive = tmp_path / "pets-v2.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "data" / "train", arcname="train")
+    with extracted(archive) as folder:
+        reader, samples = read("imagefolder", folder)
+        assert {s.split for s in samples} == {"train"} and samples[0].source_id == "train/cat/img_000.png"
+    assert not folder.exists()  # the temporary extraction is removed
+    out = tmp_path / "expand.yaml"
+    assert main(["init", str(archive), "--out", str(out)]) == 0
+    config = load_config(out)
+    assert config.source.path == archive and config.source.kind == "imagefolder" and config.name == "pets-v2"
+
+
+def test_an_archive_member_outside_its_folder_is_refused(tmp_path):
+    import io
+    import tarfile
+
+    from pipeline.sources.archive import extract
+
+    archive = tmp_path / "evil.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("../escape.png")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    with pytest.raises(SourceError, match=r"evil.tar: member '../escape.png' would be extracted outside"):
+        extract(archive, tmp_path / "into")
+    assert not (tmp_path / "escape.png").exists()
+    with tarfile.open(archive, "w") as tar:
+        link = tarfile.TarInfo("cat/link.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    with pytest.raises(SourceError, match="member 'cat/link.png' is a link"):
+        extract(archive, tmp_path / "into")
+    (tmp_path / "broken.zip").write_bytes(b"not a zip")
+    with pytest.raises(SourceError, match="broken.zip: cannot read the archive"):
+        extract(tmp_path / "broken.zip", tmp_path / "into")
+
+
 def test_imagefolder_split_layout_and_mode_normalisation(tmp_path):
     make_imagefolder(tmp_path, {"x": 2, "y": 2}, splits=["train", "val"], mode="L")
     rgb = Image.fromarray(np.full((8, 8, 3), 9, np.uint8))

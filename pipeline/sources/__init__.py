@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.config import SourceConfig
+from pipeline.config import ARCHIVE_SUFFIXES, SourceConfig
 from pipeline.errors import SourceError
 from pipeline.sources.base import Sample, SourceReader
 from pipeline.sources.cifar10 import TEST_BATCH, TRAIN_BATCHES, open_cifar10
@@ -46,13 +46,16 @@ def detect_kind(path: Path) -> str:
     Parquet files, else an image folder.
 
     Raises:
-        SourceError: the path does not exist, or is a file but not a ``.parquet`` file.
+        SourceError: the path does not exist, or is a file but not a ``.parquet`` file (an
+            archive is extracted first: see :mod:`pipeline.sources.archive`).
     """
     path = Path(path)
     if path.is_file():
         if path.suffix == ".parquet":
             return "parquet"
-        raise SourceError(f"{path}: not a folder or a .parquet file")
+        raise SourceError(
+            f"{path}: not a folder, a .parquet file or an archive ({', '.join(ARCHIVE_SUFFIXES)})"
+        )
     if not path.is_dir():
         raise SourceError(f"{path}: no such folder")
     batches = (*TRAIN_BATCHES, TEST_BATCH)
