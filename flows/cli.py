@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "source",
         help="an image folder (<class>/<image>, optionally under split folders), a Parquet file or "
-        "folder, a CIFAR-10 batches folder or a folder of MNIST IDX files",
+        "folder, a CIFAR-10 batches folder, a folder of MNIST IDX files, or an archive of one",
     )
     init.add_argument("--out", default="expand.yaml", help="config file to write (default: expand.yaml)")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
