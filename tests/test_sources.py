@@ -126,9 +126,10 @@ def test_an_archive_of_one_split_folder_keeps_its_split(tmp_path, capsys):
     assert config.source.path == archive and config.source.kind == "imagefolder" and config.name == "pets-v2"
 
 
-def test_an_archive_member_outside_its_folder_is_refused(tmp_path):
+def test_an_unsafe_or_oversized_archive_member_is_refused(tmp_path, monkeypatch):
     import io
     import tarfile
+    import types
 
     from pipeline.sources.archive import extract
 
@@ -146,6 +147,14 @@ def test_an_archive_member_outside_its_folder_is_refused(tmp_path):
         tar.addfile(link)
     with pytest.raises(SourceError, match="member 'cat/link.png' is a link"):
         extract(archive, tmp_path / "into")
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("cat/big.png")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    monkeypatch.setattr("pipeline.sources.archive.shutil.disk_usage", lambda _: types.SimpleNamespace(free=2))
+    with pytest.raises(SourceError, match=r"member 'cat/big.png' \(3 bytes\) does not fit on the disk"):
+        extract(archive, tmp_path / "into")
+    monkeypatch.undo()
     (tmp_path / "broken.zip").write_bytes(b"not a zip")
     with pytest.raises(SourceError, match="broken.zip: cannot read the archive"):
         extract(tmp_path / "broken.zip", tmp_path / "into")

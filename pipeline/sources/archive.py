@@ -65,7 +65,7 @@ def extract(archive: Path, target: Path) -> None:
                 for info in zipped.infolist():
                     if not info.is_dir():
                         with zipped.open(info) as member:
-                            _write(archive, info.filename, member, target)
+                            _write(archive, info.filename, info.file_size, member, target)
         else:
             with tarfile.open(archive) as tar:
                 for info in tar:
@@ -76,17 +76,21 @@ def extract(archive: Path, target: Path) -> None:
                     if info.isfile():
                         member = tar.extractfile(info)
                         if member is not None:
-                            _write(archive, info.name, member, target)
+                            _write(archive, info.name, info.size, member, target)
     except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile) as exc:
         raise SourceError(f"{archive}: cannot read the archive: {exc}") from None
 
 
-def _write(archive: Path, name: str, member: IO[bytes], target: Path) -> None:
+def _write(archive: Path, name: str, size: int, member: IO[bytes], target: Path) -> None:
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if not parts or parts[0] == _SKIPPED_TOP:
         return
     if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
         raise SourceError(f"{archive}: member {name!r} would be extracted outside its folder")
+    # A member's declared size against the free space: an archive that unpacks to more than
+    # the disk holds (a zip bomb, say) stops before it fills it.
+    if size > shutil.disk_usage(target).free:
+        raise SourceError(f"{archive}: member {name!r} ({size:,} bytes) does not fit on the disk of {target}")
     destination = target.joinpath(*parts)
     destination.parent.mkdir(parents=True, exist_ok=True)
     with destination.open("wb") as out:
