@@ -57,12 +57,15 @@ def main() -> int:
     import pipeline.build as b
     from pipeline.config import load_config
     from pipeline.sources import detect_kind
+    from pipeline.sources.archive import extracted
 
     source, out = Path(sys.argv[1]), Path(sys.argv[2])
+    with extracted(source) as folder:  # an archive: its kind from the files it holds
+        kind = detect_kind(folder)
     config = load_config(
         None,
         [
-            f"source.kind={detect_kind(source)}",
+            f"source.kind={kind}",
             f"source.path={source}",
             f"output.root={out}",
             "split.test_fraction=0.01",

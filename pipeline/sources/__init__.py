@@ -53,6 +53,8 @@ def detect_kind(path: Path) -> str:
     if path.is_file():
         if path.suffix == ".parquet":
             return "parquet"
+        if path.name.lower().endswith(ARCHIVE_SUFFIXES):
+            raise SourceError(f"{path}: an archive: extract it first (pipeline.sources.archive.extracted)")
         raise SourceError(
             f"{path}: not a folder, a .parquet file or an archive ({', '.join(ARCHIVE_SUFFIXES)})"
         )
