@@ -31,9 +31,10 @@ def file_hashes(version: Path) -> dict[str, str]:
     return {f["path"]: f["sha256"] for f in read_manifest(version)["files"]}
 
 
-def test_rebuild_is_byte_identical_whatever_the_worker_count(tiny_config, tmp_path):
-    one, _ = build(tiny_config("runner.workers=1", f"output.root={tmp_path / 'one'}"))
-    many, _ = build(tiny_config("runner.workers=4", f"output.root={tmp_path / 'many'}"))
+@pytest.mark.parametrize("resize", [[], ["source.resize=[6, 7]"]])  # resized in the workers
+def test_rebuild_is_byte_identical_whatever_the_worker_count(tiny_config, tmp_path, resize):
+    one, _ = build(tiny_config("runner.workers=1", f"output.root={tmp_path / 'one'}", *resize))
+    many, _ = build(tiny_config("runner.workers=4", f"output.root={tmp_path / 'many'}", *resize))
     assert one.name == many.name
     assert file_hashes(one) == file_hashes(many)
     assert len([p for p in file_hashes(one) if p.startswith("data/")]) > 2
