@@ -90,6 +90,18 @@ def _synthetic_rows(manifest: dict[str, Any]) -> int:
     return sum(info["by_origin"].get("synthetic", 0) for info in manifest["splits"].values())
 
 
+def _test_split_text(source: dict[str, Any]) -> str:
+    """What the test split holds: the source's pixels, or with ``source.resize`` the
+    source's images resized as every image was at ingest."""
+    if not source.get("resize"):
+        return "The test split holds real source images only, byte for byte."
+    height, width = source["resize"]
+    return (
+        "The test split holds real source images only. Every image, test included, was resized "
+        f"to {width}x{height} as it was ingested ({source['resize_mode']}: see `source.resize_mode`)."
+    )
+
+
 def _body(manifest: dict[str, Any], grid: str | None) -> str:
     name, vid = manifest["name"], manifest["version_id"]
     source = manifest["source"]
@@ -104,7 +116,7 @@ def _body(manifest: dict[str, Any], grid: str | None) -> str:
         "",
         "Only the train split is expanded: `augmented` rows are seeded albumentations transforms of real "
         "training images and `synthetic` rows come from a class-conditional GAN trained on them. "
-        "The test split holds real source images only, byte for byte.",
+        + _test_split_text(manifest["config"]["source"]),
         "",
         "| split | " + " | ".join(origins) + " | total |",
         "|---|" + "---:|" * (len(origins) + 1),

@@ -337,8 +337,10 @@ def test_init_resizes_images_of_several_sizes_to_the_most_common(prefect_harness
     config = load_config(out, [f"output.root={tmp_path / 'o'}"])
     assert config.source.resize == (10, 12) and config.source.resize_mode == "crop"
     assert main(["run", str(out), "--set", f"output.root={tmp_path / 'o'}", "--quiet"]) == 0
-    manifest = read_manifest(capsys.readouterr().out.strip().splitlines()[-1])
+    version = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    manifest = read_manifest(version)
     assert manifest["image"]["height"] == 10 and manifest["image"]["width"] == 12
+    assert "was resized to 12x10 as it was ingested (crop" in (version / "README.md").read_text()
 
 
 def test_init_counts_sizes_as_the_images_decode(tmp_path, capsys):
