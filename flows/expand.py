@@ -2,8 +2,10 @@
 and ``train_gan`` (train the generator alone).
 
 Tasks only call :mod:`pipeline.build`; they pass a small build context, paths and shard
-entries, never images. Shard writes are retried (I/O); the writer removes a partial shard
-before a retry, and a failed run removes its staging directory.
+entries, never images. Shard writes, publish and upload are retried (I/O) unless another
+attempt cannot help (bad input, a full disk, a read-only file system: see
+:func:`pipeline.space.worth_retrying`); the writer removes a partial shard before a retry,
+and a failed run removes its staging directory.
 """
 
 from __future__ import annotations
@@ -44,8 +46,14 @@ from pipeline.manifest import read_manifest
 from pipeline.plan import ShardSpec
 from pipeline.progress import GAN, WRITING, report, reporting
 from pipeline.remote import remote_url
+from pipeline.space import raise_if_full, worth_retrying
 from pipeline.summary import count_rows, run_markdown, tune_rows
 from pipeline.workers import warm_up
+
+
+def _retry_if_it_may_help(task, task_run, state) -> bool:
+    """Prefect's ``retry_condition_fn``: the failed attempt's exception is the state's data."""
+    return not isinstance(state.data, BaseException) or worth_retrying(state.data)
 
 
 def _training_logger(settings: GanTrainConfig):
@@ -107,20 +115,33 @@ def plan_task(context: BuildContext, report: dict[str, Any] | None) -> BuildCont
     cache_policy=NO_CACHE,
     retries=2,
     retry_delay_seconds=1,
+    retry_condition_fn=_retry_if_it_may_help,
     task_run_name="write-{shard.split}-{shard.index}",
 )
 def write_shard_task(context: BuildContext, shard: ShardSpec, processes: int) -> dict[str, Any]:
     return write_shard_in_worker(context, shard, processes)
 
 
-@task(name="publish", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+@task(
+    name="publish",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=1,
+    retry_condition_fn=_retry_if_it_may_help,
+)
 def publish_task(context: BuildContext, entries: list[dict[str, Any]]) -> str:
     version = publish(context, entries)
     _publish_artifacts(version, created=not context.existing)
     return str(version)
 
 
-@task(name="upload", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(
+    name="upload",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=_retry_if_it_may_help,
+)
 def upload_task(context: BuildContext) -> None:
     upload(context, context.final_dir)
     get_run_logger().info("uploaded %s to %s", context.version_id, context.config.output.remote)
@@ -145,12 +166,17 @@ def _publish_artifacts(version: Path, created: bool) -> None:
 
 
 def _log_progress(futures, shards: list[ShardSpec]) -> None:
-    """Log each finished shard with the rows written so far, the rate and the time left;
-    report the rows to :mod:`pipeline.progress` too."""
+    """Log each written shard with the rows written so far, the rate and the time left;
+    report the rows to :mod:`pipeline.progress` too. A failed shard is not counted (its
+    task logs the error)."""
     logger = get_run_logger()
     rows_of = dict(zip(futures, (s.rows for s in shards), strict=True))
-    total, done, started = sum(rows_of.values()), 0, time.perf_counter()
-    for count, future in enumerate(as_completed(futures), start=1):
+    total, done, count, started = sum(rows_of.values()), 0, 0, time.perf_counter()
+    for future in as_completed(futures):
+        future.wait()  # done: this only keeps its final state, so that reading it asks no server
+        if future.state.is_failed():
+            continue
+        count += 1
         done += rows_of[future]
         report(WRITING, done, total)
         rate = done / max(time.perf_counter() - started, 1e-9)
@@ -221,6 +247,10 @@ def _expand(config: Config, logger) -> dict[str, Any]:
                 upload_task(context)
             return _result(context, created=False)
         context.details["run"]["flow_run_name"] = run_name  # the manifest records the new name
+        if context.space and context.space.short:
+            logger.warning(
+                "output.root %s may run out of space: %s", config.output.root, context.space.describe()
+            )
         try:
             if config.augment.tune.enabled:
                 context = tune_task(context, processes)
@@ -241,8 +271,9 @@ def _expand(config: Config, logger) -> dict[str, Any]:
             wait(futures)  # let every shard settle before a failure removes staging
             entries = [future.result() for future in futures]
             publish_task(context, entries)
-        except BaseException:
+        except BaseException as exc:
             discard(context)
+            raise_if_full(exc, config.output.root, context.space)
             raise
         if config.output.remote:  # the version is published here; a failed upload keeps it
             upload_task(context)

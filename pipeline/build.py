@@ -55,6 +55,7 @@ from pipeline.plan import STORE_SYNTHETIC, ShardSpec, allocate_copies, build_pla
 from pipeline.progress import WRITING, report
 from pipeline.remote import push
 from pipeline.shards import ImageFolderShardWriter, ParquetShardWriter, Row, file_entry
+from pipeline.space import SpaceEstimate, estimate_space, most_rows, raise_if_full
 from pipeline.synthetic_stage import (
     GRID_FILE,
     SYNTHETIC_PIXELS,
@@ -82,6 +83,7 @@ class BuildContext:
     shape: tuple[int, ...] = ()
     mode: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    space: SpaceEstimate | None = None  # what the version may take under output.root
 
     @property
     def existing(self) -> bool:
@@ -137,8 +139,13 @@ def prepare(config: Config, run: dict[str, Any] | None = None, workers: int = 1)
         save_index(ingested.index, staging / "work" / INDEX_FILE)
         (staging / "version").mkdir()
         _release_arrow_memory()
-    except BaseException:
+        counts = ingested.counts()
+        images = len(ingested.index.source_ids)
+        with PixelStore(staging / "work" / PIXELS_FILE, ingested.shape) as pixels:
+            space = estimate_space(config, most_rows(config, counts), pixels, ingested.shape, images, staging)
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        raise_if_full(exc, config.output.root)
         raise
     details = {
         "started": started.isoformat(timespec="seconds"),
@@ -147,9 +154,9 @@ def prepare(config: Config, run: dict[str, Any] | None = None, workers: int = 1)
             "kind": config.source.kind,
             "path": str(config.source.path) if config.source.path else None,
             "fingerprint": ingested.fingerprint,
-            "images": len(ingested.index.source_ids),
+            "images": images,
             "split_carved": ingested.split_carved,
-            "counts": ingested.counts(),
+            "counts": counts,
             "license": config.source.license,
             "citation": config.source.citation,
             "skipped": ingested.skipped,
@@ -171,6 +178,7 @@ def prepare(config: Config, run: dict[str, Any] | None = None, workers: int = 1)
         shape=ingested.shape,
         mode=ingested.mode,
         details=details,
+        space=space,
     )
 
 
@@ -450,8 +458,9 @@ def build(config: Config, run: dict[str, Any] | None = None) -> tuple[Path, bool
             context = plan(context, report)
             entries = write_shards(context, workers)
             version = publish(context, entries)
-        except BaseException:
+        except BaseException as exc:
             discard(context)
+            raise_if_full(exc, config.output.root, context.space)
             raise
         return upload(context, version), True
 

@@ -14,7 +14,7 @@ from flows.cli import main
 from pipeline.build import build
 from pipeline.config import load_config
 from pipeline.manifest import read_manifest
-from pipeline.progress import GAN, REFERENCE, SAMPLING, reporting
+from pipeline.progress import GAN, REFERENCE, SAMPLING, WRITING, reporting
 from pipeline.synthesis import REFERENCE_FILE
 
 
@@ -160,18 +160,29 @@ def test_full_disk_fails_the_run_cleanly(prefect_harness, tiny_config, tmp_path,
     from pipeline import build as build_module
     from pipeline.catalog import list_versions
 
+    calls = {"n": 0}
+
     def no_space(*args):
-        raise OSError(errno.ENOSPC, "No space left on device")
+        calls["n"] += 1
+        raise OSError(errno.ENOSPC, "Error writing bytes to file")
 
     monkeypatch.setattr(build_module, "encode_image", no_space)
     source = tiny_config().source.path
-    code = main(
-        ["run", "/dev/null", "--set", "source.kind=imagefolder", "--set", f"source.path={source}"]
-        + ["--set", f"output.root={tmp_path / 'o'}", "--set", "runner.workers=1"]
-    )
+    written = []
+    with reporting(lambda stage, done, total: written.append(done) if stage == WRITING else None):
+        code = main(
+            ["run", "/dev/null", "--set", "source.kind=imagefolder", "--set", f"source.path={source}"]
+            + ["--set", f"output.root={tmp_path / 'o'}", "--set", "runner.workers=1"]
+        )
     err = capsys.readouterr().err
-    assert code == 1 and "expand: run failed: [Errno 28] No space left on device" in err
-    assert "Traceback" not in err
+    assert code == 1 and "Traceback" not in err
+    assert (
+        f"expand: run failed: [Errno 28] No space left on device under output.root ({tmp_path / 'o'}): "
+        in err
+    )
+    assert "this version needs about 1.1 MB (15 rows of about" in err  # the source images, nothing augmented
+    assert calls["n"] == 2  # one attempt per shard (train, test): another cannot find space
+    assert written == []  # failed shards are not counted as written
     dataset = tmp_path / "o" / "src"
     assert list_versions(dataset) == [] and not list(dataset.glob(".incomplete-*"))
 
@@ -499,3 +510,30 @@ def test_serve_needs_a_schedule_of_at_least_a_second(capsys):
     assert "needs a schedule: --cron or --interval" in capsys.readouterr().err
     assert main(["serve", "/dev/null", "--interval", "0"]) == 2
     assert "--interval must be at least 1 second, got 0" in capsys.readouterr().err
+
+
+def test_a_run_that_will_not_fit_is_warned_before_it_writes(
+    prefect_harness, tiny_config, tmp_path, monkeypatch
+):
+    import logging
+    from types import SimpleNamespace
+
+    from flows.expand import expand_for
+    from pipeline import space
+
+    monkeypatch.setattr(space.os, "statvfs", lambda path: SimpleNamespace(f_frsize=4096, f_bavail=2))
+    warnings = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger("prefect").addHandler(handler)
+    try:
+        config = tiny_config(f"output.root={tmp_path / 'w'}")
+        result = expand_for(config)(config_path=None, overrides=_overrides_of(config))
+    finally:
+        logging.getLogger("prefect").removeHandler(handler)
+    assert result["created"]  # a warning, not a refusal: the estimate may be wrong
+    [warning] = [w for w in warnings if "may run out of space" in w]
+    assert warning.startswith(
+        f"output.root {tmp_path / 'w'} may run out of space: this version needs about 1.1 MB"
+    )
+    assert warning.endswith("and 0.0 MB was free after ingest")
