@@ -1,12 +1,13 @@
 """The ``expand`` command line.
 
 Exit codes: 0 success, 1 the run failed (unreadable data, I/O, a version that does not
-verify), 2 bad usage or config. On a terminal, ``run`` and ``train-gan`` draw progress bars
-on stderr (ingest, GAN training, sampling, the utility gate, writing); elsewhere, and
-with ``--quiet`` or ``--json``, progress goes to the log only. ``expand run`` prints the
-version directory as the last line of stdout; ``expand evaluate --json`` prints its report
-as JSON on the last line. The catalog commands (versions, show, diff, tag, gc, verify,
-lineage) are in :mod:`flows.catalog_cli`.
+verify), 2 bad usage or config, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). On a
+terminal, ``run`` and ``train-gan`` draw progress bars on stderr (ingest, GAN training,
+sampling, the utility gate, writing); elsewhere, and with ``--quiet`` or ``--json``,
+progress goes to the log only. ``expand run`` prints the version directory as the last
+line of stdout; ``expand evaluate --json`` prints its report as JSON on the last line. The
+catalog commands (versions, show, diff, tag, gc, verify, lineage) are in
+:mod:`flows.catalog_cli`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,22 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 
 from flows import catalog_cli
 from pipeline.errors import ConfigError, PipelineError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT or SIGTERM, as shells report them
+
+
+class Terminated(BaseException):
+    """SIGTERM (``kill``, a scheduler's stop): raised in the main thread, as Ctrl-C raises
+    ``KeyboardInterrupt``, so that the run removes its staging and its temporary server
+    and worker processes exit with it instead of outliving it."""
 
 
 class _UsageParser(argparse.ArgumentParser):
@@ -93,7 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _dispatch(args)
+        if args.command == "serve":  # Prefect's runner handles its own signals
+            return _dispatch(args)
+        with _sigterm_raises():
+            return _dispatch(args)
     except BrokenPipeError:  # e.g. `expand diff A B | head`: the reader left, not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
         return EXIT_OK
@@ -111,10 +124,37 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except BrokenPipeError:
         raise
+    except KeyboardInterrupt:
+        print(f"expand: {args.command} interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print(f"expand: {args.command} terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except (PipelineError, OSError) as exc:  # OSError: a full disk, a lost mount, permissions
         print(f"expand: {args.command} failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_USAGE
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """SIGTERM raises :class:`Terminated` while the command runs (main thread only).
+
+    During a flow run Prefect's own handler turns SIGTERM into its ``TerminationSignal``,
+    records the crash, and sends the signal again to the handler it replaced: this one.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -216,9 +256,9 @@ def _train_gan(args: argparse.Namespace) -> int:
     load_config(args.config, args.overrides)
     _hide_tracebacks_of_expected_errors()
     from flows.expand import train_gan
-    from flows.settings import one_off_run_settings
+    from flows.settings import one_off_run
 
-    with _progress(quiet=False), one_off_run_settings():
+    with _progress(quiet=False), one_off_run():
         result = train_gan(
             config_path=args.config, overrides=args.overrides, out_dir=args.out, resume=args.resume
         )
@@ -243,10 +283,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     pick_device(args.device, "--device")
     _hide_tracebacks_of_expected_errors()
     from flows.evaluate import evaluate
-    from flows.settings import one_off_run_settings
+    from flows.settings import one_off_run
     from pipeline.evaluation import accuracy_text
 
-    with one_off_run_settings():
+    with one_off_run():
         document = evaluate(
             version=args.version,
             seeds=args.seeds,

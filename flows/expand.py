@@ -10,8 +10,10 @@ and a failed run removes its staging directory.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
+from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +21,13 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
-from prefect.futures import as_completed, wait
+from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
 from flows.progress_bar import ProgressLog
-from flows.settings import one_off_run_settings
+from flows.settings import one_off_run
 from pipeline.build import (
     BuildContext,
     dataset_dir,
@@ -167,15 +169,13 @@ def _publish_artifacts(version: Path, created: bool) -> None:
 
 def _log_progress(futures, shards: list[ShardSpec]) -> None:
     """Log each written shard with the rows written so far, the rate and the time left;
-    report the rows to :mod:`pipeline.progress` too. A failed shard is not counted (its
-    task logs the error)."""
+    report the rows to :mod:`pipeline.progress` too. The first shard that fails (its
+    retries spent) raises its error: the run stops there."""
     logger = get_run_logger()
     rows_of = dict(zip(futures, (s.rows for s in shards), strict=True))
     total, done, count, started = sum(rows_of.values()), 0, 0, time.perf_counter()
     for future in as_completed(futures):
-        future.wait()  # done: this only keeps its final state, so that reading it asks no server
-        if future.state.is_failed():
-            continue
+        future.result()  # done: raises a failed shard's error
         count += 1
         done += rows_of[future]
         report(WRITING, done, total)
@@ -189,6 +189,17 @@ def _log_progress(futures, shards: list[ShardSpec]) -> None:
             rate,
             (total - done) / rate,
         )
+
+
+def _stop(futures) -> None:
+    """Cancel the shard tasks that have not started and wait for the ones running, so
+    that no shard writes into the staging folder while a failed run removes it. (Running
+    shards end at once on Ctrl-C, which reaches the worker processes too.)"""
+    for future in futures:
+        future.wrapped_future.cancel()
+    for future in futures:
+        with contextlib.suppress(Exception, CancelledError):
+            future.wait()
 
 
 def _name_run(dataset: str, version_id: str) -> str:
@@ -251,6 +262,7 @@ def _expand(config: Config, logger) -> dict[str, Any]:
             logger.warning(
                 "output.root %s may run out of space: %s", config.output.root, context.space.describe()
             )
+        futures = []
         try:
             if config.augment.tune.enabled:
                 context = tune_task(context, processes)
@@ -268,11 +280,13 @@ def _expand(config: Config, logger) -> dict[str, Any]:
             # already runs on a cluster worker and writes the shard there.
             futures = write_shard_task.map(unmapped(context), context.shards, unmapped(processes))
             _log_progress(futures, context.shards)
-            wait(futures)  # let every shard settle before a failure removes staging
             entries = [future.result() for future in futures]
             publish_task(context, entries)
         except BaseException as exc:
-            discard(context)
+            try:
+                _stop(futures)
+            finally:  # a second Ctrl-C while the shards stop still removes the staging
+                discard(context)
             raise_if_full(exc, config.output.root, context.space)
             raise
         if config.output.remote:  # the version is published here; a failed upload keeps it
@@ -304,10 +318,10 @@ def expand_for(config: Config):
 def run_expand(config: Config, config_path: str | None, overrides: list[str]) -> dict[str, Any]:
     """Run the ``expand`` flow once in this process, as ``expand run`` does.
 
-    Under :func:`flows.settings.one_off_run_settings`: no flow-run heartbeats, and a
-    temporary server that the run starts records task runs in batches.
+    Under :func:`flows.settings.one_off_run`: no flow-run heartbeats, and a temporary
+    server that the run starts records task runs in batches and outlives Ctrl-C.
     """
-    with one_off_run_settings():
+    with one_off_run():
         return expand_for(config)(config_path=config_path, overrides=overrides)
 
 

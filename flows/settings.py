@@ -4,9 +4,13 @@ runs (``expand serve``), which keep Prefect's defaults."""
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prefect.context import SettingsContext, get_settings_context
+from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
 # Each applies where the user set no value (environment, profile or prefect.toml):
 # - flow-run heartbeats off: their thread sleeps in 1-second steps and a run waits for it
@@ -49,3 +53,31 @@ def _with_default(model, path: list[str], value: Any):
     if rest:
         return model.model_copy(update={name: _with_default(getattr(model, name), rest, value)})
     return model if name in model.model_fields_set else model.model_copy(update={name: value})
+
+
+@contextmanager
+def one_off_run() -> Iterator[None]:
+    """Run a flow once in this process: under :func:`one_off_run_settings`, and with the
+    temporary server (when no server is configured) started so that Ctrl-C leaves it up.
+
+    Ctrl-C on a terminal interrupts the whole process group. The temporary server, a child
+    process, stopped with it, and the interrupted run then spent minutes retrying to record
+    its crash with the stopped server before it exited. Started with SIGINT blocked (a
+    child keeps the signal mask of the thread that starts it), the server ignores Ctrl-C,
+    records the crash, and stops when this process exits, as it always does.
+    """
+    with one_off_run_settings():
+        _start_temporary_server()
+        yield
+
+
+def _start_temporary_server() -> None:
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        SubprocessASGIServer().start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)

@@ -131,7 +131,7 @@ class ParquetShardWriter(_CountingWriter):
         self._schema = parquet_schema(class_names, soft_labels)
         self._row_group_rows = row_group_rows
         self._buffer: list[Row] = []
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(self._root, self._path.parent)
         self._writer = pq.ParquetWriter(self._path, self._schema)
 
     def write(self, row: Row) -> None:
@@ -190,12 +190,15 @@ class ImageFolderShardWriter(_CountingWriter):
         self._lineage_path = Path(lineage_path)
         self._written: list[Path] = []
         self._lineage: list[dict[str, Any]] = []
+        self._folders: set[Path] = set()
 
     def write(self, row: Row) -> None:
         self._check(row)
         name = f"{row.origin}-{row.id}{self._extension}"
         path = self._root / self._split / self._class_names[row.label] / name
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent not in self._folders:
+            _make_folder(self._root, path.parent)
+            self._folders.add(path.parent)
         path.write_bytes(row.encoded)
         self._written.append(path)
         record = {k: v for k, v in row.__dict__.items() if k != "encoded"}
@@ -203,7 +206,7 @@ class ImageFolderShardWriter(_CountingWriter):
         self._lineage.append(record)
 
     def finish(self) -> dict[str, Any]:
-        self._lineage_path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(self._root, self._lineage_path.parent)
         schema = lineage_schema(self._class_names, self._soft_labels)
         table = pa.Table.from_pylist(self._lineage, schema=schema)
         pq.write_table(table, self._lineage_path)
@@ -227,3 +230,13 @@ def lineage_schema(class_names: list[str], soft_labels: bool = False) -> pa.Sche
     features["file_name"] = {"dtype": "string", "_type": "Value"}
     fields = [f for f in base if f.name != "image"] + [pa.field("file_name", pa.string())]
     return pa.schema(fields, metadata={"huggingface": json.dumps({"info": {"features": features}})})
+
+
+def _make_folder(root: Path, folder: Path) -> None:
+    """Create ``folder`` and the folders between it and ``root``, but never ``root``: a
+    shard still being written when its run failed or was interrupted must not make the
+    removed staging folder again (it fails, with ``FileNotFoundError``)."""
+    current = root
+    for part in folder.relative_to(root).parts:
+        current = current / part
+        current.mkdir(exist_ok=True)

@@ -24,8 +24,9 @@ from pipeline.errors import PipelineError
 from pipeline.images import encode_image
 
 _FULL_DISK = frozenset({errno.ENOSPC, errno.EDQUOT})
-# Errors a second attempt of the same write cannot fix: not worth a task's retries.
-_PERMANENT = _FULL_DISK | {errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+# Errors a second attempt of the same write cannot fix: not worth a task's retries. A
+# missing file or folder is a staging folder removed by a failed or interrupted run.
+_PERMANENT = _FULL_DISK | {errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.ENOENT}
 # Bytes a row costs besides its image: its lineage columns (measured 110-350 bytes per
 # row, the augmentation's parameters most of it) and its entry in the plan (about 170);
 # an image folder's manifest lists every file too (about 175 bytes each).
@@ -126,7 +127,8 @@ def raise_if_full(exc: BaseException, root: Path, estimate: SpaceEstimate | None
 
 def worth_retrying(exc: BaseException) -> bool:
     """False for errors that another attempt of the same task cannot fix: bad input, a
-    full disk or quota, a read-only file system, a permission refused, a file too large.
+    full disk or quota, a read-only file system, a permission refused, a file too large,
+    a file or folder that is not there.
     A pipeline error raised from an I/O error (an upload, say) is judged by that error."""
     if isinstance(exc, PipelineError):
         if not isinstance(exc.__cause__, OSError):

@@ -1,4 +1,6 @@
-"""A custom albumentations transform for tests/test_bad_input.py (allowed by config)."""
+"""Custom albumentations transforms for the tests (allowed by config)."""
+
+import time
 
 import albumentations as A
 import numpy as np
@@ -18,3 +20,15 @@ class Blank(A.ImageOnlyTransform):
 
     def apply(self, img: np.ndarray, **params) -> np.ndarray:
         return np.zeros_like(img)
+
+
+class Slow(A.ImageOnlyTransform):
+    """Takes ``seconds`` per image: keeps a run busy long enough to be interrupted."""
+
+    def __init__(self, seconds: float = 0.002, p: float = 1.0):
+        super().__init__(p=p)
+        self.seconds = seconds
+
+    def apply(self, img: np.ndarray, **params) -> np.ndarray:
+        time.sleep(self.seconds)
+        return img

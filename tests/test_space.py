@@ -84,6 +84,7 @@ def test_a_full_disk_is_said_with_output_root_and_the_estimate(tmp_path):
         (OSError(errno.EDQUOT, "Disk quota exceeded"), False),
         (OSError(errno.EROFS, "Read-only file system"), False),
         (PermissionError(errno.EACCES, "Permission denied"), False),
+        (FileNotFoundError(errno.ENOENT, "No such file or directory"), False),  # staging removed
         (SourceError("a.png: cannot identify image file"), False),
         (PipelineError("bad input"), False),
     ],
@@ -126,3 +127,31 @@ def test_an_image_folder_row_takes_whole_blocks(tmp_path, monkeypatch):
     block = os.statvfs(tmp_path).f_frsize
     estimate = space.estimate_space(config, 3, pixels, (8, 8), 1, tmp_path)
     assert estimate.row_bytes == block + space.ROW_OVERHEAD + space.FILE_ENTRY
+
+
+@pytest.mark.parametrize("layout", ["parquet", "imagefolder"])
+def test_a_shard_writer_never_makes_its_removed_version_folder_again(tmp_path, layout):
+    """A shard still running when its run failed must not recreate the staging it removed."""
+    from pipeline.shards import ImageFolderShardWriter, ParquetShardWriter, Row
+
+    root = tmp_path / ".incomplete-x" / "version"  # removed (never made, here)
+    row = Row(
+        id="a",
+        label=0,
+        origin="real",
+        source_id="s",
+        source_sha256="0" * 64,
+        seed=0,
+        params="{}",
+        sha256="0" * 64,
+        encoded=b"png",
+    )
+    with pytest.raises(FileNotFoundError):
+        if layout == "parquet":
+            ParquetShardWriter(root=root, path=root / "data" / "train-0.parquet", class_names=["c"])
+        else:
+            writer = ImageFolderShardWriter(
+                root=root, split="train", lineage_path=root / "lineage" / "t.parquet", class_names=["c"]
+            )
+            writer.write(row)
+    assert not (tmp_path / ".incomplete-x").exists()
