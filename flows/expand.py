@@ -192,9 +192,9 @@ def _log_progress(futures, shards: list[ShardSpec]) -> None:
 
 
 def _stop(futures) -> None:
-    """Cancel the shard tasks that have not started and wait for the ones running, so
-    that no shard writes into the staging folder while a failed run removes it. (Running
-    shards end at once on Ctrl-C, which reaches the worker processes too.)"""
+    """Cancel the shard tasks that have not started and wait for the ones running (the
+    worker processes ignore Ctrl-C and finish their shard), so that no shard writes into
+    the staging folder while a failed or interrupted run removes it."""
     for future in futures:
         future.wrapped_future.cancel()
     for future in futures:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -140,11 +141,16 @@ def result(future: Future, workers: int) -> Any:
 
 
 def single_threaded() -> None:
-    """Worker-process set-up: one thread each for OpenCV, torch and OpenMP.
+    """Worker-process set-up: one thread each for OpenCV, torch and OpenMP, and Ctrl-C left
+    to the caller.
 
     Workers import torch only when a job needs it (torchvision policies, the reference
-    classifier); it then starts with the OpenMP setting.
+    classifier); it then starts with the OpenMP setting. Ctrl-C on a terminal reaches the
+    workers too: an idle one printed a ``KeyboardInterrupt`` traceback and died. They
+    ignore it; the caller stops sending work, the calls running end, and the workers exit
+    with the caller.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["OMP_NUM_THREADS"] = "1"
     cv2.setNumThreads(1)
     if "torch" in sys.modules:
