@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from pipeline.progress import INGEST, report
 from pipeline.sources import open_source
 from pipeline.sources.archive import extracted
 from pipeline.sources.base import Encoded, Invalid, Sample, SourceReader
+from pipeline.space import check_staging_room
 from pipeline.workers import run_all
 
 PIXELS_FILE = "pixels.u8"  # raw rows of height x width (x channels) bytes
@@ -194,7 +196,13 @@ def ingest(config: Config, work_dir: Path, workers: int = 1) -> Ingested:
     # An archive is extracted into the work folder and removed once its pixels are staged.
     with extracted(source.path, work_dir) as folder:
         reader = open_source(source.model_copy(update={"path": folder}), workers)
-        staged = _Staged(skip=source.on_bad_image == "skip", skipped=list(reader.skipped), resize=resize)
+        room = partial(check_staging_room, reader.count, where=work_dir, root=config.output.root)
+        staged = _Staged(
+            skip=source.on_bad_image == "skip",
+            skipped=list(reader.skipped),
+            resize=resize,
+            check_room=room if reader.count else None,
+        )
         write_pixels(work_dir / PIXELS_FILE, staged.rows(reader, workers))
         # Only these are left to take from the reader: its listing (an id, label and split
         # per image, for an image folder) or its arrays go now, before the steps below.
@@ -300,6 +308,7 @@ class _Staged:
     hashes: _Column = field(default_factory=lambda: _Column(DIGEST))
     shape: tuple[int, ...] | None = None
     resize: Resize | None = None
+    check_room: Callable[[tuple[int, ...]], None] | None = None  # given the first image's shape
 
     def rows(self, reader: SourceReader, workers: int) -> Iterator[bytes]:
         """The raw pixels of each accepted image, in source order."""
@@ -314,6 +323,8 @@ class _Staged:
                 raw, shape, sha = result
                 if self.shape is None:
                     self.shape = shape
+                    if self.check_room:
+                        self.check_room(shape)
                 elif shape != self.shape:
                     reason = (
                         f"image size {_size(shape)} differs from {_size(self.shape)} of the first "

@@ -93,18 +93,15 @@ def estimate_space(
     encoded as the output encodes them. A trained generator's checkpoints (a few MB at
     the default width) are not counted."""
     output = config.output
-    usage = os.statvfs(where)
     sample = _sample_rows(count, math.prod(shape))
     sizes = [len(encode_image(pixels[i], output.image_format, output.png_compress_level)) for i in sample]
     image = float(np.mean(sizes)) if sizes else 0.0
     other = int(_PICTURE_IMAGES * image) + _METADATA
     row = image + ROW_OVERHEAD
     if output.format == "imagefolder":  # a file per image, whole blocks of the file system
-        block = usage.f_frsize or 4096
+        block = os.statvfs(where).f_frsize or 4096
         row = math.ceil(image / block) * block + ROW_OVERHEAD + FILE_ENTRY
-    return SpaceEstimate(
-        rows=rows, row_bytes=int(row), other_bytes=other, free=usage.f_bavail * usage.f_frsize
-    )
+    return SpaceEstimate(rows=rows, row_bytes=int(row), other_bytes=other, free=_free(where))
 
 
 def raise_if_full(exc: BaseException, root: Path, estimate: SpaceEstimate | None = None) -> None:
@@ -123,6 +120,23 @@ def raise_if_full(exc: BaseException, root: Path, estimate: SpaceEstimate | None
         "or point output.root at a disk with more"
     )
     raise DiskFullError(exc.errno, message) from exc
+
+
+def check_staging_room(count: int, shape: tuple[int, ...], where: Path, root: Path) -> None:
+    """Refuse to stage ``count`` images of ``shape`` as raw pixels under ``where`` (in
+    ``root``, ``output.root``) when the disk has less room than they take: known exactly
+    once the first image is decoded, before the disk fills.
+
+    Raises:
+        PipelineError: naming the size, the free space, and ``source.resize``.
+    """
+    needed, free = count * math.prod(shape), _free(where)
+    if needed > free:
+        size = "x".join(str(side) for side in shape[1::-1]) + ("" if len(shape) == 2 else f"x{shape[2]}")
+        raise PipelineError(
+            f"staging {count:,} images of {size} takes {_mb(needed)} under output.root ({root}) and "
+            f"{_mb(free)} is free: set source.resize to stage them smaller, or free some space"
+        )
 
 
 def worth_retrying(exc: BaseException) -> bool:
@@ -153,4 +167,4 @@ def _free(path: Path) -> int:
 
 
 def _mb(size: int) -> str:
-    return f"{size / 1e6:,.1f} MB"
+    return f"{size / 1e9:,.1f} GB" if size >= 10e9 else f"{size / 1e6:,.1f} MB"

@@ -1,6 +1,7 @@
 import errno
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,10 +65,9 @@ def test_a_full_disk_is_said_with_output_root_and_the_estimate(tmp_path):
         "about 13.1 MB (19,053 rows of about 633 bytes, its pictures and metadata) and 5.0 MB was free after "
         "ingest; free some space, or point output.root at a disk with more"
     )
-    with pytest.raises(DiskFullError, match=r"Disk quota exceeded under output.root .* MB is free there now"):
-        raise_if_full(
-            OSError(errno.EDQUOT, "quota"), tmp_path / "not" / "made"
-        )  # free space of the nearest folder
+    quota = r"Disk quota exceeded under output.root .* [MG]B is free there now"
+    with pytest.raises(DiskFullError, match=quota):  # the free space of the nearest folder
+        raise_if_full(OSError(errno.EDQUOT, "quota"), tmp_path / "not" / "made")
     # anything else is left for the caller to re-raise, and an explained error is not explained twice
     for other in (OSError(errno.EIO, "Input/output error"), ValueError("x"), caught.value):
         assert raise_if_full(other, tmp_path, estimate) is None
@@ -155,3 +155,22 @@ def test_a_shard_writer_never_makes_its_removed_version_folder_again(tmp_path, l
             )
             writer.write(row)
     assert not (tmp_path / ".incomplete-x").exists()
+
+
+def test_a_source_whose_pixels_cannot_be_staged_is_refused_at_its_first_image(tiny_config, monkeypatch):
+    from pipeline import space
+    from pipeline.space import check_staging_room
+
+    monkeypatch.setattr(space, "_free", lambda where: 5_000_000)
+    with pytest.raises(PipelineError) as caught:
+        check_staging_room(7, (1200, 1600, 3), where=Path("/x/.incomplete-1/work"), root=Path("/x"))
+    assert str(caught.value) == (
+        "staging 7 images of 1600x1200x3 takes 40.3 MB under output.root (/x) and 5.0 MB is free: "
+        "set source.resize to stage them smaller, or free some space"
+    )
+    check_staging_room(7, (28, 28), where=Path("/x"), root=Path("/x"))  # 5.5 KB: room enough
+    monkeypatch.setattr(space, "_free", lambda where: 100)  # 15 images of 8x8 RGB: 2,880 bytes
+    config = tiny_config()
+    with pytest.raises(PipelineError, match=r"staging 15 images of 8x8x3 takes 0.0 MB under output.root"):
+        build(config)
+    assert not list(dataset_dir(config).glob(".incomplete-*"))
