@@ -27,7 +27,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
 from flows.progress_bar import ProgressLog
-from flows.settings import one_off_run
+from flows.settings import one_off_run, temporary_server_url
 from pipeline.build import (
     BuildContext,
     dataset_dir,
@@ -311,6 +311,9 @@ def expand_for(config: Config):
         if runner.address:
             return expand.with_options(task_runner=DaskTaskRunner(address=runner.address))
         cluster = {"n_workers": runner.worker_count(), "threads_per_worker": 1, "dashboard_address": None}
+        server = temporary_server_url()
+        if server:  # the workers record their task runs with it
+            cluster["env"] = {"PREFECT_API_URL": server}
         return expand.with_options(task_runner=DaskTaskRunner(cluster_kwargs=cluster))
     return expand.with_options(task_runner=ThreadPoolTaskRunner(max_workers=runner.worker_count()))
 

@@ -71,6 +71,18 @@ def one_off_run() -> Iterator[None]:
         yield
 
 
+def temporary_server_url() -> str | None:
+    """The API URL of the temporary server this process started, if one is running: for
+    worker processes it starts itself (a local Dask cluster), which would each start a
+    temporary server of their own (3-4 s, and another process each) without it."""
+    if PREFECT_API_URL.value():
+        return None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    return server.api_url if server.running else None
+
+
 def _start_temporary_server() -> None:
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return

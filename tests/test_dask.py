@@ -37,3 +37,28 @@ def test_dask_cluster_writes_the_same_version(prefect_harness, tiny_folder, tmp_
     assert result["version_id"] == local.name
     hashes = {f["path"]: f["sha256"] for f in read_manifest(result["version_dir"])["files"]}
     assert hashes == {f["path"]: f["sha256"] for f in read_manifest(local)["files"]}
+
+
+def test_expand_run_starts_a_local_cluster_whose_workers_use_the_runs_server(tiny_folder, tmp_path):
+    """`runner.kind: dask` without an address: the run starts a local cluster, and its
+    workers record their task runs with the run's temporary server instead of starting
+    one each (3-4 s and a process apiece)."""
+    pytest.importorskip("distributed")
+    import subprocess
+    import sys
+
+    base = ["source.kind=imagefolder", f"source.path={tiny_folder}", "augment.copies_per_image=2"]
+    base += ["output.shard_size=5"]
+    local, _ = build(load_config(None, [*base, f"output.root={tmp_path / 'local'}"]))
+    overrides = [*base, f"output.root={tmp_path / 'dask'}", "runner.kind=dask", "runner.workers=2"]
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "/dev/null", "--quiet"]
+        + [arg for item in overrides for arg in ("--set", item)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1].endswith(local.name)  # the same version
+    assert "Creating a new Dask cluster" in done.stderr
+    assert done.stderr.count("Starting temporary server") == 1, done.stderr
