@@ -1,11 +1,13 @@
 """Disk space under ``output.root``: what a version will take, and a full disk said plainly.
 
 A build stages its pixels, its plan and its shards under ``output.root`` and renames the
-finished version into place there, so that one disk holds all of it. After ingest the
-version's size is estimated from a sample of staged images encoded as the output will
-encode them; a run that will not fit is warned before the long stages. When the disk
-fills anyway, the error names ``output.root``, what the version needs and what was free,
-instead of the writer's bare "No space left on device".
+finished version into place there, so that one disk holds all of it. The raw pixels'
+size is known exactly at the first decoded image, and a source that cannot be staged is
+refused then. After ingest the version's size is estimated from a sample of staged
+images encoded as the output will encode them; a run that will not fit is warned before
+the long stages. When the disk fills anyway, the error names ``output.root``, what the
+version needs and what was free, instead of the writer's bare "No space left on device";
+and no task retries an error that another attempt cannot fix (:func:`worth_retrying`).
 """
 
 from __future__ import annotations
