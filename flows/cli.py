@@ -125,15 +125,25 @@ def _dispatch(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         raise
     except KeyboardInterrupt:
+        _stop_workers()
         print(f"expand: {args.command} interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Terminated:
+        _stop_workers()
         print(f"expand: {args.command} terminated", file=sys.stderr)
         return EXIT_TERMINATED
     except (PipelineError, OSError) as exc:  # OSError: a full disk, a lost mount, permissions
         print(f"expand: {args.command} failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_USAGE
+
+
+def _stop_workers() -> None:
+    """Terminate worker processes still busy (they ignore Ctrl-C), rather than wait at exit
+    for the calls they hold."""
+    from pipeline.workers import stop_workers
+
+    stop_workers()
 
 
 @contextlib.contextmanager

@@ -50,7 +50,7 @@ from pipeline.progress import GAN, WRITING, report, reporting
 from pipeline.remote import remote_url
 from pipeline.space import raise_if_full, worth_retrying
 from pipeline.summary import count_rows, run_markdown, tune_rows
-from pipeline.workers import warm_up
+from pipeline.workers import stop_workers, warm_up
 
 
 def _retry_if_it_may_help(task, task_run, state) -> bool:
@@ -192,9 +192,9 @@ def _log_progress(futures, shards: list[ShardSpec]) -> None:
 
 
 def _stop(futures) -> None:
-    """Cancel the shard tasks that have not started and wait for the ones running (the
-    worker processes ignore Ctrl-C and finish their shard), so that no shard writes into
-    the staging folder while a failed or interrupted run removes it."""
+    """Cancel the shard tasks that have not started and wait for the ones running, so
+    that no shard writes into the staging folder while a failed or interrupted run
+    removes it (an interrupted run has stopped the worker processes first)."""
     for future in futures:
         future.wrapped_future.cancel()
     for future in futures:
@@ -284,6 +284,8 @@ def _expand(config: Config, logger) -> dict[str, Any]:
             publish_task(context, entries)
         except BaseException as exc:
             try:
+                if not isinstance(exc, Exception):  # interrupted (Ctrl-C, SIGTERM), not failed
+                    stop_workers()
                 _stop(futures)
             finally:  # a second Ctrl-C while the shards stop still removes the staging
                 discard(context)

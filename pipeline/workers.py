@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
 from typing import Any
@@ -140,6 +140,22 @@ def result(future: Future, workers: int) -> Any:
         raise
 
 
+def stop_workers() -> None:
+    """Stop every pool of this process now, for an interrupted run: calls not started are
+    dropped and the worker processes are terminated, rather than left to finish the calls
+    they hold (a tuning candidate's training can take minutes). The next call starts a
+    fresh pool."""
+    with _LOCK:  # warm-ups under way are still waited for at exit (see _finish_warm_ups)
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        # ProcessPoolExecutor.terminate_workers() from Python 3.14; before, its processes.
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+
+
 def single_threaded() -> None:
     """Worker-process set-up: one thread each for OpenCV, torch and OpenMP, and Ctrl-C left
     to the caller.
@@ -147,8 +163,7 @@ def single_threaded() -> None:
     Workers import torch only when a job needs it (torchvision policies, the reference
     classifier); it then starts with the OpenMP setting. Ctrl-C on a terminal reaches the
     workers too: an idle one printed a ``KeyboardInterrupt`` traceback and died. They
-    ignore it; the caller stops sending work, the calls running end, and the workers exit
-    with the caller.
+    ignore it; the interrupted caller stops them (:func:`stop_workers`).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -170,12 +185,14 @@ threading._register_atexit(_finish_warm_ups)
 
 
 def _start(workers: int, ready: threading.Event) -> None:
+    pool = None
     try:
         pool = worker_pool(workers)
         for future in [pool.submit(os.getpid) for _ in range(workers)]:
             future.result()
-    except BrokenProcessPool:  # dropped: the callers' own submissions start a fresh pool
-        with _LOCK:
-            _POOLS.pop(workers, None)
+    except (BrokenProcessPool, CancelledError, RuntimeError):  # broken, or stopped (stop_workers)
+        with _LOCK:  # dropped: the callers' own submissions start a fresh pool
+            if pool is not None and _POOLS.get(workers) is pool:
+                del _POOLS[workers]
     finally:
         ready.set()

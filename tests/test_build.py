@@ -323,6 +323,28 @@ def test_run_all_makes_a_calls_arguments_only_when_it_is_sent():
         Calls(3, make)[3]
 
 
+def test_stopped_workers_end_their_calls_at_once_and_a_fresh_pool_follows():
+    """An interrupted run does not wait for the calls its workers hold (they ignore Ctrl-C)."""
+    import signal
+    import time
+    from concurrent.futures import CancelledError
+    from concurrent.futures.process import BrokenProcessPool
+
+    from pipeline.workers import run_one, stop_workers, warm_up, worker_pool
+
+    assert warm_up(2).wait(120)
+    pool = worker_pool(2)
+    assert run_one(signal.getsignal, (signal.SIGINT,), 2) == signal.SIG_IGN
+    held = [pool.submit(time.sleep, 600) for _ in range(3)]  # two running, one queued
+    started = time.monotonic()
+    stop_workers()
+    for future in held:
+        with pytest.raises((BrokenProcessPool, CancelledError)):
+            future.result(timeout=30)
+    assert time.monotonic() - started < 30  # not the 600 s they hold
+    assert worker_pool(2) is not pool and run_one(pow, (3, 2), 2) == 9
+
+
 def test_a_run_that_fails_while_the_pool_starts_exits_without_a_traceback():
     """The pool starts in the background; a process that ends before it is up (a bad source
     found in the first second) waits for it rather than leave the fork server starting a

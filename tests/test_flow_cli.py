@@ -570,13 +570,13 @@ def test_a_stopped_run_cleans_up_and_leaves_no_process(
     import json
 
     tests = Path(__file__).parent
-    recipe = [{"custom_transforms:Slow": {"seconds": 0.003}}]
+    recipe = [{"custom_transforms:Slow": {"seconds": 0.4}}]  # a shard of 300 rows: 2 minutes
     args = [
         "run",
         "/dev/null",
         *("--set", "source.kind=imagefolder", "--set", f"source.path={tiny_folder}"),
         *("--set", f"output.root={tmp_path / 'o'}", "--set", "runner.workers=2"),
-        *("--set", "augment.copies_per_image=400", "--set", "output.shard_size=200"),
+        *("--set", "augment.copies_per_image=400", "--set", "output.shard_size=300"),
         *("--set", 'augment.custom_transforms=["custom_transforms:Slow"]'),
         *("--set", f"augment.transforms={json.dumps(recipe)}"),
     ]
@@ -591,14 +591,19 @@ def test_a_stopped_run_cleans_up_and_leaves_no_process(
     )
     dataset = tmp_path / "o" / "src"
     deadline = time.monotonic() + 120
-    while not list(dataset.glob(".incomplete-*/version/data/*.parquet")):  # shards being written
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.05)
-    (os.killpg if whole_group else os.kill)(process.pid, signum)
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == code, err
-    assert said in err and "Traceback" not in err
-    assert not list(dataset.glob(".incomplete-*")) and not list(dataset.glob("v-*"))
-    while _group_members(process.pid) and time.monotonic() < deadline:  # the server stops within 5 s
-        time.sleep(0.1)
-    assert _group_members(process.pid) == []  # no temporary server or worker outlives the run
+    try:
+        while not list(dataset.glob(".incomplete-*/version/data/*.parquet")):  # shards being written
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        (os.killpg if whole_group else os.kill)(process.pid, signum)
+        # the shards running are stopped, not waited for (the workers ignore Ctrl-C themselves)
+        out, err = process.communicate(timeout=30)
+        assert process.returncode == code, err
+        assert said in err and "Traceback" not in err
+        assert not list(dataset.glob(".incomplete-*")) and not list(dataset.glob("v-*"))
+        while _group_members(process.pid) and time.monotonic() < deadline:  # the server stops in 5 s
+            time.sleep(0.1)
+        assert _group_members(process.pid) == []  # no temporary server or worker outlives the run
+    finally:
+        if _group_members(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)

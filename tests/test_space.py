@@ -1,6 +1,7 @@
 import errno
 import json
 import os
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,7 @@ def test_a_full_disk_is_said_with_output_root_and_the_estimate(tmp_path):
         (OSError(errno.EROFS, "Read-only file system"), False),
         (PermissionError(errno.EACCES, "Permission denied"), False),
         (FileNotFoundError(errno.ENOENT, "No such file or directory"), False),  # staging removed
+        (BrokenProcessPool("A process in the process pool was terminated abruptly"), False),
         (SourceError("a.png: cannot identify image file"), False),
         (PipelineError("bad input"), False),
     ],
