@@ -63,7 +63,7 @@ from pipeline.synthetic_stage import (
     synthesize_stage,
     train_gan_stage,
 )
-from pipeline.workers import run_all, run_one, warm_up
+from pipeline.workers import run_all, run_one, stop_workers, warm_up
 
 _SIZE_SAMPLE = 64
 _LISTED_DUPLICATES = 100  # duplicate groups named in the manifest (all are counted)
@@ -459,6 +459,8 @@ def build(config: Config, run: dict[str, Any] | None = None) -> tuple[Path, bool
             entries = write_shards(context, workers)
             version = publish(context, entries)
         except BaseException as exc:
+            if not isinstance(exc, Exception):  # interrupted: the workers' calls are not waited for
+                stop_workers()
             discard(context)
             raise_if_full(exc, config.output.root, context.space)
             raise
