@@ -311,8 +311,9 @@ def preview(config: Config, copies: int, path: Path) -> Path:
                     break
         shown = sorted(firsts.items())
         # Staged as ingest stages them (decoded, resized with source.resize).
-        resize = (config.source.resize, config.source.resize_mode) if config.source.resize else None
-        staged = stage_chunk([sample.pixels for _, sample in shown], reader.mode, False, resize)
+        staged = stage_chunk(
+            [sample.pixels for _, sample in shown], reader.mode, False, config.source.resizing
+        )
     originals = [np.frombuffer(raw, np.uint8).reshape(shape) for raw, shape, _ in staged]
     augment = ClassAugmenters(config.augment, reader.class_names, config.seed)
     mix = config.augment.mix

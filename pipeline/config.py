@@ -80,6 +80,11 @@ class SourceConfig(_Strict):
         default=None, description="Parquet: the label column (default: label, else labels)"
     )
 
+    @property
+    def resizing(self) -> tuple[tuple[int, int], str] | None:
+        """(``resize``, ``resize_mode``), or None when images keep their size."""
+        return (self.resize, self.resize_mode) if self.resize else None
+
     @field_validator("resize")
     @classmethod
     def _sides_in_range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -236,12 +241,26 @@ class AugmentConfig(_Strict):
         counts += [(c.copies_per_image, c.target_per_class) for c in self.classes.values()]
         return any(bool(copies) or target is not None for copies, target in counts)
 
-    def counts_for(self, name: str) -> tuple[float | None, int | None]:
-        """(copies_per_image, target_per_class) of class ``name``: its own, if it sets one."""
+    def copies_for(self, name: str, real: int) -> int:
+        """The augmented copies class ``name`` gets from its ``real`` training images, by its
+        own count if it sets one: round(k * real) with ``copies_per_image`` k, max(0, T -
+        real) with ``target_per_class`` T, none with neither."""
+        copies, target = self.copies_per_image, self.target_per_class
         override = self.classes.get(name)
         if override and (override.copies_per_image is not None or override.target_per_class is not None):
-            return override.copies_per_image, override.target_per_class
-        return self.copies_per_image, self.target_per_class
+            copies, target = override.copies_per_image, override.target_per_class
+        if target is not None:
+            return max(0, target - real)
+        return int(math.floor((copies or 0.0) * real + 0.5))
+
+    def tuned_counts(self) -> list[tuple[float | None, int | None]]:
+        """The (copies_per_image, target_per_class) pairs ``augment.tune`` tries:
+        ``tune.copies``, else the configured count, else one copy per image."""
+        if self.tune.copies:
+            return [(c, None) for c in self.tune.copies]
+        if self.copies_per_image is None and self.target_per_class is None:
+            return [(1.0, None)]
+        return [(self.copies_per_image, self.target_per_class)]
 
     def transforms_for(self, name: str) -> list[dict[str, Any]]:
         """The recipe of class ``name``: its own, if it has one."""

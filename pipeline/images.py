@@ -50,6 +50,11 @@ def array_mode(pixels: np.ndarray) -> Mode:
     return "L" if pixels.ndim == 2 else "RGB"
 
 
+def shape_text(shape: tuple[int, ...]) -> str:
+    """A pipeline array's size as text, width first: ``32x24``, ``32x24x3`` for colour."""
+    return f"{shape[1]}x{shape[0]}" + (f"x{shape[2]}" if len(shape) > 2 else "")
+
+
 def content_sha256(pixels: np.ndarray) -> str:
     """sha256 of decoded content: shape header plus raw pixel bytes.
 

@@ -23,7 +23,7 @@ import pyarrow.ipc as ipc
 from pipeline.augment import derive_seed
 from pipeline.config import Config
 from pipeline.errors import SourceError
-from pipeline.images import Fit, Mode, content_sha256, resize_to
+from pipeline.images import Fit, Mode, content_sha256, resize_to, shape_text
 from pipeline.progress import INGEST, report
 from pipeline.sources import open_source
 from pipeline.sources.archive import extracted
@@ -192,7 +192,6 @@ def ingest(config: Config, work_dir: Path, workers: int = 1) -> Ingested:
     """
     source = config.source
     work_dir.mkdir(parents=True, exist_ok=True)
-    resize = (source.resize, source.resize_mode) if source.resize else None
     # An archive is extracted into the work folder and removed once its pixels are staged.
     with extracted(source.path, work_dir) as folder:
         reader = open_source(source.model_copy(update={"path": folder}), workers)
@@ -200,7 +199,7 @@ def ingest(config: Config, work_dir: Path, workers: int = 1) -> Ingested:
         staged = _Staged(
             skip=source.on_bad_image == "skip",
             skipped=list(reader.skipped),
-            resize=resize,
+            resize=source.resizing,
             check_room=room if reader.count else None,
         )
         write_pixels(work_dir / PIXELS_FILE, staged.rows(reader, workers))
@@ -327,7 +326,7 @@ class _Staged:
                         self.check_room(shape)
                 elif shape != self.shape:
                     reason = (
-                        f"image size {_size(shape)} differs from {_size(self.shape)} of the first "
+                        f"image size {shape_text(shape)} differs from {shape_text(self.shape)} of the first "
                         "image; all images of a dataset must match (or set source.resize)"
                     )
                     if not self.skip:
@@ -572,10 +571,6 @@ class PixelStore:
 
     def __exit__(self, *exc) -> None:
         os.close(self._fd)
-
-
-def _size(shape: tuple[int, ...]) -> str:
-    return f"{shape[1]}x{shape[0]}" + (f"x{shape[2]}" if len(shape) > 2 else "")
 
 
 def _fingerprint(class_names, mode, shape, ids, labels, splits, hashes) -> str:

@@ -71,11 +71,7 @@ def allocate_copies(
     for label, name in enumerate(class_names):
         members = np.flatnonzero(train & (index.labels == label))
         n = len(members)
-        copies_per_image, target = augment.counts_for(name)
-        if target is not None:
-            total = max(0, target - n)
-        else:
-            total = int(math.floor((copies_per_image or 0.0) * n + 0.5))
+        total = augment.copies_for(name, n)
         if n == 0:
             if total:
                 shortfall[label] = total

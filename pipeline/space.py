@@ -24,7 +24,7 @@ import numpy as np
 
 from pipeline.config import Config
 from pipeline.errors import PipelineError
-from pipeline.images import encode_image
+from pipeline.images import encode_image, shape_text
 
 _FULL_DISK = frozenset({errno.ENOSPC, errno.EDQUOT})
 # Errors a second attempt of the same write cannot fix: not worth a task's retries. A
@@ -76,12 +76,16 @@ def most_rows(config: Config, counts: dict[str, dict[str, int]]) -> int:
     """The most rows a version of ``config`` can hold, from the source's images per split
     and class: every source image, each class's augmented copies (the largest count
     ``augment.tune`` may choose) and its synthetic rows (the most synthesis may add)."""
+    augment = config.augment
+    augments = [augment]
+    if augment.tune.enabled:
+        augments += [
+            augment.model_copy(update={"copies_per_image": copies, "target_per_class": target})
+            for copies, target in augment.tuned_counts()
+        ]
     rows = sum(sum(per_class.values()) for per_class in counts.values())
-    tried = config.augment.tune.copies if config.augment.tune.enabled else []
     for name, n in counts.get("train", {}).items():
-        copies, target = config.augment.counts_for(name)
-        wanted = max(0, target - n) if target is not None else _rounded((copies or 0.0) * n)
-        rows += max([wanted] + [_rounded(c * n) for c in tried])
+        rows += max(a.copies_for(name, n) for a in augments)
         if config.synthesis.enabled:
             rows += config.synthesis.count_for(n)
     return rows
@@ -135,10 +139,9 @@ def check_staging_room(count: int, shape: tuple[int, ...], where: Path, root: Pa
     """
     needed, free = count * math.prod(shape), _free(where)
     if needed > free:
-        size = "x".join(str(side) for side in shape[1::-1]) + ("" if len(shape) == 2 else f"x{shape[2]}")
         raise PipelineError(
-            f"staging {count:,} images of {size} takes {_mb(needed)} under output.root ({root}) and "
-            f"{_mb(free)} is free: set source.resize to stage them smaller, or free some space"
+            f"staging {count:,} images of {shape_text(shape)} takes {_mb(needed)} under output.root "
+            f"({root}) and {_mb(free)} is free: set source.resize to stage them smaller, or free some space"
         )
 
 
@@ -160,10 +163,6 @@ def worth_retrying(exc: BaseException) -> bool:
 def _sample_rows(count: int, image_pixels: int) -> np.ndarray:
     wanted = min(count, max(4, min(_SAMPLE_IMAGES, _SAMPLE_PIXELS // max(1, image_pixels))))
     return np.unique(np.linspace(0, count - 1, wanted).astype(np.int64))
-
-
-def _rounded(value: float) -> int:
-    return int(math.floor(value + 0.5))
 
 
 def _free(path: Path) -> int:

@@ -119,11 +119,7 @@ def candidates(augment: AugmentConfig) -> tuple[list[Candidate], list[dict[str, 
     """The candidates of ``augment.tune``, in the order they are scored (at most
     ``tune.max_candidates``), and the ones left out with the reason."""
     tune = augment.tune
-    counts: list[tuple[float | None, int | None]] = [(c, None) for c in tune.copies]
-    if not counts:
-        counts = [(augment.copies_per_image, augment.target_per_class)]
-        if counts == [(None, None)]:
-            counts = [(1.0, None)]
+    counts = augment.tuned_counts()
     found = [
         Candidate(
             "none",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pipeline.config import ARCHIVE_SUFFIXES, SourceConfig
 from pipeline.errors import SourceError
+from pipeline.sources.archive import is_archive
 from pipeline.sources.base import Sample, SourceReader
 from pipeline.sources.cifar10 import TEST_BATCH, TRAIN_BATCHES, open_cifar10
 from pipeline.sources.digits import open_digits
@@ -53,7 +54,7 @@ def detect_kind(path: Path) -> str:
     if path.is_file():
         if path.suffix == ".parquet":
             return "parquet"
-        if path.name.lower().endswith(ARCHIVE_SUFFIXES):
+        if is_archive(path):
             raise SourceError(f"{path}: an archive: extract it first (pipeline.sources.archive.extracted)")
         raise SourceError(
             f"{path}: not a folder, a .parquet file or an archive ({', '.join(ARCHIVE_SUFFIXES)})"

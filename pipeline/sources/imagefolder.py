@@ -196,13 +196,11 @@ class _Scan:
                     if e.name.startswith(".") or not (self._inside(e) and self._utf8(e)):
                         continue
                     if e.is_symlink() and os.path.realpath(e.path) in within:
-                        source_id = Path(e.path).relative_to(self.root).as_posix()
-                        self.skipped.append({"source_id": source_id, "reason": "link to a folder above it"})
+                        self._skip(e, "link to a folder above it")
                         continue
                     kept += [f"{e.name}/{name}" for name in self.images(Path(e.path), within)]
                     continue
-                image = os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
-                if e.name.startswith(".") or not image or not e.is_file():
+                if not _is_image(e.name) or not e.is_file():
                     self.ignored += e.is_file()
                 elif self._inside(e) and self._utf8(e):
                     kept.append(e.name)
@@ -215,12 +213,14 @@ class _Scan:
             for e in entries:
                 if not e.is_file():
                     continue
-                image = os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
-                if e.name.startswith(".") or not image:
-                    self.ignored += 1
+                if _is_image(e.name):
+                    self._skip(e, "image outside a class folder")
                 else:
-                    source_id = Path(e.path).relative_to(self.root).as_posix()
-                    self.skipped.append({"source_id": source_id, "reason": "image outside a class folder"})
+                    self.ignored += 1
+
+    def _skip(self, entry: os.DirEntry, reason: str) -> None:
+        source_id = Path(entry.path).relative_to(self.root).as_posix()
+        self.skipped.append({"source_id": source_id, "reason": reason})
 
     def _utf8(self, entry: os.DirEntry) -> bool:
         """Whether the entry's name is UTF-8 (ids and class names are UTF-8 strings). Without
@@ -244,6 +244,10 @@ class _Scan:
             return True
         if Path(entry.path).resolve().is_relative_to(self.resolved_root):
             return True
-        source_id = Path(entry.path).relative_to(self.root).as_posix()
-        self.skipped.append({"source_id": source_id, "reason": "symbolic link leading outside source.path"})
+        self._skip(entry, "symbolic link leading outside source.path")
         return False
+
+
+def _is_image(name: str) -> bool:
+    """Whether a file named ``name`` is read as an image: not hidden, an image extension."""
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS

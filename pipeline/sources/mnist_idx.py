@@ -89,12 +89,9 @@ def _images_shape(file: Path) -> tuple[int, ...]:
             header = handle.read(16)
     except (OSError, EOFError, zlib.error) as exc:
         raise SourceError(f"{file}: cannot read: {exc}") from None
-    if len(header) < 16 or int.from_bytes(header[:4], "big") != _IMAGES_MAGIC:
-        raise SourceError(f"{file}: not an IDX file (expected magic number 0x{_IMAGES_MAGIC:08x})")
-    shape = tuple(int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(3))
-    expected = 16 + math.prod(shape)
-    if file.suffix != ".gz" and file.stat().st_size != expected:
-        raise SourceError(f"{file}: {file.stat().st_size} bytes, expected {expected} for shape {shape}")
+    shape = _header_shape(file, header, _IMAGES_MAGIC, 3)
+    if file.suffix != ".gz":
+        _check_size(file, file.stat().st_size, shape)
     return shape
 
 
@@ -127,11 +124,19 @@ def _read_idx(file: Path, magic: int, ndim: int) -> np.ndarray:
         raw = gzip.decompress(file.read_bytes()) if file.suffix == ".gz" else file.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:
         raise SourceError(f"{file}: cannot read: {exc}") from None
-    header = 4 + 4 * ndim
-    if len(raw) < header or int.from_bytes(raw[:4], "big") != magic:
+    shape = _header_shape(file, raw, magic, ndim)
+    _check_size(file, len(raw), shape)
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _header_shape(file: Path, data: bytes, magic: int, ndim: int) -> tuple[int, ...]:
+    """The shape an IDX header (at the start of ``data``) gives, after its magic number."""
+    if len(data) < 4 + 4 * ndim or int.from_bytes(data[:4], "big") != magic:
         raise SourceError(f"{file}: not an IDX file (expected magic number 0x{magic:08x})")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + math.prod(shape)
-    if len(raw) != expected:
-        raise SourceError(f"{file}: {len(raw)} bytes, expected {expected} for shape {shape}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    return tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+
+
+def _check_size(file: Path, size: int, shape: tuple[int, ...]) -> None:
+    expected = 4 + 4 * len(shape) + math.prod(shape)
+    if size != expected:
+        raise SourceError(f"{file}: {size} bytes, expected {expected} for shape {shape}")
