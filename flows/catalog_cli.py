@@ -18,6 +18,7 @@ from pipeline.remote import push
 
 EXIT_OK, EXIT_FAILED = 0, 1
 _LIST_LIMIT = 20
+_CLASS_LIMIT = 20  # show prints a row per class up to this many classes
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -116,6 +117,7 @@ def _show(args: argparse.Namespace) -> int:
         image=manifest["image"],
         format=manifest["format"],
         files=len(manifest["files"]),
+        rows_per_class={split: info["by_origin_class"] for split, info in sorted(manifest["splits"].items())},
         run=manifest.get("run"),
         synthesis={k: v for k, v in manifest.get("synthesis", {}).items() if k in ("published", "gate")},
         attachments=sorted(
@@ -142,7 +144,35 @@ def _show(args: argparse.Namespace) -> int:
         print(f"  refs      {', '.join(refs)}")
     if summary["attachments"]:
         print(f"  attached  {', '.join(summary['attachments'])} (not in the manifest)")
+    _print_classes(summary["classes"], summary["rows_per_class"])
     return EXIT_OK
+
+
+def _print_classes(classes: list[str], per_class: dict[str, dict[str, dict[str, int]]]) -> None:
+    """Rows per class: real/augmented/synthetic in a split that has more than real rows, the
+    count in the others; up to ``_CLASS_LIMIT`` classes (``--json`` and the card have all)."""
+    if len(classes) > _CLASS_LIMIT:
+        print(f"  per class {len(classes)} classes: see --json or the version's README.md")
+        return
+    expanded = {split: set(origins) - {"real"} for split, origins in per_class.items()}
+    header = ["class"] + [f"{split} r/a/s" if expanded[split] else split for split in per_class]
+    rows = [
+        [name]
+        + [
+            _origins({o: by_class.get(name, 0) for o, by_class in origins.items()})
+            if expanded[split]
+            else str(origins.get("real", {}).get(name, 0))
+            for split, origins in per_class.items()
+        ]
+        for name in classes
+    ]
+    widths = [max(len(row[column]) for row in (header, *rows)) for column in range(len(header))]
+    for row in (header, *rows):
+        cells = [
+            cell.ljust(w) if column == 0 else cell.rjust(w)
+            for column, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  " + "  ".join(cells))
 
 
 def _diff(args: argparse.Namespace) -> int:

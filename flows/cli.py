@@ -294,7 +294,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     _hide_tracebacks_of_expected_errors()
     from flows.evaluate import evaluate
     from flows.settings import one_off_run
-    from pipeline.evaluation import accuracy_text
+    from pipeline.evaluation import accuracy_text, unbalanced_test
 
     with one_off_run():
         document = evaluate(
@@ -304,9 +304,13 @@ def _evaluate(args: argparse.Namespace) -> int:
             real_per_class=args.real_per_class,
             device=args.device,
         )
+    spread = unbalanced_test(document)
+    if spread:
+        print(f"  the test split is unbalanced ({spread}): accuracy, then balanced accuracy")
     for name, result in document["results"].items():
         same = f"  (the rows of {result['same_rows_as']})" if "same_rows_as" in result else ""
-        print(f"  {name:<26} {result['rows']:>7} rows  {accuracy_text(result)}{same}")
+        balanced = f"  {accuracy_text(result, balanced=True)}" if spread and result["rows"] else ""
+        print(f"  {name:<26} {result['rows']:>7} rows  {accuracy_text(result)}{balanced}{same}")
     print(f"report: {document['files'][1]}")
     if args.json:
         print(json.dumps(document, sort_keys=True))

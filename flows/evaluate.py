@@ -45,7 +45,13 @@ def write_report_task(version: str, document: dict[str, Any]) -> list[str]:
     )
     create_table_artifact(
         table=[
-            {"training rows": name, "count": r["rows"], "mean": r.get("mean"), "std": r.get("std")}
+            {
+                "training rows": name,
+                "count": r["rows"],
+                "mean": r.get("mean"),
+                "std": r.get("std"),
+                "balanced mean": r.get("balanced_accuracy", {}).get("mean"),
+            }
             for name, r in document["results"].items()
         ],
         key=f"{key}-table",

@@ -17,7 +17,7 @@ import yaml
 from pipeline.croissant import CROISSANT_FILE, LINEAGE_COLUMNS
 from pipeline.images import EXTENSIONS
 from pipeline.manifest import has_soft_labels
-from pipeline.pictures import TUNE_FILE
+from pipeline.pictures import TUNE_FILE, tune_column
 from pipeline.shards import parquet_schema
 from pipeline.summary import tune_markdown
 
@@ -148,7 +148,7 @@ def _body(manifest: dict[str, Any], grid: str | None) -> str:
             "",
             *tune_markdown(manifest["tune"]),
             "",
-            f"![validation accuracy per candidate]({TUNE_FILE})",
+            f"![{tune_column(manifest['tune'])} per candidate]({TUNE_FILE})",
         ]
     synthesis = manifest.get("synthesis")
     if synthesis:

@@ -204,3 +204,19 @@ def correct(model: ReferenceCNN, images: torch.Tensor, labels: torch.Tensor | np
 def accuracy(model: ReferenceCNN, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy in [0, 1]."""
     return float(correct(model, images, labels).mean())
+
+
+def metric_weights(labels: np.ndarray | torch.Tensor, metric: str) -> np.ndarray | None:
+    """Each image's weight in ``metric``, a mean of ``weights * correct``: None (every image
+    alike) for ``accuracy``; for ``balanced_accuracy``, N / (classes present * the image's
+    class count), which makes the mean the mean of the per-class accuracies (each class
+    alike, however many images it has)."""
+    if metric == "accuracy":
+        return None
+    _, inverse, counts = np.unique(np.asarray(labels), return_inverse=True, return_counts=True)
+    return len(inverse) / (len(counts) * counts[inverse])
+
+
+def score(right: np.ndarray, weights: np.ndarray | None) -> float:
+    """The metric of :func:`metric_weights` from which images were right (booleans)."""
+    return float(right.mean() if weights is None else (right * weights).mean())

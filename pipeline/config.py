@@ -29,6 +29,16 @@ AUTO_SHARD_ROWS = (1000, 5000)
 _SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 Device = Literal["auto", "cpu", "cuda", "mps"]  # auto: cuda, then mps, then cpu
 DEVICES: tuple[str, ...] = get_args(Device)
+# How a stage compares classifiers on validation images: every image alike, or every class.
+Metric = Literal["accuracy", "balanced_accuracy"]
+_METRIC_HELP = "accuracy, or balanced_accuracy: the mean of the per-class accuracies (unbalanced classes)"
+
+
+def metric_name(metric: str) -> str:
+    """A metric as reports name it: "accuracy", "balanced accuracy"."""
+    return metric.replace("_", " ")
+
+
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*$")
 
 
@@ -173,6 +183,7 @@ class TuneConfig(_Strict):
         ge=1,
         description="fit images per class the candidates are scored with (seeded pick); none: all",
     )
+    metric: Metric = Field(default="accuracy", description=_METRIC_HELP)
 
     @field_validator("strengths", "copies")
     @classmethod
@@ -331,6 +342,7 @@ class GateConfig(_Strict):
         "over the validation images (0: off)",
     )
     classifier_epochs: int = Field(default=30, ge=1)
+    metric: Metric = Field(default="accuracy", description=_METRIC_HELP)
 
     @field_validator("ratios")
     @classmethod
@@ -531,6 +543,10 @@ class Config(_Strict):
             data["source"].pop("resize")
         if not self.augment.tune.enabled:
             data["augment"].pop("tune")  # settings of a disabled stage do not change the content
+        # The default metric is left out: ids made before the key existed stay.
+        for stage in (data["augment"].get("tune"), (data.get("synthesis") or {}).get("gate")):
+            if stage and stage["metric"] == "accuracy":
+                stage.pop("metric")
         if not self.synthesis.enabled:
             data.pop("synthesis")
         else:

@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline.images import EXTENSIONS, MIME_TYPES
 from pipeline.manifest import has_soft_labels
+from pipeline.pictures import tune_column
 
 CROISSANT_FILE = "croissant.json"
 
@@ -146,7 +147,8 @@ def _manipulation_text(manifest: dict[str, Any]) -> str:
         text += f" Per-class settings: {augment['classes']}."
     if manifest.get("tune"):
         text += (
-            f" The recipe and copy count were chosen by validation accuracy: {manifest['tune']['reason']}."
+            f" The recipe and copy count were chosen by {tune_column(manifest['tune'])}: "
+            f"{manifest['tune']['reason']}."
         )
     if augment.get("mix"):
         text += f" Mixing of augmented copies with soft labels: {augment['mix']}."

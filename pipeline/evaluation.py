@@ -2,12 +2,13 @@
 on the version's real test split.
 
 Subsets of the training split: real only, real+augmented, real+augmented+synthetic and
-synthetic only (CAS), each with several seeds; mean and spread of test accuracy, and
-per-class accuracy. The low-data protocol (``real_per_class=K``) keeps K real images per
-class (seeded, stratified) and only their augmented copies; synthetic rows are kept as
-published, and they come from a generator trained on the whole real training split (the
-report says so). The classifier is :mod:`pipeline.classifier`, the same yardstick as the
-GAN's utility gate and metrics.
+synthetic only (CAS), each with several seeds; mean and spread of test accuracy and of
+balanced accuracy (the mean of the per-class accuracies, which an unbalanced test split's
+accuracy hides), and per-class accuracy. The low-data protocol (``real_per_class=K``)
+keeps K real images per class (seeded, stratified) and only their augmented copies;
+synthetic rows are kept as published, and they come from a generator trained on the whole
+real training split (the report says so). The classifier is :mod:`pipeline.classifier`,
+the same yardstick as the GAN's utility gate and metrics.
 
 Reports go to ``<version>/attachments/`` (outside the version's hashed content):
 ``evaluation[-kK].json``, ``.md`` and a ``.png`` bar chart.
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from pipeline.classifier import ClassifierSpec, correct, to_tensor, train_classifier
+from pipeline.classifier import ClassifierSpec, correct, metric_weights, score, to_tensor, train_classifier
 from pipeline.config import DEVICES
 from pipeline.dataset import ExpandedDataset
 from pipeline.devices import pick_device
@@ -129,7 +130,9 @@ def evaluate_subset(version: Path, subset: str, settings: EvaluationSettings) ->
     """Train and test the reference classifier on one subset, once per seed.
 
     Returns:
-        ``{"rows", "mean", "std", "runs", "per_class"}`` (only ``rows`` when it is empty).
+        ``{"rows", "mean", "std", "runs", "balanced_accuracy", "per_class"}`` (only ``rows``
+        when it is empty); ``mean``, ``std`` and ``runs`` are of the accuracy,
+        ``balanced_accuracy`` holds the same three of the balanced accuracy.
     """
     if subset not in SUBSETS:
         raise PipelineError(f"unknown subset {subset!r}; use one of {list(SUBSETS)}")
@@ -149,13 +152,15 @@ def _score(
     targets = train.labels if train.soft_labels is None else train.soft_labels
     x, y = to_tensor(train.images[mask]), torch.as_tensor(targets[mask])
     test_x = to_tensor(test.images)
-    runs, per_class = [], []
+    weights = metric_weights(test.labels, "balanced_accuracy")
+    runs, balanced, per_class = [], [], []
     device = pick_device(settings.device, "device")
     for s in range(settings.seeds):
         spec = ClassifierSpec(epochs=settings.epochs)
         model = train_classifier(x, y, len(classes), seed=settings.seed + s, spec=spec, device=device)
         right = correct(model, test_x, test.labels)
-        runs.append(float(right.mean()))
+        runs.append(score(right, None))
+        balanced.append(score(right, weights))
         per_class.append(
             [
                 float(right[test.labels == c].mean()) if (test.labels == c).any() else None
@@ -167,6 +172,11 @@ def _score(
         "mean": float(np.mean(runs)),
         "std": float(np.std(runs)),
         "runs": runs,
+        "balanced_accuracy": {
+            "mean": float(np.mean(balanced)),
+            "std": float(np.std(balanced)),
+            "runs": balanced,
+        },
         "per_class": {
             name: (None if per_class[0][c] is None else float(np.mean([run[c] for run in per_class])))
             for c, name in enumerate(classes)
@@ -189,6 +199,7 @@ def report(version: Path, settings: EvaluationSettings, results: dict[str, dict[
             **({"cpu_threads": torch.get_num_threads()} if device == "cpu" else {}),
         },
         "test_rows": manifest["splits"]["test"]["rows"],
+        "test_per_class": manifest["splits"]["test"]["by_origin_class"].get("real", {}),
         "results": results,
         "note": (
             "accuracy on the version's real test split; synthetic rows come from a generator "
@@ -223,13 +234,24 @@ def evaluate(
     return report(path, settings, results)
 
 
-def accuracy_text(result: dict[str, Any]) -> str:
-    """A subset's test accuracy as text: mean ± std over seeds ("1 seed": no spread)."""
+def accuracy_text(result: dict[str, Any], balanced: bool = False) -> str:
+    """A subset's test accuracy (or balanced accuracy) as text: mean ± std over seeds
+    ("1 seed": no spread)."""
     if not result["rows"]:
         return "no rows"
-    if len(result["runs"]) == 1:
-        return f"{result['mean']:.4f} (1 seed)"
-    return f"{result['mean']:.4f} ± {result['std']:.4f}"
+    scores = result["balanced_accuracy"] if balanced else result
+    if len(scores["runs"]) == 1:
+        return f"{scores['mean']:.4f} (1 seed)"
+    return f"{scores['mean']:.4f} ± {scores['std']:.4f}"
+
+
+def unbalanced_test(document: dict[str, Any]) -> str | None:
+    """How the test split's classes differ in size ("2 to 100 rows per class"), or None when
+    every class has as many rows (then balanced accuracy is the accuracy)."""
+    counts = [n for n in document.get("test_per_class", {}).values() if n]
+    if not counts or min(counts) == max(counts):
+        return None
+    return f"{min(counts):,} to {max(counts):,} rows per class"
 
 
 def markdown(document: dict[str, Any], chart: str | None = None) -> str:
@@ -241,13 +263,23 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
         f"Reference classifier, {s['epochs']} epochs, {s['seeds']} seeds"
         + (f", {s['real_per_class']} real images per class" if s["real_per_class"] else "")
         + f"; accuracy on the real test split ({document['test_rows']} rows).",
+    ]
+    spread = unbalanced_test(document)
+    if spread:
+        lines += [
+            "",
+            f"The test split's classes are unbalanced ({spread}): balanced accuracy is the mean of "
+            "the per-class accuracies, every class counted alike.",
+        ]
+    lines += [
         "",
-        "| training rows | count | test accuracy |",
-        "|---|---:|---:|",
+        "| training rows | count | test accuracy |" + (" balanced accuracy |" if spread else ""),
+        "|---|---:|---:|" + ("---:|" if spread else ""),
     ]
     for name, result in document["results"].items():
         same = f" (the rows of {result['same_rows_as']})" if "same_rows_as" in result else ""
-        lines.append(f"| {name}{same} | {result['rows']} | {accuracy_text(result)} |")
+        cells = [accuracy_text(result)] + ([accuracy_text(result, balanced=True)] if spread else [])
+        lines.append(f"| {name}{same} | {result['rows']} | " + " | ".join(cells) + " |")
     with_rows = [(name, r) for name, r in document["results"].items() if r["rows"]]
     if with_rows:
         classes = list(with_rows[0][1]["per_class"])

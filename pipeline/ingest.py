@@ -414,10 +414,16 @@ def carve_test_split(ids, labels: np.ndarray, fraction: float, seed: int) -> lis
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         members = members[np.argsort(ranks[members])]
-        n_test = min(int(np.floor(fraction * len(members) + 0.5)), len(members) - 1)
+        n_test = carved_count(len(members), fraction)
         for i in members[:n_test].tolist():
             splits[i] = "test"
     return splits
+
+
+def carved_count(n: int, fraction: float) -> int:
+    """Images of a class of ``n`` that :func:`carve_test_split` puts in test: the nearest
+    whole number to ``fraction * n``, leaving at least one in train."""
+    return min(int(np.floor(fraction * n + 0.5)), n - 1)
 
 
 def seeded_ranks(ids, seed: int, salt: str) -> np.ndarray:

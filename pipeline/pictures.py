@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
+from pipeline.config import metric_name
+
 HISTOGRAM_FILE = "classes.png"
 CURVES_FILE = "gan/curves.png"
 COLOURS = {
@@ -176,8 +178,14 @@ def _rows(files: list[Path], columns: list[str]):
 TUNE_FILE = "tune.png"
 
 
+def tune_column(summary: dict[str, Any]) -> str:
+    """What ``augment.tune`` scored its candidates by: "validation accuracy", or "validation
+    balanced accuracy" (``tune.metric``; versions made before it: accuracy)."""
+    return f"validation {metric_name(summary.get('metric', 'accuracy'))}"
+
+
 def tune_chart(summary: dict[str, Any], path: Path) -> None:
-    """Validation accuracy of each augmentation candidate (mean, ±std), the chosen one in orange."""
+    """The validation score of each augmentation candidate (mean, ±std), the chosen one in orange."""
     rows = summary["candidates"]
     means = [r["mean"] for r in rows]
     low = max(0.0, min(m - r["std"] for m, r in zip(means, rows, strict=True)) - 0.02)
@@ -187,7 +195,7 @@ def tune_chart(summary: dict[str, Any], path: Path) -> None:
     image = Image.new("RGB", (width, 46 + row * len(rows)), "white")
     draw = ImageDraw.Draw(image)
     draw.text(
-        (6, 8), f"validation accuracy ({low:.3f} .. {high:.3f}), {summary['seeds']} seeds", fill="black"
+        (6, 8), f"{tune_column(summary)} ({low:.3f} .. {high:.3f}), {summary['seeds']} seeds", fill="black"
     )
 
     def x_of(value: float) -> float:

@@ -21,6 +21,7 @@ from PIL import Image
 
 from pipeline.config import GAN_MAX_SIDE, SourceConfig, archive_stem, is_inside
 from pipeline.errors import SourceError
+from pipeline.ingest import carved_count
 from pipeline.manifest import MANIFEST_FILE
 from pipeline.sources import detect_kind, open_source
 from pipeline.sources.archive import extracted, is_archive
@@ -29,6 +30,9 @@ from pipeline.sources.parquet import guess_columns
 
 # Classes whose largest is this many times the smallest are filled up to the largest.
 _IMBALANCE = 1.5
+# Filling a class needs more augmented copies of each of its images than this: say so.
+_MANY_COPIES = 20
+_TEST_FRACTION = 0.2  # the starter's split.test_fraction
 _ORIENTATION = 0x0112  # the EXIF tag
 _LARGE_SIDE = 512  # a larger image gets a resize to this many pixels on its longer side
 # Kinds whose images can be unreadable (the others are arrays of pixels).
@@ -51,6 +55,8 @@ def starter_config(path: Path) -> str:
     # has no splits; the test split is carved from them later).
     training = [split for split in (None, "train") if split in present] or splits
     per_class = [sum(counts[split, label] for split in training) for label in range(len(class_names))]
+    # Without a test split, one is carved from these: the rest is what augmentation fills.
+    fill = per_class if "test" in splits else [n - carved_count(n, _TEST_FRACTION) for n in per_class]
     (width, height), _ = sizes.most_common(1)[0]
     smallest, largest = min(per_class), max(per_class)
     stem = _stem(path.resolve())
@@ -91,12 +97,17 @@ def starter_config(path: Path) -> str:
         "  duplicates: keep           # or drop: keep one of each set of identical images",
     ]
     if "test" not in splits:
-        lines += ["split:", "  test_fraction: 0.2           # stratified and seeded; never augmented"]
+        lines += [
+            "split:",
+            f"  test_fraction: {_TEST_FRACTION}           # stratified and seeded; never augmented",
+        ]
     lines += ["augment:"]
     if largest > _IMBALANCE * smallest:
         lines.append(
-            f"  target_per_class: {largest}      # classes are unbalanced: fill each up to the largest"
+            f"  target_per_class: {max(fill)}      "
+            "# classes are unbalanced: fill each up to the largest's training count"
         )
+        lines += _thin_class_lines(class_names, fill)
     else:
         lines.append("  copies_per_image: 3          # augmented copies of each training image")
     lines += [
@@ -122,6 +133,28 @@ def starter_config(path: Path) -> str:
         "  format: parquet              # or imagefolder (torchvision ImageFolder layout)",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _thin_class_lines(class_names: list[str], fill: list[int]) -> list[str]:
+    """Comment lines naming the classes that filling to the largest would copy many times
+    over: copies of a few images add little a classifier has not seen. (A class without
+    training images cannot be filled; the run reports it.)"""
+    target = max(fill)
+    thin = sorted(
+        (n, name)
+        for n, name in zip(fill, class_names, strict=True)
+        if 0 < n and target > (_MANY_COPIES + 1) * n
+    )
+    if not thin:
+        return []
+    named = ", ".join(f"{name} ({n})" for n, name in thin[:5]) + (
+        f" and {len(thin) - 5} more" if len(thin) > 5 else ""
+    )
+    copies = math.ceil(target / thin[0][0]) - 1
+    return [
+        f"  # few training images: {named}; filling them takes up to {copies} augmented copies of each.",
+        "  # More real images, synthesis, or a lower target may serve them better.",
+    ]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.manifest import MANIFEST_FILE
-from pipeline.pictures import TUNE_FILE
+from pipeline.pictures import TUNE_FILE, tune_column
 from pipeline.shards import ORIGINS
 
 _LISTED_SKIPPED = 20  # quarantined files named in the summary (the manifest lists all)
@@ -65,11 +65,12 @@ def run_markdown(manifest: dict[str, Any], version_dir: Path, created: bool) -> 
 
 
 def tune_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per augmentation candidate of ``augment.tune``: accuracy, rows, chosen."""
+    """One row per augmentation candidate of ``augment.tune``: its score, rows, chosen."""
+    column = tune_column(summary)
     return [
         {
             "candidate": r["name"],
-            "validation accuracy": round(r["mean"], 4),
+            column: round(r["mean"], 4),
             "std": round(r["std"], 4),
             "rows": r["rows"],
             "chosen": r["name"] == summary["chosen"],
@@ -84,11 +85,11 @@ def tune_markdown(summary: dict[str, Any]) -> list[str]:
         f"Augmentation chosen on {summary['validation_rows']:,} validation images carved from the real "
         f"training split ({summary['seeds']} classifier seeds each): {summary['reason']}.",
         "",
-        "| candidate | validation accuracy | rows | |",
+        f"| candidate | {tune_column(summary)} | rows | |",
         "|---|---:|---:|---|",
     ]
     for row in tune_rows(summary):
-        accuracy = f"{row['validation accuracy']:.4f} ± {row['std']:.4f}"
+        accuracy = f"{row[tune_column(summary)]:.4f} ± {row['std']:.4f}"
         lines.append(
             f"| {row['candidate']} | {accuracy} | {row['rows']:,} | {'chosen' if row['chosen'] else ''} |"
         )
@@ -106,7 +107,7 @@ def _tune_lines(manifest: dict[str, Any], version_dir: Path) -> list[str]:
         "",
         *tune_markdown(manifest["tune"]),
         "",
-        f"![validation accuracy]({chart})",
+        f"![{tune_column(manifest['tune'])}]({chart})",
     ]
 
 

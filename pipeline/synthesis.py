@@ -26,12 +26,13 @@ from pipeline.classifier import (
     accuracy,
     correct,
     extract_features,
+    metric_weights,
     predict_proba,
     saved_or_trained,
     to_tensor,
     train_classifier,
 )
-from pipeline.config import AugmentConfig, Config, SynthesisConfig
+from pipeline.config import AugmentConfig, Config, SynthesisConfig, metric_name
 from pipeline.devices import pick_device
 from pipeline.errors import PipelineError
 from pipeline.gan import metrics as gm
@@ -271,30 +272,42 @@ def utility_gate(
         y = np.concatenate([base_y, extra["labels"]]) if len(extra["labels"]) else base_y
         results[f"{ratio:g}"] = score(x, y)
     baseline = f"real{'+augmented' if config.augment.enabled else ''}"
+    weights = metric_weights(validation.labels, gate.metric)
     return {
         "validation_rows": len(validation.ids),
         "seeds": gate.seeds,
-        **gate_decision(results, gate.min_gain, gate.min_gain_se, baseline),
+        "metric": gate.metric,
+        **gate_decision(
+            results, gate.min_gain, gate.min_gain_se, baseline, weights, metric_name(gate.metric)
+        ),
     }
 
 
 def gate_decision(
-    correct: dict[str, np.ndarray], min_gain: float, min_gain_se: float, baseline: str = "real"
+    correct: dict[str, np.ndarray],
+    min_gain: float,
+    min_gain_se: float,
+    baseline: str = "real",
+    weights: np.ndarray | None = None,
+    metric: str = "accuracy",
 ) -> dict[str, Any]:
     """The ratio to publish, from which validation images each seed's classifier got right
-    (``correct[ratio]``: booleans, seeds x images; key "0": the baseline).
+    (``correct[ratio]``: booleans, seeds x images; key "0": the baseline). ``weights``: each
+    image's weight in the metric (:func:`pipeline.classifier.metric_weights`, mean 1; None:
+    accuracy), applied to every image's correctness before the means and errors below.
 
-    A ratio qualifies when its gain in mean accuracy exceeds ``min_gain`` and also
+    A ratio qualifies when its gain in the mean score exceeds ``min_gain`` and also
     ``min_gain_se`` standard errors of that gain. The standard error is that of a paired
-    comparison over the validation images: the per-image difference in correctness,
+    comparison over the validation images: the per-image difference in (weighted) correctness,
     averaged over seeds, has standard deviation s over N images, and the gain's standard
     error is s / sqrt(N). It counts the images the two disagree on, so a gain of one image
     in 200 is not evidence. The best qualifying ratio is chosen; none: 0 (no synthetic rows).
     """
-    base = np.asarray(correct["0"], dtype=np.float64)
+    scale = 1.0 if weights is None else np.asarray(weights, dtype=np.float64)
+    base = np.asarray(correct["0"], dtype=np.float64) * scale
     summary: dict[str, dict[str, Any]] = {}
     for key, matrix in correct.items():
-        runs = np.asarray(matrix, dtype=np.float64)
+        runs = np.asarray(matrix, dtype=np.float64) * scale
         accuracies = runs.mean(axis=1)
         entry: dict[str, Any] = {
             "mean": float(accuracies.mean()),
@@ -313,7 +326,7 @@ def gate_decision(
     best = max(passing or candidates, key=lambda k: (summary[k]["gain"], -float(k)))  # ties: fewer rows
     gain, needs = summary[best]["gain"], needed[best]
     if passing:
-        reason = f"synthetic ratio {best} raised validation accuracy by {gain:+.4f} (needed > {needs:.4f})"
+        reason = f"synthetic ratio {best} raised validation {metric} by {gain:+.4f} (needed > {needs:.4f})"
         return {"accuracy": summary, "chosen_ratio": float(best), "reason": reason}
     reason = (
         f"no ratio beat {baseline} by more than min_gain {min_gain:g} and {min_gain_se:g} standard "

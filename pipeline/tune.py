@@ -8,8 +8,9 @@ the configured recipe at each magnitude in ``tune.strengths`` (ranges such as ro
 degrees, translation, scale and colour limits scaled by it); each torchvision policy in
 ``tune.policies`` as a recipe of its own; each at every copy count in ``tune.copies`` (or
 the configured count). Candidates are scored with the fit images (at most
-``tune.max_per_class`` per class, a seeded pick). The best mean validation accuracy over
-``tune.seeds`` wins; within ``tune.tie_margin`` of it, the candidate with the fewest rows.
+``tune.max_per_class`` per class, a seeded pick). The best mean validation score
+(``tune.metric``: accuracy, or balanced accuracy for unbalanced classes) over ``tune.seeds``
+wins; within ``tune.tie_margin`` of it, the candidate with the fewest rows.
 The build then uses the winner's recipe and count, and the synthetic share is chosen on
 top of it by the gate.
 
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from pipeline.augment import check_recipe, derive_seed
-from pipeline.config import AugmentConfig, Config
+from pipeline.config import AugmentConfig, Config, metric_name
 from pipeline.errors import PipelineError
 from pipeline.ingest import INDEX_FILE, load_index, validation_masks, values_at
 from pipeline.progress import TUNING, report
@@ -206,7 +207,7 @@ def tune_augmentation(
     chosen = min(ties, key=lambda k: (scored[k]["rows"], -scored[k]["mean"], k))
     baseline = scored[0]["mean"]
     reason = (
-        f"{scored[chosen]['name']}: validation accuracy {scored[chosen]['mean']:.4f} "
+        f"{scored[chosen]['name']}: validation {metric_name(tune.metric)} {scored[chosen]['mean']:.4f} "
         f"({scored[chosen]['mean'] - baseline:+.4f} over no augmentation), best of {len(scored)} candidates"
         + (
             f"; the fewest rows of the {len(ties)} within {tune.tie_margin:g} of the best"
@@ -219,6 +220,7 @@ def tune_augmentation(
         "fit_rows": int(fit_mask.sum()),
         "seeds": tune.seeds,
         "classifier_epochs": tune.classifier_epochs,
+        "metric": tune.metric,
         "candidates": scored,
         "not_run": refused + skipped,
         "chosen": scored[chosen]["name"],
@@ -237,10 +239,17 @@ def score_candidate(
     fit_mask: np.ndarray,
     validation_mask: np.ndarray,
 ) -> dict[str, Any]:
-    """Validation accuracy of the reference classifier trained on the fit images (masks
-    over the staged training split) expanded by ``augment``, once per seed, on one torch
-    thread."""
-    from pipeline.classifier import ClassifierSpec, accuracy, to_tensor, train_classifier
+    """Validation score (``tune.metric``) of the reference classifier trained on the fit
+    images (masks over the staged training split) expanded by ``augment``, once per seed, on
+    one torch thread."""
+    from pipeline.classifier import (
+        ClassifierSpec,
+        correct,
+        metric_weights,
+        score,
+        to_tensor,
+        train_classifier,
+    )
     from pipeline.synthesis import expand_with
     from pipeline.synthetic_stage import load_split
 
@@ -252,14 +261,16 @@ def score_candidate(
     x, y = to_tensor(images), torch.as_tensor(y)
     spec = ClassifierSpec(epochs=tune.classifier_epochs)
     val_x, val_y = to_tensor(validation.images), torch.as_tensor(validation.labels)
+    weights = metric_weights(validation.labels, tune.metric)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the same arithmetic on any number of workers
     try:
         runs = [
-            accuracy(
-                train_classifier(x, y, len(class_names), seed=config.seed + s, spec=spec),
-                val_x,
-                val_y,
+            score(
+                correct(
+                    train_classifier(x, y, len(class_names), seed=config.seed + s, spec=spec), val_x, val_y
+                ),
+                weights,
             )
             for s in range(tune.seeds)
         ]

@@ -351,3 +351,20 @@ def test_a_failing_worker_process_fails_the_build(tiny_config):
     (context.work_dir / PIXELS_FILE).unlink()  # every shard now fails in its worker process
     with pytest.raises(OSError):
         write_shards(context, 2)
+
+
+def test_show_lists_the_rows_of_each_class(tiny_config, capsys):
+    version, _ = build(tiny_config("augment.classes={dog: {copies_per_image: 4}}"))
+    assert main(["show", str(version)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines.index("  class  test  train r/a/s")
+    per_class = read_manifest(version)["splits"]
+    for line in lines[header + 1 :]:
+        name, test, train = line.split()
+        assert int(test) == per_class["test"]["by_origin_class"]["real"][name]
+        real, augmented, synthetic = map(int, train.split("/"))
+        assert augmented == (4 if name == "dog" else 2) * real and synthetic == 0
+    assert [line.split()[0] for line in lines[header + 1 :]] == ["cat", "dog", "eel"]
+    assert main(["show", str(version), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["rows_per_class"]
+    assert shown == {split: info["by_origin_class"] for split, info in per_class.items()}

@@ -143,6 +143,18 @@ def test_runner_and_lock_settings_do_not_change_the_content():
         load_config(None, ["runner.address=tcp://127.0.0.1:8786"])
 
 
+def test_a_chosen_metric_enters_the_content_and_the_default_is_left_out():
+    stages = ["augment.tune.enabled=true", "synthesis.enabled=true", "synthesis.device=cpu"]
+    stages.append("synthesis.train.device=cpu")
+    default = load_config(None, stages).content_dict()
+    assert "metric" not in default["augment"]["tune"] and "metric" not in default["synthesis"]["gate"]
+    for key in ("augment.tune.metric", "synthesis.gate.metric"):
+        assert load_config(None, [*stages, f"{key}=accuracy"]).content_dict() == default
+        assert load_config(None, [*stages, f"{key}=balanced_accuracy"]).content_dict() != default
+        with pytest.raises(ConfigError, match=key):
+            load_config(None, [*stages, f"{key}=f1"])
+
+
 def test_the_synthesis_devices_enter_the_content_as_the_device_picked(monkeypatch):
     """Float results differ between device types: 'auto' on a GPU host is other content
     than on a CPU, and 'auto' where there is no GPU is the same content as 'cpu'; on the

@@ -16,6 +16,7 @@ from pipeline.evaluation import (
     _Rows,
     evaluate,
     low_data_mask,
+    markdown,
     same_rows_as,
     write_report,
 )
@@ -64,6 +65,11 @@ def test_evaluation_of_every_subset(tiny_config):
     for result in results.values():
         assert len(result["runs"]) == 2 and 0 <= result["mean"] <= 1
         assert set(result["per_class"]) == {"cat", "dog", "eel"}
+        # balanced accuracy: each seed's mean of the per-class accuracies
+        balanced = result["balanced_accuracy"]
+        assert len(balanced["runs"]) == 2
+        per_class = [v for v in result["per_class"].values() if v is not None]
+        assert balanced["mean"] == pytest.approx(np.mean(per_class))
     paths = write_report(version, document)
     assert [p.name for p in paths] == ["evaluation.json", "evaluation.md", "evaluation.png"]
     assert json.loads(paths[0].read_text())["results"] == results
@@ -74,6 +80,25 @@ def test_evaluation_of_every_subset(tiny_config):
         EvaluationSettings(seeds=0)
     with pytest.raises(ConfigError, match="device must be auto, cpu, cuda or mps"):
         EvaluationSettings(device="tpu")
+
+
+def test_an_unbalanced_test_split_gets_a_balanced_accuracy_column():
+    result = {"rows": 40, "mean": 0.9, "std": 0.0, "runs": [0.9], "per_class": {"a": 1.0, "b": 0.0}}
+    result["balanced_accuracy"] = {"mean": 0.5, "std": 0.0, "runs": [0.5]}
+    document = {
+        "version_id": "v-x",
+        "settings": {"epochs": 1, "seeds": 1, "real_per_class": None},
+        "test_rows": 10,
+        "test_per_class": {"a": 9, "b": 1},
+        "results": {"real": result, "synthetic only (CAS)": {"rows": 0}},
+        "note": "n",
+    }
+    text = markdown(document)
+    assert "unbalanced (1 to 9 rows per class)" in text
+    assert "| real | 40 | 0.9000 (1 seed) | 0.5000 (1 seed) |" in text
+    assert "| synthetic only (CAS) | 0 | no rows | no rows |" in text
+    balanced = markdown({**document, "test_per_class": {"a": 5, "b": 5}})
+    assert "balanced" not in balanced and "| real | 40 | 0.9000 (1 seed) |" in balanced
 
 
 def test_evaluate_cli_runs_the_flow(prefect_harness, tiny_config, capsys, monkeypatch):

@@ -292,9 +292,22 @@ def test_init_writes_a_commented_config_that_loads(tmp_path, capsys):
     assert "# Found 8 images in 2 classes (2 to 6 per class), 8x8 RGB" in text
     config = load_config(out)
     assert config.source.path == folder and config.name == "my-photos"
-    assert config.augment.target_per_class == 6  # unbalanced: filled up to the largest class
+    # unbalanced: filled up to the largest class's training images, 6 less the test one carved
+    assert config.augment.target_per_class == 5
+    assert "few training images" not in text
     assert main(["init", str(folder), "--out", str(out)]) == 2  # no silent overwrite
     assert "exists; pass --force" in capsys.readouterr().err
+
+
+def test_init_names_classes_that_filling_would_copy_many_times(tmp_path, capsys):
+    from conftest import make_imagefolder
+
+    folder = make_imagefolder(tmp_path / "data", {"cat": 60, "dog": 2, "eel": 3})
+    assert main(["init", str(folder), "--out", str(tmp_path / "expand.yaml")]) == 0
+    text = (tmp_path / "expand.yaml").read_text()
+    assert load_config(tmp_path / "expand.yaml").augment.target_per_class == 48  # 12 of 60 carved for test
+    # dog keeps both images for training (2 x 0.2 rounds to 0), eel keeps 2 of 3
+    assert "# few training images: dog (2), eel (2); filling them takes up to 23 augmented copies" in text
 
 
 def test_init_fills_classes_up_to_the_largest_training_split(tmp_path, capsys):

@@ -11,6 +11,7 @@ from PIL import Image
 from pipeline import classifier, synthesis
 from pipeline.augment import derive_seed
 from pipeline.build import build
+from pipeline.classifier import metric_weights, score
 from pipeline.config import Config, GanTrainConfig
 from pipeline.gan.train import GanShape, GanTrainer
 from pipeline.manifest import read_manifest
@@ -267,6 +268,26 @@ def test_gate_averages_the_seeds_per_image():
     assert entry["runs"] == pytest.approx([0.85, 0.65]) and entry["gain"] == pytest.approx(0.0)
     assert entry["std"] == pytest.approx(np.std([0.85, 0.65], ddof=1))
     assert decision["chosen_ratio"] == 0.0
+
+
+def test_the_gate_can_weigh_every_class_alike():
+    # 180 validation images of class 0, 20 of class 1. Ratio 1 fixes 10 of class 1 and
+    # breaks 6 of class 0: +2 points of accuracy, +23.3 of balanced accuracy.
+    labels = np.r_[np.zeros(180, int), np.ones(20, int)]
+    base = np.r_[np.ones(180, bool), np.zeros(20, bool)]
+    better = base.copy()
+    better[:6], better[180:190] = False, True
+    correct = {"0": base[None], "1": better[None]}
+    plain = synthesis.gate_decision(correct, min_gain=0.05, min_gain_se=0.0)
+    assert plain["chosen_ratio"] == 0.0 and plain["accuracy"]["1"]["gain"] == pytest.approx(0.02)
+    weights = metric_weights(labels, "balanced_accuracy")
+    balanced = synthesis.gate_decision(correct, 0.05, 0.0, weights=weights, metric="balanced accuracy")
+    entry = balanced["accuracy"]["1"]
+    assert entry["gain"] == pytest.approx((10 / 20 - 6 / 180) / 2)
+    assert balanced["accuracy"]["0"]["mean"] == pytest.approx(0.5)  # class 0 all right, class 1 none
+    assert balanced["chosen_ratio"] == 1.0 and "balanced accuracy by +0.2333" in balanced["reason"]
+    assert metric_weights(labels, "accuracy") is None
+    assert score(better, weights) == pytest.approx((174 / 180 + 10 / 20) / 2)
 
 
 def test_sampling_reuses_the_reference_classifier_saved_beside_the_checkpoint(

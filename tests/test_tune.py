@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from pipeline import synthetic_stage
@@ -111,6 +112,22 @@ def test_the_budget_stops_new_candidates(tiny_config):
     summary = read_manifest(version)["tune"]
     assert [c["name"] for c in summary["candidates"]] == ["none"]
     assert {n["reason"] for n in summary["not_run"]} == {"tune.budget_seconds spent"}
+
+
+def test_candidates_can_be_scored_by_balanced_accuracy(tiny_config, monkeypatch):
+    from pipeline import classifier
+
+    # Every classifier gets exactly the validation images of the first class right: its
+    # accuracy is that class's share, its balanced accuracy 1 / classes.
+    monkeypatch.setattr(classifier, "correct", lambda model, x, labels: np.asarray(labels) == 0)
+    overrides = [*FAST, "augment.tune.strengths=[1]", "augment.tune.policies=[]", "runner.workers=1"]
+    version, _ = build(tiny_config(*overrides, "augment.tune.metric=balanced_accuracy"))
+    summary = read_manifest(version)["tune"]
+    assert summary["metric"] == "balanced_accuracy"
+    assert [c["mean"] for c in summary["candidates"]] == pytest.approx([1 / 3, 1 / 3])
+    assert summary["reason"].startswith("none: validation balanced accuracy 0.3333")
+    card = (version / "README.md").read_text()
+    assert "| candidate | validation balanced accuracy | rows | |" in card
 
 
 def test_candidates_can_be_scored_on_a_few_images_per_class(tiny_config):
