@@ -328,8 +328,9 @@ def gate_decision(
     if passing:
         reason = f"synthetic ratio {best} raised validation {metric} by {gain:+.4f} (needed > {needs:.4f})"
         return {"accuracy": summary, "chosen_ratio": float(best), "reason": reason}
+    measured = "" if metric == "accuracy" else f" in validation {metric}"  # accuracy: as before
     reason = (
-        f"no ratio beat {baseline} by more than min_gain {min_gain:g} and {min_gain_se:g} standard "
+        f"no ratio beat {baseline}{measured} by more than min_gain {min_gain:g} and {min_gain_se:g} standard "
         f"error(s) of the gain (best: ratio {best}, gain {gain:+.4f}, needed > {needs:.4f}); "
         "synthetic rows left out"
     )

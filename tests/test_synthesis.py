@@ -286,6 +286,8 @@ def test_the_gate_can_weigh_every_class_alike():
     assert entry["gain"] == pytest.approx((10 / 20 - 6 / 180) / 2)
     assert balanced["accuracy"]["0"]["mean"] == pytest.approx(0.5)  # class 0 all right, class 1 none
     assert balanced["chosen_ratio"] == 1.0 and "balanced accuracy by +0.2333" in balanced["reason"]
+    declined = synthesis.gate_decision(correct, 0.3, 0.0, weights=weights, metric="balanced accuracy")
+    assert declined["reason"].startswith("no ratio beat real in validation balanced accuracy by more than")
     assert metric_weights(labels, "accuracy") is None
     assert score(better, weights) == pytest.approx((174 / 180 + 10 / 20) / 2)
 
