@@ -144,11 +144,11 @@ def _show(args: argparse.Namespace) -> int:
         print(f"  refs      {', '.join(refs)}")
     if summary["attachments"]:
         print(f"  attached  {', '.join(summary['attachments'])} (not in the manifest)")
-    _print_classes(summary["classes"], summary["rows_per_class"])
+    print_class_rows(summary["classes"], summary["rows_per_class"])
     return EXIT_OK
 
 
-def _print_classes(classes: list[str], per_class: dict[str, dict[str, dict[str, int]]]) -> None:
+def print_class_rows(classes: list[str], per_class: dict[str, dict[str, dict[str, int]]]) -> None:
     """Rows per class: real/augmented/synthetic in a split that has more than real rows, the
     count in the others; up to ``_CLASS_LIMIT`` classes (``--json`` and the card have all)."""
     if len(classes) > _CLASS_LIMIT:

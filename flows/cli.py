@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     output = run.add_mutually_exclusive_group()
     output.add_argument("--quiet", action="store_true", help="print only the version directory")
     output.add_argument("--json", action="store_true", help="print the run's result as JSON on the last line")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="ingest the source and say what would be published (rows per class, size); write nothing",
+    )
     preview = commands.add_parser("preview", help="a PNG of augmented copies per class; publishes nothing")
     preview.add_argument("config", help="YAML config file")
     preview.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -171,6 +176,8 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
 
     config = load_config(args.config, args.overrides)  # fail fast, before Prefect starts
+    if args.dry_run:
+        return _dry_run(config, args)
     _hide_tracebacks_of_expected_errors()
     from flows.expand import run_expand
 
@@ -183,6 +190,36 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not args.quiet:
         _print_summary(result)
+    print(result["version_dir"])
+    return EXIT_OK
+
+
+def _dry_run(config, args: argparse.Namespace) -> int:
+    """``expand run --dry-run``: no Prefect, nothing published (see :mod:`pipeline.dry_run`)."""
+    from flows.catalog_cli import print_class_rows
+    from pipeline.dry_run import dry_run
+
+    with _progress(quiet=args.quiet or args.json):
+        result = dry_run(config)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+        return EXIT_OK
+    if not args.quiet:
+        if result["published"]:
+            print(f"dry run: version {result['version_id']} is already published; a run would write nothing")
+        else:
+            print(f"dry run: a run would publish version {result['version_id']}; nothing was written")
+        splits = {
+            split: {origin: sum(by_class.values()) for origin, by_class in origins.items()}
+            for split, origins in result["rows"].items()
+        }
+        _print_split_table(splits)
+        print_class_rows(result["class_names"], result["rows"])
+        for note in result["notes"]:
+            print(f"  {note}")
+        if not result["published"]:
+            space = result["space"]
+            print(f"  disk: {space['text']}" + ("  (it may not fit)" if space["short"] else ""))
     print(result["version_dir"])
     return EXIT_OK
 
@@ -200,10 +237,7 @@ def _progress(quiet: bool):
 def _print_summary(result: dict) -> None:
     state = "published" if result["created"] else "already published (nothing to do)"
     print(f"version {result['version_id']} {state} in {result['seconds']:.1f}s")
-    print(f"  {'split':<10} {'real':>8} {'augmented':>10} {'synthetic':>10} {'rows':>8}")
-    for split, by_origin in result["splits"].items():
-        counts = [by_origin.get(origin, 0) for origin in ("real", "augmented", "synthetic")]
-        print(f"  {split:<10} {counts[0]:>8} {counts[1]:>10} {counts[2]:>10} {sum(counts):>8}")
+    _print_split_table(result["splits"])
     if result["skipped"] or result["duplicate_groups"] or result["ignored_files"]:
         print(
             f"  source: {result['skipped']} images left out, {result['duplicate_groups']} groups of "
@@ -217,6 +251,14 @@ def _print_summary(result: dict) -> None:
         print(f"  synthesis.filter: classes short of their count (kept): {synthesis['short']}")
     if synthesis.get("gate"):
         print(f"  gate: {synthesis['gate']['reason']}")
+
+
+def _print_split_table(splits: dict[str, dict[str, int]]) -> None:
+    """Rows per split and origin (``splits``: split -> origin -> rows), with the totals."""
+    print(f"  {'split':<10} {'real':>8} {'augmented':>10} {'synthetic':>10} {'rows':>8}")
+    for split, by_origin in splits.items():
+        counts = [by_origin.get(origin, 0) for origin in ("real", "augmented", "synthetic")]
+        print(f"  {split:<10} {counts[0]:>8} {counts[1]:>10} {counts[2]:>10} {sum(counts):>8}")
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -391,6 +391,14 @@ class SynthesisConfig(_Strict):
             return self.per_class
         return int(math.floor((self.ratio if self.ratio is not None else 1.0) * real_count + 0.5))
 
+    def most_published(self, real_count: int) -> int:
+        """The most synthetic rows a class with ``real_count`` training images can get: its
+        :meth:`count_for`, and with the gate on, no more than its largest ratio allows."""
+        most = self.count_for(real_count)
+        if self.gate.enabled:
+            most = min(most, int(math.floor(max(self.gate.ratios) * real_count + 0.5)))
+        return most
+
 
 class OutputConfig(_Strict):
     """Where and how the version is written."""

@@ -75,7 +75,18 @@ class DiskFullError(OSError):
 def most_rows(config: Config, counts: dict[str, dict[str, int]]) -> int:
     """The most rows a version of ``config`` can hold, from the source's images per split
     and class: every source image, each class's augmented copies (the largest count
-    ``augment.tune`` may choose) and its synthetic rows (the most synthesis may add)."""
+    ``augment.tune`` may choose) and its synthetic rows (the most synthesis may generate)."""
+    rows = sum(sum(per_class.values()) for per_class in counts.values())
+    for name, n in counts.get("train", {}).items():
+        rows += most_copies(config, name, n)
+        if config.synthesis.enabled:
+            rows += config.synthesis.count_for(n)
+    return rows
+
+
+def most_copies(config: Config, name: str, real: int) -> int:
+    """The augmented copies class ``name`` gets from its ``real`` training images: its
+    count, or with ``augment.tune`` the largest count the tuning may choose."""
     augment = config.augment
     augments = [augment]
     if augment.tune.enabled:
@@ -83,12 +94,7 @@ def most_rows(config: Config, counts: dict[str, dict[str, int]]) -> int:
             augment.model_copy(update={"copies_per_image": copies, "target_per_class": target})
             for copies, target in augment.tuned_counts()
         ]
-    rows = sum(sum(per_class.values()) for per_class in counts.values())
-    for name, n in counts.get("train", {}).items():
-        rows += max(a.copies_for(name, n) for a in augments)
-        if config.synthesis.enabled:
-            rows += config.synthesis.count_for(n)
-    return rows
+    return max(a.copies_for(name, real) for a in augments)
 
 
 def estimate_space(
