@@ -218,6 +218,7 @@ def _dry_run(config, args: argparse.Namespace) -> int:
         for note in result["notes"]:
             print(f"  {note}")
         if not result["published"]:
+            _print_source_line(result["source"])
             space = result["space"]
             print(f"  disk: {space['text']}" + ("  (it may not fit)" if space["short"] else ""))
     print(result["version_dir"])
@@ -238,12 +239,7 @@ def _print_summary(result: dict) -> None:
     state = "published" if result["created"] else "already published (nothing to do)"
     print(f"version {result['version_id']} {state} in {result['seconds']:.1f}s")
     _print_split_table(result["splits"])
-    if result["skipped"] or result["duplicate_groups"] or result["ignored_files"]:
-        print(
-            f"  source: {result['skipped']} images left out, {result['duplicate_groups']} groups of "
-            f"identical images, {result['ignored_files']} files ignored (not images by their "
-            "extension, or hidden; manifest.json: source.skipped, source.duplicates)"
-        )
+    _print_source_line(result)
     if result.get("tune"):
         print(f"  augment.tune: {result['tune']['reason']}")
     synthesis = result.get("synthesis") or {}
@@ -251,6 +247,17 @@ def _print_summary(result: dict) -> None:
         print(f"  synthesis.filter: classes short of their count (kept): {synthesis['short']}")
     if synthesis.get("gate"):
         print(f"  gate: {synthesis['gate']['reason']}")
+
+
+def _print_source_line(source: dict) -> None:
+    """What ingest left out or ignored, when anything (``skipped``, ``duplicate_groups``,
+    ``ignored_files``)."""
+    if source["skipped"] or source["duplicate_groups"] or source["ignored_files"]:
+        print(
+            f"  source: {source['skipped']} images left out, {source['duplicate_groups']} groups of "
+            f"identical images, {source['ignored_files']} files ignored (not images by their "
+            "extension, or hidden; manifest.json: source.skipped, source.duplicates)"
+        )
 
 
 def _print_split_table(splits: dict[str, dict[str, int]]) -> None:
