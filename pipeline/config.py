@@ -152,7 +152,8 @@ class MixConfig(_Strict):
 
 
 class TuneConfig(_Strict):
-    """Choose the augmentation by validation accuracy before writing (see :mod:`pipeline.tune`)."""
+    """Choose the augmentation by validation accuracy (or balanced accuracy) before writing (see
+    :mod:`pipeline.tune`)."""
 
     enabled: bool = False
     strengths: list[float] = Field(
