@@ -102,7 +102,8 @@ def starter_config(path: Path) -> str:
             f"  test_fraction: {_TEST_FRACTION}           # stratified and seeded; never augmented",
         ]
     lines += ["augment:"]
-    if largest > _IMBALANCE * smallest:
+    unbalanced = largest > _IMBALANCE * smallest
+    if unbalanced:
         lines.append(
             f"  target_per_class: {max(fill)}      "
             "# classes are unbalanced: fill each up to the largest's training count"
@@ -122,6 +123,11 @@ def starter_config(path: Path) -> str:
             "  enabled: false               # true: train a class-conditional GAN; the utility gate keeps",
             "                               # its samples only if they help a classifier",
         ]
+        if unbalanced:
+            lines += [
+                "  # gate:",
+                "  #   metric: balanced_accuracy  # unbalanced classes: judge by the mean per-class accuracy",
+            ]
     else:
         lines.append(
             f"  enabled: false               # GAN synthesis supports up to {GAN_MAX_SIDE}x{GAN_MAX_SIDE}"

@@ -294,7 +294,7 @@ def test_init_writes_a_commented_config_that_loads(tmp_path, capsys):
     assert config.source.path == folder and config.name == "my-photos"
     # unbalanced: filled up to the largest class's training images, 6 less the test one carved
     assert config.augment.target_per_class == 5
-    assert "few training images" not in text
+    assert "few training images" not in text and "metric: balanced_accuracy" in text  # 2 to 6 per class
     assert main(["init", str(folder), "--out", str(out)]) == 2  # no silent overwrite
     assert "exists; pass --force" in capsys.readouterr().err
 
@@ -308,6 +308,10 @@ def test_init_names_classes_that_filling_would_copy_many_times(tmp_path, capsys)
     assert load_config(tmp_path / "expand.yaml").augment.target_per_class == 48  # 12 of 60 carved for test
     # dog keeps both images for training (2 x 0.2 rounds to 0), eel keeps 2 of 3
     assert "# few training images: dog (2), eel (2); filling them takes up to 23 augmented copies" in text
+    assert "  #   metric: balanced_accuracy" in text
+    uncommented = text.replace("  # gate:", "  gate:").replace("  #   metric:", "    metric:")
+    (tmp_path / "gate.yaml").write_text(uncommented)
+    assert load_config(tmp_path / "gate.yaml").synthesis.gate.metric == "balanced_accuracy"
 
 
 def test_init_fills_classes_up_to_the_largest_training_split(tmp_path, capsys):
