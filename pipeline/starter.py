@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.config import GAN_MAX_SIDE, SourceConfig, archive_stem, is_inside
+from pipeline.config import GAN_MAX_SIDE, SourceConfig, SplitConfig, archive_stem, is_inside
 from pipeline.errors import SourceError
 from pipeline.ingest import carved_count
 from pipeline.manifest import MANIFEST_FILE
@@ -32,7 +32,7 @@ from pipeline.sources.parquet import guess_columns
 _IMBALANCE = 1.5
 # Filling a class needs more augmented copies of each of its images than this: say so.
 _MANY_COPIES = 20
-_TEST_FRACTION = 0.2  # the starter's split.test_fraction
+_TEST_FRACTION = SplitConfig().test_fraction  # the starter's split.test_fraction: the default
 _ORIENTATION = 0x0112  # the EXIF tag
 _LARGE_SIDE = 512  # a larger image gets a resize to this many pixels on its longer side
 # Kinds whose images can be unreadable (the others are arrays of pixels).
