@@ -37,10 +37,14 @@ RECIPE = [
 ]
 
 
-def extract(per_class: int, seed: int, target: Path, tarball: Path = TARBALL) -> Path:
-    """K seeded train images per class and the whole test split, as an image folder."""
+def extract(per_class: int | list[int], seed: int, target: Path, tarball: Path = TARBALL) -> Path:
+    """K seeded train images per class (or K[c] of class c) and the whole test split, as an
+    image folder."""
     rng = np.random.default_rng(seed)
-    chosen = {str(c): {f"{k:04d}.png" for k in rng.choice(6000, per_class, replace=False)} for c in range(10)}
+    counts = per_class if isinstance(per_class, list) else [per_class] * 10
+    chosen = {
+        str(c): {f"{k:04d}.png" for k in rng.choice(6000, n, replace=False)} for c, n in enumerate(counts)
+    }
     with tarfile.open(tarball) as tar:
         members = []
         for member in tar:
