@@ -152,7 +152,7 @@ def print_class_rows(classes: list[str], per_class: dict[str, dict[str, dict[str
     """Rows per class: real/augmented/synthetic in a split that has more than real rows, the
     count in the others; up to ``_CLASS_LIMIT`` classes (``--json`` and the card have all)."""
     if len(classes) > _CLASS_LIMIT:
-        print(f"  per class {len(classes)} classes: see --json or the version's README.md")
+        print(f"  classes   {len(classes)}: rows per class in --json and the version's README.md")
         return
     expanded = {split: set(origins) - {"real"} for split, origins in per_class.items()}
     header = ["class"] + [f"{split} r/a/s" if expanded[split] else split for split in per_class]

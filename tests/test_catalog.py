@@ -353,7 +353,7 @@ def test_a_failing_worker_process_fails_the_build(tiny_config):
         write_shards(context, 2)
 
 
-def test_show_lists_the_rows_of_each_class(tiny_config, capsys):
+def test_show_lists_the_rows_of_each_class(tiny_config, capsys, monkeypatch):
     version, _ = build(tiny_config("augment.classes={dog: {copies_per_image: 4}}"))
     assert main(["show", str(version)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -368,3 +368,9 @@ def test_show_lists_the_rows_of_each_class(tiny_config, capsys):
     assert main(["show", str(version), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)["rows_per_class"]
     assert shown == {split: info["by_origin_class"] for split, info in per_class.items()}
+    from flows import catalog_cli
+
+    monkeypatch.setattr(catalog_cli, "_CLASS_LIMIT", 2)  # more classes than a screen: a pointer
+    assert main(["show", str(version)]) == 0
+    out = capsys.readouterr().out
+    assert "classes   3: rows per class in --json and the version's README.md" in out and " r/a/s" not in out
