@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gan_quality import TARBALL, extract, note  # noqa: E402
-from tune import CLASSIC  # noqa: E402
+from tune import CLASSIC, print_results  # noqa: E402
 
 from pipeline.build import build  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
@@ -91,12 +91,7 @@ def main() -> int:
             results[f"tuned by {metric}"] = {**found["real+augmented"], "tune": tune}
             note(f"tuned by {metric}: {tune['reason']}", started)
         results["total_seconds"] = round(time.perf_counter() - started, 1)
-    for name in ("real", "filled", "tuned by accuracy", "tuned by balanced_accuracy"):
-        r = results[name]
-        print(f"{name:<28} {r['rows']:>6} rows  {100 * r['mean']:.2f}% ± {100 * r['std']:.2f}")
-    print(json.dumps(results, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    print_results(results, ("real", "filled", "tuned by accuracy", "tuned by balanced_accuracy"), args.json)
     return 0
 
 

@@ -114,14 +114,20 @@ def main() -> int:
         if args.synthesis:
             results["tuned+synthetic"] = found["real+augmented+synthetic"]
         results["total_seconds"] = round(time.perf_counter() - started, 1)
-    for name in ("real", "classic", "tuned", "tuned+synthetic"):
+    print_results(results, ("real", "classic", "tuned", "tuned+synthetic"), args.json)
+    return 0
+
+
+def print_results(results: dict, names: tuple[str, ...], path: Path | None) -> None:
+    """Test accuracy of each named result that has rows, then every figure as JSON (also
+    written to ``path`` when given)."""
+    for name in names:
         if name in results and results[name].get("rows"):
             r = results[name]
-            print(f"{name:<16} {r['rows']:>6} rows  {100 * r['mean']:.2f}% ± {100 * r['std']:.2f}")
+            print(f"{name:<28} {r['rows']:>6} rows  {100 * r['mean']:.2f}% ± {100 * r['std']:.2f}")
     print(json.dumps(results, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
-    return 0
+    if path:
+        path.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
