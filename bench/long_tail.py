@@ -21,7 +21,6 @@ on real only and on each version and is tested on the balanced test split, over 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gan_quality import TARBALL, extract, note  # noqa: E402
-from tune import CLASSIC, print_results  # noqa: E402
+from tune import classic_settings, print_results  # noqa: E402
 
 from pipeline.build import build  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
@@ -58,14 +57,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         source = extract(counts, 0, Path(tmp) / "src")
-        base = [
-            "source.kind=imagefolder",
-            f"source.path={source}",
-            f"output.root={Path(tmp) / 'out'}",
-            "augment.backend=torchvision",
-            f"augment.transforms={json.dumps(CLASSIC)}",
-            f"augment.target_per_class={max(counts)}",
-        ]
+        base = [*classic_settings(source, Path(tmp) / "out"), f"augment.target_per_class={max(counts)}"]
         filled, _ = build(load_config(None, [*base, "name=filled"]))
         found = evaluate(filled, settings, ("real", "real+augmented"))["results"]
         results["real"], results["filled"] = found["real"], found["real+augmented"]

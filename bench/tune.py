@@ -41,6 +41,18 @@ CLASSIC = [
 ]
 
 
+def classic_settings(source: Path, out: Path) -> list[str]:
+    """Overrides that expand the image folder ``source`` into ``out`` with the classic
+    recipe (the copy count is the caller's)."""
+    return [
+        "source.kind=imagefolder",
+        f"source.path={source}",
+        f"output.root={out}",
+        "augment.backend=torchvision",
+        f"augment.transforms={json.dumps(CLASSIC)}",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=100)
@@ -65,14 +77,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         source = extract(args.per_class, 0, Path(tmp) / "src")
-        base = [
-            "source.kind=imagefolder",
-            f"source.path={source}",
-            f"output.root={Path(tmp) / 'out'}",
-            "augment.backend=torchvision",
-            f"augment.transforms={json.dumps(CLASSIC)}",
-            "augment.copies_per_image=4",
-        ]
+        base = [*classic_settings(source, Path(tmp) / "out"), "augment.copies_per_image=4"]
         classic, _ = build(load_config(None, [*base, "name=classic"]))
         note("built the classic version", started)
         found = evaluate(classic, settings, ("real", "real+augmented"))["results"]
