@@ -2,7 +2,7 @@
 
 Builds a version with ``expand``'s library (augmentation + GAN + utility gate) from K
 images per class of ``../shared/datasets/fashion-mnist.tar.gz``, then runs the evaluation
-of ``expand evaluate`` (:mod:`pipeline.evaluation`) on it: the reference classifier trained
+of ``expand evaluate`` (:mod:`pipeline.evaluate.evaluation`) on it: the reference classifier trained
 on real only, real+augmented, real+augmented+synthetic and synthetic only (CAS), tested on
 the full real test split (10,000 images); and again on the same generator's samples with
 the gate forced open. FD, KID, precision/recall come from the manifest.
@@ -24,10 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.build import build
-from pipeline.config import load_config
-from pipeline.evaluation import EvaluationSettings, evaluate
-from pipeline.manifest import read_manifest
+from pipeline.build.stages import build, load_config
+from pipeline.evaluate.evaluation import EvaluationSettings, evaluate
+from pipeline.version.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 TARBALL = ROOT.parent / "shared" / "datasets" / "fashion-mnist.tar.gz"

@@ -20,8 +20,9 @@ import torch
 
 from pipeline.config import Config, GanTrainConfig
 from pipeline.gan.sample import generate
+from pipeline.gan.synthesis import train_gan
 from pipeline.gan.train import GanShape, GanTrainer, load_checkpoint, save_checkpoint
-from pipeline.synthesis import RealData, train_gan
+from pipeline.ingest.store import RealData
 
 
 def digits() -> tuple[np.ndarray, np.ndarray]:
@@ -117,9 +118,8 @@ def main() -> None:
 def check_build() -> None:
     """The digits demo (tuning off, 600 GAN steps) with every synthesis stage on the
     machine's GPU."""
-    from pipeline.build import build
-    from pipeline.config import load_config
-    from pipeline.manifest import read_manifest
+    from pipeline.build.stages import build, load_config
+    from pipeline.version.manifest import read_manifest
 
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [f"output.root={tmp}", "augment.tune.enabled=false", "synthesis.train.steps=600"]

@@ -12,7 +12,7 @@ suggests for unbalanced classes):
   strength and TrivialAugmentWide (plus no augmentation), scored on the validation part
   carved from the long-tailed training images, by each metric.
 
-Then the reference classifier (:mod:`pipeline.evaluation`, as ``expand evaluate``) trains
+Then the reference classifier (:mod:`pipeline.evaluate.evaluation`, as ``expand evaluate``) trains
 on real only and on each version and is tested on the balanced test split, over seeds.
 
     python bench/long_tail.py --largest 200 --ratio 40 --seeds 3 --epochs 15
@@ -32,10 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gan_quality import TARBALL, extract, note  # noqa: E402
 from tune import classic_settings, print_results  # noqa: E402
 
-from pipeline.build import build  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
-from pipeline.evaluation import EvaluationSettings, evaluate  # noqa: E402
-from pipeline.manifest import read_manifest  # noqa: E402
+from pipeline.build.stages import (
+    build,  # noqa: E402
+    load_config,  # noqa: E402
+)
+from pipeline.evaluate.evaluation import EvaluationSettings, evaluate  # noqa: E402
+from pipeline.version.manifest import read_manifest  # noqa: E402
 
 
 def main() -> int:

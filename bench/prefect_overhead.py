@@ -41,8 +41,10 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-"))
 
-from pipeline.build import build  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from pipeline.build.stages import (
+    build,  # noqa: E402
+    load_config,  # noqa: E402
+)
 
 
 def main() -> int:

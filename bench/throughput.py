@@ -66,7 +66,7 @@ def hand_loop(source: Path, out: Path) -> int:
     import numpy as np
     from PIL import Image
 
-    from pipeline.augment import build_transforms
+    from pipeline.augment.recipe import build_transforms
 
     augment = A.Compose(build_transforms(RECIPE))
     augment.set_random_seed(0)
@@ -94,9 +94,8 @@ ENCODINGS = {
 
 def expand_build(source: Path, out: Path, workers: int, extra: list[str]) -> tuple[int, int]:
     """Rows written and the version's bytes on disk."""
-    from pipeline.build import build
-    from pipeline.config import load_config
-    from pipeline.manifest import read_manifest
+    from pipeline.build.stages import build, load_config
+    from pipeline.version.manifest import read_manifest
 
     overrides = [
         "source.kind=imagefolder",

@@ -8,7 +8,7 @@ as ``bench/gan_quality.py``), builds two versions with ``expand``'s library:
 - tuned: ``augment.tune`` over that recipe's strength, the copy count and TrivialAugmentWide
   (plus no augmentation), optionally with GAN synthesis on top (the gate picks the share).
 
-Then trains the reference classifier (:mod:`pipeline.evaluation`, as ``expand evaluate``)
+Then trains the reference classifier (:mod:`pipeline.evaluate.evaluation`, as ``expand evaluate``)
 on real only, real + classic copies, real + tuned copies (and + synthetic rows) and tests
 on the full real test split (10,000 images), over several seeds.
 
@@ -29,10 +29,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gan_quality import TARBALL, extract, note  # noqa: E402
 
-from pipeline.build import build  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
-from pipeline.evaluation import EvaluationSettings, evaluate  # noqa: E402
-from pipeline.manifest import read_manifest  # noqa: E402
+from pipeline.build.stages import (
+    build,  # noqa: E402
+    load_config,  # noqa: E402
+)
+from pipeline.evaluate.evaluation import EvaluationSettings, evaluate  # noqa: E402
+from pipeline.version.manifest import read_manifest  # noqa: E402
 
 CLASSIC = [
     {"RandomRotation": {"degrees": 15}},

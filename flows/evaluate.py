@@ -17,8 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from pipeline.catalog import resolve_version
-from pipeline.evaluation import (
+from pipeline.evaluate.evaluation import (
     SUBSETS,
     EvaluationSettings,
     accuracy_text,
@@ -28,7 +27,8 @@ from pipeline.evaluation import (
     reused_result,
     write_report,
 )
-from pipeline.manifest import read_manifest
+from pipeline.version.catalog import resolve_version
+from pipeline.version.manifest import read_manifest
 
 
 @task(name="evaluate-subset", cache_policy=NO_CACHE, task_run_name="evaluate-{subset}")

@@ -4,7 +4,7 @@ and ``train_gan`` (train the generator alone).
 Tasks only call :mod:`pipeline.build`; they pass a small build context, paths and shard
 entries, never images. Shard writes, publish and upload are retried (I/O) unless another
 attempt cannot help (bad input, a full disk, a read-only file system: see
-:func:`pipeline.space.worth_retrying`); the writer removes a partial shard before a retry,
+:func:`pipeline.ingest.space.worth_retrying`); the writer removes a partial shard before a retry,
 and a failed run removes its staging directory.
 """
 
@@ -25,13 +25,14 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
-from flows.progress_bar import ProgressLog
 from flows.settings import one_off_run, temporary_server_url
-from pipeline.build import (
+from pipeline.build.stages import plan
+from pipeline.build.plan import ShardSpec
+from pipeline.build.stages import (
     BuildContext,
     dataset_dir,
     discard,
-    plan,
+    load_config,
     prepare,
     publish,
     synthesize_for,
@@ -41,15 +42,14 @@ from pipeline.build import (
     upload,
     write_shard_in_worker,
 )
-from pipeline.catalog import dataset_lock
-from pipeline.config import Config, GanTrainConfig, load_config
-from pipeline.manifest import read_manifest
-from pipeline.plan import ShardSpec
-from pipeline.progress import GAN, WRITING, report, reporting
-from pipeline.remote import remote_url
-from pipeline.space import raise_if_full, worth_retrying
-from pipeline.summary import count_rows, run_markdown, tune_rows
-from pipeline.workers import stop_workers, warm_up
+from pipeline.config import Config, GanTrainConfig
+from pipeline.core.progress import GAN, WRITING, ProgressLog, report, reporting
+from pipeline.core.workers import stop_workers, warm_up
+from pipeline.ingest.space import raise_if_full, worth_retrying
+from pipeline.version.catalog import dataset_lock
+from pipeline.version.manifest import read_manifest
+from pipeline.version.remote import remote_url
+from pipeline.version.summary import count_rows, run_markdown, tune_rows
 
 
 def _retry_if_it_may_help(task, task_run, state) -> bool:
@@ -168,7 +168,7 @@ def _publish_artifacts(version: Path, created: bool) -> None:
 
 def _log_progress(futures, shards: list[ShardSpec]) -> None:
     """Log each written shard with the rows written so far, the rate and the time left;
-    report the rows to :mod:`pipeline.progress` too. The first shard that fails (its
+    report the rows to :mod:`pipeline.core.progress` too. The first shard that fails (its
     retries spent) raises its error: the run stops there."""
     logger = get_run_logger()
     rows_of = dict(zip(futures, (s.rows for s in shards), strict=True))
@@ -298,7 +298,7 @@ def expand_for(config: Config):
     """The ``expand`` flow with the task runner ``config.runner`` asks for.
 
     ``local``: one thread per concurrent shard task, each handing its shard to this
-    process's pool of ``runner.workers`` worker processes (see :mod:`pipeline.workers`).
+    process's pool of ``runner.workers`` worker processes (see :mod:`pipeline.core.workers`).
     ``dask``: prefect-dask's ``DaskTaskRunner`` on the cluster at ``runner.address``, or
     on a local cluster of ``runner.workers`` single-threaded worker processes. Only the
     shard tasks are submitted to the runner; the workers need the output root at the same

@@ -29,11 +29,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, WeightedRandomSampler, get_worker_info
 
-from pipeline.catalog import resolve_version
-from pipeline.errors import PipelineError
-from pipeline.manifest import has_soft_labels, read_manifest, verify
+from pipeline.core.errors import PipelineError
+from pipeline.version.catalog import resolve_version
+from pipeline.version.layout import ORIGINS
+from pipeline.version.manifest import has_soft_labels, read_manifest, verify
 
-ORIGINS = ("real", "augmented", "synthetic")
 LINEAGE_FIELDS = ("id", "origin", "source_id", "source_sha256", "seed", "sha256", "params")
 Verify = Literal["quick", "full", "none"]
 _MISSING = {"seed": -1}  # lineage values a real row does not have: seed -1, params ""

@@ -17,12 +17,12 @@ import pytest
 from PIL import Image
 
 from conftest import make_imagefolder, png_bytes, random_image
-from pipeline.build import build
-from pipeline.config import load_config
-from pipeline.errors import ConfigError, SourceError
-from pipeline.images import decode_image
-from pipeline.ingest import EXCLUDED, ingest
-from pipeline.manifest import read_manifest
+from pipeline.build.stages import build, load_config
+from pipeline.core.errors import ConfigError, SourceError
+from pipeline.core.images import decode_image
+from pipeline.ingest.stage import ingest
+from pipeline.ingest.store import EXCLUDED
+from pipeline.version.manifest import read_manifest
 
 
 def config_for(path: Path, tmp_path: Path, *overrides: str, kind: str = "imagefolder"):
@@ -134,8 +134,8 @@ def test_other_sizes_stop_the_run_or_are_skipped(tmp_path):
 def test_source_resize_stages_images_of_any_size_at_one_size(tmp_path):
     """With source.resize every image is staged at that size, a large JPEG included (decoded
     at a reduced scale), and the preview shows the images as staged."""
-    from pipeline.augment import preview
-    from pipeline.ingest import PixelStore
+    from pipeline.augment.preview import preview
+    from pipeline.ingest.store import PixelStore
 
     root = make_imagefolder(tmp_path / "src", {"cat": 3, "dog": 3})
     random_image(np.random.default_rng(5), size=(9, 8)).save(root / "dog" / "wide.png")
@@ -153,7 +153,7 @@ def test_source_resize_stages_images_of_any_size_at_one_size(tmp_path):
 
 
 def test_resize_fits_crop_pad_and_stretch():
-    from pipeline.images import resize_to
+    from pipeline.core.images import resize_to
 
     wide = np.zeros((10, 40), np.uint8)
     wide[:, 10:30] = 200  # a bright centre band, half the width
@@ -398,7 +398,7 @@ def test_custom_transforms_only_when_listed(tmp_path):
     config = load_config(
         None, [f"augment.transforms={recipe}", 'augment.custom_transforms=["custom_transforms:Invert"]']
     )
-    from pipeline.augment import Augmenter
+    from pipeline.augment.recipe import Augmenter
 
     image = np.arange(64, dtype=np.uint8).reshape(8, 8)
     inverted, params = Augmenter(config.augment.transforms, config.augment.custom_transforms)(image, 1)

@@ -11,11 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import make_imagefolder
-from pipeline.build import build, plan, prepare, publish, write_shard
-from pipeline.ingest import Index, carve_test_split
-from pipeline.manifest import read_manifest
-from pipeline.plan import allocate_copies
-from pipeline.shards import file_entry
+from pipeline.augment.counts import allocate_copies
+from pipeline.build.stages import plan
+from pipeline.build.stages import build, prepare, publish, write_shard
+from pipeline.ingest.splits import carve_test_split
+from pipeline.ingest.store import Index
+from pipeline.version.layout import file_entry
+from pipeline.version.manifest import read_manifest
 
 
 def rows(version: Path, split: str) -> list[dict]:
@@ -165,7 +167,7 @@ def test_failed_shard_leaves_no_version(tiny_config, monkeypatch):
     def explode(self, pixels, seed):
         raise Boom("disk on fire")
 
-    from pipeline.augment import Augmenter
+    from pipeline.augment.recipe import Augmenter
 
     monkeypatch.setattr(Augmenter, "__call__", explode)
     config = tiny_config()
@@ -192,15 +194,15 @@ def test_byte_shard_size(tiny_config):
     ],
 )
 def test_a_recipe_that_changes_the_size_or_dtype_says_what_to_change(recipe, fix):
-    from pipeline.augment import Augmenter
-    from pipeline.errors import PipelineError
+    from pipeline.augment.recipe import Augmenter
+    from pipeline.core.errors import PipelineError
 
     with pytest.raises(PipelineError, match=f"changed the image from \\(8, 8\\) uint8 .*; {fix}"):
         Augmenter(recipe)(np.zeros((8, 8), np.uint8), 0)
 
 
 def test_augmenter_output_depends_on_the_seed_only():
-    from pipeline.augment import Augmenter
+    from pipeline.augment.recipe import Augmenter
 
     rng = np.random.default_rng(3)
     image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
@@ -233,7 +235,7 @@ def test_per_class_counts_and_recipes(tiny_config):
 
 
 def test_per_class_settings_must_name_real_classes(tiny_config):
-    from pipeline.errors import ConfigError, PipelineError
+    from pipeline.core.errors import ConfigError, PipelineError
 
     with pytest.raises(PipelineError, match=r"augment.classes: \['zebra'\] are not classes"):
         build(tiny_config('augment.classes={"zebra": {"copies_per_image": 1}}'))
@@ -246,7 +248,7 @@ def test_degenerate_augmentations_are_drawn_again(tiny_config):
 
     from PIL import Image
 
-    from pipeline.augment import Augmenter
+    from pipeline.augment.recipe import Augmenter
 
     recipe = [{"custom_transforms:Blank": {"p": 0.5}}]
     overrides = [
@@ -279,15 +281,15 @@ def test_a_build_without_synthesis_does_not_import_torch(tiny_config):
     config = tiny_config("runner.workers=2").model_dump(mode="json")
     script = """
 import json, sys
-from pipeline.build import build
+from pipeline.build.stages import build
 from pipeline.config import Config
-from pipeline.workers import run_one
+from pipeline.core.workers import run_one
 
 build(Config.model_validate(json.loads(sys.argv[1])))
 parent = "torch" in sys.modules
 worker = run_one(eval, ("'torch' in __import__('sys').modules",), 2)
 threads = run_one(eval, ("__import__('torch').get_num_threads()",), 2)
-from pipeline.augment import build_transforms
+from pipeline.augment.recipe import build_transforms
 to_tensor = type(build_transforms([{"ToTensorV2": {}}])[0]).__name__
 pools = [
     __import__("pyarrow").default_memory_pool().backend_name,
@@ -306,7 +308,7 @@ print(json.dumps([parent, worker, threads, to_tensor, *pools]))
 
 
 def test_run_all_makes_a_calls_arguments_only_when_it_is_sent():
-    from pipeline.workers import _IN_FLIGHT, Calls, run_all, warm_up
+    from pipeline.core.workers import _IN_FLIGHT, Calls, run_all, warm_up
 
     assert warm_up(2).wait(120)
     made, outstanding = [], []
@@ -330,7 +332,7 @@ def test_stopped_workers_end_their_calls_at_once_and_a_fresh_pool_follows():
     from concurrent.futures import CancelledError
     from concurrent.futures.process import BrokenProcessPool
 
-    from pipeline.workers import run_one, stop_workers, warm_up, worker_pool
+    from pipeline.core.workers import run_one, stop_workers, warm_up, worker_pool
 
     assert warm_up(2).wait(120)
     pool = worker_pool(2)
@@ -349,7 +351,7 @@ def test_a_run_that_fails_while_the_pool_starts_exits_without_a_traceback():
     """The pool starts in the background; a process that ends before it is up (a bad source
     found in the first second) waits for it rather than leave the fork server starting a
     worker whose parent is gone (a FileNotFoundError traceback on stderr)."""
-    script = "import time; from pipeline.workers import warm_up; warm_up(2); time.sleep(0.3); exit(3)"
+    script = "import time; from pipeline.core.workers import warm_up; warm_up(2); time.sleep(0.3); exit(3)"
     done = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
@@ -367,7 +369,7 @@ def test_a_chosen_arrow_allocator_is_kept():
 
 
 def _write_order(rows, ids, seed):
-    import pipeline.plan as plan_module
+    import pipeline.build.plan as plan_module
 
     return np.concatenate(list(plan_module._write_order(rows, ids, seed))).tolist()
 
@@ -375,8 +377,8 @@ def _write_order(rows, ids, seed):
 def test_write_order_sorts_by_seeded_key_and_breaks_ties_by_id_then_replica(monkeypatch):
     import pyarrow as pa
 
-    import pipeline.plan as plan_module
-    from pipeline.augment import derive_seed
+    import pipeline.build.plan as plan_module
+    from pipeline.core.seeds import derive_seed
 
     ids = pa.chunked_array([pa.array(["c", "a", "b"])])
     rows = plan_module._SplitRows(np.arange(3), np.array([1, 0, 2]))  # refs 0,0,1,2,2,2
@@ -404,8 +406,8 @@ def test_write_order_sorted_a_key_range_at_a_time_is_one_sort(monkeypatch):
     out as one sort of every row by key; shards are cut across the ranges."""
     import pyarrow as pa
 
-    import pipeline.plan as plan_module
-    from pipeline.augment import derive_seed
+    import pipeline.build.plan as plan_module
+    from pipeline.core.seeds import derive_seed
 
     ids = pa.chunked_array([pa.array([f"img{i:03d}" for i in range(200)]), pa.array(["fake0", "fake1"])])
     members = np.arange(0, 200, 2)  # every other image is in the split
@@ -430,8 +432,8 @@ def test_write_order_sorted_a_key_range_at_a_time_is_one_sort(monkeypatch):
 
 
 def test_seeded_ranks_order_by_key_then_id(monkeypatch):
-    import pipeline.ingest as ingest_module
-    from pipeline.augment import derive_seed
+    import pipeline.ingest.splits as ingest_module
+    from pipeline.core.seeds import derive_seed
 
     ids = [f"img{i:03d}" for i in np.random.default_rng(4).permutation(200)]
     monkeypatch.setattr(ingest_module, "derive_seed", lambda seed, i, salt: derive_seed(seed, i, salt) % 7)

@@ -16,13 +16,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from flows.cli import main
+from cli.main import main
 from pipeline import build as build_module
-from pipeline import catalog
-from pipeline.build import build
-from pipeline.config import load_config
-from pipeline.errors import PipelineError
-from pipeline.manifest import read_manifest, verify
+from pipeline.build.stages import build, load_config
+from pipeline.core.errors import PipelineError
+from pipeline.version import catalog
+from pipeline.version.manifest import read_manifest, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,8 +111,8 @@ def test_two_concurrent_processes_share_one_root(tiny_config, tmp_path):
     script = textwrap.dedent(
         """
         import json, sys
-        from pipeline.build import build
-        from pipeline.config import load_config
+        from pipeline.build.stages import build
+        from pipeline.build.stages import load_config
         overrides = json.loads(sys.argv[1])
         version, created = build(load_config(None, overrides))
         print(version.name, created)
@@ -184,7 +183,7 @@ def test_killed_run_leaves_only_staging_that_the_next_run_cleans(tiny_folder, tm
         f"""
         import time
         from pipeline import build as b
-        from pipeline.config import load_config
+        from pipeline.build.stages import load_config
         real = b.write_shard
         def slow(context, shard):
             entry = real(context, shard)
@@ -343,8 +342,9 @@ def test_dataset_card_loads_with_datasets(tiny_config):
 
 
 def test_a_failing_worker_process_fails_the_build(tiny_config):
-    from pipeline.build import plan, prepare, write_shards
-    from pipeline.ingest import PIXELS_FILE
+    from pipeline.build.stages import plan
+    from pipeline.build.stages import prepare, write_shards
+    from pipeline.ingest.store import PIXELS_FILE
 
     context = plan(prepare(tiny_config("runner.workers=2")))
     assert len(context.shards) > 2
@@ -368,7 +368,7 @@ def test_show_lists_the_rows_of_each_class(tiny_config, capsys, monkeypatch):
     assert main(["show", str(version), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)["rows_per_class"]
     assert shown == {split: info["by_origin_class"] for split, info in per_class.items()}
-    from flows import catalog_cli
+    from cli import catalog as catalog_cli
 
     monkeypatch.setattr(catalog_cli, "_CLASS_LIMIT", 2)  # more classes than a screen: a pointer
     assert main(["show", str(version)]) == 0

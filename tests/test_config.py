@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import AUTO_SHARD_ROWS, AUTO_SHARDS, Config, load_config, parse_size
-from pipeline.errors import ConfigError
+from pipeline.build.stages import load_config
+from pipeline.config import AUTO_SHARD_ROWS, AUTO_SHARDS, Config, parse_size
+from pipeline.core.errors import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:

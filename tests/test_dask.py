@@ -2,9 +2,8 @@
 
 import pytest
 
-from pipeline.build import build
-from pipeline.config import load_config
-from pipeline.manifest import read_manifest
+from pipeline.build.stages import build, load_config
+from pipeline.version.manifest import read_manifest
 
 
 def test_dask_cluster_writes_the_same_version(prefect_harness, tiny_folder, tmp_path):
@@ -52,7 +51,7 @@ def test_expand_run_starts_a_local_cluster_whose_workers_use_the_runs_server(tin
     local, _ = build(load_config(None, [*base, f"output.root={tmp_path / 'local'}"]))
     overrides = [*base, f"output.root={tmp_path / 'dask'}", "runner.kind=dask", "runner.workers=2"]
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "run", "/dev/null", "--quiet"]
+        [sys.executable, "-m", "cli.main", "run", "/dev/null", "--quiet"]
         + [arg for item in overrides for arg in ("--set", item)],
         capture_output=True,
         text=True,

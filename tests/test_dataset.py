@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from pipeline.build import build
+from pipeline.build.stages import build
+from pipeline.core.errors import PipelineError
 from pipeline.dataset import ExpandedDataset, IterableExpandedDataset
-from pipeline.errors import PipelineError
-from pipeline.manifest import read_manifest
+from pipeline.version.manifest import read_manifest
 
 
 @pytest.fixture

@@ -2,10 +2,10 @@
 
 import json
 
-from flows.cli import main
-from pipeline.build import build, dataset_dir
-from pipeline.dry_run import dry_run
-from pipeline.manifest import read_manifest
+from cli.main import main
+from pipeline.build.dry_run import dry_run
+from pipeline.build.stages import build, dataset_dir
+from pipeline.version.manifest import read_manifest
 
 UNBALANCED = ["augment.copies_per_image=null", "augment.target_per_class=6"]
 

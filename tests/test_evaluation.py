@@ -7,10 +7,10 @@ import pytest
 import torch
 from test_synthesis import TINY_GAN
 
-from flows.cli import main
-from pipeline.build import build
-from pipeline.errors import ConfigError
-from pipeline.evaluation import (
+from cli.main import main
+from pipeline.build.stages import build
+from pipeline.core.errors import ConfigError
+from pipeline.evaluate.evaluation import (
     SUBSETS,
     EvaluationSettings,
     _Rows,
@@ -20,7 +20,7 @@ from pipeline.evaluation import (
     same_rows_as,
     write_report,
 )
-from pipeline.manifest import verify
+from pipeline.version.manifest import verify
 
 
 def test_low_data_mask_keeps_k_real_per_class_and_their_copies():
@@ -128,7 +128,7 @@ def test_evaluate_cli_runs_the_flow(prefect_harness, tiny_config, capsys, monkey
 
 
 def test_accuracy_text_shows_no_spread_for_one_seed():
-    from pipeline.evaluation import accuracy_text
+    from pipeline.evaluate.evaluation import accuracy_text
 
     one = {"rows": 10, "runs": [0.5], "mean": 0.5, "std": 0.0}
     two = {"rows": 10, "runs": [0.5, 0.6], "mean": 0.55, "std": 0.05}

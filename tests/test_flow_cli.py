@@ -12,12 +12,11 @@ import pytest
 import torch
 from test_synthesis import TINY_GAN
 
-from flows.cli import main
-from pipeline.build import build
-from pipeline.config import load_config
-from pipeline.manifest import read_manifest
-from pipeline.progress import GAN, REFERENCE, SAMPLING, WRITING, reporting
-from pipeline.synthesis import REFERENCE_FILE
+from cli.main import main
+from pipeline.build.stages import build, load_config
+from pipeline.core.progress import GAN, REFERENCE, SAMPLING, WRITING, reporting
+from pipeline.gan.synthesis import REFERENCE_FILE
+from pipeline.version.manifest import read_manifest
 
 
 def test_flow_publishes_then_reuses(prefect_harness, tiny_config, tmp_path):
@@ -85,7 +84,7 @@ def test_cli_usage_errors_exit_2_without_traceback(tmp_path, args, message):
     cfg.write_text("seed: 1\n")
     args = [a.format(cfg=cfg, missing=tmp_path / "missing.yaml") for a in args]
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 2
     assert message in done.stderr
@@ -160,7 +159,7 @@ def test_full_disk_fails_the_run_cleanly(prefect_harness, tiny_config, tmp_path,
     import errno
 
     from pipeline import build as build_module
-    from pipeline.catalog import list_versions
+    from pipeline.version.catalog import list_versions
 
     calls = {"n": 0}
 
@@ -194,7 +193,7 @@ def test_full_disk_fails_the_run_cleanly(prefect_harness, tiny_config, tmp_path,
 def test_a_transient_write_error_is_retried(prefect_harness, tiny_config, tmp_path, monkeypatch):
     from flows.expand import expand_for
     from pipeline import build as build_module
-    from pipeline.manifest import verify
+    from pipeline.version.manifest import verify
 
     real_encode = build_module.encode_image
     flaky, _ = _failing_once(real_encode, 3, "Input/output error (transient)")
@@ -213,8 +212,8 @@ def test_the_flow_uploads_to_remote_storage_and_retries_a_failed_upload(
     import fsspec
 
     from flows.expand import expand_for
-    from pipeline import remote
-    from pipeline.manifest import verify
+    from pipeline.version import remote
+    from pipeline.version.manifest import verify
 
     flaky, calls = _failing_once(remote._upload, 2, "connection reset (transient)")
     monkeypatch.setattr(remote, "_upload", flaky)
@@ -539,7 +538,8 @@ def test_a_run_that_will_not_fit_is_warned_before_it_writes(
     import logging
 
     from flows.expand import expand_for
-    from pipeline import ingest, space
+    from pipeline.ingest import stage as ingest
+    from pipeline.ingest import space
 
     monkeypatch.setattr(space, "_free", lambda where: 8192)
     monkeypatch.setattr(ingest, "check_staging_room", lambda *args, **kwargs: None)  # not this test's
@@ -599,7 +599,7 @@ def test_a_stopped_run_cleans_up_and_leaves_no_process(
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -12,9 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import make_imagefolder
-from pipeline.config import Config, load_config
-from pipeline.errors import ConfigError, SourceError
-from pipeline.ingest import ingest
+from pipeline.build.stages import load_config
+from pipeline.config import Config
+from pipeline.core.errors import ConfigError, SourceError
+from pipeline.ingest.stage import ingest
 
 KEYS = [
     "name", "seed", "source", "kind", "path", "class_names", "on_bad_image", "duplicates",

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.classifier import ClassifierSpec, train_classifier
 from pipeline.config import GanTrainConfig
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.core.errors import ConfigError, PipelineError
+from pipeline.evaluate.classifier import ClassifierSpec, train_classifier
 from pipeline.gan import metrics as gm
 from pipeline.gan.diffaug import augment, default_policy, draw
 from pipeline.gan.losses import discriminator_hinge, generator_hinge

@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.build import build
+from pipeline.augment.mixing import choose_partners, mix_images, soft_label
+from pipeline.build.stages import build
 from pipeline.config import MixConfig
 from pipeline.dataset import ExpandedDataset, IterableExpandedDataset
-from pipeline.manifest import read_manifest, verify
-from pipeline.mixing import choose_partners, mix_images, soft_label
+from pipeline.version.manifest import read_manifest, verify
 
 CLASSES = ["cat", "dog", "eel"]
 
@@ -156,7 +156,7 @@ def test_soft_labels_load_with_datasets(tiny_config):
     ],
 )
 def test_bad_mix_settings_name_the_key(tiny_config, override, message):
-    from pipeline.errors import ConfigError
+    from pipeline.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):
         tiny_config(override)
@@ -177,7 +177,7 @@ def test_soft_labels_are_in_the_croissant_records(tiny_config, fmt):
 
 
 def test_evaluation_trains_on_the_soft_labels(tiny_config, monkeypatch):
-    from pipeline import evaluation
+    from pipeline.evaluate import evaluation
 
     version, _ = build(tiny_config("augment.mix.method=mixup", "augment.mix.fraction=1"))
     seen = []
@@ -194,7 +194,7 @@ def test_evaluation_trains_on_the_soft_labels(tiny_config, monkeypatch):
 
 
 def test_preview_shows_the_mixed_copies(tiny_config, tmp_path):
-    from pipeline.augment import preview
+    from pipeline.augment.preview import preview
 
     plain = preview(tiny_config(), 6, tmp_path / "plain.png")
     mixed = preview(

@@ -6,10 +6,20 @@ from itertools import groupby
 
 from test_synthesis import TINY_GAN
 
-from flows.cli import main
-from flows.progress_bar import ProgressBars, ProgressLog
-from pipeline.build import build
-from pipeline.progress import GAN, GATE, INGEST, REFERENCE, SAMPLING, WRITING, report, reporting
+from cli.main import main
+from pipeline.build.stages import build
+from pipeline.core.progress import (
+    GAN,
+    GATE,
+    INGEST,
+    REFERENCE,
+    SAMPLING,
+    WRITING,
+    ProgressBars,
+    ProgressLog,
+    report,
+    reporting,
+)
 
 
 class FakeClock:

@@ -4,11 +4,11 @@ import fsspec
 import pyarrow.parquet as pq
 import pytest
 
-from flows.cli import main
-from pipeline import remote
-from pipeline.build import build
-from pipeline.errors import ConfigError, PipelineError
-from pipeline.manifest import MANIFEST_FILE, read_manifest, verify
+from cli.main import main
+from pipeline.build.stages import build
+from pipeline.core.errors import ConfigError, PipelineError
+from pipeline.version import remote
+from pipeline.version.manifest import MANIFEST_FILE, read_manifest, verify
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.catalog import list_versions
-from pipeline.manifest import read_manifest
+from pipeline.version.catalog import list_versions
+from pipeline.version.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = Path(sys.executable).parent / "prefect"
@@ -88,7 +88,7 @@ def test_served_deployment_publishes_then_reports_the_existing_version(prefect_s
         f"output:\n  root: {out}\nrunner:\n  workers: 1\n"
     )
     serve = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "serve", str(config), "--cron", "0 3 * * *", "--name", "nightly"],
+        [sys.executable, "-m", "cli.main", "serve", str(config), "--cron", "0 3 * * *", "--name", "nightly"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,

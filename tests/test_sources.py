@@ -7,8 +7,8 @@ from PIL import Image
 
 from conftest import idx_bytes, make_cifar, make_imagefolder, make_mnist, make_parquet
 from pipeline.config import SourceConfig
-from pipeline.errors import SourceError
-from pipeline.images import content_sha256
+from pipeline.core.errors import SourceError
+from pipeline.core.images import content_sha256
 from pipeline.sources import open_source
 
 
@@ -76,9 +76,8 @@ def test_an_archive_builds_as_its_folder_would(tmp_path, suffix):
     import tarfile
     import zipfile
 
-    from pipeline.augment import preview
-    from pipeline.build import build
-    from pipeline.config import load_config
+    from pipeline.augment.preview import preview
+    from pipeline.build.stages import build, load_config
 
     folder = make_imagefolder(tmp_path / "pets", {"cat": 3, "dog": 3})
     archive = tmp_path / f"pets{suffix}"
@@ -108,8 +107,8 @@ def test_an_archive_of_one_split_folder_keeps_its_split(tmp_path, capsys):
     """train/<class>/... stays a train split; expand init names the archive's kind and path."""
     import tarfile
 
-    from flows.cli import main
-    from pipeline.config import load_config
+    from cli.main import main
+    from pipeline.build.stages import load_config
     from pipeline.sources.archive import extracted
 
     make_imagefolder(tmp_path / "data", {"cat": 2, "dog": 2}, splits=["train"])
@@ -234,8 +233,8 @@ def test_parquet_columns_of_other_names(tmp_path, capsys):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from flows.cli import main
-    from pipeline.config import load_config
+    from cli.main import main
+    from pipeline.build.stages import load_config
 
     file = make_parquet(tmp_path / "c100" / "train-00000-of-00001.parquet", [0, 1, 1, 0])
     table = pq.read_table(file)
@@ -263,8 +262,8 @@ def test_parquet_rows_with_a_path_instead_of_bytes(tmp_path, capsys):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from cli.main import main
     from conftest import png_bytes, random_image
-    from flows.cli import main
 
     rng = np.random.default_rng(0)
     (tmp_path / "pics").mkdir()
@@ -296,8 +295,8 @@ def test_parquet_rows_with_a_path_instead_of_bytes(tmp_path, capsys):
 
 
 def test_parquet_column_keys_need_a_parquet_source():
-    from pipeline.config import load_config
-    from pipeline.errors import ConfigError
+    from pipeline.build.stages import load_config
+    from pipeline.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="source.label_column is used only with source kind 'parquet'"):
         load_config(None, ["source.label_column=fine_label"])
@@ -371,9 +370,10 @@ def test_content_hash_ignores_encoding(tmp_path):
 
 @pytest.mark.parametrize("kind", ["imagefolder", "parquet"])
 def test_ingest_on_worker_processes_matches_one_process(tmp_path, monkeypatch, kind):
-    from pipeline import ingest as ingest_module
-    from pipeline.config import load_config
-    from pipeline.ingest import PIXELS_FILE, PixelStore, ingest
+    from pipeline.ingest import stage as ingest_module
+    from pipeline.build.stages import load_config
+    from pipeline.ingest.stage import ingest
+    from pipeline.ingest.store import PIXELS_FILE, PixelStore
     from pipeline.sources import imagefolder
 
     if kind == "imagefolder":
@@ -397,9 +397,9 @@ def test_ingest_on_worker_processes_matches_one_process(tmp_path, monkeypatch, k
 
 
 def test_undecodable_image_in_a_worker_names_the_file(tmp_path, monkeypatch):
-    from pipeline import ingest as ingest_module
-    from pipeline.config import load_config
-    from pipeline.ingest import ingest
+    from pipeline.ingest import stage as ingest_module
+    from pipeline.build.stages import load_config
+    from pipeline.ingest.stage import ingest
 
     path = make_imagefolder(tmp_path / "src", {"a": 6, "b": 6})
     with Image.open(path / "b" / "img_003.png") as image:
@@ -413,7 +413,7 @@ def test_undecodable_image_in_a_worker_names_the_file(tmp_path, monkeypatch):
 
 
 def test_pixel_store_reads_any_row_and_names_the_file_for_a_missing_one(tmp_path):
-    from pipeline.ingest import PixelStore, write_pixels
+    from pipeline.ingest.store import PixelStore, write_pixels
 
     images = [np.full((3, 2, 3), i, np.uint8) for i in range(5)]
     path = tmp_path / "pixels.u8"
@@ -429,7 +429,8 @@ def test_pixel_store_reads_any_row_and_names_the_file_for_a_missing_one(tmp_path
 def test_repeated_source_ids_are_found():
     import pyarrow as pa
 
-    from pipeline.ingest import _repeated_value, duplicate_groups
+    from pipeline.ingest.splits import duplicate_groups
+    from pipeline.ingest.stage import _repeated_value
 
     assert _repeated_value(pa.array(["b", "a", "c", "b", "a"])) == "a"
     assert _repeated_value(pa.array(["b", "a", "c"])) is None
@@ -444,7 +445,7 @@ def test_content_hashes_are_kept_as_digests_and_read_back_as_the_same_hex(tmp_pa
 
     import pyarrow as pa
 
-    from pipeline.ingest import DIGEST, Index, digests, hex_strings, load_index, save_index
+    from pipeline.ingest.store import DIGEST, Index, digests, hex_strings, load_index, save_index
 
     hexes = [hashlib.sha256(bytes([i])).hexdigest() for i in range(5)]
     stored = digests(hexes)

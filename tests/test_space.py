@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.build import build, dataset_dir, discard, prepare
-from pipeline.catalog import dataset_lock
-from pipeline.config import load_config
-from pipeline.errors import PipelineError, SourceError
-from pipeline.space import DiskFullError, SpaceEstimate, most_rows, raise_if_full, worth_retrying
+from pipeline.build.stages import build, dataset_dir, discard, load_config, prepare
+from pipeline.core.errors import PipelineError, SourceError
+from pipeline.ingest.space import DiskFullError, SpaceEstimate, most_rows, raise_if_full, worth_retrying
+from pipeline.version.catalog import dataset_lock
 
 COUNTS = {"train": {"cat": 10, "dog": 4}, "test": {"cat": 3, "dog": 2}}
 
@@ -101,7 +100,7 @@ def test_only_errors_another_attempt_may_fix_are_worth_retrying(exc, retry):
 
 def test_the_sample_of_large_images_is_small(tmp_path, monkeypatch):
     """Encoding is the estimate's cost: 64 images of 32x32, at least 4 of a photo's size."""
-    from pipeline import space
+    from pipeline.ingest import space
 
     class Pixels:
         def __init__(self):
@@ -121,7 +120,7 @@ def test_the_sample_of_large_images_is_small(tmp_path, monkeypatch):
 
 
 def test_an_image_folder_row_takes_whole_blocks(tmp_path, monkeypatch):
-    from pipeline import space
+    from pipeline.ingest import space
 
     monkeypatch.setattr(space, "encode_image", lambda *args: b"x" * 100)
     pixels = {0: None}
@@ -134,7 +133,7 @@ def test_an_image_folder_row_takes_whole_blocks(tmp_path, monkeypatch):
 @pytest.mark.parametrize("layout", ["parquet", "imagefolder"])
 def test_a_shard_writer_never_makes_its_removed_version_folder_again(tmp_path, layout):
     """A shard still running when its run failed must not recreate the staging it removed."""
-    from pipeline.shards import ImageFolderShardWriter, ParquetShardWriter, Row
+    from pipeline.build.shards import ImageFolderShardWriter, ParquetShardWriter, Row
 
     root = tmp_path / ".incomplete-x" / "version"  # removed (never made, here)
     row = Row(
@@ -160,8 +159,8 @@ def test_a_shard_writer_never_makes_its_removed_version_folder_again(tmp_path, l
 
 
 def test_a_source_whose_pixels_cannot_be_staged_is_refused_at_its_first_image(tiny_config, monkeypatch):
-    from pipeline import space
-    from pipeline.space import check_staging_room
+    from pipeline.ingest import space
+    from pipeline.ingest.space import check_staging_room
 
     monkeypatch.setattr(space, "_free", lambda where: 5_000_000)
     with pytest.raises(PipelineError) as caught:

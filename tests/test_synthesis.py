@@ -8,14 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline import classifier, synthesis
-from pipeline.augment import derive_seed
-from pipeline.build import build
-from pipeline.classifier import metric_weights, score
+from pipeline.build.stages import build
 from pipeline.config import Config, GanTrainConfig
+from pipeline.core.seeds import derive_seed
+from pipeline.evaluate import classifier
+from pipeline.evaluate.classifier import metric_weights, score
+from pipeline.gan import synthesis
 from pipeline.gan.train import GanShape, GanTrainer
-from pipeline.manifest import read_manifest
-from pipeline.summary import run_markdown
+from pipeline.version.manifest import read_manifest
+from pipeline.version.summary import run_markdown
 
 TINY_GAN = [
     "synthesis.enabled=true",
@@ -110,7 +111,7 @@ def test_user_feature_extractor_is_used(tiny_config):
 def test_bad_feature_extractor_is_a_config_error(tiny_config):
     import pytest
 
-    from pipeline.errors import ConfigError
+    from pipeline.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="module:function"):
         tiny_config("synthesis.features=inception")

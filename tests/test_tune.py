@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from pipeline import synthetic_stage
-from pipeline.build import build
+from pipeline.augment.tune import candidates, scale_recipe
+from pipeline.build.stages import build
 from pipeline.config import AugmentConfig
-from pipeline.errors import ConfigError, PipelineError
-from pipeline.manifest import read_manifest, verify
-from pipeline.tune import candidates, scale_recipe
+from pipeline.core.errors import ConfigError, PipelineError
+from pipeline.gan import stage as synthetic_stage
+from pipeline.version.manifest import read_manifest, verify
 
 RECIPE = [
     {"Affine": {"rotate": [-10, 10], "scale": [0.9, 1.1], "translate_percent": [-0.1, 0.1], "p": 0.8}},
@@ -115,7 +115,7 @@ def test_the_budget_stops_new_candidates(tiny_config):
 
 
 def test_candidates_can_be_scored_by_balanced_accuracy(tiny_config, monkeypatch):
-    from pipeline import classifier
+    from pipeline.evaluate import classifier
 
     # Every classifier gets exactly the validation images of the first class right: its
     # accuracy is that class's share, its balanced accuracy 1 / classes.
@@ -147,7 +147,7 @@ def test_candidates_can_be_scored_on_a_few_images_per_class(tiny_config):
 
 def test_too_few_images_for_a_validation_part(tmp_path):
     from conftest import make_imagefolder
-    from pipeline.config import load_config
+    from pipeline.build.stages import load_config
 
     source = make_imagefolder(tmp_path / "src", {"a": 1, "b": 1})
     config = load_config(
@@ -179,7 +179,7 @@ def test_bad_tune_settings_name_the_key(tiny_config, override, message):
 
 
 def test_the_flow_tunes_and_reports_the_choice(prefect_harness, tiny_config, tmp_path, capsys):
-    from flows.cli import main
+    from cli.main import main
 
     source = tiny_config().source.path
     args = ["run", "/dev/null", "--set", "source.kind=imagefolder", "--set", f"source.path={source}"]

@@ -7,11 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.build import build
-from pipeline.config import load_config
-from pipeline.errors import ConfigError, PipelineError
-from pipeline.manifest import read_manifest
-from pipeline.tv_augment import TorchvisionAugmenter
+from pipeline.augment.tv import TorchvisionAugmenter
+from pipeline.build.stages import build, load_config
+from pipeline.core.errors import ConfigError, PipelineError
+from pipeline.version.manifest import read_manifest
 
 # The most common tutorial pipeline for CIFAR-10, as a recipe.
 TUTORIAL = [

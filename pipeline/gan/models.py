@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline.config import GAN_MAX_SIDE
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 MIN_RESOLUTION, MAX_RESOLUTION = 8, GAN_MAX_SIDE
 

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from pipeline.core.progress import report
 from pipeline.gan.models import Discriminator, Generator
-from pipeline.progress import report
 
 
 def latent(seed: int, z_dim: int, truncation: float | None) -> torch.Tensor:

@@ -23,13 +23,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from pipeline.config import GanTrainConfig
-from pipeline.devices import pick_device
-from pipeline.errors import PipelineError
+from pipeline.core.devices import pick_device
+from pipeline.core.errors import PipelineError
+from pipeline.core.hashing import file_sha256
+from pipeline.core.progress import GAN, report
 from pipeline.gan.diffaug import augment, default_policy, draw
 from pipeline.gan.losses import discriminator_hinge, generator_hinge
 from pipeline.gan.models import Discriminator, Generator, power_of_two_resolution, train_resolution
-from pipeline.hashing import file_sha256
-from pipeline.progress import GAN, report
 
 CHECKPOINT_FORMAT = "dataset-expand-gan/2"  # 2: own spectral norm (sn_u/sn_v buffers)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import ARCHIVE_SUFFIXES, SourceConfig
-from pipeline.errors import SourceError
+from pipeline.core.errors import SourceError
 from pipeline.sources.archive import is_archive
 from pipeline.sources.base import Sample, SourceReader
 from pipeline.sources.cifar10 import TEST_BATCH, TRAIN_BATCHES, open_cifar10

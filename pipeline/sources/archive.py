@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from pipeline.config import ARCHIVE_SUFFIXES
-from pipeline.errors import SourceError
+from pipeline.core.errors import SourceError
 from pipeline.sources.base import split_name
 
 _SKIPPED_TOP = "__MACOSX"

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.errors import SourceError
-from pipeline.images import Mode, decode_image
+from pipeline.core.errors import SourceError
+from pipeline.core.images import Mode, decode_image
 
 SPLIT_ALIASES = {
     "train": "train",
@@ -35,7 +35,7 @@ class Encoded:
 
     def decode(self, mode: Mode, draft: tuple[int, int] | None = None) -> np.ndarray:
         """The pixels in ``mode`` (a JPEG perhaps at a reduced scale that covers twice
-        ``draft``: see :func:`~pipeline.images.decode_image`); raises SourceError naming
+        ``draft``: see :func:`~pipeline.core.images.decode_image`); raises SourceError naming
         ``where`` when undecodable."""
         source = io.BytesIO(self.data) if isinstance(self.data, bytes) else self.data
         return decode_image(source, mode, self.where, draft)
@@ -77,7 +77,7 @@ class Sample:
         source_id: stable across runs and machines (a relative path, a file:row, an index).
         label: index into the source's class names (-1 for an invalid sample).
         split: the split the source assigns, or None when the source has no splits.
-        pixels: uint8 array in the source's mode (see :mod:`pipeline.images`), or the
+        pixels: uint8 array in the source's mode (see :mod:`pipeline.core.images`), or the
             encoded image, decoded into that mode at ingest, or what made it invalid.
     """
 

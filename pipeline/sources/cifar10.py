@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import SourceError
+from pipeline.core.errors import SourceError
 from pipeline.sources.base import Sample, SourceReader, check_class_names, named_classes
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))

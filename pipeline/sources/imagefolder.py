@@ -25,10 +25,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.errors import SourceError
-from pipeline.images import dataset_mode, header_modes
+from pipeline.core.errors import SourceError
+from pipeline.core.images import dataset_mode, header_modes
+from pipeline.core.workers import Calls, run_all
 from pipeline.sources.base import Encoded, Sample, SourceReader, check_class_names, split_name
-from pipeline.workers import Calls, run_all
 
 _HEADER_CHUNK = 1024
 # The raster formats Pillow reads (AVIF since Pillow 11.3); others (HEIC, RAW, vector
@@ -122,7 +122,7 @@ def open_imagefolder(
 
 
 def header_modes_under(root: str, source_ids: list[str], skip_bad: bool) -> set[str]:
-    """:func:`pipeline.images.header_modes` of the images ``root/<source id>``."""
+    """:func:`pipeline.core.images.header_modes` of the images ``root/<source id>``."""
     return header_modes([os.path.join(root, source_id) for source_id in source_ids], skip_bad)
 
 

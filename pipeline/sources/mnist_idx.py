@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from pipeline.errors import SourceError
+from pipeline.core.errors import SourceError
 from pipeline.sources.base import Sample, SourceReader, named_classes
 
 _IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions

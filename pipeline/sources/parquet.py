@@ -25,8 +25,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.errors import SourceError
-from pipeline.images import dataset_mode, header_mode
+from pipeline.core.errors import SourceError
+from pipeline.core.images import dataset_mode, header_mode
 from pipeline.sources.base import (
     Encoded,
     Invalid,

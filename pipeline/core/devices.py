@@ -1,0 +1,24 @@
+"""The torch device a setting names: 'auto' is cuda, then mps, then cpu."""
+
+from __future__ import annotations
+
+import torch
+
+from pipeline.core.errors import ConfigError
+
+
+def pick_device(name: str, key: str = "device") -> torch.device:
+    """The device ``name`` names on this machine.
+
+    Raises:
+        ConfigError: ``name`` asks for cuda or mps and this machine has none (names ``key``).
+    """
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
+        raise ConfigError(f"{key}: {name} is not available on this machine (use auto or cpu)")
+    return torch.device(name)
+
+

@@ -1,0 +1,339 @@
+"""Does the expansion help? The reference classifier trained on parts of a version, tested
+on the version's real test split.
+
+Subsets of the training split: real only, real+augmented, real+augmented+synthetic and
+synthetic only (CAS), each with several seeds; mean and spread of test accuracy and of
+balanced accuracy (the mean of the per-class accuracies, which an unbalanced test split's
+accuracy hides), and per-class accuracy. The low-data protocol (``real_per_class=K``)
+keeps K real images per class (seeded, stratified) and only their augmented copies;
+synthetic rows are kept as published, and they come from a generator trained on the whole
+real training split (the report says so). The classifier is :mod:`pipeline.evaluate.classifier`,
+the same yardstick as the GAN's utility gate and metrics.
+
+Reports go to ``<version>/attachments/`` (outside the version's hashed content):
+``evaluation[-kK].json``, ``.md`` and a ``.png`` bar chart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from pipeline.config import DEVICES
+from pipeline.core.devices import pick_device
+from pipeline.core.errors import ConfigError, PipelineError
+from pipeline.dataset import ExpandedDataset
+from pipeline.evaluate.classifier import (
+    ClassifierSpec,
+    correct,
+    metric_weights,
+    score,
+    to_tensor,
+    train_classifier,
+)
+from pipeline.version.manifest import ATTACHMENTS_DIR, has_soft_labels, read_manifest, utcnow
+
+SUBSETS: dict[str, tuple[str, ...]] = {
+    "real": ("real",),
+    "real+augmented": ("real", "augmented"),
+    "real+augmented+synthetic": ("real", "augmented", "synthetic"),
+    "synthetic only (CAS)": ("synthetic",),
+}
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """The evaluation protocol (fixed and recorded with every report)."""
+
+    seeds: int = 3
+    epochs: int = 30
+    real_per_class: int | None = None
+    seed: int = 0
+    device: str = "auto"  # where the classifiers train: auto (cuda, mps, cpu), cpu, cuda, mps
+
+    def __post_init__(self):
+        if self.device not in DEVICES:
+            allowed = f"{', '.join(DEVICES[:-1])} or {DEVICES[-1]}"
+            raise ConfigError(f"device must be {allowed}, got {self.device!r}")
+        if self.seeds < 1 or self.epochs < 1:
+            raise ConfigError(f"evaluation needs seeds >= 1 and epochs >= 1, got {self.seeds}, {self.epochs}")
+        if self.real_per_class is not None and self.real_per_class < 1:
+            raise ConfigError(f"real_per_class must be at least 1, got {self.real_per_class}")
+
+    @property
+    def stem(self) -> str:
+        return "evaluation" + (f"-k{self.real_per_class}" if self.real_per_class else "")
+
+
+@dataclass(frozen=True)
+class _Rows:
+    images: np.ndarray
+    labels: np.ndarray
+    origins: np.ndarray
+    source_ids: np.ndarray
+    soft_labels: np.ndarray | None = None  # (N, classes) for versions built with augment.mix
+
+
+def _load(version: Path, split: str) -> _Rows:
+    soft = has_soft_labels(read_manifest(version))
+    dataset = ExpandedDataset(
+        version, split, transform=np.asarray, return_lineage=True, soft_labels=soft, check="none"
+    )
+    items = [dataset[i] for i in range(len(dataset))]
+    if not items:
+        raise PipelineError(f"{version}: the {split} split has no rows to evaluate with")
+    return _Rows(
+        images=np.stack([image for image, _, _ in items]),
+        labels=dataset.labels,
+        origins=np.asarray([info["origin"] for _, _, info in items]),
+        source_ids=np.asarray([info["source_id"] for _, _, info in items]),
+        soft_labels=np.stack([label.numpy() for _, label, _ in items]) if soft else None,
+    )
+
+
+def low_data_mask(rows: _Rows, per_class: int | None, seed: int) -> np.ndarray:
+    """Rows kept under the low-data protocol: K real images per class (ranked by a seeded
+    hash of their source id), their augmented copies, and every synthetic row."""
+    if per_class is None:
+        return np.ones(len(rows.labels), dtype=bool)
+    real = rows.origins == "real"
+    chosen: set[str] = set()
+    for label in np.unique(rows.labels[real]):
+        ids = sorted(set(rows.source_ids[real & (rows.labels == label)].tolist()))
+        ranked = sorted(ids, key=lambda i: hashlib.sha256(f"{seed}\x1f{i}".encode()).hexdigest())
+        chosen.update(ranked[:per_class])
+    from_chosen = np.isin(rows.source_ids, sorted(chosen))
+    return (rows.origins == "synthetic") | (from_chosen & np.isin(rows.origins, ["real", "augmented"]))
+
+
+def same_rows_as(manifest: dict[str, Any], subset: str) -> str | None:
+    """An earlier subset (in ``SUBSETS`` order) that trains on exactly the same rows of this
+    version, because the origins that tell them apart have no rows (a version the gate
+    published without synthetic rows: real+augmented+synthetic is real+augmented)."""
+    present = {o for o, n in manifest["splits"]["train"]["by_origin"].items() if n}
+    names = list(SUBSETS)
+    for earlier in names[: names.index(subset)]:
+        if present.intersection(SUBSETS[earlier]) == present.intersection(SUBSETS[subset]):
+            return earlier
+    return None
+
+
+def reused_result(manifest: dict[str, Any], results: dict[str, dict[str, Any]], subset: str) -> dict | None:
+    """The result already in ``results`` for the same rows as ``subset`` (see
+    :func:`same_rows_as`), marked ``same_rows_as``; None when it must be trained."""
+    same = same_rows_as(manifest, subset)
+    return {**results[same], "same_rows_as": same} if same in results else None
+
+
+def evaluate_subset(version: Path, subset: str, settings: EvaluationSettings) -> dict[str, Any]:
+    """Train and test the reference classifier on one subset, once per seed.
+
+    Returns:
+        ``{"rows", "mean", "std", "runs", "balanced_accuracy", "per_class"}`` (only ``rows``
+        when it is empty); ``mean``, ``std`` and ``runs`` are of the accuracy,
+        ``balanced_accuracy`` holds the same three of the balanced accuracy.
+    """
+    if subset not in SUBSETS:
+        raise PipelineError(f"unknown subset {subset!r}; use one of {list(SUBSETS)}")
+    classes = read_manifest(version)["class_names"]
+    return _score(_load(version, "train"), _load(version, "test"), classes, subset, settings)
+
+
+def _score(
+    train: _Rows, test: _Rows, classes: list[str], subset: str, settings: EvaluationSettings
+) -> dict[str, Any]:
+    mask = low_data_mask(train, settings.real_per_class, settings.seed) & np.isin(
+        train.origins, SUBSETS[subset]
+    )
+    if not mask.any():
+        return {"rows": 0}
+    # Mixed rows train on their soft labels (cross-entropy with class probabilities).
+    targets = train.labels if train.soft_labels is None else train.soft_labels
+    x, y = to_tensor(train.images[mask]), torch.as_tensor(targets[mask])
+    test_x = to_tensor(test.images)
+    weights = metric_weights(test.labels, "balanced_accuracy")
+    runs, balanced, per_class = [], [], []
+    device = pick_device(settings.device, "device")
+    for s in range(settings.seeds):
+        spec = ClassifierSpec(epochs=settings.epochs)
+        model = train_classifier(x, y, len(classes), seed=settings.seed + s, spec=spec, device=device)
+        right = correct(model, test_x, test.labels)
+        runs.append(score(right, None))
+        balanced.append(score(right, weights))
+        per_class.append(
+            [
+                float(right[test.labels == c].mean()) if (test.labels == c).any() else None
+                for c in range(len(classes))
+            ]
+        )
+    return {
+        "rows": int(mask.sum()),
+        "mean": float(np.mean(runs)),
+        "std": float(np.std(runs)),
+        "runs": runs,
+        "balanced_accuracy": {
+            "mean": float(np.mean(balanced)),
+            "std": float(np.std(balanced)),
+            "runs": balanced,
+        },
+        "per_class": {
+            name: (None if per_class[0][c] is None else float(np.mean([run[c] for run in per_class])))
+            for c, name in enumerate(classes)
+        },
+    }
+
+
+def report(version: Path, settings: EvaluationSettings, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The evaluation document: protocol, classifier recipe and results."""
+    manifest = read_manifest(version)
+    device = pick_device(settings.device, "device").type
+    return {
+        "version_id": manifest["version_id"],
+        "created": utcnow().isoformat(timespec="seconds"),
+        "settings": asdict(settings),
+        "classifier": {
+            "name": "ReferenceCNN",
+            **asdict(ClassifierSpec(epochs=settings.epochs)),
+            "device": device,
+            **({"cpu_threads": torch.get_num_threads()} if device == "cpu" else {}),
+        },
+        "test_rows": manifest["splits"]["test"]["rows"],
+        "test_per_class": manifest["splits"]["test"]["by_origin_class"].get("real", {}),
+        "results": results,
+        "note": (
+            "accuracy on the version's real test split; synthetic rows come from a generator "
+            "trained on the whole real training split"
+            + (
+                f", even when only {settings.real_per_class} real images per class are kept"
+                if settings.real_per_class
+                else ""
+            )
+        ),
+    }
+
+
+def evaluate(
+    version: str | Path,
+    settings: EvaluationSettings = EvaluationSettings(),
+    subsets: Sequence[str] = tuple(SUBSETS),
+) -> dict[str, Any]:
+    """The given subsets (default: all), in this process, reading the version once; see
+    :func:`report`."""
+    path = Path(version)
+    unknown = set(subsets) - set(SUBSETS)
+    if unknown:
+        raise PipelineError(f"unknown subsets {sorted(unknown)}; use some of {list(SUBSETS)}")
+    train, test = _load(path, "train"), _load(path, "test")
+    manifest = read_manifest(path)
+    results: dict[str, dict[str, Any]] = {}
+    for name in subsets:
+        results[name] = reused_result(manifest, results, name) or _score(
+            train, test, manifest["class_names"], name, settings
+        )
+    return report(path, settings, results)
+
+
+def accuracy_text(result: dict[str, Any], balanced: bool = False) -> str:
+    """A subset's test accuracy (or balanced accuracy) as text: mean ± std over seeds
+    ("1 seed": no spread)."""
+    if not result["rows"]:
+        return "no rows"
+    scores = result["balanced_accuracy"] if balanced else result
+    if len(scores["runs"]) == 1:
+        return f"{scores['mean']:.4f} (1 seed)"
+    return f"{scores['mean']:.4f} ± {scores['std']:.4f}"
+
+
+def unbalanced_test(document: dict[str, Any]) -> str | None:
+    """How the test split's classes differ in size ("2 to 100 rows per class"), or None when
+    every class has as many rows (then balanced accuracy is the accuracy)."""
+    counts = [n for n in document.get("test_per_class", {}).values() if n]
+    if not counts or min(counts) == max(counts):
+        return None
+    return f"{min(counts):,} to {max(counts):,} rows per class"
+
+
+def markdown(document: dict[str, Any], chart: str | None = None) -> str:
+    """A Markdown table of the results (mean ± std over seeds)."""
+    s = document["settings"]
+    lines = [
+        f"# Evaluation of {document['version_id']}",
+        "",
+        f"Reference classifier, {s['epochs']} epochs, {s['seeds']} seeds"
+        + (f", {s['real_per_class']} real images per class" if s["real_per_class"] else "")
+        + f"; accuracy on the real test split ({document['test_rows']} rows).",
+    ]
+    spread = unbalanced_test(document)
+    if spread:
+        lines += [
+            "",
+            f"The test split's classes are unbalanced ({spread}): balanced accuracy is the mean of "
+            "the per-class accuracies, every class counted alike.",
+        ]
+    lines += [
+        "",
+        "| training rows | count | test accuracy |" + (" balanced accuracy |" if spread else ""),
+        "|---|---:|---:|" + ("---:|" if spread else ""),
+    ]
+    for name, result in document["results"].items():
+        same = f" (the rows of {result['same_rows_as']})" if "same_rows_as" in result else ""
+        cells = [accuracy_text(result)] + ([accuracy_text(result, balanced=True)] if spread else [])
+        lines.append(f"| {name}{same} | {result['rows']} | " + " | ".join(cells) + " |")
+    with_rows = [(name, r) for name, r in document["results"].items() if r["rows"]]
+    if with_rows:
+        classes = list(with_rows[0][1]["per_class"])
+        lines += ["", "Per-class test accuracy (mean over seeds):", ""]
+        lines += ["| class | " + " | ".join(name for name, _ in with_rows) + " |"]
+        lines += ["|---|" + "---:|" * len(with_rows)]
+        for c in classes:
+            cells = [r["per_class"][c] for _, r in with_rows]
+            lines.append(f"| {c} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in cells) + " |")
+    if chart:
+        lines += ["", f"![test accuracy]({chart})"]
+    lines += ["", document["note"] + "."]
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(document: dict[str, Any], path: Path) -> None:
+    """A PNG bar chart of mean test accuracy with ±std whiskers (drawn with Pillow)."""
+    results = [(name, r) for name, r in document["results"].items() if r["rows"]]
+    width, height, left, bottom, bar = 640, 360, 60, 60, 80
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    top = 30
+    scale = height - bottom - top
+    for tick in range(0, 11, 2):
+        y = height - bottom - scale * tick / 10
+        draw.line([(left, y), (width - 10, y)], fill=(225, 225, 225))
+        draw.text((10, y - 6), f"{tick / 10:.1f}", fill="black")
+    step = (width - left - 20) / max(1, len(results))
+    for k, (name, r) in enumerate(results):
+        x0 = left + 10 + k * step
+        y = height - bottom - scale * r["mean"]
+        draw.rectangle([x0, y, x0 + bar, height - bottom], fill=(70, 110, 170))
+        spread = scale * r["std"]
+        draw.line([(x0 + bar / 2, y - spread), (x0 + bar / 2, y + spread)], fill="black", width=2)
+        draw.text((x0, y - 16 - spread), f"{r['mean']:.3f}", fill="black")
+        draw.text((x0, height - bottom + 8), name.replace("+", "+\n"), fill="black")
+    draw.text((left, 8), f"test accuracy, {document['version_id']}", fill="black")
+    image.save(path)
+
+
+def write_report(version: str | Path, document: dict[str, Any]) -> list[Path]:
+    """Write ``attachments/<stem>.json``, ``.md`` and ``.png``; returns their paths."""
+    settings = EvaluationSettings(**document["settings"])
+    folder = Path(version) / ATTACHMENTS_DIR
+    folder.mkdir(exist_ok=True)
+    json_path, md_path, png_path = (folder / f"{settings.stem}{ext}" for ext in (".json", ".md", ".png"))
+    json_path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+    bar_chart(document, png_path)
+    md_path.write_text(markdown(document, png_path.name), encoding="utf-8")
+    return [json_path, md_path, png_path]

@@ -1,0 +1,362 @@
+"""The synthesis stage: train (or load) the GAN, sample per class, filter, measure, gate.
+
+Inputs are the staged training split (pixels and index in the build's work directory).
+When the utility gate is on, a validation part is carved from the real training split
+first (stratified, seeded); the GAN and the reference classifier never see it, and the
+gate decides on it alone. The test split is never used for a decision; CAS on the test
+split is reported only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.config import Config, SynthesisConfig
+from pipeline.core.errors import PipelineError
+from pipeline.core.hashing import file_sha256
+from pipeline.core.progress import REFERENCE, SAMPLING, report
+from pipeline.core.seeds import derive_seed
+from pipeline.evaluate.classifier import (
+    ClassifierSpec,
+    accuracy,
+    extract_features,
+    predict_proba,
+    saved_or_trained,
+    to_tensor,
+    train_classifier,
+)
+from pipeline.gan import metrics as gm
+from pipeline.gan.gate import _take_ratio, synthesis_device, utility_gate
+from pipeline.gan.sample import generate, select
+from pipeline.gan.train import GanShape, GanTrainer, check_compatible, load_checkpoint, save_checkpoint
+from pipeline.ingest.splits import validation_masks
+from pipeline.ingest.store import RealData
+
+_METRIC_SAMPLES = 1000
+# Beside the checkpoints: the reference classifier that training measured FD with, reused
+# by sampling and resumed training (when it fits: see saved_or_trained) instead of being
+# trained again.
+REFERENCE_FILE = "reference.pt"
+
+
+def fit_validation_masks(data: RealData, config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Fit/validation masks over the training split (all fit when the gate is off)."""
+    if not config.synthesis.gate.enabled:
+        everything = np.ones(len(data.ids), dtype=bool)
+        return everything, ~everything
+    return validation_masks(data.ids, data.labels, config.synthesis.gate.validation_fraction, config.seed)
+
+
+def train_gan(
+    config: Config,
+    fit: RealData,
+    shape: GanShape,
+    out_dir: Path,
+    *,
+    resume: Path | None = None,
+    on_metrics: Callable[[dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Train the GAN on ``fit``; keep ``last.pt`` and ``best.pt`` (lowest classifier FD).
+
+    Returns:
+        ``{"checkpoint", "sha256", "history", "best"}`` for the best checkpoint.
+    """
+    settings = config.synthesis.train
+    trainer = GanTrainer(
+        images=fit.images,
+        labels=fit.labels,
+        shape=shape,
+        settings=settings,
+        seed=config.seed,
+        # The settings that decide the content only: a checkpoint's bytes (and so the ids of
+        # its samples) must not depend on where the run writes or how many workers it has.
+        config_json=json.dumps(config.content_dict(), sort_keys=True),
+    )
+    saved = out_dir / REFERENCE_FILE
+    if resume is not None:
+        trainer.load_state_dict(load_checkpoint(resume, trainer.device), str(resume))
+        if not saved.is_file() and (resume.parent / REFERENCE_FILE).is_file():
+            out_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(resume.parent / REFERENCE_FILE, saved)  # loaded below if it fits
+    reference = _reference(config, fit, shape.num_classes, saved, save=True)
+    real_features = _features(config, reference, to_tensor(fit.images))
+    history: list[dict[str, float]] = []
+    while trainer.step < settings.steps:
+        chunk = min(settings.eval_every - trainer.step % settings.eval_every, settings.steps - trainer.step)
+        history += trainer.train(chunk, on_metrics=on_metrics)
+        trainer.recompute_ema_batchnorm()
+        fd = _ema_fd(trainer, config, reference, real_features, fit)
+        history.append({"step": trainer.step, "fd": fd})
+        if on_metrics:
+            on_metrics({"step": trainer.step, "fd": fd})
+        if not trainer.best or fd < trainer.best["fd"]:
+            trainer.best = {"step": trainer.step, "fd": fd}
+            save_checkpoint(trainer.state_dict(), out_dir / "best.pt")
+        save_checkpoint(trainer.state_dict(), out_dir / "last.pt")
+    best = out_dir / "best.pt"
+    if not best.is_file():  # resumed at or past the last step: nothing new was measured
+        save_checkpoint(trainer.state_dict(), best)
+    return {"checkpoint": str(best), "sha256": file_sha256(best), "history": history, "best": trainer.best}
+
+
+def synthesize(
+    config: Config,
+    train: RealData,
+    test: RealData | None,
+    shape: GanShape,
+    checkpoint: Path,
+    class_names: list[str],
+) -> dict[str, Any]:
+    """Sample, filter, measure and gate synthetic rows from a trained checkpoint.
+
+    Returns:
+        ``{"images", "labels", "seeds", "confidence", "d_score", "report", "preview"}``:
+        the kept synthetic rows (possibly none, when the gate declines), the figures behind
+        them, and (images, labels) of the filtered samples before the gate, for the grid.
+    """
+    syn = config.synthesis
+    fit_mask, val_mask = fit_validation_masks(train, config)
+    fit, validation = train.subset(fit_mask), train.subset(val_mask)
+    state = load_checkpoint(checkpoint)
+    check_compatible(state, shape, syn.train, str(checkpoint))
+    trainer = GanTrainer(
+        images=fit.images[:2],
+        labels=fit.labels[:2],
+        shape=shape,
+        settings=syn.train.model_copy(update={"device": syn.device, "compile": None}),
+        seed=config.seed,
+    )
+    trainer.load_state_dict(state, str(checkpoint))
+    reference = _reference(config, fit, shape.num_classes, checkpoint.parent / REFERENCE_FILE)
+
+    wanted = {c: syn.count_for(int((train.labels == c).sum())) for c in range(shape.num_classes)}
+    pool, kept = _sample_until_filled(config, trainer, reference, shape, wanted)
+    rows = {key: values[kept] for key, values in pool.items()}
+    counts = np.bincount(rows["labels"], minlength=shape.num_classes)
+    short = {class_names[c]: int(counts[c]) for c, n in wanted.items() if counts[c] < n}
+    below = rows["confidence"] < syn.filter.min_confidence  # kept by filter.fill_short
+    filled = {
+        class_names[c]: int(n)
+        for c, n in enumerate(np.bincount(rows["labels"][below], minlength=shape.num_classes))
+        if n
+    }
+
+    report: dict[str, Any] = {
+        "checkpoint_sha256": file_sha256(checkpoint),
+        "checkpoint_step": int(state["step"]),
+        "candidates": int(len(pool["labels"])),
+        "kept_after_filter": int(len(kept)),
+        "wanted": int(sum(wanted.values())),
+        **({"short": short} if short else {}),
+        **({"filled_below_threshold": filled} if filled else {}),
+        "metrics": quality_metrics(config, reference, fit, rows, test, shape.num_classes),
+    }
+    filtered = rows  # the grid shows what the generator makes, whatever the gate decides
+    if syn.gate.enabled and len(validation.ids):
+        decision = utility_gate(config, fit, validation, rows, class_names)
+        report["gate"] = decision
+        rows = _take_ratio(rows, decision["chosen_ratio"], train)
+    report["published"] = int(len(rows["labels"]))
+    return {**rows, "report": report, "preview": (filtered["images"], filtered["labels"])}
+
+
+def quality_metrics(
+    config: Config,
+    reference,
+    fit: RealData,
+    rows: dict[str, np.ndarray],
+    test: RealData | None,
+    num_classes: int,
+) -> dict[str, Any]:
+    """FD, KID, precision/recall, per-class FD (features of the reference classifier) and CAS."""
+    if len(rows["labels"]) < 2:
+        return {"note": "fewer than 2 synthetic samples kept; no metrics"}
+    real = _features(config, reference, to_tensor(fit.images))
+    fake = _features(config, reference, to_tensor(rows["images"]))
+    rng = np.random.default_rng(derive_seed(config.seed, "metrics", 0))
+    precision, recall = gm.precision_recall(real[:_METRIC_SAMPLES], fake[:_METRIC_SAMPLES])
+    result: dict[str, Any] = {
+        "features": config.synthesis.features,
+        "fd": gm.frechet_distance(real, fake),
+        "kid": gm.kernel_inception_distance(real, fake, rng=rng),
+        "precision": precision,
+        "recall": recall,
+        "per_class_fd": gm.per_class_frechet(real, fit.labels, fake, rows["labels"], num_classes),
+    }
+    if test is not None and len(test.ids):
+        spec = ClassifierSpec(epochs=config.synthesis.gate.classifier_epochs)
+        cas_model = train_classifier(
+            to_tensor(rows["images"]),
+            torch.as_tensor(rows["labels"]),
+            num_classes,
+            seed=config.seed,
+            spec=spec,
+            device=synthesis_device(config),
+        )
+        result["cas_test"] = accuracy(cas_model, to_tensor(test.images), torch.as_tensor(test.labels))
+        result["cas_note"] = (
+            "classifier trained on synthetic rows only, tested on the real test split (report only)"
+        )
+    return result
+
+
+def _sample_until_filled(
+    config: Config, trainer: GanTrainer, reference, shape: GanShape, wanted: dict[int, int]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Generate and filter candidates in rounds until every class has ``wanted`` kept
+    samples or has used ``filter.max_oversample`` x wanted candidates.
+
+    Each round asks a short class for its shortfall divided by its acceptance rate so far
+    (the first round guesses it from the filter settings). Candidate k of class c always has
+    the latent seed ``derive_seed(seed, "synthetic/c", k)``, so the rows are reproducible.
+
+    Returns:
+        The candidates (images, labels, seeds, confidence, d_score) and the kept indices.
+    """
+    syn = config.synthesis
+    limit = {c: int(np.ceil(n * syn.filter.max_oversample)) for c, n in wanted.items()}
+    rate = {
+        c: (1.0 - syn.filter.reject_d_fraction) * (2 / 3 if syn.filter.min_confidence else 1.0)
+        for c in wanted
+    }
+    made = dict.fromkeys(wanted, 0)
+    counts = np.zeros(shape.num_classes, dtype=np.int64)
+    size = (shape.height, shape.width) + ((3,) if shape.channels == 3 else ())
+    parts = [
+        {
+            "images": np.zeros((0, *size), dtype=np.uint8),
+            "labels": np.zeros(0, dtype=np.int64),
+            "seeds": np.zeros(0, dtype=np.int64),
+            "confidence": np.zeros(0),
+            "d_score": np.zeros(0),
+        }
+    ]
+    kept = np.zeros(0, dtype=np.int64)
+    while True:
+        todo = {}
+        for c, n in wanted.items():
+            short = n - int(counts[c])
+            if short > 0 and made[c] < limit[c]:
+                todo[c] = min(limit[c] - made[c], int(np.ceil(short / max(rate[c], 0.05))))
+        if not todo:
+            pool = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+            if syn.filter.fill_short:
+                kept = _select(syn, pool, wanted, fill=True)
+            return pool, kept
+        parts.append(_sample_round(config, trainer, reference, shape, todo, made))
+        for c, n in todo.items():
+            made[c] += n
+        scored = {
+            key: np.concatenate([part[key] for part in parts]) for key in ("labels", "confidence", "d_score")
+        }
+        kept = _select(syn, scored, wanted)
+        counts = np.bincount(scored["labels"][kept], minlength=shape.num_classes)
+        rate = {c: counts[c] / made[c] if made[c] else rate[c] for c in wanted}
+
+
+def _select(
+    syn: SynthesisConfig, pool: dict[str, np.ndarray], wanted: dict[int, int], fill: bool = False
+) -> np.ndarray:
+    return select(
+        pool["labels"],
+        pool["confidence"],
+        pool["d_score"],
+        wanted,
+        min_confidence=syn.filter.min_confidence,
+        reject_d_fraction=syn.filter.reject_d_fraction,
+        fill=fill,
+    )
+
+
+def _sample_round(
+    config: Config,
+    trainer: GanTrainer,
+    reference,
+    shape: GanShape,
+    todo: dict[int, int],
+    made: dict[int, int],
+) -> dict[str, np.ndarray]:
+    """``todo[c]`` new candidates of each class c, numbered on from ``made[c]``, with their
+    reference-classifier confidence and discriminator score."""
+    labels = np.asarray([c for c, n in todo.items() for _ in range(n)], dtype=np.int64)
+    seeds = np.asarray(
+        [derive_seed(config.seed, f"synthetic/{c}", made[c] + k) for c, n in todo.items() for k in range(n)],
+        dtype=np.int64,
+    )
+    images, d_scores = generate(
+        trainer.G_ema,
+        trainer.D,
+        labels,
+        seeds,
+        out_size=(shape.height, shape.width),
+        truncation=config.synthesis.truncation,
+        progress=SAMPLING,
+        progress_offset=sum(made.values()),
+    )
+    probs = predict_proba(reference, to_tensor(images))
+    confidence = probs[torch.arange(len(labels)), torch.as_tensor(labels)].numpy()
+    return {"images": images, "labels": labels, "seeds": seeds, "confidence": confidence, "d_score": d_scores}
+
+
+def _reference(config: Config, fit: RealData, num_classes: int, saved: Path, *, save: bool = False):
+    """The reference classifier trained on ``fit``, or the one saved at ``saved`` for the
+    same images, labels, seed, recipe and device (written there when ``save``)."""
+    spec = ClassifierSpec(epochs=config.synthesis.gate.classifier_epochs)
+    return saved_or_trained(
+        fit.images,
+        fit.labels,
+        num_classes,
+        seed=config.seed,
+        spec=spec,
+        device=synthesis_device(config),
+        path=saved,
+        save=save,
+        on_epoch=lambda e: report(REFERENCE, e, spec.epochs),
+    )
+
+
+def _features(config: Config, reference, images: torch.Tensor) -> np.ndarray:
+    if config.synthesis.features == "classifier":
+        return extract_features(reference, images)
+    module, _, name = config.synthesis.features.partition(":")
+    try:
+        extractor = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise PipelineError(f"synthesis.features: cannot load {config.synthesis.features!r}: {exc}") from None
+    return np.asarray(extractor(images), dtype=np.float64)
+
+
+def _ema_fd(
+    trainer: GanTrainer, config: Config, reference, real_features: np.ndarray, fit: RealData
+) -> float:
+    n = min(_METRIC_SAMPLES, max(len(fit.ids), 2))
+    labels = fit.labels[np.arange(n) % len(fit.labels)]
+    seeds = np.asarray([derive_seed(config.seed, "fd", k) for k in range(n)], dtype=np.int64)
+    images, _ = generate(
+        trainer.G_ema, None, labels, seeds, out_size=(trainer.shape.height, trainer.shape.width)
+    )
+    return gm.frechet_distance(real_features, _features(config, reference, to_tensor(images)))
+
+
+def synthesis_devices(config: Config) -> dict[str, object]:
+    """Where a build's synthesis ran, for its manifest: the device types of GAN training
+    (None for a given checkpoint) and of sampling and the classifiers, torch's CPU thread
+    count when either is the CPU, and the GPU's name when either is CUDA."""
+    content = config.content_dict()["synthesis"]
+    devices: dict[str, object] = {
+        "training": None if config.synthesis.checkpoint else content["train"]["device"],
+        "sampling_and_classifiers": content["device"],
+    }
+    if "cpu_threads" in content:
+        devices["cpu_threads"] = content["cpu_threads"]
+    if "cuda" in devices.values():
+        devices["cuda_device"] = torch.cuda.get_device_name()
+    return devices

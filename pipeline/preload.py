@@ -1,7 +1,0 @@
-"""Imported once by the worker pool's fork server (:mod:`pipeline.workers`), so that every
-worker starts with the shard writers and albumentations loaded, and without torch."""
-
-import pipeline.build  # noqa: F401  # the functions workers run
-from pipeline.augment import albumentations
-
-albumentations()

@@ -1,0 +1,222 @@
+"""The manifest: what a version contains, how it was made, and every file's hash.
+
+``manifest.json`` is written last into a version; its presence marks the version complete.
+Keys are sorted, and ``schema_version`` says how to read it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import posixpath
+import socket
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import pipeline
+from pipeline.core.hashing import stream_sha256
+from pipeline.version.layout import lineage_schema, parquet_schema
+
+SCHEMA_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+# Files added to a version after publishing (evaluations): not hashed into the manifest.
+ATTACHMENTS_DIR = "attachments"
+# Libraries whose versions can change the bytes of a version: they enter its id.
+CONTENT_LIBRARIES = (
+    "torch",
+    "albumentations",
+    "albucore",
+    "opencv-python-headless",
+    "numpy",
+    "pillow",
+    "pyarrow",
+)
+# Recorded for the record only.
+OTHER_LIBRARIES = ("torchvision", "prefect", "pydantic", "scikit-learn")
+
+
+def library_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of ``names`` (``"not installed"`` for missing ones)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def version_id(
+    content_config: dict[str, Any], source_kind: str, fingerprint: str, checkpoint_sha256: str | None = None
+) -> str:
+    """A content-derived id: same source content, settings, code, libraries (and given
+    generator checkpoint), same id."""
+    key = {
+        "checkpoint": checkpoint_sha256,
+        "schema_version": SCHEMA_VERSION,
+        "code": pipeline.__version__,
+        "libraries": library_versions(CONTENT_LIBRARIES),
+        "config": content_config,
+        "source": {"kind": source_kind, "fingerprint": fingerprint},
+    }
+    blob = json.dumps(key, sort_keys=True, separators=(",", ":")).encode()
+    return "v-" + hashlib.sha256(blob).hexdigest()[:16]
+
+
+def run_info(started: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Who made the version, where and when (``started``: ISO time; ``extra``: e.g. the
+    orchestrator's run id)."""
+    return {
+        "started": started,
+        "finished": utcnow().isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "code_version": pipeline.__version__,
+        "git": git_revision(),
+        **(extra or {}),
+    }
+
+
+def git_revision() -> dict[str, Any] | None:
+    """The commit of the code's git checkout and whether it had local changes (None when
+    the code is not in a git checkout, e.g. installed from a wheel)."""
+    here = Path(pipeline.__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return None
+        status = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def summarise_counts(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per split: rows, rows per origin, and rows per origin and class, from shard entries."""
+    splits: dict[str, Any] = {}
+    for entry in entries:
+        split = splits.setdefault(entry["split"], {"rows": 0, "by_origin": {}, "by_origin_class": {}})
+        split["rows"] += entry["rows"]
+        for origin, by_class in entry["counts"].items():
+            split["by_origin"][origin] = split["by_origin"].get(origin, 0) + sum(by_class.values())
+            target = split["by_origin_class"].setdefault(origin, {})
+            for name, n in by_class.items():
+                target[name] = target.get(name, 0) + n
+    return splits
+
+
+def write_manifest(version_dir: Path, manifest: dict[str, Any]) -> Path:
+    """Write ``manifest.json`` (sorted keys) and return its path."""
+    path = version_dir / MANIFEST_FILE
+    text = json.dumps({"schema_version": SCHEMA_VERSION, **manifest}, sort_keys=True, indent=2)
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+def read_manifest(version: Path | str) -> dict[str, Any]:
+    """Load a version's manifest (``version``: a folder, or an fsspec URL)."""
+    return _manifest_at(*fsspec.core.url_to_fs(str(version)))
+
+
+def _manifest_at(fs: Any, root: str) -> dict[str, Any]:
+    return json.loads(fs.cat_file(posixpath.join(root, MANIFEST_FILE)))
+
+
+def verify(version: Path | str, *, full: bool = True) -> list[str]:
+    """Check a version against its manifest; return the problems (none: intact).
+
+    Checks that every listed file exists with its size (and, when ``full``, its sha256),
+    that no unlisted file is present (outside ``attachments/``), and that every shard has
+    the schema and row count the manifest records. ``version``: a folder, or an fsspec URL
+    of an uploaded version (see :mod:`pipeline.version.remote`).
+    """
+    try:
+        fs, root = fsspec.core.url_to_fs(str(version))
+    except (ImportError, ValueError) as exc:  # an unknown protocol, its backend not installed
+        return [f"not readable: {exc}"]
+    try:
+        manifest = _manifest_at(fs, root)
+    except (OSError, ValueError) as exc:
+        return [f"{MANIFEST_FILE}: unreadable ({exc})"]
+    listed = {f["path"]: f for f in manifest["files"]}
+    problems, damaged = [], set()
+    for path, entry in listed.items():
+        problem = _check_file(fs, root, entry, full)
+        if problem:
+            problems.append(problem)
+            damaged.add(path)
+    for path in sorted(fs.find(root)):
+        relative = posixpath.relpath(path, root)
+        if relative not in listed and relative != MANIFEST_FILE:
+            if not relative.startswith(ATTACHMENTS_DIR + "/"):
+                problems.append(f"{relative}: present but not listed in the manifest")
+    return problems + _check_rows(fs, root, manifest, damaged)
+
+
+def _check_file(fs: Any, root: str, entry: dict[str, Any], full: bool) -> str | None:
+    path = posixpath.join(root, entry["path"])
+    if not fs.isfile(path):
+        return f"{entry['path']}: missing"
+    size = fs.size(path)
+    if size != entry["bytes"]:
+        return f"{entry['path']}: {size} bytes, the manifest says {entry['bytes']}"
+    if full:
+        with fs.open(path, "rb") as handle:
+            digest = stream_sha256(handle)
+        if digest != entry["sha256"]:
+            return f"{entry['path']}: sha256 {digest[:16]}..., the manifest says {entry['sha256'][:16]}..."
+    return None
+
+
+def has_soft_labels(manifest: dict[str, Any]) -> bool:
+    """Whether the version's rows have a ``soft_label`` column (``augment.mix`` was set)."""
+    return bool(manifest.get("config", {}).get("augment", {}).get("mix"))
+
+
+def _check_rows(fs: Any, root: str, manifest: dict[str, Any], damaged: set[str]) -> list[str]:
+    """Schema and row count of each shard's table, and split totals."""
+    parquet = manifest["format"] == "parquet"
+    schema = (parquet_schema if parquet else lineage_schema)(
+        manifest["class_names"], has_soft_labels(manifest)
+    )
+    problems, totals = [], {}
+    for shard in manifest["shards"]:
+        relative = f"{'data' if parquet else 'lineage'}/{shard['shard']}.parquet"
+        totals[shard["split"]] = totals.get(shard["split"], 0) + shard["rows"]
+        if relative in damaged:
+            continue
+        try:
+            with fs.open(posixpath.join(root, relative), "rb") as handle:
+                metadata = pq.read_metadata(handle)
+            found = metadata.schema.to_arrow_schema()
+        except (OSError, pa.ArrowException) as exc:
+            problems.append(f"{relative}: not readable as Parquet ({exc})")
+            continue
+        if not found.equals(schema, check_metadata=True):
+            problems.append(f"{relative}: schema differs from the expected shard schema")
+        if metadata.num_rows != shard["rows"]:
+            problems.append(f"{relative}: {metadata.num_rows} rows, the manifest says {shard['rows']}")
+    for split, info in manifest["splits"].items():
+        if totals.get(split, 0) != info["rows"]:
+            held = totals.get(split, 0)
+            problems.append(f"split {split}: shards hold {held} rows, the manifest says {info['rows']}")
+    return problems

@@ -1,0 +1,62 @@
+"""Published versions on remote storage: any fsspec URL (``s3://``, ``gs://``, ``az://``,
+``memory://``; the backend's package, such as ``s3fs``, must be installed).
+
+A build always happens under ``output.root``, a local or shared file system: workers read
+the staged pixels and write the shards there. With ``output.remote`` set, each published
+version is then uploaded to ``<remote>/<name>/<version id>/``: the manifest's files first,
+each checked by size, and the manifest last, so a remote version whose manifest exists is
+complete. ``<remote>/<name>/latest`` is a text file naming the latest version (object
+stores have no links). Versions are immutable and named by their content, so uploading one
+that is already there moves only ``latest``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from pipeline.core.errors import PipelineError
+from pipeline.version.catalog import LATEST
+from pipeline.version.manifest import MANIFEST_FILE, read_manifest
+
+
+def push(version_dir: Path, url: str, *, latest: bool = True) -> str:
+    """Upload a published version under ``url`` (see the module); return its remote URL.
+
+    Args:
+        latest: also point ``<url>/<name>/latest`` at it.
+
+    Raises:
+        PipelineError: the storage refused a write, or a file arrived with another size.
+    """
+    manifest = read_manifest(version_dir)
+    try:
+        fs, base = fsspec.core.url_to_fs(url)
+        dataset = posixpath.join(base, manifest["name"])
+        target = posixpath.join(dataset, manifest["version_id"])
+        if not fs.exists(posixpath.join(target, MANIFEST_FILE)):
+            files = [(entry["path"], entry["bytes"]) for entry in manifest["files"]]
+            files.append((MANIFEST_FILE, (version_dir / MANIFEST_FILE).stat().st_size))  # last
+            for path, size in files:
+                _upload(fs, version_dir / path, posixpath.join(target, path), size)
+        if latest:
+            fs.pipe_file(posixpath.join(dataset, LATEST), f"{manifest['version_id']}\n".encode())
+    except (OSError, ImportError, ValueError) as exc:
+        raise PipelineError(f"uploading {version_dir.name} to {url}: {exc}") from exc
+    return remote_url(url, manifest["name"], manifest["version_id"])
+
+
+def _upload(fs: Any, local: Path, remote: str, size: int) -> None:
+    fs.makedirs(posixpath.dirname(remote), exist_ok=True)
+    fs.put_file(str(local), remote)
+    arrived = fs.size(remote)
+    if arrived != size:
+        raise PipelineError(f"{fs.unstrip_protocol(remote)}: {arrived} bytes arrived, {size} were sent")
+
+
+def remote_url(url: str | None, name: str, version_id: str) -> str | None:
+    """Where :func:`push` puts version ``version_id`` of dataset ``name`` under ``url``."""
+    return f"{url.rstrip('/')}/{name}/{version_id}" if url else None
