@@ -27,7 +27,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline flows tests bench
+	$(BIN)/ruff check pipeline flows cli tests bench
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf output .pytest_cache

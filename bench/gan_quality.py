@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.build.stages import build, load_config
+from pipeline.build import build, load_config
 from pipeline.evaluate.evaluation import EvaluationSettings, evaluate
 from pipeline.version.manifest import read_manifest
 

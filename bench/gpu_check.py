@@ -118,7 +118,7 @@ def main() -> None:
 def check_build() -> None:
     """The digits demo (tuning off, 600 GAN steps) with every synthesis stage on the
     machine's GPU."""
-    from pipeline.build.stages import build, load_config
+    from pipeline.build import build, load_config
     from pipeline.version.manifest import read_manifest
 
     with tempfile.TemporaryDirectory() as tmp:

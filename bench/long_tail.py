@@ -32,10 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gan_quality import TARBALL, extract, note  # noqa: E402
 from tune import classic_settings, print_results  # noqa: E402
 
-from pipeline.build.stages import (
-    build,  # noqa: E402
-    load_config,  # noqa: E402
-)
+from pipeline.build import build, load_config  # noqa: E402
 from pipeline.evaluate.evaluation import EvaluationSettings, evaluate  # noqa: E402
 from pipeline.version.manifest import read_manifest  # noqa: E402
 

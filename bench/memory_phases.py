@@ -55,7 +55,7 @@ def descendants(pid: int) -> set[str]:
 
 def main() -> int:
     import pipeline.build as b
-    from pipeline.build.stages import load_config
+    from pipeline.build import load_config
     from pipeline.sources import detect_kind
     from pipeline.sources.archive import extracted
 

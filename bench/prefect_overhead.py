@@ -41,10 +41,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-"))
 
-from pipeline.build.stages import (
-    build,  # noqa: E402
-    load_config,  # noqa: E402
-)
+from pipeline.build import build, load_config  # noqa: E402
 
 
 def main() -> int:

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
-from pipeline.build.stages import build, load_config
+from pipeline.build import build, load_config
 from pipeline.dataset import ExpandedDataset, IterableExpandedDataset
 
 TARBALL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fashion-mnist.tar.gz"

@@ -94,7 +94,7 @@ ENCODINGS = {
 
 def expand_build(source: Path, out: Path, workers: int, extra: list[str]) -> tuple[int, int]:
     """Rows written and the version's bytes on disk."""
-    from pipeline.build.stages import build, load_config
+    from pipeline.build import build, load_config
     from pipeline.version.manifest import read_manifest
 
     overrides = [

@@ -29,10 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gan_quality import TARBALL, extract, note  # noqa: E402
 
-from pipeline.build.stages import (
-    build,  # noqa: E402
-    load_config,  # noqa: E402
-)
+from pipeline.build import build, load_config  # noqa: E402
 from pipeline.evaluate.evaluation import EvaluationSettings, evaluate  # noqa: E402
 from pipeline.version.manifest import read_manifest  # noqa: E402
 

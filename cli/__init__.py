@@ -1,1 +1,1 @@
-"""TODO"""
+"""The ``expand`` command line (:mod:`cli.main`)."""

@@ -14,7 +14,8 @@ from typing import Any
 
 from cli.options import JSON, ROOT, VERSION
 from pipeline.version import catalog
-from pipeline.version.manifest import ATTACHMENTS_DIR, read_manifest, verify
+from pipeline.version import rows as version_rows
+from pipeline.version.manifest import ATTACHMENTS_DIR, load_manifest, verify
 from pipeline.version.remote import push
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -89,17 +90,22 @@ def _versions(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     version = catalog.resolve_version(args.version)
-    manifest = read_manifest(version)
+    manifest = load_manifest(version)
     latest, tags = catalog.refs(version.parent)
     summary = catalog.summarize(version, latest, tags).as_dict()
+    synthesis = manifest.synthesis
     summary.update(
-        classes=manifest["class_names"],
-        image=manifest["image"],
-        format=manifest["format"],
-        files=len(manifest["files"]),
-        rows_per_class={split: info["by_origin_class"] for split, info in sorted(manifest["splits"].items())},
-        run=manifest.get("run"),
-        synthesis={k: v for k, v in manifest.get("synthesis", {}).items() if k in ("published", "gate")},
+        classes=manifest.class_names,
+        image=manifest.image.model_dump(mode="json"),
+        format=manifest.format,
+        files=len(manifest.files),
+        rows_per_class={split: info.by_origin_class for split, info in sorted(manifest.splits.items())},
+        run=manifest.run.model_dump(mode="json", exclude_unset=True),
+        synthesis=(
+            synthesis.model_dump(mode="json", exclude_unset=True, include={"published", "gate"})
+            if synthesis
+            else {}
+        ),
         attachments=sorted(
             p.relative_to(version).as_posix() for p in (version / ATTACHMENTS_DIR).rglob("*") if p.is_file()
         ),
@@ -156,7 +162,7 @@ def print_class_rows(classes: list[str], per_class: dict[str, dict[str, dict[str
 
 
 def _diff(args: argparse.Namespace) -> int:
-    changes = catalog.diff_versions(Path(args.a), Path(args.b))
+    changes = version_rows.diff_versions(Path(args.a), Path(args.b))
     if args.json:
         _print_json(changes)
         return EXIT_OK
@@ -211,13 +217,13 @@ def _verify(args: argparse.Namespace) -> int:
             print(f"{version}: {problem}")
         print(f"FAILED: {len(problems)} problem(s)")
         return EXIT_FAILED
-    files = len(read_manifest(version)["files"])
+    files = len(load_manifest(version).files)
     print(f"OK: {files} files {'sized' if args.quick else 'hashed'}, schemas and row counts match")
     return EXIT_OK
 
 
 def _lineage(args: argparse.Namespace) -> int:
-    _print_json(catalog.lineage(Path(args.version), args.row_id))
+    _print_json(version_rows.lineage(Path(args.version), args.row_id))
     return EXIT_OK
 
 

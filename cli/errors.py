@@ -30,5 +30,3 @@ class _DropExpectedTraceback(logging.Filter):
 def hide_tracebacks_of_expected_errors() -> None:
     for name in ("prefect.task_runs", "prefect.flow_runs"):
         logging.getLogger(name).addFilter(_DropExpectedTraceback())
-
-

@@ -5,50 +5,53 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from cli.errors import EXIT_OK, hide_tracebacks_of_expected_errors
 from cli.options import JSON, VERSION
+from pipeline.config import EvaluateConfig
+
+_DEFAULTS = EvaluateConfig()  # the one place the defaults live: pipeline/config/evaluate.py
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
         "evaluate", parents=[VERSION, JSON], help="train the reference classifier on parts of a version"
     )
-    evaluate.add_argument("--seeds", type=int, default=3, help="classifier seeds per subset (default 3)")
-    evaluate.add_argument("--epochs", type=int, default=30, help="classifier epochs (default 30)")
+    evaluate.add_argument(
+        "--seeds",
+        type=int,
+        default=_DEFAULTS.seeds,
+        help=f"classifier seeds per subset (default {_DEFAULTS.seeds})",
+    )
+    evaluate.add_argument(
+        "--epochs", type=int, default=_DEFAULTS.epochs, help=f"classifier epochs (default {_DEFAULTS.epochs})"
+    )
     evaluate.add_argument(
         "--real-per-class", type=int, help="low-data protocol: keep K real images per class and their copies"
     )
     evaluate.add_argument(
         "--device",
-        default="auto",
+        default=_DEFAULTS.device,
         help="where the classifiers train: auto (default: cuda, then mps, then cpu), cpu, cuda or mps",
     )
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from pipeline.config import validate_section
     from pipeline.core.devices import pick_device
-    from pipeline.evaluate.evaluation import EvaluationSettings
     from pipeline.version.catalog import resolve_version
 
     resolve_version(args.version)  # fail fast, before Prefect starts
-    EvaluationSettings(
-        seeds=args.seeds, epochs=args.epochs, real_per_class=args.real_per_class, device=args.device
-    )
-    pick_device(args.device, "--device")
+    settings = validate_section(EvaluateConfig, _options(args))
+    pick_device(settings.device, "--device")
     hide_tracebacks_of_expected_errors()
     from flows.evaluate import evaluate
     from flows.settings import one_off_run
     from pipeline.evaluate.evaluation import accuracy_text, unbalanced_test
 
     with one_off_run():
-        document = evaluate(
-            version=args.version,
-            seeds=args.seeds,
-            epochs=args.epochs,
-            real_per_class=args.real_per_class,
-            device=args.device,
-        )
+        document = evaluate(version=args.version, **_options(args))
     spread = unbalanced_test(document)
     if spread:
         print(f"  the test split is unbalanced ({spread}): accuracy, then balanced accuracy")
@@ -60,6 +63,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(document, sort_keys=True))
     return EXIT_OK
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The evaluation settings the command line gives (the keys of ``EvaluateConfig``)."""
+    return {
+        "seeds": args.seeds,
+        "epochs": args.epochs,
+        "real_per_class": args.real_per_class,
+        "device": args.device,
+    }
 
 
 COMMANDS = {"evaluate": _evaluate}

@@ -15,6 +15,7 @@ import sys
 import time
 
 from cli.errors import EXIT_OK, hide_tracebacks_of_expected_errors
+from cli.mode import FLOW, IN_PROCESS, MODES, run_mode, stderr_logger
 from cli.options import CONFIG
 from pipeline.core.errors import ConfigError
 
@@ -24,6 +25,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     output = run.add_mutually_exclusive_group()
     output.add_argument("--quiet", action="store_true", help="print only the version directory")
     output.add_argument("--json", action="store_true", help="print the run's result as JSON on the last line")
+    run.add_argument(
+        "--flow",
+        action="store_true",
+        help="run as a Prefect flow run even when no Prefect API is configured (a temporary local server)",
+    )
     run.add_argument(
         "--dry-run",
         action="store_true",
@@ -55,17 +61,22 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.build.stages import load_config
+    from pipeline.build import load_config
 
     config = load_config(args.config, args.overrides)  # fail fast, before Prefect starts
     if args.dry_run:
         return _dry_run(config, args)
-    hide_tracebacks_of_expected_errors()
-    from flows.expand import run_expand
-
+    quiet = args.quiet or args.json
     started = time.perf_counter()
-    with _progress(quiet=args.quiet or args.json):
-        result = run_expand(config, args.config, args.overrides)
+    if run_mode(config, args.flow) == IN_PROCESS:
+        result = _run_in_process(config, quiet)
+    else:
+        hide_tracebacks_of_expected_errors()
+        from flows.expand import run_expand
+
+        with _progress(quiet):
+            result = run_expand(config, args.config, args.overrides)
+        result["mode"] = FLOW
     result["seconds"] = round(time.perf_counter() - started, 1)
     if args.json:
         print(json.dumps(result, sort_keys=True))
@@ -74,6 +85,25 @@ def _run(args: argparse.Namespace) -> int:
         _print_summary(result)
     print(result["version_dir"])
     return EXIT_OK
+
+
+def _run_in_process(config, quiet: bool) -> dict:
+    """The stages in this process, no Prefect (:func:`pipeline.build.runner.run_stages`).
+    On a terminal progress bars, elsewhere timed log lines on stderr; warnings always."""
+    from pipeline.build.runner import InProcess, run_result, run_stages
+    from pipeline.core.progress import GAN, ProgressLog, reporting
+
+    def warn(message: str) -> None:
+        print(f"expand: warning: {message}", file=sys.stderr)
+
+    if quiet or sys.stderr.isatty():
+        executor, sink = InProcess(warn=warn), None
+    else:
+        logger = stderr_logger()
+        executor, sink = InProcess(logger.info, warn=logger.warning), ProgressLog(logger, skip=(GAN,))
+    with _progress(quiet) if sink is None else reporting(sink):
+        context = run_stages(config, executor, {"orchestrator": IN_PROCESS})
+    return {**run_result(context), "mode": IN_PROCESS}
 
 
 def _dry_run(config, args: argparse.Namespace) -> int:
@@ -119,7 +149,7 @@ def _progress(quiet: bool):
 
 def _print_summary(result: dict) -> None:
     state = "published" if result["created"] else "already published (nothing to do)"
-    print(f"version {result['version_id']} {state} in {result['seconds']:.1f}s")
+    print(f"version {result['version_id']} {state} in {result['seconds']:.1f}s ({MODES[result['mode']]})")
     _print_split_table(result["splits"])
     _print_source_line(result)
     if result.get("tune"):
@@ -153,7 +183,7 @@ def _print_split_table(splits: dict[str, dict[str, int]]) -> None:
 def _init(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pipeline.build.stages import load_config
+    from pipeline.build import load_config
     from pipeline.build.starter import starter_config
 
     out = Path(args.out)
@@ -169,7 +199,7 @@ def _preview(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pipeline.augment.preview import preview
-    from pipeline.build.stages import load_config
+    from pipeline.build import load_config
 
     if args.n < 1:
         raise ConfigError(f"--n must be at least 1, got {args.n}")
@@ -178,7 +208,7 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from pipeline.build.stages import load_config
+    from pipeline.build import load_config
 
     load_config(args.config, args.overrides)  # fail fast, before Prefect starts
     if args.interval is not None and args.interval < 1:
@@ -192,7 +222,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _train_gan(args: argparse.Namespace) -> int:
-    from pipeline.build.stages import load_config
+    from pipeline.build import load_config
 
     load_config(args.config, args.overrides)
     hide_tracebacks_of_expected_errors()

@@ -17,9 +17,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from pipeline.config import EvaluateConfig, validate_section
+from pipeline.config.evaluate import report_stem
 from pipeline.evaluate.evaluation import (
     SUBSETS,
-    EvaluationSettings,
     accuracy_text,
     evaluate_subset,
     markdown,
@@ -32,14 +33,14 @@ from pipeline.version.manifest import read_manifest
 
 
 @task(name="evaluate-subset", cache_policy=NO_CACHE, task_run_name="evaluate-{subset}")
-def evaluate_subset_task(version: str, subset: str, settings: EvaluationSettings) -> dict[str, Any]:
+def evaluate_subset_task(version: str, subset: str, settings: EvaluateConfig) -> dict[str, Any]:
     return evaluate_subset(Path(version), subset, settings)
 
 
 @task(name="write-evaluation", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 def write_report_task(version: str, document: dict[str, Any]) -> list[str]:
     paths = write_report(version, document)
-    key = f"{document['version_id']}-{EvaluationSettings(**document['settings']).stem}".lower()
+    key = f"{document['version_id']}-{report_stem(document['settings']['real_per_class'])}".lower()
     create_markdown_artifact(
         markdown=markdown(document), key=key, description="test accuracy by training rows"
     )
@@ -59,14 +60,28 @@ def write_report_task(version: str, document: dict[str, Any]) -> list[str]:
     return [str(p) for p in paths]
 
 
+_DEFAULTS = EvaluateConfig()
+
+
 @flow(name="evaluate", log_prints=True)
 def evaluate(
-    version: str, seeds: int = 3, epochs: int = 30, real_per_class: int | None = None, device: str = "auto"
+    version: str,
+    seeds: int = _DEFAULTS.seeds,
+    epochs: int = _DEFAULTS.epochs,
+    real_per_class: int | None = _DEFAULTS.real_per_class,
+    device: str = _DEFAULTS.device,
 ) -> dict[str, Any]:
-    """Evaluate a version; returns the report (also written to ``attachments/``)."""
+    """Evaluate a version; returns the report (also written to ``attachments/``).
+
+    The parameters are :class:`~pipeline.config.EvaluateConfig`'s keys; a bad one raises
+    ``ConfigError``.
+    """
     logger = get_run_logger()
     path = str(resolve_version(version))
-    settings = EvaluationSettings(seeds=seeds, epochs=epochs, real_per_class=real_per_class, device=device)
+    settings = validate_section(
+        EvaluateConfig,
+        {"seeds": seeds, "epochs": epochs, "real_per_class": real_per_class, "device": device},
+    )
     results = {}
     manifest = read_manifest(path)
     for subset in SUBSETS:

@@ -1,11 +1,13 @@
-"""Prefect flows: ``expand`` (prepare -> [train GAN -> synthesize] -> plan -> shards -> publish)
+"""Prefect flows: ``expand`` (the build's stage list, one task per stage and per shard)
 and ``train_gan`` (train the generator alone).
 
-Tasks only call :mod:`pipeline.build`; they pass a small build context, paths and shard
-entries, never images. Shard writes, publish and upload are retried (I/O) unless another
+The flow maps :data:`pipeline.build.stages.STAGES` to tasks through
+:func:`pipeline.build.runner.run_stages`, which owns the order, the clean-up of a failed run
+and the disk-full errors; tasks pass a small build context, paths and shard entries, never
+images. Stages marked ``retried`` (shard writes, publish, upload) are retried unless another
 attempt cannot help (bad input, a full disk, a read-only file system: see
-:func:`pipeline.ingest.space.worth_retrying`); the writer removes a partial shard before a retry,
-and a failed run removes its staging directory.
+:func:`pipeline.ingest.space.worth_retrying`); the writer removes a partial shard before a
+retry. The run's artifacts are made after the stages, outside any retried task.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,30 +29,20 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
 from flows.settings import one_off_run, temporary_server_url
-from pipeline.build.stages import plan
+from pipeline.build import load_config
+from pipeline.build.context import BuildContext, prepare
 from pipeline.build.plan import ShardSpec
-from pipeline.build.stages import (
-    BuildContext,
-    dataset_dir,
-    discard,
-    load_config,
-    prepare,
-    publish,
-    synthesize_for,
-    train_gan_for,
-    train_gan_only,
-    tune,
-    upload,
-    write_shard_in_worker,
-)
-from pipeline.config import Config, GanTrainConfig
+from pipeline.build.runner import run_result, run_stages, train_gan_only
+from pipeline.build.stages import Stage, gan_progress_line, stage_named
+from pipeline.config import Config
+from pipeline.core.errors import ConfigError
 from pipeline.core.progress import GAN, WRITING, ProgressLog, report, reporting
-from pipeline.core.workers import stop_workers, warm_up
-from pipeline.ingest.space import raise_if_full, worth_retrying
-from pipeline.version.catalog import dataset_lock
+from pipeline.core.workers import run_one
+from pipeline.ingest.space import worth_retrying
 from pipeline.version.manifest import read_manifest
-from pipeline.version.remote import remote_url
 from pipeline.version.summary import count_rows, run_markdown, tune_rows
+
+_RETRIES = 2
 
 
 def _retry_if_it_may_help(task, task_run, state) -> bool:
@@ -57,95 +50,64 @@ def _retry_if_it_may_help(task, task_run, state) -> bool:
     return not isinstance(state.data, BaseException) or worth_retrying(state.data)
 
 
-def _training_logger(settings: GanTrainConfig):
-    """An ``on_metrics`` callback that logs GAN progress: losses, img/s and time left."""
-    logger, total_steps = get_run_logger(), settings.steps
-
-    def log(metrics: dict[str, float]) -> None:
-        if "fd" in metrics:
-            logger.info("GAN step %d: classifier FD %.3f", metrics["step"], metrics["fd"])
-            return
-        steps_per_s = metrics["img_per_s"] / settings.batch_size
-        logger.info(
-            "GAN step %d/%d: d_loss %.3f g_loss %.3f, %.0f img/s, about %.0f s left",
-            metrics["step"],
-            total_steps,
-            metrics["d_loss"],
-            metrics["g_loss"],
-            metrics["img_per_s"],
-            (total_steps - metrics["step"]) / max(steps_per_s, 1e-9),
-        )
-
-    return log
-
-
 @task(name="prepare", cache_policy=NO_CACHE)
 def prepare_task(config: Config, run: dict[str, Any], processes: int) -> BuildContext:
     return prepare(config, run, processes)
 
 
-@task(name="tune-augmentation", cache_policy=NO_CACHE)
-def tune_task(context: BuildContext, processes: int) -> BuildContext:
-    context = tune(context, processes)
-    get_run_logger().info("augment.tune: %s", context.details["tune"]["reason"])
-    return context
-
-
-@task(name="train-gan", cache_policy=NO_CACHE)
-def train_gan_task(context: BuildContext) -> str:
-    log = _training_logger(context.config.synthesis.train)
-    return train_gan_for(context, on_metrics=log)["checkpoint"]
-
-
-@task(name="synthesize", cache_policy=NO_CACHE)
-def synthesize_task(context: BuildContext, checkpoint: str) -> dict[str, Any]:
-    report = synthesize_for(context, Path(checkpoint))
-    gate = report.get("gate")
-    if gate:
-        get_run_logger().info("utility gate: %s", gate["reason"])
-    return report
-
-
-@task(name="plan", cache_policy=NO_CACHE)
-def plan_task(context: BuildContext, report: dict[str, Any] | None) -> BuildContext:
-    return plan(context, report)
+@task(cache_policy=NO_CACHE, retry_delay_seconds=1, retry_condition_fn=_retry_if_it_may_help)
+def stage_task(name: str, context: BuildContext) -> BuildContext:
+    """One stage of :data:`~pipeline.build.stages.STAGES`, by name, logging to the task run."""
+    return stage_named(name).run(context, get_run_logger().info)
 
 
 @task(
-    name="write-shard",
     cache_policy=NO_CACHE,
-    retries=2,
+    retries=_RETRIES,
     retry_delay_seconds=1,
     retry_condition_fn=_retry_if_it_may_help,
     task_run_name="write-{shard.split}-{shard.index}",
 )
-def write_shard_task(context: BuildContext, shard: ShardSpec, processes: int) -> dict[str, Any]:
-    return write_shard_in_worker(context, shard, processes)
+def shard_task(name: str, context: BuildContext, shard: ShardSpec, processes: int) -> dict[str, Any]:
+    """One shard of a per-shard stage. Local: this task's thread hands the shard to a worker
+    process of the ``processes``-process pool. Dask: the task already runs on a cluster
+    worker and writes the shard there."""
+    return run_one(stage_named(name).run, (context, shard), processes)
 
 
-@task(
-    name="publish",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=1,
-    retry_condition_fn=_retry_if_it_may_help,
-)
-def publish_task(context: BuildContext, entries: list[dict[str, Any]]) -> str:
-    version = publish(context, entries)
-    _publish_artifacts(version, created=not context.existing)
-    return str(version)
+class PrefectTasks:
+    """The runner's executor in a flow run: each stage a task named after it, each shard a
+    task on the flow's task runner, log lines to the flow run's log."""
 
+    def __init__(self, logger):
+        self._logger = logger
 
-@task(
-    name="upload",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=2,
-    retry_condition_fn=_retry_if_it_may_help,
-)
-def upload_task(context: BuildContext) -> None:
-    upload(context, context.final_dir)
-    get_run_logger().info("uploaded %s to %s", context.version_id, context.config.output.remote)
+    def prepare(self, config: Config, run: dict[str, Any], workers: int) -> BuildContext:
+        context = prepare_task(config, run, workers)
+        run_name = _name_run(context.name, context.version_id)
+        if not context.existing:
+            context.details["run"]["flow_run_name"] = run_name  # the manifest records the new name
+        return context
+
+    def stage(self, stage: Stage, context: BuildContext) -> BuildContext:
+        retries = _RETRIES if stage.retried else 0
+        return stage_task.with_options(name=stage.name, retries=retries)(stage.name, context)
+
+    def shards(self, stage: Stage, context: BuildContext) -> BuildContext:
+        mapped = shard_task.with_options(name=stage.name)
+        futures = mapped.map(
+            unmapped(stage.name), unmapped(context), context.shards, unmapped(context.workers)
+        )
+        try:
+            _log_progress(futures, context.shards)
+            entries = [future.result() for future in futures]
+        except BaseException:
+            _stop(futures)
+            raise
+        return replace(context, entries=entries)
+
+    def log(self, message: str, *, warning: bool = False) -> None:
+        (self._logger.warning if warning else self._logger.info)("%s", message)
 
 
 def _publish_artifacts(version: Path, created: bool) -> None:
@@ -230,68 +192,17 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
     """Publish one dataset version from a YAML config (plus ``dotted.key=value`` overrides).
 
     Returns:
-        ``{"version_dir", "version_id", "created", "splits"}``; ``created`` is False when
-        a version with the same content already existed and nothing was written.
+        :func:`pipeline.build.runner.run_result`: ``version_dir``, ``version_id``,
+        ``created`` (False when a version with the same content already existed and
+        nothing was written), ``splits``, and what ingest, tuning and the gate decided.
     """
     logger = get_run_logger()
     config = load_config(config_path, overrides or [])
     # Long stages log their progress (GAN training and writing log their own lines).
     with reporting(ProgressLog(logger, skip=(GAN, WRITING))):
-        return _expand(config, logger)
-
-
-def _expand(config: Config, logger) -> dict[str, Any]:
-    # Local: the worker processes start while the source is ingested and the plan made.
-    processes = config.runner.worker_count() if config.runner.kind == "local" else 1
-    if processes > 1:
-        warm_up(processes)
-    # The lock is held here, in the flow's process, for the whole run: tasks may run elsewhere.
-    with dataset_lock(dataset_dir(config), purpose="expand run", timeout=config.output.lock_timeout):
-        context = prepare_task(config, _run_record(), processes)
-        run_name = _name_run(context.name, context.version_id)
-        if context.existing:
-            publish_task(context, [])
-            logger.info("version %s already published at %s", context.version_id, context.final_dir)
-            if config.output.remote:
-                upload_task(context)
-            return _result(context, created=False)
-        context.details["run"]["flow_run_name"] = run_name  # the manifest records the new name
-        if context.space and context.space.short:
-            logger.warning(
-                "output.root %s may run out of space: %s", config.output.root, context.space.describe()
-            )
-        futures = []
-        try:
-            if config.augment.tune.enabled:
-                context = tune_task(context, processes)
-            report = None
-            if config.synthesis.enabled:
-                checkpoint = (
-                    str(config.synthesis.checkpoint)
-                    if config.synthesis.checkpoint
-                    else train_gan_task(context)
-                )
-                report = synthesize_task(context, checkpoint)
-            context = plan_task(context, report)
-            logger.info("building %s: %d shards", context.version_id, len(context.shards))
-            # Local: the task's thread hands the shard to a worker process. Dask: the task
-            # already runs on a cluster worker and writes the shard there.
-            futures = write_shard_task.map(unmapped(context), context.shards, unmapped(processes))
-            _log_progress(futures, context.shards)
-            entries = [future.result() for future in futures]
-            publish_task(context, entries)
-        except BaseException as exc:
-            try:
-                if not isinstance(exc, Exception):  # interrupted (Ctrl-C, SIGTERM), not failed
-                    stop_workers()
-                _stop(futures)
-            finally:  # a second Ctrl-C while the shards stop still removes the staging
-                discard(context)
-            raise_if_full(exc, config.output.root, context.space)
-            raise
-        if config.output.remote:  # the version is published here; a failed upload keeps it
-            upload_task(context)
-    return _result(context, created=True)
+        context = run_stages(config, PrefectTasks(logger), _run_record())
+    _publish_artifacts(context.final_dir, created=not context.existing)
+    return run_result(context)
 
 
 def expand_for(config: Config):
@@ -306,7 +217,12 @@ def expand_for(config: Config):
     """
     runner = config.runner
     if runner.kind == "dask":
-        from prefect_dask import DaskTaskRunner
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError:
+            raise ConfigError(
+                "runner.kind: dask needs the dask extra: pip install 'dataset-expand[dask]'"
+            ) from None
 
         if runner.address:
             return expand.with_options(task_runner=DaskTaskRunner(address=runner.address))
@@ -339,6 +255,17 @@ def _run_record() -> dict[str, Any]:
     }
 
 
+def _run_record() -> dict[str, Any]:
+    # From the run's context: prefect.runtime.deployment.id asks the API for the flow run.
+    run = FlowRunContext.get().flow_run
+    return {
+        "orchestrator": "prefect",
+        "flow_run_id": str(run.id),
+        "flow_run_name": run.name,
+        "deployment_id": str(run.deployment_id) if run.deployment_id else None,
+    }
+
+
 @flow(name="train_gan", log_prints=True)
 def train_gan(
     config_path: str | None = None,
@@ -354,31 +281,12 @@ def train_gan(
     """
     config = load_config(config_path, overrides or [])
     target = Path(out_dir) if out_dir else config.output.root / f"{config.dataset_name()}-gan"
-    with reporting(ProgressLog(get_run_logger(), skip=(GAN,))):
+    logger, settings = get_run_logger(), config.synthesis.train
+    with reporting(ProgressLog(logger, skip=(GAN,))):
         summary = train_gan_only(
             config,
             target,
             resume=Path(resume) if resume else None,
-            on_metrics=_training_logger(config.synthesis.train),
+            on_metrics=lambda metrics: logger.info("%s", gan_progress_line(metrics, settings)),
         )
     return {k: v for k, v in summary.items() if k != "history"}
-
-
-def _result(context: BuildContext, created: bool) -> dict[str, Any]:
-    manifest = read_manifest(context.final_dir)
-    return {
-        "version_dir": str(context.final_dir),
-        "version_id": context.version_id,
-        "remote": remote_url(context.config.output.remote, context.name, context.version_id),
-        "created": created,
-        "splits": {split: info["by_origin"] for split, info in manifest["splits"].items()},
-        "skipped": len(manifest["source"].get("skipped", [])),
-        "ignored_files": manifest["source"].get("ignored_files", 0),
-        "duplicate_groups": manifest["source"].get("duplicates", {}).get("groups", 0),
-        "tune": {k: manifest["tune"][k] for k in ("chosen", "reason")} if "tune" in manifest else None,
-        "synthesis": {
-            k: manifest["synthesis"][k] for k in ("published", "gate", "short") if k in manifest["synthesis"]
-        }
-        if "synthesis" in manifest
-        else None,
-    }

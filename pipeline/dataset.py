@@ -32,7 +32,7 @@ from torch.utils.data import Dataset, IterableDataset, WeightedRandomSampler, ge
 from pipeline.core.errors import PipelineError
 from pipeline.version.catalog import resolve_version
 from pipeline.version.layout import ORIGINS
-from pipeline.version.manifest import has_soft_labels, read_manifest, verify
+from pipeline.version.manifest import load_manifest, verify
 
 LINEAGE_FIELDS = ("id", "origin", "source_id", "source_sha256", "seed", "sha256", "params")
 Verify = Literal["quick", "full", "none"]
@@ -44,27 +44,25 @@ class _Version:
 
     def __init__(self, version_dir: str | Path, split: str, origins: Sequence[str], check: Verify):
         self.path = resolve_version(version_dir)
-        self.manifest = read_manifest(self.path)
+        self.manifest = load_manifest(self.path)
         unknown = set(origins) - set(ORIGINS)
         if unknown:
             raise PipelineError(f"origins: unknown {sorted(unknown)}; use some of {list(ORIGINS)}")
-        if split not in self.manifest["splits"]:
-            raise PipelineError(f"{self.path}: no split {split!r} (has {sorted(self.manifest['splits'])})")
+        if split not in self.manifest.splits:
+            raise PipelineError(f"{self.path}: no split {split!r} (has {sorted(self.manifest.splits)})")
         if check != "none":
             problems = verify(self.path, full=check == "full")
             if problems:
                 raise PipelineError(f"{self.path} does not verify: " + "; ".join(problems[:5]))
-        self.parquet = self.manifest["format"] == "parquet"
+        self.parquet = self.manifest.format == "parquet"
         folder = "data" if self.parquet else "lineage"
         self.files = [
-            self.path / folder / f"{s['shard']}.parquet"
-            for s in self.manifest["shards"]
-            if s["split"] == split
+            self.path / folder / f"{s.shard}.parquet" for s in self.manifest.shards if s.split == split
         ]
         self.origins = tuple(origins)
-        self.class_names: list[str] = self.manifest["class_names"]
-        self.mode: str = self.manifest["image"]["mode"]
-        self.soft_labels = has_soft_labels(self.manifest)
+        self.class_names: list[str] = self.manifest.class_names
+        self.mode: str = self.manifest.image.mode
+        self.soft_labels = self.manifest.soft_labels
 
     def columns(self, lineage: bool, soft: bool) -> list[str]:
         image = ["image"] if self.parquet else ["file_name"]

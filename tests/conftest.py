@@ -21,7 +21,7 @@ import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pipeline.build.stages import load_config  # noqa: E402
+from pipeline.build import load_config  # noqa: E402
 
 RECIPE = [{"Affine": {"rotate": [-20, 20], "p": 1.0}}, {"RandomBrightnessContrast": {"p": 0.5}}]
 

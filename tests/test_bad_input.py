@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from conftest import make_imagefolder, png_bytes, random_image
-from pipeline.build.stages import build, load_config
+from pipeline.build import build, load_config
 from pipeline.core.errors import ConfigError, SourceError
 from pipeline.core.images import decode_image
 from pipeline.ingest.stage import ingest

@@ -4,6 +4,7 @@ import random
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,11 @@ import pytest
 
 from conftest import make_imagefolder
 from pipeline.augment.counts import allocate_copies
+from pipeline.build import build
+from pipeline.build.context import prepare
+from pipeline.build.publish import publish
 from pipeline.build.stages import plan
-from pipeline.build.stages import build, prepare, publish, write_shard
+from pipeline.build.write import write_shard
 from pipeline.ingest.splits import carve_test_split
 from pipeline.ingest.store import Index
 from pipeline.version.layout import file_entry
@@ -98,7 +102,7 @@ def test_result_does_not_depend_on_shard_order_or_size(tiny_config, tmp_path):
     shards = list(context.shards)
     random.Random(1).shuffle(shards)
     entries = [write_shard(context, shard) for shard in shards]
-    version_b = publish(context, entries)
+    version_b = publish(replace(context, entries=entries))
     for split in ("train", "test"):
         a = {r["id"]: r["sha256"] for r in rows(version_a, split)}
         b = {r["id"]: r["sha256"] for r in rows(version_b, split)}
@@ -281,7 +285,7 @@ def test_a_build_without_synthesis_does_not_import_torch(tiny_config):
     config = tiny_config("runner.workers=2").model_dump(mode="json")
     script = """
 import json, sys
-from pipeline.build.stages import build
+from pipeline.build import build
 from pipeline.config import Config
 from pipeline.core.workers import run_one
 

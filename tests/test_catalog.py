@@ -17,17 +17,17 @@ import yaml
 from PIL import Image
 
 from cli.main import main
-from pipeline import build as build_module
-from pipeline.build.stages import build, load_config
+from pipeline.build import build, load_config
+from pipeline.build import write as shard_writing
 from pipeline.core.errors import PipelineError
-from pipeline.version import catalog
-from pipeline.version.manifest import read_manifest, verify
+from pipeline.version import catalog, rows
+from pipeline.version.manifest import load_manifest, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def file_hashes(version: Path) -> dict[str, str]:
-    return {f["path"]: f["sha256"] for f in read_manifest(version)["files"]}
+    return {f.path: f.sha256 for f in load_manifest(version).files}
 
 
 @pytest.mark.parametrize("resize", [[], ["source.resize=[6, 7]"]])  # resized in the workers
@@ -55,7 +55,7 @@ def test_unchanged_rerun_publishes_nothing_and_moves_latest(tiny_config):
 def test_verify_catches_a_flipped_byte_in_any_shard_and_a_deleted_file(tiny_config, fmt):
     version, _ = build(tiny_config(f"output.format={fmt}"))
     assert verify(version) == []
-    shards = [f["path"] for f in read_manifest(version)["files"] if f["path"].endswith((".parquet", ".png"))]
+    shards = [f.path for f in load_manifest(version).files if f.path.endswith((".parquet", ".png"))]
     assert len(shards) > 2
     for relative in shards:
         path = version / relative
@@ -111,8 +111,8 @@ def test_two_concurrent_processes_share_one_root(tiny_config, tmp_path):
     script = textwrap.dedent(
         """
         import json, sys
-        from pipeline.build.stages import build
-        from pipeline.build.stages import load_config
+        from pipeline.build import build
+        from pipeline.build import load_config
         overrides = json.loads(sys.argv[1])
         version, created = build(load_config(None, overrides))
         print(version.name, created)
@@ -145,7 +145,7 @@ def test_failure_mid_shard_leaves_nothing_listed_and_rerun_gives_same_id(tiny_co
     reference, _ = build(tiny_config(f"output.root={tmp_path / 'reference'}"))
     config = tiny_config()
     calls = {"n": 0}
-    real_encode = build_module.encode_image
+    real_encode = shard_writing.encode_image
 
     def fail_on_fifth(*args):
         calls["n"] += 1
@@ -153,13 +153,13 @@ def test_failure_mid_shard_leaves_nothing_listed_and_rerun_gives_same_id(tiny_co
             raise OSError("disk full")
         return real_encode(*args)
 
-    monkeypatch.setattr(build_module, "encode_image", fail_on_fifth)
+    monkeypatch.setattr(shard_writing, "encode_image", fail_on_fifth)
     with pytest.raises(OSError, match="disk full"):
         build(config)
     dataset_dir = config.output.root / config.dataset_name()
     assert catalog.list_versions(dataset_dir) == []
     assert not list(dataset_dir.glob(".incomplete-*"))
-    monkeypatch.setattr(build_module, "encode_image", real_encode)
+    monkeypatch.setattr(shard_writing, "encode_image", real_encode)
     version, created = build(config)
     assert created and version.name == reference.name
     assert file_hashes(version) == file_hashes(reference)
@@ -182,16 +182,16 @@ def test_killed_run_leaves_only_staging_that_the_next_run_cleans(tiny_folder, tm
     script = textwrap.dedent(
         f"""
         import time
-        from pipeline import build as b
-        from pipeline.build.stages import load_config
-        real = b.write_shard
+        import dataclasses
+        from pipeline.build import build, load_config, runner
+        from pipeline.build.write import write_shard
         def slow(context, shard):
-            entry = real(context, shard)
+            entry = write_shard(context, shard)
             open({str(started)!r}, "w").close()
             time.sleep(120)
             return entry
-        b.write_shard = slow
-        b.build(load_config(None, {json.dumps(overrides)}))
+        runner.STAGES = tuple(dataclasses.replace(s, run=slow) if s.per_shard else s for s in runner.STAGES)
+        build(load_config(None, {json.dumps(overrides)}))
         """
     )
     process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
@@ -250,7 +250,7 @@ def test_diff_shows_an_edited_added_and_removed_source_image(tiny_config, tiny_f
     (tiny_folder / "dog" / "img_000.png").unlink()
     Image.fromarray(255 - pixels).save(tiny_folder / "eel" / "img_new.png")  # not a duplicate
     after, _ = build(tiny_config())
-    changes = catalog.diff_versions(before, after)
+    changes = rows.diff_versions(before, after)
     source = changes["source"]
     assert source["changed"]
     assert source["edited"] == ["cat/img_001.png"]
@@ -260,7 +260,7 @@ def test_diff_shows_an_edited_added_and_removed_source_image(tiny_config, tiny_f
     assert main(["diff", str(before), str(after)]) == 0
     out = capsys.readouterr().out
     assert "edited" in out and "cat/img_001.png" in out
-    config_change = catalog.diff_versions(after, build(tiny_config("augment.copies_per_image=1"))[0])
+    config_change = rows.diff_versions(after, build(tiny_config("augment.copies_per_image=1"))[0])
     assert config_change["config"] == [{"key": "augment.copies_per_image", "a": 2.0, "b": 1.0}]
     assert not config_change["source"]["changed"]
 
@@ -280,7 +280,7 @@ def test_a_synthesis_build_on_another_thread_count_is_another_version(tiny_confi
     finally:
         torch.set_num_threads(threads)
     assert created and second.name != first.name
-    changes = catalog.diff_versions(first, second)
+    changes = rows.diff_versions(first, second)
     assert changes["config"] == [] and changes["counts"] == []
     assert changes["devices"] == [{"key": "cpu_threads", "a": threads, "b": threads + 1}]
     assert main(["diff", str(first), str(second)]) == 0
@@ -289,10 +289,10 @@ def test_a_synthesis_build_on_another_thread_count_is_another_version(tiny_confi
 
 def test_lineage_traces_rows_to_source_and_run(tiny_config, capsys):
     version, _ = build(tiny_config(), run={"orchestrator": "test", "flow_run_id": "abc"})
-    manifest = read_manifest(version)
-    assert manifest["run"]["flow_run_id"] == "abc" and manifest["run"]["host"]
-    git = manifest["run"]["git"]
-    assert git is None or len(git["commit"]) == 40
+    manifest = load_manifest(version)
+    assert manifest.run.model_extra["flow_run_id"] == "abc" and manifest.run.host
+    git = manifest.run.git
+    assert git is None or len(git.commit) == 40
     table = pq.read_table(
         sorted((version / "data").glob("train-*.parquet"))[0], columns=["id", "origin", "source_id"]
     )
@@ -301,10 +301,10 @@ def test_lineage_traces_rows_to_source_and_run(tiny_config, capsys):
     traced = json.loads(capsys.readouterr().out)
     assert traced["row"]["source_id"] == augmented["source_id"]
     assert traced["made_by"]["applied"][0][0] == "Affine"
-    assert traced["made_by"]["recipe"] == manifest["config"]["augment"]["transforms"]
+    assert traced["made_by"]["recipe"] == manifest.config["augment"]["transforms"]
     assert traced["run"]["flow_run_id"] == "abc"
     with pytest.raises(PipelineError, match="no row with id"):
-        catalog.lineage(version, "0" * 16)
+        rows.lineage(version, "0" * 16)
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "imagefolder"])
@@ -312,14 +312,14 @@ def test_croissant_validates_and_its_records_load(tiny_config, fmt):
     mlc = pytest.importorskip("mlcroissant")
     version, _ = build(tiny_config(f"output.format={fmt}", "source.license=CC-BY-4.0"))
     dataset = mlc.Dataset(jsonld=str(version / "croissant.json"))  # raises on validation errors
-    manifest = read_manifest(version)
-    for split, info in manifest["splits"].items():
+    manifest = load_manifest(version)
+    for split, info in manifest.splits.items():
         records = list(dataset.records(record_set=split))
-        assert len(records) == info["rows"]
+        assert len(records) == info.rows
         image = records[0][f"{split}/image"]
         assert image.size == (8, 8)
     names = [r["class_names/name"] for r in dataset.records(record_set="class_names")]
-    assert names == manifest["class_names"]
+    assert names == manifest.class_names
     document = json.loads((version / "croissant.json").read_text())
     assert "Synthetic data" in document["rai:dataCollectionType"] and document["license"] == "CC-BY-4.0"
 
@@ -329,28 +329,29 @@ def test_dataset_card_loads_with_datasets(tiny_config):
     version, _ = build(tiny_config())
     card = (version / "README.md").read_text()
     header = yaml.safe_load(card.split("---\n")[1])
-    manifest = read_manifest(version)
-    shard_bytes = sum(f["bytes"] for f in manifest["files"] if f["path"].startswith("data/train-"))
+    manifest = load_manifest(version)
+    shard_bytes = sum(f.bytes for f in manifest.files if f.path.startswith("data/train-"))
     assert {
         "name": "train",
         "num_bytes": shard_bytes,
-        "num_examples": manifest["splits"]["train"]["rows"],
+        "num_examples": manifest.splits["train"].rows,
     } in (header["dataset_info"]["splits"])
     loaded = datasets.load_dataset(str(version))
-    assert {s: loaded[s].num_rows for s in loaded} == {s: i["rows"] for s, i in manifest["splits"].items()}
+    assert {s: loaded[s].num_rows for s in loaded} == {s: i.rows for s, i in manifest.splits.items()}
     assert loaded["train"].features["label"].names == ["cat", "dog", "eel"]
 
 
 def test_a_failing_worker_process_fails_the_build(tiny_config):
-    from pipeline.build.stages import plan
-    from pipeline.build.stages import prepare, write_shards
+    from pipeline.build.context import prepare
+    from pipeline.build.runner import InProcess
+    from pipeline.build.stages import plan, stage_named
     from pipeline.ingest.store import PIXELS_FILE
 
     context = plan(prepare(tiny_config("runner.workers=2")))
     assert len(context.shards) > 2
     (context.work_dir / PIXELS_FILE).unlink()  # every shard now fails in its worker process
     with pytest.raises(OSError):
-        write_shards(context, 2)
+        InProcess().shards(stage_named("write-shard"), context)
 
 
 def test_show_lists_the_rows_of_each_class(tiny_config, capsys, monkeypatch):
@@ -358,16 +359,16 @@ def test_show_lists_the_rows_of_each_class(tiny_config, capsys, monkeypatch):
     assert main(["show", str(version)]) == 0
     lines = capsys.readouterr().out.splitlines()
     header = lines.index("  class  test  train r/a/s")
-    per_class = read_manifest(version)["splits"]
+    per_class = load_manifest(version).splits
     for line in lines[header + 1 :]:
         name, test, train = line.split()
-        assert int(test) == per_class["test"]["by_origin_class"]["real"][name]
+        assert int(test) == per_class["test"].by_origin_class["real"][name]
         real, augmented, synthetic = map(int, train.split("/"))
         assert augmented == (4 if name == "dog" else 2) * real and synthetic == 0
     assert [line.split()[0] for line in lines[header + 1 :]] == ["cat", "dog", "eel"]
     assert main(["show", str(version), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)["rows_per_class"]
-    assert shown == {split: info["by_origin_class"] for split, info in per_class.items()}
+    assert shown == {split: info.by_origin_class for split, info in per_class.items()}
     from cli import catalog as catalog_cli
 
     monkeypatch.setattr(catalog_cli, "_CLASS_LIMIT", 2)  # more classes than a screen: a pointer

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.build.stages import load_config
+from pipeline.build import load_config
 from pipeline.config import AUTO_SHARD_ROWS, AUTO_SHARDS, Config, parse_size
 from pipeline.core.errors import ConfigError
 

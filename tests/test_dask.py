@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.build.stages import build, load_config
+from pipeline.build import build, load_config
 from pipeline.version.manifest import read_manifest
 
 

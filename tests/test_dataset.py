@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from pipeline.build.stages import build
+from pipeline.build import build
 from pipeline.core.errors import PipelineError
 from pipeline.dataset import ExpandedDataset, IterableExpandedDataset
-from pipeline.version.manifest import read_manifest
+from pipeline.version.manifest import load_manifest
 
 
 @pytest.fixture
@@ -24,11 +24,11 @@ def ids_of(loader) -> list[str]:
 
 @pytest.mark.parametrize("workers", [0, 1, 2])
 def test_iterable_reads_every_row_once_per_epoch(version, workers):
-    manifest = read_manifest(version)
+    manifest = load_manifest(version)
     dataset = IterableExpandedDataset(version, "train", return_lineage=True, shuffle=True, seed=1)
     loader = DataLoader(dataset, batch_size=3, num_workers=workers)
     first = ids_of(loader)
-    assert len(first) == manifest["splits"]["train"]["rows"] == len(set(first))
+    assert len(first) == manifest.splits["train"].rows == len(set(first))
     dataset.set_epoch(1)
     second = ids_of(loader)
     assert sorted(second) == sorted(first) and second != first  # reshuffled, same rows
@@ -50,7 +50,7 @@ def test_iterable_splits_rows_over_ranks(version):
 @pytest.mark.parametrize("fmt", ["parquet", "imagefolder"])
 def test_map_style_reads_both_formats_with_origin_filter(tiny_config, fmt):
     version, _ = build(tiny_config(f"output.format={fmt}"))
-    counts = read_manifest(version)["splits"]["train"]["by_origin"]
+    counts = load_manifest(version).splits["train"].by_origin
     dataset = ExpandedDataset(version, "train", origins=("real",))
     assert len(dataset) == counts["real"]
     image, label = dataset[0]

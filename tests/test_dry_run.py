@@ -3,8 +3,9 @@
 import json
 
 from cli.main import main
+from pipeline.build import build
+from pipeline.build.context import dataset_dir
 from pipeline.build.dry_run import dry_run
-from pipeline.build.stages import build, dataset_dir
 from pipeline.version.manifest import read_manifest
 
 UNBALANCED = ["augment.copies_per_image=null", "augment.target_per_class=6"]

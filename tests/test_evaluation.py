@@ -8,7 +8,7 @@ import torch
 from test_synthesis import TINY_GAN
 
 from cli.main import main
-from pipeline.build.stages import build
+from pipeline.build import build
 from pipeline.core.errors import ConfigError
 from pipeline.evaluate.evaluation import (
     SUBSETS,

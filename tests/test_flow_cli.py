@@ -13,7 +13,7 @@ import torch
 from test_synthesis import TINY_GAN
 
 from cli.main import main
-from pipeline.build.stages import build, load_config
+from pipeline.build import build, load_config
 from pipeline.core.progress import GAN, REFERENCE, SAMPLING, WRITING, reporting
 from pipeline.gan.synthesis import REFERENCE_FILE
 from pipeline.version.manifest import read_manifest
@@ -158,7 +158,7 @@ def test_cli_train_gan_then_sample_from_checkpoint(prefect_harness, tiny_config,
 def test_full_disk_fails_the_run_cleanly(prefect_harness, tiny_config, tmp_path, capsys, monkeypatch):
     import errno
 
-    from pipeline import build as build_module
+    from pipeline.build import write as build_module
     from pipeline.version.catalog import list_versions
 
     calls = {"n": 0}
@@ -192,7 +192,7 @@ def test_full_disk_fails_the_run_cleanly(prefect_harness, tiny_config, tmp_path,
 
 def test_a_transient_write_error_is_retried(prefect_harness, tiny_config, tmp_path, monkeypatch):
     from flows.expand import expand_for
-    from pipeline import build as build_module
+    from pipeline.build import write as build_module
     from pipeline.version.manifest import verify
 
     real_encode = build_module.encode_image
@@ -538,8 +538,8 @@ def test_a_run_that_will_not_fit_is_warned_before_it_writes(
     import logging
 
     from flows.expand import expand_for
-    from pipeline.ingest import stage as ingest
     from pipeline.ingest import space
+    from pipeline.ingest import stage as ingest
 
     monkeypatch.setattr(space, "_free", lambda where: 8192)
     monkeypatch.setattr(ingest, "check_staging_room", lambda *args, **kwargs: None)  # not this test's

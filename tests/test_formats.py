@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from pipeline.build.stages import build
+from pipeline.build import build
 from pipeline.version.manifest import read_manifest
 
 
@@ -58,7 +58,7 @@ def test_webp_lossless_reads_back_the_png_pixels(tmp_path, fmt, mode):
     import numpy as np
 
     from conftest import RECIPE, make_imagefolder
-    from pipeline.build.stages import load_config
+    from pipeline.build import load_config
     from pipeline.dataset import ExpandedDataset
 
     source = make_imagefolder(tmp_path / "src", {"a": 4, "b": 3}, mode=mode)

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import make_imagefolder
-from pipeline.build.stages import load_config
+from pipeline.build import load_config
 from pipeline.config import Config
 from pipeline.core.errors import ConfigError, SourceError
 from pipeline.ingest.stage import ingest

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from pipeline.augment.mixing import choose_partners, mix_images, soft_label
-from pipeline.build.stages import build
+from pipeline.build import build
 from pipeline.config import MixConfig
 from pipeline.dataset import ExpandedDataset, IterableExpandedDataset
 from pipeline.version.manifest import read_manifest, verify

@@ -7,7 +7,7 @@ from itertools import groupby
 from test_synthesis import TINY_GAN
 
 from cli.main import main
-from pipeline.build.stages import build
+from pipeline.build import build
 from pipeline.core.progress import (
     GAN,
     GATE,
@@ -135,6 +135,6 @@ def test_the_expand_flow_logs_the_long_stages(prefect_harness, tiny_config, tmp_
     monkeypatch.setattr("flows.expand.ProgressLog", lambda _, **kw: ProgressLog(logger, **{**kw, "every": 0}))
     source = tiny_config().source.path
     args = ["run", "/dev/null", "--set", "source.kind=imagefolder", "--set", f"source.path={source}"]
-    assert main([*args, "--set", f"output.root={tmp_path / 'o'}", "--quiet"]) == 0
+    assert main([*args, "--set", f"output.root={tmp_path / 'o'}", "--quiet", "--flow"]) == 0
     assert any(line.startswith("ingest, 15/15 images") for line in logger.lines)
     assert not any(line.startswith(("writing", "GAN")) for line in logger.lines)  # logged by the flow

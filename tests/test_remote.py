@@ -5,10 +5,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from cli.main import main
-from pipeline.build.stages import build
+from pipeline.build import build
 from pipeline.core.errors import ConfigError, PipelineError
 from pipeline.version import remote
-from pipeline.version.manifest import MANIFEST_FILE, read_manifest, verify
+from pipeline.version.manifest import MANIFEST_FILE, load_manifest, verify
 
 
 @pytest.fixture
@@ -29,17 +29,17 @@ def test_a_build_uploads_its_version_manifest_last_and_moves_latest(tiny_config,
 
     monkeypatch.setattr(remote, "_upload", recorded)
     version, created = build(tiny_config(f"output.remote={bucket}"))
-    manifest = read_manifest(version)
-    url = remote.remote_url(bucket, manifest["name"], manifest["version_id"])
+    manifest = load_manifest(version)
+    url = remote.remote_url(bucket, manifest.name, manifest.version_id)
     fs, root = fsspec.core.url_to_fs(url)
-    assert created and sent[-1] == f"{root}/{MANIFEST_FILE}" and len(sent) == len(manifest["files"]) + 1
-    for entry in manifest["files"] + [{"path": MANIFEST_FILE}]:
-        assert fs.cat_file(f"{root}/{entry['path']}") == (version / entry["path"]).read_bytes()
-    assert read_manifest(url) == manifest and verify(url) == []
-    assert fs.cat_file(f"{_path(bucket)}/{manifest['name']}/latest").decode().strip() == version.name
-    first = manifest["shards"][0]
-    with fs.open(f"{root}/data/{first['shard']}.parquet", "rb") as handle:  # readable in place
-        assert pq.read_table(handle).num_rows == first["rows"]
+    assert created and sent[-1] == f"{root}/{MANIFEST_FILE}" and len(sent) == len(manifest.files) + 1
+    for path in [f.path for f in manifest.files] + [MANIFEST_FILE]:
+        assert fs.cat_file(f"{root}/{path}") == (version / path).read_bytes()
+    assert load_manifest(url) == manifest and verify(url) == []
+    assert fs.cat_file(f"{_path(bucket)}/{manifest.name}/latest").decode().strip() == version.name
+    first = manifest.shards[0]
+    with fs.open(f"{root}/data/{first.shard}.parquet", "rb") as handle:  # readable in place
+        assert pq.read_table(handle).num_rows == first.rows
     # The same content again: nothing is built or sent, latest still names it.
     sent.clear()
     assert build(tiny_config(f"output.remote={bucket}")) == (version, False) and sent == []
@@ -48,10 +48,10 @@ def test_a_build_uploads_its_version_manifest_last_and_moves_latest(tiny_config,
 def test_an_interrupted_upload_is_redone_and_verify_finds_remote_damage(tiny_config, bucket):
     config = tiny_config(f"output.remote={bucket}")
     version, _ = build(config)
-    manifest = read_manifest(version)
-    url = remote.remote_url(bucket, manifest["name"], manifest["version_id"])
+    manifest = load_manifest(version)
+    url = remote.remote_url(bucket, manifest.name, manifest.version_id)
     fs, root = fsspec.core.url_to_fs(url)
-    shard = next(e["path"] for e in manifest["files"] if e["path"].startswith("data/"))
+    shard = next(e.path for e in manifest.files if e.path.startswith("data/"))
     fs.rm(f"{root}/{MANIFEST_FILE}")  # as if the upload stopped before its last file
     fs.pipe_file(f"{root}/{shard}", b"half")
     assert verify(url)[0].startswith(f"{MANIFEST_FILE}: unreadable")
@@ -71,7 +71,7 @@ def test_an_interrupted_upload_is_redone_and_verify_finds_remote_damage(tiny_con
 def test_push_and_verify_from_the_command_line(tiny_config, bucket, capsys):
     version, _ = build(tiny_config())
     fs = fsspec.filesystem("memory")
-    name = read_manifest(version)["name"]
+    name = load_manifest(version).name
     latest = f"{_path(bucket)}/{name}/latest"
     assert main(["push", str(version), bucket]) == 0
     url = capsys.readouterr().out.strip()

@@ -77,7 +77,7 @@ def test_an_archive_builds_as_its_folder_would(tmp_path, suffix):
     import zipfile
 
     from pipeline.augment.preview import preview
-    from pipeline.build.stages import build, load_config
+    from pipeline.build import build, load_config
 
     folder = make_imagefolder(tmp_path / "pets", {"cat": 3, "dog": 3})
     archive = tmp_path / f"pets{suffix}"
@@ -108,7 +108,7 @@ def test_an_archive_of_one_split_folder_keeps_its_split(tmp_path, capsys):
     import tarfile
 
     from cli.main import main
-    from pipeline.build.stages import load_config
+    from pipeline.build import load_config
     from pipeline.sources.archive import extracted
 
     make_imagefolder(tmp_path / "data", {"cat": 2, "dog": 2}, splits=["train"])
@@ -234,7 +234,7 @@ def test_parquet_columns_of_other_names(tmp_path, capsys):
     import pyarrow.parquet as pq
 
     from cli.main import main
-    from pipeline.build.stages import load_config
+    from pipeline.build import load_config
 
     file = make_parquet(tmp_path / "c100" / "train-00000-of-00001.parquet", [0, 1, 1, 0])
     table = pq.read_table(file)
@@ -295,7 +295,7 @@ def test_parquet_rows_with_a_path_instead_of_bytes(tmp_path, capsys):
 
 
 def test_parquet_column_keys_need_a_parquet_source():
-    from pipeline.build.stages import load_config
+    from pipeline.build import load_config
     from pipeline.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="source.label_column is used only with source kind 'parquet'"):
@@ -370,8 +370,8 @@ def test_content_hash_ignores_encoding(tmp_path):
 
 @pytest.mark.parametrize("kind", ["imagefolder", "parquet"])
 def test_ingest_on_worker_processes_matches_one_process(tmp_path, monkeypatch, kind):
+    from pipeline.build import load_config
     from pipeline.ingest import stage as ingest_module
-    from pipeline.build.stages import load_config
     from pipeline.ingest.stage import ingest
     from pipeline.ingest.store import PIXELS_FILE, PixelStore
     from pipeline.sources import imagefolder
@@ -397,8 +397,8 @@ def test_ingest_on_worker_processes_matches_one_process(tmp_path, monkeypatch, k
 
 
 def test_undecodable_image_in_a_worker_names_the_file(tmp_path, monkeypatch):
+    from pipeline.build import load_config
     from pipeline.ingest import stage as ingest_module
-    from pipeline.build.stages import load_config
     from pipeline.ingest.stage import ingest
 
     path = make_imagefolder(tmp_path / "src", {"a": 6, "b": 6})

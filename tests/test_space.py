@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.build.stages import build, dataset_dir, discard, load_config, prepare
+from pipeline.build import build, load_config
+from pipeline.build.context import dataset_dir, discard, prepare
 from pipeline.core.errors import PipelineError, SourceError
 from pipeline.ingest.space import DiskFullError, SpaceEstimate, most_rows, raise_if_full, worth_retrying
 from pipeline.version.catalog import dataset_lock

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.build.stages import build
+from pipeline.build import build
 from pipeline.config import Config, GanTrainConfig
 from pipeline.core.seeds import derive_seed
 from pipeline.evaluate import classifier

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.augment.tune import candidates, scale_recipe
-from pipeline.build.stages import build
+from pipeline.build import build
 from pipeline.config import AugmentConfig
 from pipeline.core.errors import ConfigError, PipelineError
 from pipeline.gan import stage as synthetic_stage
@@ -147,7 +147,7 @@ def test_candidates_can_be_scored_on_a_few_images_per_class(tiny_config):
 
 def test_too_few_images_for_a_validation_part(tmp_path):
     from conftest import make_imagefolder
-    from pipeline.build.stages import load_config
+    from pipeline.build import load_config
 
     source = make_imagefolder(tmp_path / "src", {"a": 1, "b": 1})
     config = load_config(

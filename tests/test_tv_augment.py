@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.augment.tv import TorchvisionAugmenter
-from pipeline.build.stages import build, load_config
+from pipeline.build import build, load_config
 from pipeline.core.errors import ConfigError, PipelineError
 from pipeline.version.manifest import read_manifest
 

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""How many augmented copies each training image gets (per-class targets), and a real
+split expanded with them as a build would (for the classifiers of tuning and the gate)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""``expand preview``: a picture of augmented copies per class, made as a build makes them."""
 
 from __future__ import annotations
 

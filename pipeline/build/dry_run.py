@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.build.stages import BuildContext, dataset_dir, discard, prepare
+from pipeline.build.context import BuildContext, dataset_dir, discard, prepare
 from pipeline.config import Config
 from pipeline.core.workers import warm_up
 from pipeline.ingest.space import most_copies

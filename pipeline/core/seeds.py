@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Per-sample seeds derived from (run seed, source id, replica): randomness that does not
+depend on order, worker or machine."""
 
 from __future__ import annotations
 

@@ -41,10 +41,25 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
         if workers not in _POOLS:
             mp = multiprocessing.get_context("forkserver")
             mp.set_forkserver_preload(PRELOAD)
+            _start_fork_server()
             _POOLS[workers] = ProcessPoolExecutor(
                 max_workers=workers, mp_context=mp, initializer=single_threaded
             )
         return _POOLS[workers]
+
+
+def _start_fork_server() -> None:
+    """Start the fork server with Ctrl-C blocked (a child keeps the signal mask of the
+    thread that starts it): it ignores SIGINT only once its imports are done, and a Ctrl-C
+    during them (a small run interrupted early) printed a ``KeyboardInterrupt`` traceback.
+    Its workers inherit the mask; they ignore Ctrl-C anyway (:func:`single_threaded`)."""
+    from multiprocessing import forkserver
+
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def warm_up(workers: int) -> threading.Event:

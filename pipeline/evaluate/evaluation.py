@@ -27,9 +27,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from pipeline.config import DEVICES
+from pipeline.config import EvaluateConfig, validate_section
+from pipeline.config.evaluate import report_stem
 from pipeline.core.devices import pick_device
-from pipeline.core.errors import ConfigError, PipelineError
+from pipeline.core.errors import PipelineError
 from pipeline.dataset import ExpandedDataset
 from pipeline.evaluate.classifier import (
     ClassifierSpec,
@@ -49,28 +50,17 @@ SUBSETS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class EvaluationSettings:
-    """The evaluation protocol (fixed and recorded with every report)."""
+_DEFAULT_SETTINGS = EvaluateConfig()
 
-    seeds: int = 3
-    epochs: int = 30
-    real_per_class: int | None = None
-    seed: int = 0
-    device: str = "auto"  # where the classifiers train: auto (cuda, mps, cpu), cpu, cuda, mps
 
-    def __post_init__(self):
-        if self.device not in DEVICES:
-            allowed = f"{', '.join(DEVICES[:-1])} or {DEVICES[-1]}"
-            raise ConfigError(f"device must be {allowed}, got {self.device!r}")
-        if self.seeds < 1 or self.epochs < 1:
-            raise ConfigError(f"evaluation needs seeds >= 1 and epochs >= 1, got {self.seeds}, {self.epochs}")
-        if self.real_per_class is not None and self.real_per_class < 1:
-            raise ConfigError(f"real_per_class must be at least 1, got {self.real_per_class}")
+def EvaluationSettings(**values: Any) -> EvaluateConfig:  # the name before EvaluateConfig
+    """An :class:`~pipeline.config.EvaluateConfig` from keyword values (bench scripts and
+    older callers use this name).
 
-    @property
-    def stem(self) -> str:
-        return "evaluation" + (f"-k{self.real_per_class}" if self.real_per_class else "")
+    Raises:
+        ConfigError: a bad value, in the words ``expand evaluate`` uses.
+    """
+    return validate_section(EvaluateConfig, values)
 
 
 @dataclass(frozen=True)
@@ -133,7 +123,7 @@ def reused_result(manifest: dict[str, Any], results: dict[str, dict[str, Any]], 
     return {**results[same], "same_rows_as": same} if same in results else None
 
 
-def evaluate_subset(version: Path, subset: str, settings: EvaluationSettings) -> dict[str, Any]:
+def evaluate_subset(version: Path, subset: str, settings: EvaluateConfig) -> dict[str, Any]:
     """Train and test the reference classifier on one subset, once per seed.
 
     Returns:
@@ -148,7 +138,7 @@ def evaluate_subset(version: Path, subset: str, settings: EvaluationSettings) ->
 
 
 def _score(
-    train: _Rows, test: _Rows, classes: list[str], subset: str, settings: EvaluationSettings
+    train: _Rows, test: _Rows, classes: list[str], subset: str, settings: EvaluateConfig
 ) -> dict[str, Any]:
     mask = low_data_mask(train, settings.real_per_class, settings.seed) & np.isin(
         train.origins, SUBSETS[subset]
@@ -191,14 +181,14 @@ def _score(
     }
 
 
-def report(version: Path, settings: EvaluationSettings, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def report(version: Path, settings: EvaluateConfig, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The evaluation document: protocol, classifier recipe and results."""
     manifest = read_manifest(version)
     device = pick_device(settings.device, "device").type
     return {
         "version_id": manifest["version_id"],
         "created": utcnow().isoformat(timespec="seconds"),
-        "settings": asdict(settings),
+        "settings": settings.model_dump(mode="json"),
         "classifier": {
             "name": "ReferenceCNN",
             **asdict(ClassifierSpec(epochs=settings.epochs)),
@@ -222,7 +212,7 @@ def report(version: Path, settings: EvaluationSettings, results: dict[str, dict[
 
 def evaluate(
     version: str | Path,
-    settings: EvaluationSettings = EvaluationSettings(),
+    settings: EvaluateConfig = _DEFAULT_SETTINGS,
     subsets: Sequence[str] = tuple(SUBSETS),
 ) -> dict[str, Any]:
     """The given subsets (default: all), in this process, reading the version once; see
@@ -329,10 +319,10 @@ def bar_chart(document: dict[str, Any], path: Path) -> None:
 
 def write_report(version: str | Path, document: dict[str, Any]) -> list[Path]:
     """Write ``attachments/<stem>.json``, ``.md`` and ``.png``; returns their paths."""
-    settings = EvaluationSettings(**document["settings"])
+    stem = report_stem(document["settings"]["real_per_class"])
     folder = Path(version) / ATTACHMENTS_DIR
     folder.mkdir(exist_ok=True)
-    json_path, md_path, png_path = (folder / f"{settings.stem}{ext}" for ext in (".json", ".md", ".png"))
+    json_path, md_path, png_path = (folder / f"{stem}{ext}" for ext in (".json", ".md", ".png"))
     json_path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
     bar_chart(document, png_path)
     md_path.write_text(markdown(document, png_path.name), encoding="utf-8")

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The utility gate: synthetic rows are published only when real + augmented + synthetic
+beats real + augmented on validation data by more than ``synthesis.gate.min_gain`` and the
+noise (paired per-image differences over classifier seeds)."""
 
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ def utility_gate(
     report(GATE, 0, epochs)
     results = {"0": score(base_x, base_y)}
     for ratio in gate.ratios:
-        extra = _take_ratio(rows, ratio, fit)
+        extra = take_ratio(rows, ratio, fit)
         x = np.concatenate([base_x, extra["images"]]) if len(extra["labels"]) else base_x
         y = np.concatenate([base_y, extra["labels"]]) if len(extra["labels"]) else base_y
         results[f"{ratio:g}"] = score(x, y)
@@ -121,7 +123,7 @@ def gate_decision(
     return {"accuracy": summary, "chosen_ratio": 0.0, "reason": reason}
 
 
-def _take_ratio(rows: dict[str, np.ndarray], ratio: float, counts_from: RealData) -> dict[str, np.ndarray]:
+def take_ratio(rows: dict[str, np.ndarray], ratio: float, counts_from: RealData) -> dict[str, np.ndarray]:
     """The first round(ratio * real count) synthetic rows of each class."""
     keep: list[int] = []
     for c in np.unique(rows["labels"]):

@@ -34,7 +34,7 @@ from pipeline.evaluate.classifier import (
     train_classifier,
 )
 from pipeline.gan import metrics as gm
-from pipeline.gan.gate import _take_ratio, synthesis_device, utility_gate
+from pipeline.gan.gate import synthesis_device, take_ratio, utility_gate
 from pipeline.gan.sample import generate, select
 from pipeline.gan.train import GanShape, GanTrainer, check_compatible, load_checkpoint, save_checkpoint
 from pipeline.ingest.splits import validation_masks
@@ -163,7 +163,7 @@ def synthesize(
     if syn.gate.enabled and len(validation.ids):
         decision = utility_gate(config, fit, validation, rows, class_names)
         report["gate"] = decision
-        rows = _take_ratio(rows, decision["chosen_ratio"], train)
+        rows = take_ratio(rows, decision["chosen_ratio"], train)
     report["published"] = int(len(rows["labels"]))
     return {**rows, "report": report, "preview": (filtered["images"], filtered["labels"])}
 

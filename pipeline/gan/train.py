@@ -3,7 +3,8 @@
 Every random draw (batches, latents, labels, DiffAugment) comes from three seeded
 ``torch.Generator`` objects whose states are checkpointed, so N steps + resume + M steps
 equals N + M steps on the CPU. Checkpoints hold only tensors and plain values and load
-with ``torch.load(weights_only=True)``.
+with ``torch.load(weights_only=True)``; they carry the resolved config they were trained
+with and the torch and torchvision versions (see :func:`provenance`).
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ from pipeline.core.progress import GAN, report
 from pipeline.gan.diffaug import augment, default_policy, draw
 from pipeline.gan.losses import discriminator_hinge, generator_hinge
 from pipeline.gan.models import Discriminator, Generator, power_of_two_resolution, train_resolution
+from pipeline.version.manifest import library_versions
 
 CHECKPOINT_FORMAT = "dataset-expand-gan/2"  # 2: own spectral norm (sn_u/sn_v buffers)
+# Recorded in every checkpoint: the libraries whose versions shape the weights.
+CHECKPOINT_LIBRARIES = ("torch", "torchvision")
 
 
 @dataclass(frozen=True)
@@ -226,10 +230,14 @@ class GanTrainer:
 
     # -- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """Everything :meth:`load_state_dict` restores, and for the record: ``config`` (the
+        resolved config's content settings, JSON), ``settings`` (``synthesis.train``, JSON)
+        and ``libraries`` (torch and torchvision versions)."""
         return {
             "format": CHECKPOINT_FORMAT,
             "config": self.config_json,
             "settings": json.dumps(self.settings.model_dump(mode="json"), sort_keys=True),
+            "libraries": library_versions(CHECKPOINT_LIBRARIES),
             "shape": [self.shape.num_classes, self.shape.channels, self.shape.height, self.shape.width],
             "resolution": self.shape.resolution,
             "policy": list(self.policy),
@@ -346,6 +354,16 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str,
             f"{path}: not a {CHECKPOINT_FORMAT} checkpoint (found {found!r}; retrain with this version)"
         )
     return state
+
+
+def provenance(state: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint records of how it was made: ``config`` and ``settings`` (dicts) and
+    ``libraries`` (name to version; empty for checkpoints saved before they were recorded)."""
+    return {
+        "config": json.loads(state.get("config") or "{}"),
+        "settings": json.loads(state["settings"]),
+        "libraries": dict(state.get("libraries", {})),
+    }
 
 
 def check_compatible(state: dict[str, Any], shape: GanShape, settings: GanTrainConfig, where: str) -> None:

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Split rules, all seeded and order-free: duplicate groups, leaks across splits, the
+carved test split, the validation part of the training split, and seeded ranks."""
 
 from __future__ import annotations
 

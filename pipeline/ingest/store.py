@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The staged real rows: the index (ids, labels, splits, hashes) as Arrow IPC and the raw
+pixels as one flat file, read back by row (:class:`PixelStore`), plus the Arrow helpers
+the stages share."""
 
 from __future__ import annotations
 

@@ -17,41 +17,43 @@ import yaml
 from pipeline.core.images import EXTENSIONS
 from pipeline.version.croissant import CROISSANT_FILE, LINEAGE_COLUMNS
 from pipeline.version.layout import parquet_schema
-from pipeline.version.manifest import has_soft_labels
+from pipeline.version.model import Manifest, as_manifest
 from pipeline.version.pictures import TUNE_FILE, tune_column
 from pipeline.version.summary import tune_markdown
 
 CARD_FILE = "README.md"
 
 
-def dataset_card(manifest: dict[str, Any], *, grid: str | None = None) -> str:
-    """The card's text for a version described by ``manifest`` (``grid``: the sample grid's path)."""
+def dataset_card(manifest: Manifest | dict[str, Any], *, grid: str | None = None) -> str:
+    """The card's text for a version described by ``manifest`` (``grid``: the sample grid's
+    path; a dict ``manifest`` is validated as a :class:`~pipeline.version.model.Manifest`)."""
+    manifest = as_manifest(manifest)
     header = yaml.safe_dump(_header(manifest), sort_keys=False, allow_unicode=True)
     return f"---\n{header}---\n\n{_body(manifest, grid)}"
 
 
-def _header(manifest: dict[str, Any]) -> dict[str, Any]:
-    splits = sorted(manifest["splits"])
-    parquet = manifest["format"] == "parquet"
-    features = _card_features(manifest["class_names"], has_soft_labels(manifest))
+def _header(manifest: Manifest) -> dict[str, Any]:
+    splits = sorted(manifest.splits)
+    parquet = manifest.format == "parquet"
+    features = _card_features(manifest.class_names, manifest.soft_labels)
     if not parquet:  # the image folder's files hold the image and (by folder) the label
         features = features[:2]
-    split_of = {f"data/{s['shard']}.parquet": s["split"] for s in manifest["shards"]}
+    split_of = {f"data/{s.shard}.parquet": s.split for s in manifest.shards}
     bytes_by_split = {s: 0 for s in splits}
-    for f in manifest["files"]:
-        parts = f["path"].split("/")
-        split = split_of.get(f["path"]) if parquet else (parts[0] if len(parts) == 3 else None)
+    for f in manifest.files:
+        parts = f.path.split("/")
+        split = split_of.get(f.path) if parquet else (parts[0] if len(parts) == 3 else None)
         if split in bytes_by_split:
-            bytes_by_split[split] += f["bytes"]
-    extension = EXTENSIONS[manifest["image"].get("format", "png")]
+            bytes_by_split[split] += f.bytes
+    extension = EXTENSIONS[manifest.image.format]
     pattern = "data/{split}-*.parquet" if parquet else "{split}/**/*" + extension
     header: dict[str, Any] = {
-        "pretty_name": f"{manifest['name']} ({manifest['version_id']})",
+        "pretty_name": f"{manifest.name} ({manifest.version_id})",
         "task_categories": ["image-classification"],
         "tags": ["dataset-expand", "augmented"] + (["synthetic"] if _synthetic_rows(manifest) else []),
     }
-    if manifest["source"].get("license"):
-        header["license"] = manifest["source"]["license"]
+    if manifest.source.license:
+        header["license"] = manifest.source.license
     header["configs"] = [
         {
             "config_name": "default",
@@ -61,7 +63,7 @@ def _header(manifest: dict[str, Any]) -> dict[str, Any]:
     header["dataset_info"] = {
         "features": features,
         "splits": [
-            {"name": s, "num_bytes": bytes_by_split[s], "num_examples": manifest["splits"][s]["rows"]}
+            {"name": s, "num_bytes": bytes_by_split[s], "num_examples": manifest.splits[s].rows}
             for s in splits
         ],
     }
@@ -86,8 +88,8 @@ def _card_features(class_names: list[str], soft_labels: bool) -> list[dict[str, 
     return card
 
 
-def _synthetic_rows(manifest: dict[str, Any]) -> int:
-    return sum(info["by_origin"].get("synthetic", 0) for info in manifest["splits"].values())
+def _synthetic_rows(manifest: Manifest) -> int:
+    return sum(info.by_origin.get("synthetic", 0) for info in manifest.splits.values())
 
 
 def _test_split_text(source: dict[str, Any]) -> str:
@@ -102,38 +104,38 @@ def _test_split_text(source: dict[str, Any]) -> str:
     )
 
 
-def _body(manifest: dict[str, Any], grid: str | None) -> str:
-    name, vid = manifest["name"], manifest["version_id"]
-    source = manifest["source"]
+def _body(manifest: Manifest, grid: str | None) -> str:
+    name, vid = manifest.name, manifest.version_id
+    source = manifest.source
     origins = ("real", "augmented", "synthetic")
-    image = manifest["image"]
+    image = manifest.image
     lines = [
         f"# {name} — version `{vid}`",
         "",
-        f"An expanded image-classification dataset made by dataset-expand from a `{source['kind']}` source "
-        f"(content fingerprint `{source['fingerprint']}`). {len(manifest['class_names'])} classes, "
-        f"{image['mode']} images of {image['height']}x{image['width']} pixels.",
+        f"An expanded image-classification dataset made by dataset-expand from a `{source.kind}` source "
+        f"(content fingerprint `{source.fingerprint}`). {len(manifest.class_names)} classes, "
+        f"{image.mode} images of {image.height}x{image.width} pixels.",
         "",
         "Only the train split is expanded: `augmented` rows are seeded albumentations transforms of real "
         "training images and `synthetic` rows come from a class-conditional GAN trained on them. "
-        + _test_split_text(manifest["config"]["source"]),
+        + _test_split_text(manifest.config["source"]),
         "",
         "| split | " + " | ".join(origins) + " | total |",
         "|---|" + "---:|" * (len(origins) + 1),
     ]
-    for split in sorted(manifest["splits"]):
-        info = manifest["splits"][split]
-        cells = " | ".join(str(info["by_origin"].get(o, 0)) for o in origins)
-        lines.append(f"| {split} | {cells} | {info['rows']} |")
+    for split in sorted(manifest.splits):
+        info = manifest.splits[split]
+        cells = " | ".join(str(info.by_origin.get(o, 0)) for o in origins)
+        lines.append(f"| {split} | {cells} | {info.rows} |")
     lines += ["", "Rows per class in the train split:", ""]
-    train = manifest["splits"].get("train", {}).get("by_origin_class", {})
+    train = manifest.splits["train"].by_origin_class if "train" in manifest.splits else {}
     lines += ["| class | " + " | ".join(origins) + " |", "|---|" + "---:|" * len(origins)]
-    for class_name in manifest["class_names"]:
+    for class_name in manifest.class_names:
         cells = " | ".join(str(train.get(o, {}).get(class_name, 0)) for o in origins)
         lines.append(f"| {class_name} | {cells} |")
-    mixed = manifest.get("augment", {}).get("mixed")
+    mixed = manifest.augment.mixed
     if mixed is not None:
-        mix = manifest["config"]["augment"]["mix"]
+        mix = manifest.config["augment"]["mix"]
         lines += [
             "",
             f"Mixing: {mixed['mixup']} augmented rows are MixUp and {mixed['cutmix']} CutMix blends with "
@@ -141,31 +143,30 @@ def _body(manifest: dict[str, Any], grid: str | None) -> str:
             "image always the larger share). Every row has a `soft_label` column, one probability per "
             "class (one-hot when not mixed); `label` is its argmax.",
         ]
-    if "tune" in manifest:
+    if manifest.tune is not None:
         lines += [
             "",
             "## Augmentation tuning",
             "",
-            *tune_markdown(manifest["tune"]),
+            *tune_markdown(manifest.tune),
             "",
-            f"![{tune_column(manifest['tune'])} per candidate]({TUNE_FILE})",
+            f"![{tune_column(manifest.tune)} per candidate]({TUNE_FILE})",
         ]
-    synthesis = manifest.get("synthesis")
+    synthesis = manifest.synthesis
     if synthesis:
         lines += ["", "## Synthetic data", ""]
-        metrics = synthesis.get("metrics", {})
+        metrics = synthesis.metrics
         if "fd" in metrics:
             lines.append(
-                f"Generator checkpoint sha256 `{synthesis.get('checkpoint_sha256')}`. Quality in the "
+                f"Generator checkpoint sha256 `{synthesis.checkpoint_sha256}`. Quality in the "
                 f"reference classifier's features: FD {metrics['fd']:.2f}, KID {metrics['kid']:.4f}, "
                 f"precision {metrics['precision']:.2f}, recall {metrics['recall']:.2f}"
                 + (f", CAS on the test split {metrics['cas_test']:.3f}" if "cas_test" in metrics else "")
                 + "."
             )
-        gate = synthesis.get("gate")
-        if gate:
-            lines += ["", f"Utility gate: {gate['reason']}."]
-        lines += ["", f"{synthesis.get('published', 0)} synthetic rows published."]
+        if synthesis.gate:
+            lines += ["", f"Utility gate: {synthesis.gate.reason}."]
+        lines += ["", f"{synthesis.published} synthetic rows published."]
     if grid:
         lines += ["", f"![Generated samples, one row per class]({grid})"]
     lines += [
@@ -184,6 +185,6 @@ def _body(manifest: dict[str, Any], grid: str | None) -> str:
         "",
         *(f"- `{n}`: {d}" for n, _, d in LINEAGE_COLUMNS),
     ]
-    if source.get("citation"):
-        lines += ["", "## Citation of the source", "", "```", source["citation"], "```"]
+    if source.citation:
+        lines += ["", "## Citation of the source", "", "```", source.citation, "```"]
     return "\n".join(lines) + "\n"

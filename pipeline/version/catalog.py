@@ -1,4 +1,5 @@
-"""Versions on disk: the lock, the listing, refs (``latest``, tags), gc, diff and lineage.
+"""Versions on disk: the lock, the listing, refs (``latest``, tags) and gc (what changed
+between versions and where a row came from: :mod:`pipeline.version.rows`).
 
 A dataset directory ``<output.root>/<name>`` holds::
 
@@ -30,10 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from pipeline.core.errors import PipelineError
-from pipeline.version.manifest import MANIFEST_FILE, read_manifest
+from pipeline.version.manifest import MANIFEST_FILE, load_manifest
 
 VERSION_PREFIX = "v-"
 STAGING_PREFIX = ".incomplete-"
@@ -145,6 +144,7 @@ def _is_dataset_dir(path: Path) -> bool:
 
 
 def version_dirs(dataset_dir: Path) -> list[Path]:
+    """The published versions in a dataset directory, by name."""
     return sorted(p for p in dataset_dir.iterdir() if is_version(p))
 
 
@@ -228,17 +228,22 @@ class VersionSummary:
 
 
 def summarize(version: Path, latest: str | None = None, tags: dict[str, str] | None = None) -> VersionSummary:
-    manifest = read_manifest(version)
-    vid = manifest["version_id"]
+    """One version's catalog line (``latest``, ``tags``: the dataset's refs, see :func:`refs`).
+
+    Raises:
+        PipelineError: the version's manifest is unreadable or does not fit the schema.
+    """
+    manifest = load_manifest(version)
+    vid = manifest.version_id
     return VersionSummary(
         version_id=vid,
         path=str(version),
-        name=manifest["name"],
-        created=manifest["created"],
-        source=manifest["source"]["kind"],
-        fingerprint=manifest["source"]["fingerprint"],
-        rows={split: dict(info["by_origin"]) for split, info in sorted(manifest["splits"].items())},
-        bytes=sum(f["bytes"] for f in manifest["files"]) + (version / MANIFEST_FILE).stat().st_size,
+        name=manifest.name,
+        created=manifest.created,
+        source=manifest.source.kind,
+        fingerprint=manifest.source.fingerprint,
+        rows={split: dict(info.by_origin) for split, info in sorted(manifest.splits.items())},
+        bytes=sum(f.bytes for f in manifest.files) + (version / MANIFEST_FILE).stat().st_size,
         tags=sorted(t for t, target in (tags or {}).items() if target == vid),
         latest=latest == vid,
     )
@@ -290,125 +295,3 @@ def _remove_version(version: Path) -> None:
     doomed = version.with_name(f"{STAGING_PREFIX}gc-{version.name}")
     version.rename(doomed)
     shutil.rmtree(doomed)
-
-
-# -- rows: diff and lineage -----------------------------------------------------------------
-def _row_files(version: Path, manifest: dict[str, Any]) -> list[tuple[str, Path]]:
-    """(split, file) of each shard's row table: the shard itself or its lineage file."""
-    folder = "data" if manifest["format"] == "parquet" else "lineage"
-    return [(s["split"], version / folder / f"{s['shard']}.parquet") for s in manifest["shards"]]
-
-
-def _real_sources(version: Path, manifest: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    """source_id -> (source_sha256, split) of the version's real rows."""
-    found = {}
-    for split, path in _row_files(version, manifest):
-        table = pq.read_table(path, columns=["source_id", "source_sha256"], filters=[("origin", "=", "real")])
-        ids, shas = table["source_id"].to_pylist(), table["source_sha256"].to_pylist()
-        found.update({source_id: (sha, split) for source_id, sha in zip(ids, shas, strict=True)})
-    return found
-
-
-def diff_versions(a: Path, b: Path) -> dict[str, Any]:
-    """What changed from version ``a`` to ``b``: source images, row counts, config, libraries
-    and the devices synthesis ran on."""
-    a, b = resolve_version(a), resolve_version(b)
-    ma, mb = read_manifest(a), read_manifest(b)
-    source: dict[str, Any] = {
-        "fingerprint": [ma["source"]["fingerprint"], mb["source"]["fingerprint"]],
-        "changed": ma["source"]["fingerprint"] != mb["source"]["fingerprint"],
-    }
-    if source["changed"]:
-        ra, rb = _real_sources(a, ma), _real_sources(b, mb)
-        source["added"] = sorted(set(rb) - set(ra))
-        source["removed"] = sorted(set(ra) - set(rb))
-        common = set(ra) & set(rb)
-        source["edited"] = sorted(k for k in common if ra[k][0] != rb[k][0])
-        source["moved_split"] = sorted(k for k in common if ra[k][0] == rb[k][0] and ra[k][1] != rb[k][1])
-    return {
-        "a": ma["version_id"],
-        "b": mb["version_id"],
-        "source": source,
-        "counts": _count_changes(ma["splits"], mb["splits"]),
-        "config": _changes(_flatten(ma["config"]), _flatten(mb["config"])),
-        "libraries": _changes(ma.get("libraries", {}), mb.get("libraries", {})),
-        "devices": _changes(*(m.get("synthesis", {}).get("devices", {}) for m in (ma, mb))),
-    }
-
-
-def _count_changes(sa: dict[str, Any], sb: dict[str, Any]) -> list[dict[str, Any]]:
-    keys = set()
-    for splits in (sa, sb):
-        for split, info in splits.items():
-            keys |= {(split, origin, name) for origin, by in info["by_origin_class"].items() for name in by}
-    changes = []
-    for split, origin, name in sorted(keys):
-        na = sa.get(split, {}).get("by_origin_class", {}).get(origin, {}).get(name, 0)
-        nb = sb.get(split, {}).get("by_origin_class", {}).get(origin, {}).get(name, 0)
-        if na != nb:
-            changes.append(
-                {"split": split, "origin": origin, "class": name, "a": na, "b": nb, "delta": nb - na}
-            )
-    return changes
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _changes(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"key": k, "a": a.get(k), "b": b.get(k)} for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-
-
-def _find_row(version: Path, manifest: dict[str, Any], row_id: str) -> tuple[str, Path, dict[str, Any]]:
-    for split, path in _row_files(version, manifest):
-        columns = [c for c in pq.read_schema(path).names if c != "image"]
-        table = pq.read_table(path, columns=columns, filters=[("id", "=", row_id)])
-        if table.num_rows:
-            return split, path, table.to_pylist()[0]
-    raise PipelineError(f"{version}: no row with id {row_id!r}")
-
-
-def lineage(version: Path, row_id: str) -> dict[str, Any]:
-    """Where one row came from: its columns, source image, transform or generator, run.
-
-    Raises:
-        PipelineError: no row has that id.
-    """
-    version = resolve_version(version)
-    manifest = read_manifest(version)
-    split, path, row = _find_row(version, manifest, row_id)
-    params = json.loads(row["params"]) if row["params"] else None
-    source = manifest["source"]
-    result: dict[str, Any] = {
-        "version_id": manifest["version_id"],
-        "split": split,
-        "file": path.relative_to(version).as_posix(),
-        "row": {**row, "params": params, "class_name": manifest["class_names"][row["label"]]},
-        "source": {k: source.get(k) for k in ("kind", "path", "fingerprint")},
-        "run": manifest.get("run"),
-    }
-    if row["origin"] == "real":
-        result["made_by"] = {"step": "copied from the source image", "source_id": row["source_id"]}
-    elif row["origin"] == "augmented":
-        result["made_by"] = {
-            "step": "albumentations recipe applied to the source image",
-            "source_id": row["source_id"],
-            "recipe": manifest["config"]["augment"]["transforms"],
-            "seed": row["seed"],
-            "applied": params,
-        }
-    else:
-        result["made_by"] = {
-            "step": "class-conditional GAN sample",
-            "checkpoint_sha256": (params or {}).get("checkpoint_sha256"),
-            "latent_seed": row["seed"],
-            "filter_scores": {k: (params or {}).get(k) for k in ("confidence", "d_score")},
-        }
-    return result

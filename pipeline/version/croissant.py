@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.core.images import EXTENSIONS, MIME_TYPES
-from pipeline.version.manifest import has_soft_labels
+from pipeline.version.model import Manifest, as_manifest
 from pipeline.version.pictures import tune_column
 
 CROISSANT_FILE = "croissant.json"
@@ -70,26 +70,28 @@ LINEAGE_COLUMNS = (
 )
 
 
-def croissant_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The Croissant JSON-LD document for a version described by ``manifest``."""
-    splits = sorted(manifest["splits"])
-    parquet = manifest["format"] == "parquet"
-    image_format = manifest["image"].get("format", "png")  # versions before image_format: PNG
+def croissant_metadata(manifest: Manifest | dict[str, Any]) -> dict[str, Any]:
+    """The Croissant JSON-LD document for a version described by ``manifest`` (a dict is
+    validated as a :class:`~pipeline.version.model.Manifest`)."""
+    manifest = as_manifest(manifest)
+    splits = sorted(manifest.splits)
+    parquet = manifest.format == "parquet"
+    image_format = manifest.image.format
     distribution: list[dict[str, Any]] = [
         {
             "@type": "cr:FileObject",
-            "@id": f["path"],
-            "name": f["path"],
-            "contentUrl": f["path"],
-            "contentSize": f"{f['bytes']} B",
+            "@id": f.path,
+            "name": f.path,
+            "contentUrl": f.path,
+            "contentSize": f"{f.bytes} B",
             "encodingFormat": "application/x-parquet",
-            "sha256": f["sha256"],
+            "sha256": f.sha256,
         }
-        for f in manifest["files"]
-        if f["path"].endswith(".parquet")
+        for f in manifest.files
+        if f.path.endswith(".parquet")
     ]
-    record_sets = [_class_names_record_set(manifest["class_names"])]
-    soft = has_soft_labels(manifest)
+    record_sets = [_class_names_record_set(manifest.class_names)]
+    soft = manifest.soft_labels
     if parquet:
         for split in splits:
             distribution.append(
@@ -103,23 +105,23 @@ def croissant_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
             record_sets.append(_image_folder_record_set(split))
         distribution.append(_file_set("lineage-files", "lineage/*.parquet", "application/x-parquet"))
         record_sets.append(_lineage_record_set(soft))
-    counts = {split: manifest["splits"][split]["by_origin"] for split in splits}
-    source = manifest["source"]
+    counts = {split: manifest.splits[split].by_origin for split in splits}
+    source = manifest.source
     return {
         "@context": CONTEXT,
         "@type": "sc:Dataset",
         "conformsTo": "http://mlcommons.org/croissant/1.0",
-        "name": manifest["name"],
-        "identifier": manifest["version_id"],
+        "name": manifest.name,
+        "identifier": manifest.version_id,
         "description": (
-            f"Expanded image-classification dataset '{manifest['name']}', version "
-            f"{manifest['version_id']}: {_counts_text(counts)}. Only the train split holds "
+            f"Expanded image-classification dataset '{manifest.name}', version "
+            f"{manifest.version_id}: {_counts_text(counts)}. Only the train split holds "
             "augmented and synthetic rows; the test split holds real source images only."
         ),
-        "isBasedOn": f"{source['kind']} source with content fingerprint {source['fingerprint']}",
+        "isBasedOn": f"{source.kind} source with content fingerprint {source.fingerprint}",
         "isLiveDataset": False,
-        **({"license": source["license"]} if source.get("license") else {}),
-        **({"citeAs": source["citation"]} if source.get("citation") else {}),
+        **({"license": source.license} if source.license else {}),
+        **({"citeAs": source.citation} if source.citation else {}),
         "rai:dataCollection": (
             "Derived from the source dataset named in isBasedOn: real rows are its images, "
             "augmented rows are seeded albumentations transforms of real training images, and "
@@ -140,26 +142,24 @@ def _counts_text(counts: dict[str, dict[str, int]]) -> str:
     )
 
 
-def _manipulation_text(manifest: dict[str, Any]) -> str:
-    augment = manifest["config"]["augment"]
+def _manipulation_text(manifest: Manifest) -> str:
+    augment = manifest.config["augment"]
     text = f"Augmentation recipe ({augment.get('backend', 'albumentations')}): {augment['transforms']}."
     if augment.get("classes"):
         text += f" Per-class settings: {augment['classes']}."
-    if manifest.get("tune"):
+    if manifest.tune:
         text += (
-            f" The recipe and copy count were chosen by {tune_column(manifest['tune'])}: "
-            f"{manifest['tune']['reason']}."
+            f" The recipe and copy count were chosen by {tune_column(manifest.tune)}: {manifest.tune.reason}."
         )
     if augment.get("mix"):
         text += f" Mixing of augmented copies with soft labels: {augment['mix']}."
-    synthesis = manifest.get("synthesis")
+    synthesis = manifest.synthesis
     if synthesis:
         text += (
-            f" Synthetic rows: {synthesis.get('published', 0)} from generator checkpoint "
-            f"sha256 {synthesis.get('checkpoint_sha256', '?')}"
+            f" Synthetic rows: {synthesis.published} from generator checkpoint "
+            f"sha256 {synthesis.checkpoint_sha256 or '?'}"
         )
-        gate = synthesis.get("gate")
-        text += f"; utility gate: {gate['reason']}." if gate else "."
+        text += f"; utility gate: {synthesis.gate.reason}." if synthesis.gate else "."
     return text
 
 

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""What a version's files hold: the origins a row can have, the Parquet schemas of data and
+lineage shards (with the class names in the ``huggingface`` metadata), and a file's
+manifest entry."""
 
 from __future__ import annotations
 

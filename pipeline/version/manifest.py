@@ -12,7 +12,7 @@ import platform
 import posixpath
 import socket
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,15 @@ from typing import Any
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import ValidationError
 
 import pipeline
+from pipeline.core.errors import PipelineError
 from pipeline.core.hashing import stream_sha256
 from pipeline.version.layout import lineage_schema, parquet_schema
+from pipeline.version.model import SCHEMA_VERSION, FileEntry, Manifest, as_manifest
 
-SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = (SCHEMA_VERSION,)
 MANIFEST_FILE = "manifest.json"
 # Files added to a version after publishing (evaluations): not hashed into the manifest.
 ATTACHMENTS_DIR = "attachments"
@@ -107,7 +110,7 @@ def git_revision() -> dict[str, Any] | None:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def summarise_counts(entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -124,16 +127,66 @@ def summarise_counts(entries: list[dict[str, Any]]) -> dict[str, Any]:
     return splits
 
 
-def write_manifest(version_dir: Path, manifest: dict[str, Any]) -> Path:
-    """Write ``manifest.json`` (sorted keys) and return its path."""
+def write_manifest(version_dir: Path, manifest: Manifest | dict[str, Any]) -> Path:
+    """Write ``manifest.json`` (sorted keys, indented by 2) and return its path.
+
+    Args:
+        version_dir: the version's folder.
+        manifest: the manifest; a dict (as the builder assembles it, without
+            ``schema_version``) is validated against :class:`Manifest` first.
+
+    Raises:
+        PipelineError: the manifest does not fit the schema (names the first failing key).
+    """
+    try:
+        model = as_manifest(manifest)
+    except ValidationError as exc:
+        raise PipelineError(f"{version_dir}: the manifest to write {_first_error(exc)}") from None
     path = version_dir / MANIFEST_FILE
-    text = json.dumps({"schema_version": SCHEMA_VERSION, **manifest}, sort_keys=True, indent=2)
-    path.write_text(text + "\n", encoding="utf-8")
+    path.write_text(json.dumps(model.as_json(), sort_keys=True, indent=2) + "\n", encoding="utf-8")
     return path
 
 
+def load_manifest(version: Path | str) -> Manifest:
+    """Load and validate a version's manifest (``version``: a folder, or an fsspec URL).
+
+    Raises:
+        PipelineError: no readable manifest there, a ``schema_version`` this code does not
+            read, or a manifest that does not fit the schema (names the first failing key).
+    """
+    try:
+        raw = read_manifest(version)
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"{version}: no readable {MANIFEST_FILE} ({exc})") from None
+    return _validated(raw, str(version))
+
+
+def _validated(raw: Any, where: str) -> Manifest:
+    found = raw.get("schema_version") if isinstance(raw, dict) else None
+    if found not in SUPPORTED_SCHEMA_VERSIONS:
+        raise PipelineError(
+            f"{where}: {MANIFEST_FILE} has schema_version {found!r}; this code reads "
+            f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}"
+        )
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as exc:
+        raise PipelineError(
+            f"{where}: {MANIFEST_FILE} (schema_version {found}) {_first_error(exc)}"
+        ) from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    return f"does not fit the schema: {key}: {first['msg']}{more}"
+
+
 def read_manifest(version: Path | str) -> dict[str, Any]:
-    """Load a version's manifest (``version``: a folder, or an fsspec URL)."""
+    """Load a version's manifest as a plain dict, unvalidated (``version``: a folder, or an
+    fsspec URL). Prefer :func:`load_manifest`; this remains until every reader uses it."""
     return _manifest_at(*fsspec.core.url_to_fs(str(version)))
 
 
@@ -154,10 +207,12 @@ def verify(version: Path | str, *, full: bool = True) -> list[str]:
     except (ImportError, ValueError) as exc:  # an unknown protocol, its backend not installed
         return [f"not readable: {exc}"]
     try:
-        manifest = _manifest_at(fs, root)
+        manifest = _validated(_manifest_at(fs, root), str(version))
     except (OSError, ValueError) as exc:
         return [f"{MANIFEST_FILE}: unreadable ({exc})"]
-    listed = {f["path"]: f for f in manifest["files"]}
+    except PipelineError as exc:
+        return [str(exc)]
+    listed = {f.path: f for f in manifest.files}
     problems, damaged = [], set()
     for path, entry in listed.items():
         problem = _check_file(fs, root, entry, full)
@@ -172,36 +227,37 @@ def verify(version: Path | str, *, full: bool = True) -> list[str]:
     return problems + _check_rows(fs, root, manifest, damaged)
 
 
-def _check_file(fs: Any, root: str, entry: dict[str, Any], full: bool) -> str | None:
-    path = posixpath.join(root, entry["path"])
+def _check_file(fs: Any, root: str, entry: FileEntry, full: bool) -> str | None:
+    path = posixpath.join(root, entry.path)
     if not fs.isfile(path):
-        return f"{entry['path']}: missing"
+        return f"{entry.path}: missing"
     size = fs.size(path)
-    if size != entry["bytes"]:
-        return f"{entry['path']}: {size} bytes, the manifest says {entry['bytes']}"
+    if size != entry.bytes:
+        return f"{entry.path}: {size} bytes, the manifest says {entry.bytes}"
     if full:
         with fs.open(path, "rb") as handle:
             digest = stream_sha256(handle)
-        if digest != entry["sha256"]:
-            return f"{entry['path']}: sha256 {digest[:16]}..., the manifest says {entry['sha256'][:16]}..."
+        if digest != entry.sha256:
+            return f"{entry.path}: sha256 {digest[:16]}..., the manifest says {entry.sha256[:16]}..."
     return None
 
 
-def has_soft_labels(manifest: dict[str, Any]) -> bool:
-    """Whether the version's rows have a ``soft_label`` column (``augment.mix`` was set)."""
+def has_soft_labels(manifest: Manifest | dict[str, Any]) -> bool:
+    """Whether the version's rows have a ``soft_label`` column (``augment.mix`` was set).
+    (A dict is read as it is, unvalidated: the builder asks before its manifest is complete.)"""
+    if isinstance(manifest, Manifest):
+        return manifest.soft_labels
     return bool(manifest.get("config", {}).get("augment", {}).get("mix"))
 
 
-def _check_rows(fs: Any, root: str, manifest: dict[str, Any], damaged: set[str]) -> list[str]:
+def _check_rows(fs: Any, root: str, manifest: Manifest, damaged: set[str]) -> list[str]:
     """Schema and row count of each shard's table, and split totals."""
-    parquet = manifest["format"] == "parquet"
-    schema = (parquet_schema if parquet else lineage_schema)(
-        manifest["class_names"], has_soft_labels(manifest)
-    )
+    parquet = manifest.format == "parquet"
+    schema = (parquet_schema if parquet else lineage_schema)(manifest.class_names, manifest.soft_labels)
     problems, totals = [], {}
-    for shard in manifest["shards"]:
-        relative = f"{'data' if parquet else 'lineage'}/{shard['shard']}.parquet"
-        totals[shard["split"]] = totals.get(shard["split"], 0) + shard["rows"]
+    for shard in manifest.shards:
+        relative = f"{'data' if parquet else 'lineage'}/{shard.shard}.parquet"
+        totals[shard.split] = totals.get(shard.split, 0) + shard.rows
         if relative in damaged:
             continue
         try:
@@ -213,10 +269,10 @@ def _check_rows(fs: Any, root: str, manifest: dict[str, Any], damaged: set[str])
             continue
         if not found.equals(schema, check_metadata=True):
             problems.append(f"{relative}: schema differs from the expected shard schema")
-        if metadata.num_rows != shard["rows"]:
-            problems.append(f"{relative}: {metadata.num_rows} rows, the manifest says {shard['rows']}")
-    for split, info in manifest["splits"].items():
-        if totals.get(split, 0) != info["rows"]:
+        if metadata.num_rows != shard.rows:
+            problems.append(f"{relative}: {metadata.num_rows} rows, the manifest says {shard.rows}")
+    for split, info in manifest.splits.items():
+        if totals.get(split, 0) != info.rows:
             held = totals.get(split, 0)
-            problems.append(f"split {split}: shards hold {held} rows, the manifest says {info['rows']}")
+            problems.append(f"split {split}: shards hold {held} rows, the manifest says {info.rows}")
     return problems

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
 from pipeline.config import metric_name
+from pipeline.version.model import Manifest, TuneSummary, as_manifest, as_tune_summary
 
 HISTOGRAM_FILE = "classes.png"
 CURVES_FILE = "gan/curves.png"
@@ -27,11 +28,13 @@ COLOURS = {
 }
 
 
-def class_histogram(manifest: dict[str, Any], path: Path) -> None:
-    """Training images per class before (source, grey) and rows after, stacked by origin."""
-    names = manifest["class_names"]
-    before = manifest["source"].get("counts", {}).get("train", {})
-    after = manifest["splits"].get("train", {}).get("by_origin_class", {})
+def class_histogram(manifest: Manifest | dict[str, Any], path: Path) -> None:
+    """Training images per class before (source, grey) and rows after, stacked by origin
+    (a dict ``manifest`` is validated as a :class:`~pipeline.version.model.Manifest`)."""
+    manifest = as_manifest(manifest)
+    names = manifest.class_names
+    before = manifest.source.counts.get("train", {})
+    after = _train_by_origin_class(manifest)
     origins = ("real", "augmented", "synthetic")
     totals = [sum(after.get(o, {}).get(n, 0) for o in origins) for n in names]
     largest = max([1, *totals, *(before.get(n, 0) for n in names)])
@@ -55,6 +58,11 @@ def class_histogram(manifest: dict[str, Any], path: Path) -> None:
             x += span * count / largest
         draw.text((x + 4, y + 8), f"{totals[k]:,}", fill="black")
     image.save(path)
+
+
+def _train_by_origin_class(manifest: Manifest) -> dict[str, dict[str, int]]:
+    train = manifest.splits.get("train")
+    return train.by_origin_class if train else {}
 
 
 def training_curves(history: list[dict[str, float]], path: Path) -> None:
@@ -100,7 +108,7 @@ _GRID_PER_ORIGIN = 4
 
 
 def origin_grid(
-    version_dir: Path, files: list[Path], image_column: str, manifest: dict[str, Any], path: Path
+    version_dir: Path, files: list[Path], image_column: str, manifest: Manifest | dict[str, Any], path: Path
 ) -> None:
     """Per class, the first real, augmented and synthetic training rows side by side.
 
@@ -108,11 +116,13 @@ def origin_grid(
         files: the training split's Parquet files (shards, or the image folder's lineage
             tables), read in order only until every class has its examples.
         image_column: ``image`` (encoded bytes in the shard) or ``file_name`` (a file).
-        manifest: the version's manifest (class names, training rows by origin and class).
+        manifest: the version's manifest (class names, training rows by origin and class); a
+            dict is validated as a :class:`~pipeline.version.model.Manifest`.
     """
+    manifest = as_manifest(manifest)
     origins = ("real", "augmented", "synthetic")
-    class_names = manifest["class_names"]
-    by_origin = manifest["splits"].get("train", {}).get("by_origin_class", {})
+    class_names = manifest.class_names
+    by_origin = _train_by_origin_class(manifest)
     wanted = sum(min(_GRID_PER_ORIGIN, n) for counts in by_origin.values() for n in counts.values())
     found: dict[tuple[int, str], list[np.ndarray]] = {}
     for image, label, origin in _rows(files, [image_column, "label", "origin"]):
@@ -178,24 +188,26 @@ def _rows(files: list[Path], columns: list[str]):
 TUNE_FILE = "tune.png"
 
 
-def tune_column(summary: dict[str, Any]) -> str:
+def tune_column(summary: TuneSummary | dict[str, Any]) -> str:
     """What ``augment.tune`` scored its candidates by: "validation accuracy", or "validation
     balanced accuracy" (``tune.metric``; versions made before it: accuracy)."""
-    return f"validation {metric_name(summary.get('metric', 'accuracy'))}"
+    return f"validation {metric_name(as_tune_summary(summary).metric)}"
 
 
-def tune_chart(summary: dict[str, Any], path: Path) -> None:
-    """The validation score of each augmentation candidate (mean, ±std), the chosen one in orange."""
-    rows = summary["candidates"]
-    means = [r["mean"] for r in rows]
-    low = max(0.0, min(m - r["std"] for m, r in zip(means, rows, strict=True)) - 0.02)
-    high = min(1.0, max(m + r["std"] for m, r in zip(means, rows, strict=True)) + 0.01)
+def tune_chart(summary: TuneSummary | dict[str, Any], path: Path) -> None:
+    """The validation score of each augmentation candidate (mean, ±std), the chosen one in
+    orange (a dict ``summary``, as ``augment.tune`` reports it, is validated first)."""
+    summary = as_tune_summary(summary)
+    rows = summary.candidates
+    means = [r.mean for r in rows]
+    low = max(0.0, min(m - r.std for m, r in zip(means, rows, strict=True)) - 0.02)
+    high = min(1.0, max(m + r.std for m, r in zip(means, rows, strict=True)) + 0.01)
     left, row, width = 230, 24, 760
     span = width - left - 150
     image = Image.new("RGB", (width, 46 + row * len(rows)), "white")
     draw = ImageDraw.Draw(image)
     draw.text(
-        (6, 8), f"{tune_column(summary)} ({low:.3f} .. {high:.3f}), {summary['seeds']} seeds", fill="black"
+        (6, 8), f"{tune_column(summary)} ({low:.3f} .. {high:.3f}), {summary.seeds} seeds", fill="black"
     )
 
     def x_of(value: float) -> float:
@@ -203,12 +215,10 @@ def tune_chart(summary: dict[str, Any], path: Path) -> None:
 
     for k, r in enumerate(rows):
         y = 32 + k * row
-        chosen = r["name"] == summary["chosen"]
-        draw.text((6, y + 4), r["name"][:36], fill="black")
-        draw.rectangle(
-            [left, y + 2, x_of(r["mean"]), y + 18], fill=COLOURS["augmented" if chosen else "real"]
-        )
-        draw.line([(x_of(r["mean"] - r["std"]), y + 10), (x_of(r["mean"] + r["std"]), y + 10)], fill="black")
-        label = f"{r['mean']:.4f}  {r['rows']:,} rows" + ("  chosen" if chosen else "")
+        chosen = r.name == summary.chosen
+        draw.text((6, y + 4), r.name[:36], fill="black")
+        draw.rectangle([left, y + 2, x_of(r.mean), y + 18], fill=COLOURS["augmented" if chosen else "real"])
+        draw.line([(x_of(r.mean - r.std), y + 10), (x_of(r.mean + r.std), y + 10)], fill="black")
+        label = f"{r.mean:.4f}  {r.rows:,} rows" + ("  chosen" if chosen else "")
         draw.text((x_of(high) + 6, y + 4), label, fill="black")
     image.save(path)

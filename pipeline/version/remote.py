@@ -20,7 +20,7 @@ import fsspec
 
 from pipeline.core.errors import PipelineError
 from pipeline.version.catalog import LATEST
-from pipeline.version.manifest import MANIFEST_FILE, read_manifest
+from pipeline.version.manifest import MANIFEST_FILE, load_manifest
 
 
 def push(version_dir: Path, url: str, *, latest: bool = True) -> str:
@@ -30,23 +30,24 @@ def push(version_dir: Path, url: str, *, latest: bool = True) -> str:
         latest: also point ``<url>/<name>/latest`` at it.
 
     Raises:
-        PipelineError: the storage refused a write, or a file arrived with another size.
+        PipelineError: the version's manifest does not load, the storage refused a write, or
+            a file arrived with another size.
     """
-    manifest = read_manifest(version_dir)
+    manifest = load_manifest(version_dir)
     try:
         fs, base = fsspec.core.url_to_fs(url)
-        dataset = posixpath.join(base, manifest["name"])
-        target = posixpath.join(dataset, manifest["version_id"])
+        dataset = posixpath.join(base, manifest.name)
+        target = posixpath.join(dataset, manifest.version_id)
         if not fs.exists(posixpath.join(target, MANIFEST_FILE)):
-            files = [(entry["path"], entry["bytes"]) for entry in manifest["files"]]
+            files = [(entry.path, entry.bytes) for entry in manifest.files]
             files.append((MANIFEST_FILE, (version_dir / MANIFEST_FILE).stat().st_size))  # last
             for path, size in files:
                 _upload(fs, version_dir / path, posixpath.join(target, path), size)
         if latest:
-            fs.pipe_file(posixpath.join(dataset, LATEST), f"{manifest['version_id']}\n".encode())
+            fs.pipe_file(posixpath.join(dataset, LATEST), f"{manifest.version_id}\n".encode())
     except (OSError, ImportError, ValueError) as exc:
         raise PipelineError(f"uploading {version_dir.name} to {url}: {exc}") from exc
-    return remote_url(url, manifest["name"], manifest["version_id"])
+    return remote_url(url, manifest.name, manifest.version_id)
 
 
 def _upload(fs: Any, local: Path, remote: str, size: int) -> None:

@@ -1,0 +1,156 @@
+"""Class-conditional GAN synthesis (``synthesis``): training, the sample filter and the
+utility gate."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from pipeline.config.common import METRIC_HELP, Device, Metric, Strict
+
+
+class GanTrainConfig(Strict):
+    """GAN training: hinge loss, Adam, EMA generator, DiffAugment."""
+
+    steps: int = Field(default=2000, ge=1, description="generator updates")
+    batch_size: int = Field(
+        default=64,
+        ge=2,
+        description="images per batch (real batches and generator updates alike)",
+    )
+    width: int = Field(default=64, ge=8, description="base channel count of G and D")
+    z_dim: int = Field(default=64, ge=2, description="latent size")
+    lr_g: float = Field(default=2e-4, gt=0, description="generator Adam learning rate")
+    lr_d: float = Field(default=2e-4, gt=0, description="discriminator Adam learning rate")
+    betas: tuple[float, float] = Field(default=(0.0, 0.9), description="Adam betas of both optimizers")
+    d_steps: int = Field(default=1, ge=1, description="discriminator updates per generator update")
+    ema_decay: float = Field(
+        default=0.999,
+        ge=0.0,
+        lt=1.0,
+        description="decay of the EMA generator that is sampled (warm-up: min(decay, (1+t)/(10+t)))",
+    )
+    ema_start: int = Field(
+        default=0, ge=0, description="step from which the EMA generator averages (before: a copy of G)"
+    )
+    eval_every: int = Field(default=500, ge=1, description="steps between best-checkpoint checks")
+    device: Device = Field(default="auto", description="where training runs (auto: cuda, mps, cpu)")
+    compile: Literal["default", "reduce-overhead"] | None = Field(
+        default=None, description="torch.compile mode for G and D (reduce-overhead: CUDA graphs)"
+    )
+    diffaug: list[Literal["color", "translation", "cutout"]] | None = Field(
+        default=None, description="DiffAugment ops; null: translation, colour for RGB, cutout from 16x16 up"
+    )
+
+
+class FilterConfig(Strict):
+    """Which generated samples are kept."""
+
+    min_confidence: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="reference-classifier probability of the intended class"
+    )
+    reject_d_fraction: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="share of each class's lowest discriminator scores dropped"
+    )
+    max_oversample: float = Field(
+        default=10.0,
+        ge=1.0,
+        description="candidates generated per wanted sample at most; a class the filter rejects "
+        "more often stays short (the manifest says which)",
+    )
+    fill_short: bool = Field(
+        default=False,
+        description="top a class left short up with its most confident rejected candidates "
+        "(the manifest counts them per class)",
+    )
+
+
+class GateConfig(Strict):
+    """Publish synthetic samples only if they help a classifier on held-out real data."""
+
+    enabled: bool = Field(
+        default=True, description="off: publish the filtered samples without testing that they help"
+    )
+    ratios: list[float] = Field(
+        default_factory=lambda: [0.5, 1.0],
+        description="synthetic:real ratios tried (each capped by per_class)",
+    )
+    seeds: int = Field(default=3, ge=1, description="classifier seeds per ratio and for the baseline")
+    validation_fraction: float = Field(
+        default=0.2,
+        gt=0.0,
+        lt=1.0,
+        description="share of the real training images held out from GAN training to judge the gain "
+        "(stratified, seeded)",
+    )
+    min_gain: float = Field(default=0.0, description="accuracy gain required to keep synthetic data")
+    min_gain_se: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="the gain must also exceed this many of its standard errors "
+        "over the validation images (0: off)",
+    )
+    classifier_epochs: int = Field(
+        default=30, ge=1, description="epochs of each reference-classifier training"
+    )
+    metric: Metric = Field(default="accuracy", description=METRIC_HELP)
+
+    @field_validator("ratios")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        if not value or any(r <= 0 for r in value):
+            raise ValueError(f"ratios must be a non-empty list of positive numbers, got {value}")
+        return value
+
+
+class SynthesisConfig(Strict):
+    """Class-conditional GAN synthesis of extra training rows (off by default)."""
+
+    enabled: bool = Field(default=False, description="train (or load) a GAN and add synthetic training rows")
+    per_class: int | None = Field(default=None, ge=1, description="synthetic rows per class")
+    ratio: float | None = Field(
+        default=None, gt=0.0, description="synthetic rows per class as a multiple of its real count"
+    )
+    truncation: float | None = Field(
+        default=None, gt=0.0, description="resample latents beyond this |z| (off: keeps diversity)"
+    )
+    checkpoint: Path | None = Field(default=None, description="use this generator instead of training")
+    features: str = Field(
+        default="classifier", description="feature extractor for metrics: 'classifier' or 'module:function'"
+    )
+    device: Device = Field(
+        default="auto",
+        description="where sampling, discriminator scores and the classifiers run (auto: cuda, mps, cpu)",
+    )
+    train: GanTrainConfig = Field(default=GanTrainConfig(), description="GAN training")
+    filter: FilterConfig = Field(default=FilterConfig(), description="which generated samples are kept")
+    gate: GateConfig = Field(
+        default=GateConfig(), description="the utility gate: keep synthetic rows only if they help"
+    )
+
+    @model_validator(mode="after")
+    def _count_rule(self) -> SynthesisConfig:
+        if self.per_class is not None and self.ratio is not None:
+            raise ValueError("set either per_class or ratio, not both")
+        if self.checkpoint is not None and not self.checkpoint.is_file():
+            raise ValueError(f"synthesis.checkpoint does not exist: {self.checkpoint}")
+        if self.features != "classifier" and ":" not in self.features:
+            raise ValueError(f"features must be 'classifier' or 'module:function', got {self.features!r}")
+        return self
+
+    def count_for(self, real_count: int) -> int:
+        """Synthetic rows wanted for a class with ``real_count`` training images."""
+        if self.per_class is not None:
+            return self.per_class
+        return int(math.floor((self.ratio if self.ratio is not None else 1.0) * real_count + 0.5))
+
+    def most_published(self, real_count: int) -> int:
+        """The most synthetic rows a class with ``real_count`` training images can get: its
+        :meth:`count_for`, and with the gate on, no more than its largest ratio allows."""
+        most = self.count_for(real_count)
+        if self.gate.enabled:
+            most = min(most, int(math.floor(max(self.gate.ratios) * real_count + 0.5)))
+        return most
