@@ -10,7 +10,7 @@ CONFIG ?= config/digits.yaml
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 60
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test lint docs clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline flows cli tests bench
 	$(BIN)/lint-imports
+
+# The generated references: the configuration keys and the manifest's JSON Schema.
+docs: $(STAMP)
+	$(BIN)/python -m pipeline.config.reference --write
+	$(BIN)/python -m pipeline.version.schema > docs/manifest.schema.json
 
 clean:
 	rm -rf output .pytest_cache

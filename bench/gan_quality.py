@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from pipeline.build import build, load_config
-from pipeline.evaluate.evaluation import EvaluationSettings, evaluate
-from pipeline.version.manifest import read_manifest
+from pipeline.config import EvaluateConfig
+from pipeline.evaluate.evaluation import evaluate
+from pipeline.version.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 TARBALL = ROOT.parent / "shared" / "datasets" / "fashion-mnist.tar.gz"
@@ -126,15 +127,14 @@ def main() -> int:
         version, _ = build(load_config(None, overrides))
         results["build_seconds"] = time.perf_counter() - started
         note(f"built {version.name}", started)
-        manifest = read_manifest(version)
-        synthesis = manifest["synthesis"]
+        synthesis = load_manifest(version).synthesis
         results["metrics"] = {
-            k: synthesis["metrics"].get(k) for k in ("fd", "kid", "precision", "recall", "cas_test", "note")
+            k: synthesis.metrics.get(k) for k in ("fd", "kid", "precision", "recall", "cas_test", "note")
         }
-        results["gate"] = synthesis.get("gate")
+        results["gate"] = synthesis.gate.model_dump(mode="json") if synthesis.gate else None
         save()
         evaluating = time.perf_counter()
-        settings = EvaluationSettings(seeds=args.seeds, epochs=args.epochs)
+        settings = EvaluateConfig(seeds=args.seeds, epochs=args.epochs)
         results["published"] = evaluate(version, settings)["results"]
         results["evaluate_seconds"] = time.perf_counter() - evaluating
         note("evaluated the published version", started)

@@ -119,14 +119,14 @@ def check_build() -> None:
     """The digits demo (tuning off, 600 GAN steps) with every synthesis stage on the
     machine's GPU."""
     from pipeline.build import build, load_config
-    from pipeline.version.manifest import read_manifest
+    from pipeline.version.manifest import load_manifest
 
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [f"output.root={tmp}", "augment.tune.enabled=false", "synthesis.train.steps=600"]
         config = load_config("config/digits.yaml", overrides)
         started = time.perf_counter()
         version, _ = build(config)
-        synthesis = read_manifest(version)["synthesis"]
+        synthesis = load_manifest(version).synthesis
         print(
             json.dumps(
                 {
@@ -136,11 +136,11 @@ def check_build() -> None:
                         "train": config.content_dict()["synthesis"]["train"]["device"],
                     },
                     "seconds": time.perf_counter() - started,
-                    "candidates": synthesis["candidates"],
-                    "fd": synthesis["metrics"].get("fd"),
-                    "cas_test": synthesis["metrics"].get("cas_test"),
-                    "gate": synthesis["gate"]["reason"],
-                    "published": synthesis["published"],
+                    "candidates": synthesis.candidates,
+                    "fd": synthesis.metrics.get("fd"),
+                    "cas_test": synthesis.metrics.get("cas_test"),
+                    "gate": synthesis.gate.reason,
+                    "published": synthesis.published,
                 }
             ),
             flush=True,

@@ -33,8 +33,9 @@ from gan_quality import TARBALL, extract, note  # noqa: E402
 from tune import classic_settings, print_results  # noqa: E402
 
 from pipeline.build import build, load_config  # noqa: E402
-from pipeline.evaluate.evaluation import EvaluationSettings, evaluate  # noqa: E402
-from pipeline.version.manifest import read_manifest  # noqa: E402
+from pipeline.config import EvaluateConfig
+from pipeline.evaluate.evaluation import evaluate  # noqa: E402
+from pipeline.version.manifest import load_manifest  # noqa: E402
 
 
 def main() -> int:
@@ -52,7 +53,7 @@ def main() -> int:
     counts = [max(1, round(args.largest * args.ratio ** (-c / 9))) for c in range(10)]
     results: dict = {"train_per_class": counts, "seeds": args.seeds, "epochs": args.epochs}
     results["threads"] = torch.get_num_threads()
-    settings = EvaluationSettings(seeds=args.seeds, epochs=args.epochs)
+    settings = EvaluateConfig(seeds=args.seeds, epochs=args.epochs)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         source = extract(counts, 0, Path(tmp) / "src")
@@ -77,7 +78,7 @@ def main() -> int:
                     ],
                 )
             )
-            tune = read_manifest(tuned)["tune"]
+            tune = load_manifest(tuned).tune.model_dump(mode="json")
             found = evaluate(tuned, settings, ("real+augmented",))["results"]
             results[f"tuned by {metric}"] = {**found["real+augmented"], "tune": tune}
             note(f"tuned by {metric}: {tune['reason']}", started)

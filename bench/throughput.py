@@ -95,7 +95,7 @@ ENCODINGS = {
 def expand_build(source: Path, out: Path, workers: int, extra: list[str]) -> tuple[int, int]:
     """Rows written and the version's bytes on disk."""
     from pipeline.build import build, load_config
-    from pipeline.version.manifest import read_manifest
+    from pipeline.version.manifest import load_manifest
 
     overrides = [
         "source.kind=imagefolder",
@@ -108,8 +108,8 @@ def expand_build(source: Path, out: Path, workers: int, extra: list[str]) -> tup
         *extra,
     ]
     version, _ = build(load_config(None, overrides))
-    manifest = read_manifest(version)
-    return sum(s["rows"] for s in manifest["shards"]), sum(f["bytes"] for f in manifest["files"])
+    manifest = load_manifest(version)
+    return sum(s.rows for s in manifest.shards), sum(f.bytes for f in manifest.files)
 
 
 def child(variant: str, source: Path, out: Path) -> None:

@@ -30,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gan_quality import TARBALL, extract, note  # noqa: E402
 
 from pipeline.build import build, load_config  # noqa: E402
-from pipeline.evaluate.evaluation import EvaluationSettings, evaluate  # noqa: E402
-from pipeline.version.manifest import read_manifest  # noqa: E402
+from pipeline.config import EvaluateConfig
+from pipeline.evaluate.evaluation import evaluate  # noqa: E402
+from pipeline.version.manifest import load_manifest  # noqa: E402
 
 CLASSIC = [
     {"RandomRotation": {"degrees": 15}},
@@ -72,7 +73,7 @@ def main() -> int:
         "epochs": args.epochs,
         "threads": torch.get_num_threads(),
     }
-    settings = EvaluationSettings(seeds=args.seeds, epochs=args.epochs)
+    settings = EvaluateConfig(seeds=args.seeds, epochs=args.epochs)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         source = extract(args.per_class, 0, Path(tmp) / "src")
@@ -107,11 +108,12 @@ def main() -> int:
         build_started = time.perf_counter()
         tuned, _ = build(load_config(None, tuned_overrides))
         results["tuned_build_seconds"] = round(time.perf_counter() - build_started, 1)
-        manifest = read_manifest(tuned)
-        results["tune"] = manifest["tune"]
+        manifest = load_manifest(tuned)
+        results["tune"] = manifest.tune.model_dump(mode="json")
         if args.synthesis:
-            results["gate"] = manifest["synthesis"].get("gate")
-        note(f"built the tuned version: {manifest['tune']['reason']}", started)
+            gate = manifest.synthesis.gate
+            results["gate"] = gate.model_dump(mode="json") if gate else None
+        note(f"built the tuned version: {manifest.tune.reason}", started)
         subsets = ("real+augmented", "real+augmented+synthetic") if args.synthesis else ("real+augmented",)
         found = evaluate(tuned, settings, subsets)["results"]
         results["tuned"] = found["real+augmented"]

@@ -29,7 +29,7 @@ from pipeline.evaluate.evaluation import (
     write_report,
 )
 from pipeline.version.catalog import resolve_version
-from pipeline.version.manifest import read_manifest
+from pipeline.version.manifest import load_manifest
 
 
 @task(name="evaluate-subset", cache_policy=NO_CACHE, task_run_name="evaluate-{subset}")
@@ -83,7 +83,7 @@ def evaluate(
         {"seeds": seeds, "epochs": epochs, "real_per_class": real_per_class, "device": device},
     )
     results = {}
-    manifest = read_manifest(path)
+    manifest = load_manifest(path)
     for subset in SUBSETS:
         results[subset] = reused_result(manifest, results, subset) or evaluate_subset_task(
             path, subset, settings

@@ -39,7 +39,7 @@ from pipeline.core.errors import ConfigError
 from pipeline.core.progress import GAN, WRITING, ProgressLog, report, reporting
 from pipeline.core.workers import run_one
 from pipeline.ingest.space import worth_retrying
-from pipeline.version.manifest import read_manifest
+from pipeline.version.manifest import load_manifest
 from pipeline.version.summary import count_rows, run_markdown, tune_rows
 
 _RETRIES = 2
@@ -112,19 +112,19 @@ class PrefectTasks:
 
 def _publish_artifacts(version: Path, created: bool) -> None:
     """The run's summary and row counts as Prefect artifacts (keyed by dataset name)."""
-    manifest = read_manifest(version)
-    key = re.sub(r"[^a-z0-9-]+", "-", manifest["name"].lower()).strip("-") or "dataset"
+    manifest = load_manifest(version)
+    key = re.sub(r"[^a-z0-9-]+", "-", manifest.name.lower()).strip("-") or "dataset"
     create_markdown_artifact(
         markdown=run_markdown(manifest, version, created), key=f"{key}-summary", description="expand run"
     )
     create_table_artifact(
         table=count_rows(manifest), key=f"{key}-counts", description="rows per class: source, then by origin"
     )
-    if "tune" in manifest:
+    if manifest.tune is not None:
         create_table_artifact(
-            table=tune_rows(manifest["tune"]),
+            table=tune_rows(manifest.tune),
             key=f"{key}-tune",
-            description=f"augment.tune: {manifest['tune']['reason']}",
+            description=f"augment.tune: {manifest.tune.reason}",
         )
 
 

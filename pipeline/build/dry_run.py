@@ -18,7 +18,7 @@ from pipeline.config import Config
 from pipeline.core.workers import warm_up
 from pipeline.ingest.space import most_copies
 from pipeline.version.catalog import dataset_lock
-from pipeline.version.manifest import read_manifest
+from pipeline.version.manifest import load_manifest
 
 
 def dry_run(config: Config) -> dict[str, Any]:
@@ -51,9 +51,9 @@ def _what_it_would_publish(context: BuildContext) -> dict[str, Any]:
         "published": context.existing,
     }
     if context.existing:
-        manifest = read_manifest(context.final_dir)
-        rows = {split: info["by_origin_class"] for split, info in manifest["splits"].items()}
-        return {**result, "class_names": manifest["class_names"], "rows": rows, "notes": []}
+        manifest = load_manifest(context.final_dir)
+        rows = {split: info.by_origin_class for split, info in manifest.splits.items()}
+        return {**result, "class_names": manifest.class_names, "rows": rows, "notes": []}
     config, source = context.config, context.details["source"]
     rows: dict[str, dict[str, dict[str, int]]] = {}
     for split, per_class in sorted(source["counts"].items()):

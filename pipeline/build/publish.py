@@ -23,6 +23,7 @@ from pipeline.version.manifest import (
     utcnow,
     write_manifest,
 )
+from pipeline.version.model import FileEntry, as_manifest
 from pipeline.version.pictures import (
     HISTOGRAM_FILE,
     ORIGINS_GRID_FILE,
@@ -45,17 +46,17 @@ def publish(context: BuildContext) -> Path:
         set_latest(context.final_dir.parent, context.version_id)
         return context.final_dir
     entries = context.entries
-    manifest = _manifest(context, entries)
+    manifest = as_manifest(_manifest(context, entries))  # checked against the schema here
     version = context.version_dir
     (version / CROISSANT_FILE).write_text(json.dumps(croissant_metadata(manifest), indent=1) + "\n")
     grid = GRID_FILE if (version / GRID_FILE).is_file() else None
     (version / CARD_FILE).write_text(dataset_card(manifest, grid=grid), encoding="utf-8")
     class_histogram(manifest, version / HISTOGRAM_FILE)
-    parquet = manifest["format"] == "parquet"
+    parquet = manifest.format == "parquet"
     train_files = [
-        version / ("data" if parquet else "lineage") / f"{e['shard']}.parquet"
-        for e in sorted(entries, key=lambda e: e["shard"])
-        if e["split"] == "train"
+        version / ("data" if parquet else "lineage") / f"{shard.shard}.parquet"
+        for shard in manifest.shards
+        if shard.split == "train"
     ]
     origin_grid(
         version, train_files, "image" if parquet else "file_name", manifest, version / ORIGINS_GRID_FILE
@@ -63,8 +64,8 @@ def publish(context: BuildContext) -> Path:
     added = [
         n for n in (CROISSANT_FILE, CARD_FILE, HISTOGRAM_FILE, ORIGINS_GRID_FILE) if (version / n).is_file()
     ]
-    manifest["files"] = sorted(
-        manifest["files"] + [file_entry(version, version / n) for n in added], key=lambda f: f["path"]
+    manifest.files = sorted(
+        manifest.files + [FileEntry(**file_entry(version, version / n)) for n in added], key=lambda f: f.path
     )
     write_manifest(version, manifest)
     version.rename(context.final_dir)
@@ -108,7 +109,7 @@ def _manifest(context: BuildContext, entries: list[dict[str, Any]]) -> dict[str,
             "resampled": sum(e.get("resampled", 0) for e in entries),
             **({"mixed": _mixed_counts(entries)} if config.augment.mix else {}),
         },
-        "config": config.model_dump(mode="json"),
+        "config": config.model_dump(mode="json", exclude={"evaluate"}),
         "seeds": {"run": config.seed, "per_sample": "sha256(run_seed␟source_id␟replica)[:4], big-endian"},
         "libraries": library_versions(CONTENT_LIBRARIES + OTHER_LIBRARIES),
         "run": run_info(context.details["started"], context.details["run"]),

@@ -23,7 +23,7 @@ from pipeline.core.workers import run_all, stop_workers, warm_up
 from pipeline.gan.stage import train_gan_stage
 from pipeline.ingest.space import raise_if_full
 from pipeline.version.catalog import dataset_lock
-from pipeline.version.manifest import read_manifest
+from pipeline.version.manifest import load_manifest
 from pipeline.version.remote import remote_url
 
 
@@ -126,21 +126,22 @@ def build(config: Config, run: dict[str, Any] | None = None) -> tuple[Path, bool
 def run_result(context: BuildContext) -> dict[str, Any]:
     """What ``expand run`` reports of a finished run: where the version is, what it holds,
     and what ingest, tuning and the gate decided."""
-    manifest = read_manifest(context.final_dir)
+    manifest = load_manifest(context.final_dir)
+    source, tune, synthesis = manifest.source, manifest.tune, manifest.synthesis
     return {
         "version_dir": str(context.final_dir),
         "version_id": context.version_id,
         "remote": remote_url(context.config.output.remote, context.name, context.version_id),
         "created": not context.existing,
-        "splits": {split: info["by_origin"] for split, info in manifest["splits"].items()},
-        "skipped": len(manifest["source"].get("skipped", [])),
-        "ignored_files": manifest["source"].get("ignored_files", 0),
-        "duplicate_groups": manifest["source"].get("duplicates", {}).get("groups", 0),
-        "tune": {k: manifest["tune"][k] for k in ("chosen", "reason")} if "tune" in manifest else None,
-        "synthesis": {
-            k: manifest["synthesis"][k] for k in ("published", "gate", "short") if k in manifest["synthesis"]
-        }
-        if "synthesis" in manifest
+        "splits": {split: dict(info.by_origin) for split, info in manifest.splits.items()},
+        "skipped": len(source.skipped),
+        "ignored_files": source.ignored_files,
+        "duplicate_groups": source.duplicates.groups,
+        "tune": {"chosen": tune.chosen, "reason": tune.reason} if tune else None,
+        "synthesis": synthesis.model_dump(
+            mode="json", exclude_unset=True, include={"published", "gate", "short"}
+        )
+        if synthesis
         else None,
     }
 

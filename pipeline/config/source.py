@@ -15,7 +15,7 @@ class SourceConfig(Strict):
 
     kind: Literal["digits", "imagefolder", "parquet", "cifar10", "mnist-idx"] = Field(
         default="digits",
-        description="the input format: digits (scikit-learn's bundled 8x8 digits), imagefolder "
+        description="the input format: digits (the bundled UCI 8x8 handwritten digits), imagefolder "
         "(path/<class>/<image>, optionally under split folders), parquet (HF-style image and "
         "label columns), cifar10 (the cifar-10-batches-py folder), mnist-idx (IDX files)",
     )

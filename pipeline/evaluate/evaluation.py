@@ -40,7 +40,8 @@ from pipeline.evaluate.classifier import (
     to_tensor,
     train_classifier,
 )
-from pipeline.version.manifest import ATTACHMENTS_DIR, has_soft_labels, read_manifest, utcnow
+from pipeline.version.manifest import ATTACHMENTS_DIR, load_manifest, utcnow
+from pipeline.version.model import Manifest
 
 SUBSETS: dict[str, tuple[str, ...]] = {
     "real": ("real",),
@@ -73,7 +74,7 @@ class _Rows:
 
 
 def _load(version: Path, split: str) -> _Rows:
-    soft = has_soft_labels(read_manifest(version))
+    soft = load_manifest(version).soft_labels
     dataset = ExpandedDataset(
         version, split, transform=np.asarray, return_lineage=True, soft_labels=soft, check="none"
     )
@@ -104,11 +105,11 @@ def low_data_mask(rows: _Rows, per_class: int | None, seed: int) -> np.ndarray:
     return (rows.origins == "synthetic") | (from_chosen & np.isin(rows.origins, ["real", "augmented"]))
 
 
-def same_rows_as(manifest: dict[str, Any], subset: str) -> str | None:
+def same_rows_as(manifest: Manifest, subset: str) -> str | None:
     """An earlier subset (in ``SUBSETS`` order) that trains on exactly the same rows of this
     version, because the origins that tell them apart have no rows (a version the gate
     published without synthetic rows: real+augmented+synthetic is real+augmented)."""
-    present = {o for o, n in manifest["splits"]["train"]["by_origin"].items() if n}
+    present = {o for o, n in manifest.splits["train"].by_origin.items() if n}
     names = list(SUBSETS)
     for earlier in names[: names.index(subset)]:
         if present.intersection(SUBSETS[earlier]) == present.intersection(SUBSETS[subset]):
@@ -116,7 +117,7 @@ def same_rows_as(manifest: dict[str, Any], subset: str) -> str | None:
     return None
 
 
-def reused_result(manifest: dict[str, Any], results: dict[str, dict[str, Any]], subset: str) -> dict | None:
+def reused_result(manifest: Manifest, results: dict[str, dict[str, Any]], subset: str) -> dict | None:
     """The result already in ``results`` for the same rows as ``subset`` (see
     :func:`same_rows_as`), marked ``same_rows_as``; None when it must be trained."""
     same = same_rows_as(manifest, subset)
@@ -133,7 +134,7 @@ def evaluate_subset(version: Path, subset: str, settings: EvaluateConfig) -> dic
     """
     if subset not in SUBSETS:
         raise PipelineError(f"unknown subset {subset!r}; use one of {list(SUBSETS)}")
-    classes = read_manifest(version)["class_names"]
+    classes = load_manifest(version).class_names
     return _score(_load(version, "train"), _load(version, "test"), classes, subset, settings)
 
 
@@ -183,10 +184,10 @@ def _score(
 
 def report(version: Path, settings: EvaluateConfig, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The evaluation document: protocol, classifier recipe and results."""
-    manifest = read_manifest(version)
+    manifest = load_manifest(version)
     device = pick_device(settings.device, "device").type
     return {
-        "version_id": manifest["version_id"],
+        "version_id": manifest.version_id,
         "created": utcnow().isoformat(timespec="seconds"),
         "settings": settings.model_dump(mode="json"),
         "classifier": {
@@ -195,8 +196,8 @@ def report(version: Path, settings: EvaluateConfig, results: dict[str, dict[str,
             "device": device,
             **({"cpu_threads": torch.get_num_threads()} if device == "cpu" else {}),
         },
-        "test_rows": manifest["splits"]["test"]["rows"],
-        "test_per_class": manifest["splits"]["test"]["by_origin_class"].get("real", {}),
+        "test_rows": manifest.splits["test"].rows,
+        "test_per_class": manifest.splits["test"].by_origin_class.get("real", {}),
         "results": results,
         "note": (
             "accuracy on the version's real test split; synthetic rows come from a generator "
@@ -222,11 +223,11 @@ def evaluate(
     if unknown:
         raise PipelineError(f"unknown subsets {sorted(unknown)}; use some of {list(SUBSETS)}")
     train, test = _load(path, "train"), _load(path, "test")
-    manifest = read_manifest(path)
+    manifest = load_manifest(path)
     results: dict[str, dict[str, Any]] = {}
     for name in subsets:
         results[name] = reused_result(manifest, results, name) or _score(
-            train, test, manifest["class_names"], name, settings
+            train, test, manifest.class_names, name, settings
         )
     return report(path, settings, results)
 

@@ -43,7 +43,7 @@ CONTENT_LIBRARIES = (
     "pyarrow",
 )
 # Recorded for the record only.
-OTHER_LIBRARIES = ("torchvision", "prefect", "pydantic", "scikit-learn")
+OTHER_LIBRARIES = ("torchvision", "prefect", "pydantic")
 
 
 def library_versions(names: tuple[str, ...]) -> dict[str, str]:

@@ -1,0 +1,150 @@
+"""The published formats load with the tools users already have."""
+
+from __future__ import annotations
+import io
+import json
+import re
+import struct
+import zlib
+from pathlib import Path
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from conftest import make_imagefolder, png_bytes, random_image
+from pipeline.build import build, load_config
+from pipeline.core.errors import ConfigError, SourceError
+from pipeline.core.images import decode_image
+from pipeline.ingest.stage import ingest
+from pipeline.ingest.store import EXCLUDED
+from pipeline.version.manifest import read_manifest
+import errno
+import os
+from concurrent.futures.process import BrokenProcessPool
+from pipeline.build.context import dataset_dir, discard, prepare
+from pipeline.core.errors import PipelineError, SourceError
+from pipeline.ingest.space import DiskFullError, SpaceEstimate, most_rows, raise_if_full, worth_retrying
+from pipeline.version.catalog import dataset_lock
+from collections import Counter
+from pipeline.build import build
+
+def test_hostile_names_stay_inside_the_output_root(tmp_path):
+    names = ["café ☕", 'it\'s "quoted"', "a b", "a..b", "x" * 200]
+    root = make_imagefolder(tmp_path / "src", {n: 2 for n in names})
+    (root / names[0] / "img_000.png").rename(root / names[0] / ("ü ' \" ..png"))
+    for fmt in ("parquet", "imagefolder"):
+        out = tmp_path / f"out-{fmt}"
+        config = config_for(
+            root, tmp_path, f"output.root={out}", f"output.format={fmt}", "split.test_fraction=0.5"
+        )
+        version, _ = build(config)
+        manifest = read_manifest(version)
+        assert manifest["class_names"] == sorted(names)
+        written = [p.resolve() for p in out.rglob("*")]
+        assert written and all(p.is_relative_to(out.resolve()) for p in written)
+    from pipeline.dataset import ExpandedDataset
+
+    assert len(ExpandedDataset(version, split="train")) == manifest["splits"]["train"]["rows"]
+
+@pytest.mark.parametrize("layout", ["parquet", "imagefolder"])
+def test_a_shard_writer_never_makes_its_removed_version_folder_again(tmp_path, layout):
+    """A shard still running when its run failed must not recreate the staging it removed."""
+    from pipeline.build.shards import ImageFolderShardWriter, ParquetShardWriter, Row
+
+    root = tmp_path / ".incomplete-x" / "version"  # removed (never made, here)
+    row = Row(
+        id="a",
+        label=0,
+        origin="real",
+        source_id="s",
+        source_sha256="0" * 64,
+        seed=0,
+        params="{}",
+        sha256="0" * 64,
+        encoded=b"png",
+    )
+    with pytest.raises(FileNotFoundError):
+        if layout == "parquet":
+            ParquetShardWriter(root=root, path=root / "data" / "train-0.parquet", class_names=["c"])
+        else:
+            writer = ImageFolderShardWriter(
+                root=root, split="train", lineage_path=root / "lineage" / "t.parquet", class_names=["c"]
+            )
+            writer.write(row)
+    assert not (tmp_path / ".incomplete-x").exists()
+
+def test_parquet_loads_with_hf_datasets(tiny_config, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    version, _ = build(tiny_config())
+    manifest = read_manifest(version)
+    data_files = {split: str(version / "data" / f"{split}-*.parquet") for split in ("train", "test")}
+    loaded = datasets.load_dataset("parquet", data_files=data_files, cache_dir=str(tmp_path / "hf"))
+    assert loaded["train"].features["label"].names == ["cat", "dog", "eel"]
+    assert isinstance(loaded["train"].features["image"], datasets.Image)
+    for split in ("train", "test"):
+        assert loaded[split].num_rows == manifest["splits"][split]["rows"]
+    first = loaded["train"][0]
+    assert first["image"].size == (8, 8) and first["image"].mode == "RGB"
+    assert first["origin"] in {"real", "augmented"}
+
+def test_imagefolder_loads_with_torchvision(tiny_config):
+    from torchvision.datasets import ImageFolder
+
+    version, _ = build(tiny_config("output.format=imagefolder"))
+    manifest = read_manifest(version)
+    train = ImageFolder(str(version / "train"))
+    assert train.classes == manifest["class_names"]
+    assert len(train) == manifest["splits"]["train"]["rows"]
+    expected = manifest["splits"]["train"]["by_origin_class"]
+    per_class = Counter(train.classes[label] for _, label in train.samples)
+    assert per_class == Counter({c: expected["real"][c] + expected["augmented"][c] for c in train.classes})
+    image, _ = train[0]
+    assert image.size == (8, 8)
+    lineage = sorted((version / "lineage").glob("train-*.parquet"))
+    assert lineage, "image folders carry a lineage table per shard"
+
+def test_imagefolder_lineage_points_at_files(tiny_config):
+    import pyarrow.parquet as pq
+
+    version, _ = build(tiny_config("output.format=imagefolder"))
+    records = [
+        r for f in sorted((version / "lineage").glob("*.parquet")) for r in pq.read_table(f).to_pylist()
+    ]
+    assert records and all((version / r["file_name"]).is_file() for r in records)
+    assert all(r["file_name"].split("/")[2].startswith(r["origin"] + "-") for r in records)
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+@pytest.mark.parametrize("fmt", ["parquet", "imagefolder"])
+def test_webp_lossless_reads_back_the_png_pixels(tmp_path, fmt, mode):
+    import numpy as np
+
+    from conftest import RECIPE, make_imagefolder
+    from pipeline.build import load_config
+    from pipeline.dataset import ExpandedDataset
+
+    source = make_imagefolder(tmp_path / "src", {"a": 4, "b": 3}, mode=mode)
+
+    def pixels(image_format: str) -> dict[str, np.ndarray]:
+        config = load_config(
+            None,
+            [
+                "source.kind=imagefolder",
+                f"source.path={source}",
+                f"output.root={tmp_path / image_format}",
+                f"output.format={fmt}",
+                f"output.image_format={image_format}",
+                "augment.copies_per_image=1",
+                f"augment.transforms={json.dumps(RECIPE)}",
+                "runner.workers=1",
+            ],
+        )
+        version, _ = build(config)
+        assert read_manifest(version)["image"]["format"] == image_format
+        data = ExpandedDataset(version, split="train", return_lineage=True)
+        return {row["id"]: np.asarray(x) for x, _, row in data}
+
+    png, webp = pixels("png"), pixels("webp")
+    assert png.keys() == webp.keys() and len(png) >= 8
+    assert all(np.array_equal(png[k], webp[k]) for k in png)
+    assert next(iter(webp.values())).shape[0] == (1 if mode == "L" else 3)

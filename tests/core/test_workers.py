@@ -1,0 +1,73 @@
+import json
+import os
+import random
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import make_imagefolder
+from pipeline.augment.counts import allocate_copies
+from pipeline.build import build
+from pipeline.build.context import prepare
+from pipeline.build.publish import publish
+from pipeline.build.stages import plan
+from pipeline.build.write import write_shard
+from pipeline.ingest.splits import carve_test_split
+from pipeline.ingest.store import Index
+from pipeline.version.layout import file_entry
+from pipeline.version.manifest import read_manifest
+
+def test_run_all_makes_a_calls_arguments_only_when_it_is_sent():
+    from pipeline.core.workers import _IN_FLIGHT, Calls, run_all, warm_up
+
+    assert warm_up(2).wait(120)
+    made, outstanding = [], []
+
+    def make(k):
+        made.append(k)
+        return (k, 2)
+
+    results = run_all(pow, Calls(40, make), 2, on_result=lambda k, _: outstanding.append(len(made)))
+    assert results == [k**2 for k in range(40)] and sorted(made) == list(range(40))
+    # when the n-th call finishes, at most n - 1 others have finished and the window is full
+    assert all(m <= n + _IN_FLIGHT * 2 for n, m in enumerate(outstanding))
+    with pytest.raises(IndexError):
+        Calls(3, make)[3]
+
+def test_stopped_workers_end_their_calls_at_once_and_a_fresh_pool_follows():
+    """An interrupted run does not wait for the calls its workers hold (they ignore Ctrl-C)."""
+    import signal
+    import time
+    from concurrent.futures import CancelledError
+    from concurrent.futures.process import BrokenProcessPool
+
+    from pipeline.core.workers import run_one, stop_workers, warm_up, worker_pool
+
+    assert warm_up(2).wait(120)
+    pool = worker_pool(2)
+    assert run_one(signal.getsignal, (signal.SIGINT,), 2) == signal.SIG_IGN
+    held = [pool.submit(time.sleep, 600) for _ in range(3)]  # two running, one queued
+    started = time.monotonic()
+    stop_workers()
+    for future in held:
+        with pytest.raises((BrokenProcessPool, CancelledError)):
+            future.result(timeout=30)
+    assert time.monotonic() - started < 30  # not the 600 s they hold
+    assert worker_pool(2) is not pool and run_one(pow, (3, 2), 2) == 9
+
+def test_a_run_that_fails_while_the_pool_starts_exits_without_a_traceback():
+    """The pool starts in the background; a process that ends before it is up (a bad source
+    found in the first second) waits for it rather than leave the fork server starting a
+    worker whose parent is gone (a FileNotFoundError traceback on stderr)."""
+    script = "import time; from pipeline.core.workers import warm_up; warm_up(2); time.sleep(0.3); exit(3)"
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr
