@@ -12,9 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 IN_PROCESS, FLOW = "in-process", "prefect-flow"
 MODES = {IN_PROCESS: "in-process", FLOW: "as a Prefect flow run"}
@@ -47,14 +46,26 @@ def _toml(path: Path) -> dict:
         return {}
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler that writes to ``sys.stderr`` as it is at each record (a command run
+    twice in one process, e.g. under a test's captured streams, gets its own)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def stderr_logger() -> logging.Logger:
     """A logger that writes timed lines to stderr (an in-process run without a terminal)."""
     logger = logging.getLogger("expand.run")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(message)s", "%H:%M:%S")
-        )
+        handler = _StderrHandler()
+        line = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(message)s"
+        handler.setFormatter(logging.Formatter(line, "%H:%M:%S"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False

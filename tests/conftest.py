@@ -22,6 +22,7 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from pipeline.build import load_config  # noqa: E402
+from pipeline.config import GanTrainConfig  # noqa: E402
 
 RECIPE = [{"Affine": {"rotate": [-20, 20], "p": 1.0}}, {"RandomBrightnessContrast": {"p": 0.5}}]
 
@@ -35,6 +36,43 @@ def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def jpeg_bytes(image: Image.Image, **kw) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", **kw)
+    return buffer.getvalue()
+
+
+def config_for(path: Path, tmp_path: Path, *overrides: str, kind: str = "imagefolder"):
+    """A config reading ``path`` as a ``kind`` source, in-process, writing under ``tmp_path/out``."""
+    return load_config(
+        None,
+        [
+            f"source.kind={kind}",
+            f"source.path={path}",
+            f"output.root={tmp_path / 'out'}",
+            "runner.workers=1",
+            *overrides,
+        ],
+    )
+
+
+def read_source(kind, path=None, **kw):
+    """The reader of a ``kind`` source at ``path`` and its samples, decoded."""
+    from dataclasses import replace
+
+    from pipeline.config import SourceConfig
+    from pipeline.sources import open_source
+
+    reader = open_source(SourceConfig(kind=kind, path=path, **kw))
+    return reader, [replace(s, pixels=reader.pixels(s)) for s in reader]
+
+
+def version_rows(version: Path, split: str) -> list[dict]:
+    """The rows of a Parquet version's ``split``, in shard order."""
+    files = sorted((version / "data").glob(f"{split}-*.parquet"))
+    return [r for f in files for r in pq.read_table(f).to_pylist()]
 
 
 def make_imagefolder(
@@ -164,3 +202,73 @@ def prefect_harness():
 def mean_pixel_features(images):
     """A plug-in feature extractor for tests: per-channel means and spreads."""
     return np.concatenate([images.mean(dim=(2, 3)).numpy(), images.std(dim=(2, 3)).numpy()], axis=1)
+
+
+# Settings for a GAN small enough to train in seconds on the CPU (8x8 images, 4 steps).
+TINY_GAN = [
+    "synthesis.enabled=true",
+    "synthesis.per_class=3",
+    "synthesis.train.steps=4",
+    "synthesis.train.eval_every=2",
+    "synthesis.train.width=8",
+    "synthesis.train.z_dim=8",
+    "synthesis.train.batch_size=8",
+    "synthesis.train.device=cpu",
+    "synthesis.device=cpu",
+    "synthesis.gate.seeds=1",
+    "synthesis.gate.classifier_epochs=1",
+    "synthesis.gate.ratios=[0.5]",
+]
+
+# Augmentation tuning with one seed and one epoch per candidate.
+TINY_TUNE = ["augment.tune.enabled=true", "augment.tune.seeds=1", "augment.tune.classifier_epochs=1"]
+
+
+def raw_manifest(version) -> dict:
+    """A version's manifest.json as the plain dict on disk (unvalidated), for schema tests."""
+    from pipeline.version.manifest import MANIFEST_FILE
+
+    return json.loads((Path(version) / MANIFEST_FILE).read_text())
+
+
+class LogLines:
+    """A logger that keeps its info lines."""
+
+    def __init__(self):
+        self.lines = []
+
+    def info(self, message, *args):
+        self.lines.append(message % args)
+
+
+def tiny_gan_data(n=40, shape=(8, 8)):
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (n, *shape), dtype=np.uint8), np.arange(n) % 4
+
+
+TINY_GAN_SETTINGS = GanTrainConfig(batch_size=8, width=8, z_dim=8, device="cpu", eval_every=2)
+
+
+def tiny_gan_trainer(seed=0, shape=None, settings=TINY_GAN_SETTINGS):
+    """A GAN trainer on 40 random images of 4 classes (``shape``: a GanShape; 8x8 grey by default)."""
+    from pipeline.gan.train import GanShape, GanTrainer
+
+    shape = shape or GanShape(4, 1, 8, 8)
+    images, labels = tiny_gan_data(shape=(shape.height, shape.width) + ((3,) if shape.channels == 3 else ()))
+    return GanTrainer(images=images, labels=labels, shape=shape, settings=settings, seed=seed)
+
+
+@pytest.fixture
+def bucket(tmp_path):
+    """A fresh ``memory://`` URL, removed afterwards (the memory file system is per process)."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    url = f"memory://bucket-{tmp_path.name}/datasets"
+    yield url
+    fs.rm(f"/bucket-{tmp_path.name}", recursive=True)
+
+
+def screen(text: str) -> list[str]:
+    """What a terminal shows: each line's last redraw."""
+    return [line.split("\r")[-1].replace("\x1b[2K", "") for line in text.split("\n") if line]

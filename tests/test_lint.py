@@ -53,7 +53,9 @@ def test_the_reader_imports_no_orchestration_and_no_gan():
         "print(json.dumps(sorted({m.split('.')[0] if not m.startswith('pipeline.') else m "
         "for m in sys.modules})))"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     loaded = json.loads(done.stdout)
     assert not [m for m in loaded if m in ("prefect", "prefect_dask", "dask", "distributed", "flows", "cli")]
     assert not [m for m in loaded if m.startswith(("pipeline.gan", "pipeline.build", "pipeline.augment"))]

@@ -30,9 +30,9 @@ _LISTED_DUPLICATES = 100  # duplicate groups named in the manifest (all are coun
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What the stages after :func: need; small enough to pass between tasks.
+    """What the stages after :func:`prepare` need; small enough to pass between tasks.
 
-    Each stage returns a new context (dataclasses.replace) with what it added.
+    Each stage returns a new context (``dataclasses.replace``) with what it added.
     """
 
     config: Config
@@ -109,7 +109,7 @@ def prepare(config: Config, run: dict[str, Any] | None = None, workers: int = 1)
             )
         save_index(ingested.index, staging / "work" / INDEX_FILE)
         (staging / "version").mkdir()
-        _release_arrow_memory()
+        release_arrow_memory()
         counts = ingested.counts()
         images = len(ingested.index.source_ids)
         with PixelStore(staging / "work" / PIXELS_FILE, ingested.shape) as pixels:
@@ -154,7 +154,7 @@ def prepare(config: Config, run: dict[str, Any] | None = None, workers: int = 1)
     )
 
 
-def _release_arrow_memory() -> None:
+def release_arrow_memory() -> None:
     """Return what Arrow's pool freed to the OS (the system allocator trims its heap; with
     mimalloc about 25 MB stayed after ingesting 60k images), so that the next stage's peak
     does not sit on top of it."""

@@ -19,11 +19,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from pipeline.augment.counts import allocate_copies
 from pipeline.augment.recipe import check_augment
-from pipeline.build.context import BuildContext
+from pipeline.build.context import BuildContext, release_arrow_memory
 from pipeline.build.plan import build_plan
 from pipeline.build.publish import publish, upload
 from pipeline.build.write import rows_per_shard, write_shard
@@ -57,10 +55,12 @@ class Stage:
             ``context.entries`` in shard order.
         retried: I/O: an orchestrator may retry a failed attempt.
         existing: also runs when the version is already published.
+        makes: what the stage adds to the context or the version (for readers and logs).
     """
 
     name: str
     run: Callable[..., Any]
+    makes: str = ""
     applies: Callable[[Config], bool] = _always
     per_shard: bool = False
     retried: bool = False
@@ -140,9 +140,7 @@ def plan(context: BuildContext, log: Log = quiet) -> BuildContext:
         "planned_copies": int(copies.sum()),
         "shortfall": {context.class_names[k]: v for k, v in shortfall.items()},
     }
-    # What Arrow's pool freed goes back to the OS (the system allocator trims its heap), so
-    # that the shard writers' peak does not sit on top of it.
-    pa.default_memory_pool().release_unused()
+    release_arrow_memory()
     log(f"building {context.version_id}: {len(shards)} shards")
     return replace(context, shards=shards, details=details)
 
@@ -159,13 +157,35 @@ def _upload(context: BuildContext, log: Log = quiet) -> BuildContext:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("tune-augmentation", tune, applies=lambda c: c.augment.tune.enabled),
-    Stage("train-gan", train_gan, applies=lambda c: c.synthesis.enabled and not c.synthesis.checkpoint),
-    Stage("synthesize", synthesize, applies=lambda c: c.synthesis.enabled),
-    Stage("plan", plan),
-    Stage("write-shard", write_shard, per_shard=True, retried=True),
-    Stage("publish", _publish, retried=True, existing=True),
-    Stage("upload", _upload, applies=lambda c: bool(c.output.remote), retried=True, existing=True),
+    Stage(
+        "tune-augmentation",
+        tune,
+        "config.augment (the winner), details.tune, tune.png",
+        applies=lambda c: c.augment.tune.enabled,
+    ),
+    Stage(
+        "train-gan",
+        train_gan,
+        "checkpoint (work/gan/best.pt)",
+        applies=lambda c: c.synthesis.enabled and not c.synthesis.checkpoint,
+    ),
+    Stage(
+        "synthesize",
+        synthesize,
+        "synthesis (the report), the kept rows in work/, the generator and samples.png",
+        applies=lambda c: c.synthesis.enabled,
+    ),
+    Stage("plan", plan, "shards, details.augment"),
+    Stage("write-shard", write_shard, "entries (one per shard)", per_shard=True, retried=True),
+    Stage("publish", _publish, "the version at final_dir, latest", retried=True, existing=True),
+    Stage(
+        "upload",
+        _upload,
+        "the version at output.remote",
+        applies=lambda c: bool(c.output.remote),
+        retried=True,
+        existing=True,
+    ),
 )
 
 _BY_NAME = {s.name: s for s in STAGES}

@@ -53,8 +53,11 @@ def _start_fork_server() -> None:
     thread that starts it): it ignores SIGINT only once its imports are done, and a Ctrl-C
     during them (a small run interrupted early) printed a ``KeyboardInterrupt`` traceback.
     Its workers inherit the mask; they ignore Ctrl-C anyway (:func:`single_threaded`)."""
-    from multiprocessing import forkserver
+    from multiprocessing import forkserver, resource_tracker
 
+    # The fork server starts the resource tracker first, which unblocks SIGINT after its
+    # own start: started here beforehand, it leaves the mask alone.
+    resource_tracker.ensure_running()
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         forkserver.ensure_running()

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from pipeline.config import EvaluateConfig, validate_section
+from pipeline.config import EvaluateConfig
 from pipeline.config.evaluate import report_stem
 from pipeline.core.devices import pick_device
 from pipeline.core.errors import PipelineError
@@ -52,16 +52,6 @@ SUBSETS: dict[str, tuple[str, ...]] = {
 
 
 _DEFAULT_SETTINGS = EvaluateConfig()
-
-
-def EvaluationSettings(**values: Any) -> EvaluateConfig:  # the name before EvaluateConfig
-    """An :class:`~pipeline.config.EvaluateConfig` from keyword values (bench scripts and
-    older callers use this name).
-
-    Raises:
-        ConfigError: a bad value, in the words ``expand evaluate`` uses.
-    """
-    return validate_section(EvaluateConfig, values)
 
 
 @dataclass(frozen=True)

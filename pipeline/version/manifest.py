@@ -32,9 +32,13 @@ SUPPORTED_SCHEMA_VERSIONS = (SCHEMA_VERSION,)
 MANIFEST_FILE = "manifest.json"
 # Files added to a version after publishing (evaluations): not hashed into the manifest.
 ATTACHMENTS_DIR = "attachments"
-# Libraries whose versions can change the bytes of a version: they enter its id.
+# Libraries whose versions can change the bytes of a version: they enter its id. torchvision
+# does: its policies (TrivialAugmentWide, RandAugment, AutoAugment; augment.backend
+# torchvision, and tuning's candidates) make augmented images, and a trained generator's
+# checkpoint, published in the version, records its version.
 CONTENT_LIBRARIES = (
     "torch",
+    "torchvision",
     "albumentations",
     "albucore",
     "opencv-python-headless",
@@ -43,7 +47,7 @@ CONTENT_LIBRARIES = (
     "pyarrow",
 )
 # Recorded for the record only.
-OTHER_LIBRARIES = ("torchvision", "prefect", "pydantic")
+OTHER_LIBRARIES = ("prefect", "pydantic")
 
 
 def library_versions(names: tuple[str, ...]) -> dict[str, str]:
@@ -155,7 +159,7 @@ def load_manifest(version: Path | str) -> Manifest:
             read, or a manifest that does not fit the schema (names the first failing key).
     """
     try:
-        raw = read_manifest(version)
+        raw = _read_raw(version)
     except (OSError, ValueError) as exc:
         raise PipelineError(f"{version}: no readable {MANIFEST_FILE} ({exc})") from None
     return _validated(raw, str(version))
@@ -184,9 +188,8 @@ def _first_error(exc: ValidationError) -> str:
     return f"does not fit the schema: {key}: {first['msg']}{more}"
 
 
-def read_manifest(version: Path | str) -> dict[str, Any]:
-    """Load a version's manifest as a plain dict, unvalidated (``version``: a folder, or an
-    fsspec URL). Prefer :func:`load_manifest`; this remains until every reader uses it."""
+def _read_raw(version: Path | str) -> dict[str, Any]:
+    """A version's manifest as parsed JSON, unvalidated (``version``: a folder or an fsspec URL)."""
     return _manifest_at(*fsspec.core.url_to_fs(str(version)))
 
 

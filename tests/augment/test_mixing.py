@@ -1,16 +1,18 @@
 """Offline MixUp / CutMix with soft labels (augment.mix)."""
 
 import json
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from PIL import Image
+
 from pipeline.augment.mixing import choose_partners, mix_images, soft_label
 from pipeline.build import build
-from pipeline.config import MixConfig
+from pipeline.config import EvaluateConfig, MixConfig
 from pipeline.dataset import ExpandedDataset, IterableExpandedDataset
-from pipeline.version.manifest import read_manifest, verify
+from pipeline.version.manifest import load_manifest, verify
+
 
 @pytest.mark.parametrize("method", ["mixup", "cutmix"])
 @pytest.mark.parametrize("shape", [(8, 8), (9, 13, 3)])
@@ -37,11 +39,13 @@ def test_the_copy_keeps_the_larger_share(method, shape):
     again = mix_images(image, partner, method, 0.4, seed=7)
     assert np.array_equal(same[0], again[0]) and same[1] == again[1]
 
+
 def test_soft_labels_sum_to_one():
     assert soft_label(1, 3) == [0.0, 1.0, 0.0]
     mixed = soft_label(0, 3, partner_label=2, lam=0.7)
     assert mixed == pytest.approx([0.7, 0.0, 0.3]) and sum(mixed) == pytest.approx(1.0)
     assert soft_label(2, 3, partner_label=2, lam=0.6) == pytest.approx([0, 0, 1])
+
 
 def test_partners_come_from_the_pool_and_never_the_row_itself():
     mix = MixConfig(method="either", fraction=0.5)
@@ -60,6 +64,7 @@ def test_partners_come_from_the_pool_and_never_the_row_itself():
     again = choose_partners(mix, 0, ids, replicas, pixel_rows, pool)
     assert again[0] == methods and np.array_equal(again[1], partners)
 
+
 @pytest.mark.parametrize("fmt", ["parquet", "imagefolder"])
 def test_mixed_version_has_soft_labels_end_to_end(tiny_config, fmt):
     config = tiny_config(
@@ -70,8 +75,7 @@ def test_mixed_version_has_soft_labels_end_to_end(tiny_config, fmt):
     )
     version, _ = build(config)
     assert verify(version, full=True) == []
-    manifest = read_manifest(version)
-    mixed = manifest["augment"]["mixed"]
+    mixed = load_manifest(version).augment.mixed
     assert mixed["mixup"] > 0 and mixed["cutmix"] > 0
     folder = "data" if fmt == "parquet" else "lineage"
     schema = pq.read_schema(next((version / folder).glob("train-*.parquet")))
@@ -105,12 +109,14 @@ def test_mixed_version_has_soft_labels_end_to_end(tiny_config, fmt):
         stream = list(IterableExpandedDataset(version, soft_labels=True))
         assert sorted(t[1].tolist() for t in stream) == sorted(targets.tolist())
 
+
 def test_mixing_is_the_same_on_one_or_two_workers(tiny_config, tmp_path):
     overrides = ["augment.copies_per_image=3", "augment.mix.method=either"]
     one, _ = build(tiny_config(*overrides, f"output.root={tmp_path / 'one'}"))
     two, _ = build(tiny_config(*overrides, f"output.root={tmp_path / 'two'}", "runner.workers=2"))
-    files = {f["path"]: f["sha256"] for f in read_manifest(one)["files"]}
-    assert one.name == two.name and files == {f["path"]: f["sha256"] for f in read_manifest(two)["files"]}
+    files = {f.path: f.sha256 for f in load_manifest(one).files}
+    assert one.name == two.name and files == {f.path: f.sha256 for f in load_manifest(two).files}
+
 
 def test_unmixed_versions_have_no_soft_label_column_but_the_reader_gives_one_hot(tiny_config):
     version, _ = build(tiny_config())
@@ -120,6 +126,7 @@ def test_unmixed_versions_have_no_soft_label_column_but_the_reader_gives_one_hot
     image, target = dataset[0]
     assert target.tolist() == torch.nn.functional.one_hot(torch.tensor(dataset.labels[0]), 3).float().tolist()
 
+
 def test_soft_labels_load_with_datasets(tiny_config):
     datasets = pytest.importorskip("datasets")
     version, _ = build(tiny_config("augment.mix.method=mixup", "augment.mix.fraction=1"))
@@ -128,6 +135,7 @@ def test_soft_labels_load_with_datasets(tiny_config):
     assert feature.feature.dtype == "float32"
     soft = [s for s in loaded["train"]["soft_label"] if max(s) < 1]
     assert soft and all(sum(s) == pytest.approx(1.0, abs=1e-6) for s in soft)
+
 
 @pytest.mark.parametrize(
     ("override", "message"),
@@ -144,6 +152,7 @@ def test_bad_mix_settings_name_the_key(tiny_config, override, message):
     with pytest.raises(ConfigError, match=message):
         tiny_config(override)
 
+
 @pytest.mark.parametrize("fmt", ["parquet", "imagefolder"])
 def test_soft_labels_are_in_the_croissant_records(tiny_config, fmt):
     mlc = pytest.importorskip("mlcroissant")
@@ -157,6 +166,7 @@ def test_soft_labels_are_in_the_croissant_records(tiny_config, fmt):
     assert all(s.shape == (3,) and s.sum() == pytest.approx(1, abs=1e-6) for s in soft)
     assert any(s.max() < 1 for s in soft)
 
+
 def test_evaluation_trains_on_the_soft_labels(tiny_config, monkeypatch):
     from pipeline.evaluate import evaluation
 
@@ -167,8 +177,25 @@ def test_evaluation_trains_on_the_soft_labels(tiny_config, monkeypatch):
         evaluation, "train_classifier", lambda x, y, *a, **k: seen.append(y) or real_train(x, y, *a, **k)
     )
     result = evaluation.evaluate_subset(
-        version, "real+augmented", evaluation.EvaluationSettings(seeds=1, epochs=1)
+        version, "real+augmented", EvaluateConfig(seeds=1, epochs=1)
     )
     assert 0 <= result["mean"] <= 1
     (targets,) = seen
     assert targets.shape == (result["rows"], 3) and (targets.max(1).values < 1).any()
+
+
+def test_mix_copy_draws_with_the_copys_own_seed():
+    from pipeline.augment.mixing import Mixed, mix_copy
+    from pipeline.core.seeds import derive_seed
+
+    rng = np.random.default_rng(1)
+    image, partner = (rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(2))
+    mix = MixConfig(method="cutmix", alpha=0.7)
+    out, done = mix_copy(image, partner, "cutmix", mix, 9, "cat/a.png", 2)
+    expected = mix_images(image, partner, "cutmix", 0.7, derive_seed(9, "cat/a.png", "mix-draw-2"))
+    assert np.array_equal(out, expected[0]) and done == expected[1]
+    assert isinstance(done, Mixed) and done.method == "cutmix" and len(done.box) == 4
+    other = mix_copy(image, partner, "cutmix", mix, 9, "cat/a.png", 3)[1]
+    assert other != done
+    _, blended = mix_copy(image, partner, "mixup", mix, 9, "cat/a.png", 2)
+    assert blended.method == "mixup" and blended.box is None and 0.5 < blended.lam <= 1

@@ -1,14 +1,6 @@
-import json
 import numpy as np
-import pyarrow.parquet as pq
-import pytest
-import torch
 from PIL import Image
-from pipeline.augment.mixing import choose_partners, mix_images, soft_label
-from pipeline.build import build
-from pipeline.config import MixConfig
-from pipeline.dataset import ExpandedDataset, IterableExpandedDataset
-from pipeline.version.manifest import read_manifest, verify
+
 
 def test_preview_shows_the_mixed_copies(tiny_config, tmp_path):
     from pipeline.augment.preview import preview

@@ -1,25 +1,7 @@
-import json
-import os
-import random
-import subprocess
-import sys
-from collections import Counter
-from dataclasses import replace
 from pathlib import Path
-import numpy as np
-import pyarrow.parquet as pq
-import pytest
-from conftest import make_imagefolder
-from pipeline.augment.counts import allocate_copies
+
 from pipeline.build import build
-from pipeline.build.context import prepare
-from pipeline.build.publish import publish
-from pipeline.build.stages import plan
-from pipeline.build.write import write_shard
-from pipeline.ingest.splits import carve_test_split
-from pipeline.ingest.store import Index
-from pipeline.version.layout import file_entry
-from pipeline.version.manifest import read_manifest
+
 
 def test_version_id_is_content_derived(tiny_config, tmp_path):
     first, created = build(tiny_config())
@@ -32,3 +14,42 @@ def test_version_id_is_content_derived(tiny_config, tmp_path):
     (Path(tiny_config().source.path) / "cat" / "img_000.png").unlink()
     edited, _ = build(tiny_config())
     assert edited.name != first.name
+
+
+def test_prepare_stages_a_new_version_and_discard_removes_it(tiny_config):
+    from pipeline.build.context import BuildContext, dataset_dir, discard, prepare
+    from pipeline.version.catalog import dataset_lock
+
+    config = tiny_config()
+    with dataset_lock(dataset_dir(config), purpose="test"):
+        context = prepare(config)
+        assert isinstance(context, BuildContext) and not context.existing
+        assert context.class_names == ["cat", "dog", "eel"] and context.shape == (8, 8, 3)
+        assert context.work_dir == context.staging_dir / "work" and context.version_dir.is_dir()
+        assert (
+            context.final_dir == dataset_dir(config) / context.version_id and not context.final_dir.exists()
+        )
+        discard(context)
+        assert not context.staging_dir.exists()
+    version, _ = build(config)
+    with dataset_lock(dataset_dir(config), purpose="test"):
+        existing = prepare(config)
+    assert existing.existing and existing.staging_dir is None and existing.final_dir == version
+    discard(existing)  # nothing staged: nothing removed
+    assert version.is_dir()
+
+
+def test_release_arrow_memory_trims_arrows_pool(monkeypatch):
+    import pyarrow as pa
+
+    from pipeline.build import context
+
+    released = []
+
+    class Pool:
+        def release_unused(self):
+            released.append(True)
+
+    monkeypatch.setattr(pa, "default_memory_pool", lambda: Pool())
+    context.release_arrow_memory()
+    assert released == [True]

@@ -1,8 +1,10 @@
 """Scale-out: the expand flow's shard tasks on a real Dask cluster give the same bytes."""
 
 import pytest
+
 from pipeline.build import build, load_config
-from pipeline.version.manifest import read_manifest
+from pipeline.version.manifest import load_manifest
+
 
 def test_dask_cluster_writes_the_same_version(prefect_harness, tiny_folder, tmp_path):
     distributed = pytest.importorskip("distributed")
@@ -29,11 +31,12 @@ def test_dask_cluster_writes_the_same_version(prefect_harness, tiny_folder, tmp_
         ]
         with distributed.get_task_stream(client) as stream:
             result = expand_for(load_config(None, overrides))(config_path=None, overrides=overrides)
-    shards = read_manifest(local)["shards"]
+    shards = load_manifest(local).shards
     assert len(stream.data) >= len(shards) > 2  # the shard tasks ran on the cluster
     assert result["version_id"] == local.name
-    hashes = {f["path"]: f["sha256"] for f in read_manifest(result["version_dir"])["files"]}
-    assert hashes == {f["path"]: f["sha256"] for f in read_manifest(local)["files"]}
+    hashes = {f.path: f.sha256 for f in load_manifest(result["version_dir"]).files}
+    assert hashes == {f.path: f.sha256 for f in load_manifest(local).files}
+
 
 def test_expand_run_starts_a_local_cluster_whose_workers_use_the_runs_server(tiny_folder, tmp_path):
     """`runner.kind: dask` without an address: the run starts a local cluster, and its

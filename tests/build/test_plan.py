@@ -1,34 +1,11 @@
-import json
-import os
-import random
-import subprocess
-import sys
-from collections import Counter
-from dataclasses import replace
-from pathlib import Path
 import numpy as np
-import pyarrow.parquet as pq
-import pytest
-from conftest import make_imagefolder
-from pipeline.augment.counts import allocate_copies
-from pipeline.build import build
-from pipeline.build.context import prepare
-from pipeline.build.publish import publish
-from pipeline.build.stages import plan
-from pipeline.build.write import write_shard
-from pipeline.ingest.splits import carve_test_split
-from pipeline.ingest.store import Index
-from pipeline.version.layout import file_entry
-from pipeline.version.manifest import read_manifest
 
-def rows(version: Path, split: str) -> list[dict]:
-    files = sorted((version / "data").glob(f"{split}-*.parquet"))
-    return [r for f in files for r in pq.read_table(f).to_pylist()]
 
 def _write_order(rows, ids, seed):
     import pipeline.build.plan as plan_module
 
     return np.concatenate(list(plan_module._write_order(rows, ids, seed))).tolist()
+
 
 def test_write_order_sorts_by_seeded_key_and_breaks_ties_by_id_then_replica(monkeypatch):
     import pyarrow as pa
@@ -55,6 +32,7 @@ def test_write_order_sorts_by_seeded_key_and_breaks_ties_by_id_then_replica(monk
     id_rank = np.argsort(np.argsort(ids.to_pylist()))[refs]
     expected = np.lexsort((replicas, id_rank, np.array(keys)))
     assert _write_order(rows, ids, 7) == expected.tolist()
+
 
 def test_write_order_sorted_a_key_range_at_a_time_is_one_sort(monkeypatch):
     """Rows sorted in many small key ranges (synthetic rows after the split's images) come
@@ -84,3 +62,23 @@ def test_write_order_sorted_a_key_range_at_a_time_is_one_sort(monkeypatch):
     shards = list(plan_module._shard_positions(iter(ranges), 4, 60))
     assert [len(s) for s in shards] == [60, 60, 60, rows.count - 180]
     assert np.concatenate(shards).tolist() == whole
+
+
+def test_build_plan_writes_a_plan_per_shard_that_reads_back(tmp_path):
+    import pyarrow as pa
+
+    from pipeline.build.plan import ShardSpec, build_plan, read_shard_plan
+    from pipeline.ingest.store import Index
+
+    ids = [f"img{i}" for i in range(6)]
+    index = Index(ids, np.array([0, 1, 0, 1, 0, 1]), ["train"] * 4 + ["test"] * 2, ["0" * 64] * 6)
+    copies = np.array([2, 0, 1, 1, 0, 0])  # test rows are never copied
+    shards = build_plan(index, copies, 3, 4, tmp_path)
+    assert shards == [ShardSpec("train", 0, 2, 4), ShardSpec("train", 1, 2, 4), ShardSpec("test", 0, 1, 2)]
+    assert [s.name for s in shards] == ["train-00000-of-00002", "train-00001-of-00002", "test-00000-of-00001"]
+    plans = [read_shard_plan(tmp_path, s) for s in shards]
+    assert [p.num_rows for p in plans] == [4, 4, 2]
+    assert all(isinstance(p, pa.Table) for p in plans)
+    (tmp_path / "again").mkdir()  # the work folder exists: staging made it
+    again = build_plan(index, copies, 3, 4, tmp_path / "again")
+    assert again == shards and read_shard_plan(tmp_path / "again", shards[0]).equals(plans[0])

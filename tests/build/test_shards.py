@@ -1,33 +1,18 @@
 """The published formats load with the tools users already have."""
 
 from __future__ import annotations
-import io
+
 import json
-import re
-import struct
-import zlib
-from pathlib import Path
+from collections import Counter
+
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
-from conftest import make_imagefolder, png_bytes, random_image
+
+from conftest import config_for, make_imagefolder
 from pipeline.build import build, load_config
-from pipeline.core.errors import ConfigError, SourceError
-from pipeline.core.images import decode_image
-from pipeline.ingest.stage import ingest
-from pipeline.ingest.store import EXCLUDED
-from pipeline.version.manifest import read_manifest
-import errno
-import os
-from concurrent.futures.process import BrokenProcessPool
-from pipeline.build.context import dataset_dir, discard, prepare
-from pipeline.core.errors import PipelineError, SourceError
-from pipeline.ingest.space import DiskFullError, SpaceEstimate, most_rows, raise_if_full, worth_retrying
-from pipeline.version.catalog import dataset_lock
-from collections import Counter
-from pipeline.build import build
+from pipeline.version.manifest import load_manifest
+
 
 def test_hostile_names_stay_inside_the_output_root(tmp_path):
     names = ["café ☕", 'it\'s "quoted"', "a b", "a..b", "x" * 200]
@@ -39,13 +24,14 @@ def test_hostile_names_stay_inside_the_output_root(tmp_path):
             root, tmp_path, f"output.root={out}", f"output.format={fmt}", "split.test_fraction=0.5"
         )
         version, _ = build(config)
-        manifest = read_manifest(version)
-        assert manifest["class_names"] == sorted(names)
+        manifest = load_manifest(version)
+        assert manifest.class_names == sorted(names)
         written = [p.resolve() for p in out.rglob("*")]
         assert written and all(p.is_relative_to(out.resolve()) for p in written)
     from pipeline.dataset import ExpandedDataset
 
-    assert len(ExpandedDataset(version, split="train")) == manifest["splits"]["train"]["rows"]
+    assert len(ExpandedDataset(version, split="train")) == manifest.splits["train"].rows
+
 
 @pytest.mark.parametrize("layout", ["parquet", "imagefolder"])
 def test_a_shard_writer_never_makes_its_removed_version_folder_again(tmp_path, layout):
@@ -74,29 +60,31 @@ def test_a_shard_writer_never_makes_its_removed_version_folder_again(tmp_path, l
             writer.write(row)
     assert not (tmp_path / ".incomplete-x").exists()
 
+
 def test_parquet_loads_with_hf_datasets(tiny_config, tmp_path):
     datasets = pytest.importorskip("datasets")
     version, _ = build(tiny_config())
-    manifest = read_manifest(version)
+    manifest = load_manifest(version)
     data_files = {split: str(version / "data" / f"{split}-*.parquet") for split in ("train", "test")}
     loaded = datasets.load_dataset("parquet", data_files=data_files, cache_dir=str(tmp_path / "hf"))
     assert loaded["train"].features["label"].names == ["cat", "dog", "eel"]
     assert isinstance(loaded["train"].features["image"], datasets.Image)
     for split in ("train", "test"):
-        assert loaded[split].num_rows == manifest["splits"][split]["rows"]
+        assert loaded[split].num_rows == manifest.splits[split].rows
     first = loaded["train"][0]
     assert first["image"].size == (8, 8) and first["image"].mode == "RGB"
     assert first["origin"] in {"real", "augmented"}
+
 
 def test_imagefolder_loads_with_torchvision(tiny_config):
     from torchvision.datasets import ImageFolder
 
     version, _ = build(tiny_config("output.format=imagefolder"))
-    manifest = read_manifest(version)
+    manifest = load_manifest(version)
     train = ImageFolder(str(version / "train"))
-    assert train.classes == manifest["class_names"]
-    assert len(train) == manifest["splits"]["train"]["rows"]
-    expected = manifest["splits"]["train"]["by_origin_class"]
+    assert train.classes == manifest.class_names
+    assert len(train) == manifest.splits["train"].rows
+    expected = manifest.splits["train"].by_origin_class
     per_class = Counter(train.classes[label] for _, label in train.samples)
     assert per_class == Counter({c: expected["real"][c] + expected["augmented"][c] for c in train.classes})
     image, _ = train[0]
@@ -104,8 +92,8 @@ def test_imagefolder_loads_with_torchvision(tiny_config):
     lineage = sorted((version / "lineage").glob("train-*.parquet"))
     assert lineage, "image folders carry a lineage table per shard"
 
+
 def test_imagefolder_lineage_points_at_files(tiny_config):
-    import pyarrow.parquet as pq
 
     version, _ = build(tiny_config("output.format=imagefolder"))
     records = [
@@ -114,13 +102,13 @@ def test_imagefolder_lineage_points_at_files(tiny_config):
     assert records and all((version / r["file_name"]).is_file() for r in records)
     assert all(r["file_name"].split("/")[2].startswith(r["origin"] + "-") for r in records)
 
+
 @pytest.mark.parametrize("mode", ["L", "RGB"])
 @pytest.mark.parametrize("fmt", ["parquet", "imagefolder"])
 def test_webp_lossless_reads_back_the_png_pixels(tmp_path, fmt, mode):
     import numpy as np
 
     from conftest import RECIPE, make_imagefolder
-    from pipeline.build import load_config
     from pipeline.dataset import ExpandedDataset
 
     source = make_imagefolder(tmp_path / "src", {"a": 4, "b": 3}, mode=mode)
@@ -140,7 +128,7 @@ def test_webp_lossless_reads_back_the_png_pixels(tmp_path, fmt, mode):
             ],
         )
         version, _ = build(config)
-        assert read_manifest(version)["image"]["format"] == image_format
+        assert load_manifest(version).image.format == image_format
         data = ExpandedDataset(version, split="train", return_lineage=True)
         return {row["id"]: np.asarray(x) for x, _, row in data}
 

@@ -7,7 +7,7 @@ import pytest
 
 from cli.main import main
 from cli.mode import FLOW, IN_PROCESS, prefect_api_url, run_mode
-from pipeline.version.manifest import read_manifest
+from pipeline.version.manifest import load_manifest
 
 
 @pytest.fixture
@@ -55,9 +55,9 @@ def test_both_modes_publish_the_same_version(prefect_harness, tiny_config, tmp_p
     assert {r["mode"] for r in results.values()} == {IN_PROCESS, FLOW}
     assert results[IN_PROCESS]["version_id"] == results[FLOW]["version_id"]
     assert results[IN_PROCESS]["splits"] == results[FLOW]["splits"]
-    runs = {mode: read_manifest(r["version_dir"])["run"] for mode, r in results.items()}
-    assert runs[IN_PROCESS]["orchestrator"] == IN_PROCESS
-    assert runs[FLOW]["orchestrator"] == "prefect" and runs[FLOW]["flow_run_id"]
+    runs = {mode: load_manifest(r["version_dir"]).run for mode, r in results.items()}
+    assert runs[IN_PROCESS].orchestrator == IN_PROCESS
+    assert runs[FLOW].orchestrator == "prefect" and runs[FLOW].flow_run_id
 
 
 def test_the_summary_says_which_mode_ran(no_prefect_api, tiny_config, tmp_path, capsys):

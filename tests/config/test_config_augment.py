@@ -3,7 +3,9 @@
 import pytest
 from pydantic import ValidationError
 
+from pipeline.build import load_config
 from pipeline.config.augment import AugmentConfig, ClassAugmentConfig, MixConfig, TuneConfig
+from pipeline.core.errors import ConfigError
 
 FLIP = [{"HorizontalFlip": {"p": 0.5}}]
 BLUR = [{"Blur": {"p": 1.0}}]
@@ -55,3 +57,41 @@ def test_tune_and_mix_limits():
     assert MixConfig().method == "mixup"
     with pytest.raises(ValidationError, match="fraction"):
         MixConfig(fraction=1.5)
+
+
+def test_copies_and_target_are_exclusive():
+    with pytest.raises(ConfigError, match="either copies_per_image or target_per_class"):
+        load_config(None, ["augment.copies_per_image=1", "augment.target_per_class=10"])
+
+
+@pytest.mark.parametrize(
+    "recipe, message",
+    [
+        ("[{NoSuchTransform: {}}]", "'NoSuchTransform' is not an albumentations transform"),
+        ("[{Affine: {rotat: 3}}]", r"unknown parameter\(s\) \['rotat'\]"),
+        ("[{Affine: {p: 7}}]", "invalid parameters"),
+        ("[{Affine: {}, Blur: {}}]", "one key"),
+        ("[{OneOf: {transforms: [{Nope: {}}]}}]", r"transforms\[0\].OneOf.transforms\[0\].Nope"),
+        ("[{Compose: {}}]", None),
+    ],
+)
+def test_transform_recipes_are_validated(recipe, message):
+    if message is None:
+        load_config(None, [f"augment.transforms={recipe}"])
+        return
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [f"augment.transforms={recipe}"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("augment.tune.strengths=[0, 1]", "augment.tune.strengths"),
+        ("augment.tune.policies=[FancyAugment]", "augment.tune.policies"),
+        ("augment.tune.seeds=0", "augment.tune.seeds"),
+        ("augment.tune.budget=5", "augment.tune.budget"),
+    ],
+)
+def test_bad_tune_settings_name_the_key(tiny_config, override, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_config(override)

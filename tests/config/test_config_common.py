@@ -58,3 +58,9 @@ def test_parse_size(text, size):
 def test_parse_size_refuses_what_is_not_a_size(text):
     with pytest.raises(ValueError, match="size .* must"):
         parse_size(text)
+
+
+def test_sizes():
+    assert parse_size("512KiB") == 512 * 1024
+    with pytest.raises(ValueError):
+        parse_size("12 parsecs")

@@ -5,8 +5,11 @@ import os
 import pytest
 from pydantic import ValidationError
 
+from pipeline.build import load_config
+from pipeline.config import AUTO_SHARDS
 from pipeline.config.common import AUTO_SHARD_ROWS
 from pipeline.config.output import OutputConfig, RunnerConfig
+from pipeline.core.errors import ConfigError
 
 
 def test_shard_limit_in_rows_bytes_or_auto():
@@ -37,3 +40,14 @@ def test_runner():
     with pytest.raises(ValidationError, match="runner.address is only used with runner.kind 'dask'"):
         RunnerConfig(address="tcp://host:8786")
     assert RunnerConfig(kind="dask", address="tcp://host:8786").address == "tcp://host:8786"
+
+
+def test_auto_shard_size_depends_on_rows_only():
+    output = load_config(None, []).output
+    assert output.shard_size == "auto"
+    low, high = AUTO_SHARD_ROWS
+    assert output.shard_limit(total_rows=10) == ("rows", low)
+    assert output.shard_limit(total_rows=AUTO_SHARDS * 3000) == ("rows", 3000)
+    assert output.shard_limit(total_rows=10**9) == ("rows", high)
+    with pytest.raises(ConfigError, match="shard_size"):
+        load_config(None, ["output.shard_size=automatic"])

@@ -1,9 +1,19 @@
 """pipeline.config.root: the whole tree, its name, and the settings that decide the content."""
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from pipeline.config import Config, EvaluateConfig, OutputConfig, RunnerConfig, SourceConfig
+from pipeline.build import load_config
+from pipeline.config import (
+    Config,
+    EvaluateConfig,
+    OutputConfig,
+    RunnerConfig,
+    SourceConfig,
+)
+from pipeline.core.errors import ConfigError
 
 
 def test_dataset_name_from_the_name_or_the_source(tmp_path):
@@ -55,3 +65,72 @@ def test_content_dict_of_a_synthesis_run_names_the_devices_used():
     assert content["synthesis"]["device"] == content["synthesis"]["train"]["device"] == "cpu"
     assert "checkpoint" not in content["synthesis"] and content["synthesis"]["cpu_threads"] >= 1
     assert "metric" not in content["synthesis"]["gate"]  # the default metric: ids made before it stay
+
+
+def test_runner_and_lock_settings_do_not_change_the_content():
+    base = load_config(None, [])
+    other = load_config(
+        None, ["runner.workers=3", "runner.kind=dask", "output.lock_timeout=9", "output.root=/elsewhere"]
+    )
+    assert base.content_dict() == other.content_dict()
+    with pytest.raises(ConfigError, match="runner.address is only used with runner.kind 'dask'"):
+        load_config(None, ["runner.address=tcp://127.0.0.1:8786"])
+
+
+def test_a_chosen_metric_enters_the_content_and_the_default_is_left_out():
+    stages = ["augment.tune.enabled=true", "synthesis.enabled=true", "synthesis.device=cpu"]
+    stages.append("synthesis.train.device=cpu")
+    default = load_config(None, stages).content_dict()
+    assert "metric" not in default["augment"]["tune"] and "metric" not in default["synthesis"]["gate"]
+    for key in ("augment.tune.metric", "synthesis.gate.metric"):
+        assert load_config(None, [*stages, f"{key}=accuracy"]).content_dict() == default
+        assert load_config(None, [*stages, f"{key}=balanced_accuracy"]).content_dict() != default
+        with pytest.raises(ConfigError, match=key):
+            load_config(None, [*stages, f"{key}=f1"])
+
+
+def test_the_synthesis_devices_enter_the_content_as_the_device_picked(monkeypatch):
+    """Float results differ between device types: 'auto' on a GPU host is other content
+    than on a CPU, and 'auto' where there is no GPU is the same content as 'cpu'; on the
+    CPU they differ between thread counts too."""
+    import torch
+
+    synthesis = ["synthesis.enabled=true"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    on_cpu = load_config(None, synthesis).content_dict()
+    assert (on_cpu["synthesis"]["device"], on_cpu["synthesis"]["train"]["device"]) == ("cpu", "cpu")
+    explicit = ["synthesis.device=cpu", "synthesis.train.device=cpu"]
+    assert load_config(None, [*synthesis, *explicit]).content_dict() == on_cpu
+    for key in ("synthesis.device", "synthesis.train.device"):
+        with pytest.raises(ConfigError, match=f"{key}: cuda is not available on this machine"):
+            load_config(None, [*synthesis, f"{key}=cuda"]).content_dict()
+    # CPU results also depend on torch's thread count (it splits sums by thread)
+    threads = torch.get_num_threads()
+    assert on_cpu["synthesis"]["cpu_threads"] == threads
+    torch.set_num_threads(threads + 1)
+    try:
+        assert load_config(None, synthesis).content_dict() != on_cpu
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    on_gpu = load_config(None, synthesis).content_dict()
+    assert (on_gpu["synthesis"]["device"], on_gpu["synthesis"]["train"]["device"]) == ("cuda", "cuda")
+    assert "cpu_threads" not in on_gpu["synthesis"]
+    assert load_config(None, [*synthesis, *explicit]).content_dict() == on_cpu
+
+
+@pytest.mark.parametrize("kind", ["imagefolder", "parquet"])
+def test_an_output_root_inside_a_folder_source_is_refused(tmp_path, monkeypatch, kind):
+    """Folder sources are read recursively: versions published inside one would be read
+    back as source images by the next run."""
+    source = tmp_path / "data"
+    source.mkdir()
+    monkeypatch.chdir(source)
+    for root, inside in (("output", True), (str(source), True), ("../versions", False)):
+        overrides = [f"source.kind={kind}", "source.path=.", f"output.root={root}"]
+        if inside:
+            with pytest.raises(ConfigError, match="output.root '.*' is inside source.path '.'"):
+                load_config(None, overrides)
+        else:
+            assert load_config(None, overrides).output.root == Path(root)
+    assert load_config(None, ["output.root=output"]).output.root == Path("output")  # digits

@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from pipeline.build import load_config
 from pipeline.config.common import MAX_RESIZE
 from pipeline.config.source import SourceConfig, SplitConfig
+from pipeline.core.errors import ConfigError
 
 
 def test_digits_takes_no_path_and_other_kinds_need_one(tmp_path: Path):
@@ -38,3 +40,16 @@ def test_test_fraction_lies_strictly_between_0_and_1(fraction):
     assert SplitConfig().test_fraction == 0.2
     with pytest.raises(ValidationError, match="test_fraction"):
         SplitConfig(test_fraction=fraction)
+
+
+def test_missing_source_path_is_named(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(ConfigError, match=f"source.path does not exist: {missing}"):
+        load_config(None, ["source.kind=imagefolder", f"source.path={missing}"])
+    with pytest.raises(ConfigError, match="source.path is required"):
+        load_config(None, ["source.kind=cifar10"])
+
+
+def test_unknown_source_kind():
+    with pytest.raises(ConfigError, match="source.kind"):
+        load_config(None, ["source.kind=tiff-stack"])

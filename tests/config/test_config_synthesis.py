@@ -47,3 +47,12 @@ def test_training_and_filter_defaults_and_limits():
     assert FilterConfig().max_oversample == 10.0
     with pytest.raises(ValidationError, match="min_confidence"):
         FilterConfig(min_confidence=1.5)
+
+
+def test_bad_feature_extractor_is_a_config_error(tiny_config):
+    import pytest
+
+    from pipeline.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="module:function"):
+        tiny_config("synthesis.features=inception")

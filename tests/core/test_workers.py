@@ -1,25 +1,10 @@
-import json
 import os
-import random
 import subprocess
 import sys
-from collections import Counter
-from dataclasses import replace
 from pathlib import Path
-import numpy as np
-import pyarrow.parquet as pq
+
 import pytest
-from conftest import make_imagefolder
-from pipeline.augment.counts import allocate_copies
-from pipeline.build import build
-from pipeline.build.context import prepare
-from pipeline.build.publish import publish
-from pipeline.build.stages import plan
-from pipeline.build.write import write_shard
-from pipeline.ingest.splits import carve_test_split
-from pipeline.ingest.store import Index
-from pipeline.version.layout import file_entry
-from pipeline.version.manifest import read_manifest
+
 
 def test_run_all_makes_a_calls_arguments_only_when_it_is_sent():
     from pipeline.core.workers import _IN_FLIGHT, Calls, run_all, warm_up
@@ -37,6 +22,7 @@ def test_run_all_makes_a_calls_arguments_only_when_it_is_sent():
     assert all(m <= n + _IN_FLIGHT * 2 for n, m in enumerate(outstanding))
     with pytest.raises(IndexError):
         Calls(3, make)[3]
+
 
 def test_stopped_workers_end_their_calls_at_once_and_a_fresh_pool_follows():
     """An interrupted run does not wait for the calls its workers hold (they ignore Ctrl-C)."""
@@ -59,6 +45,7 @@ def test_stopped_workers_end_their_calls_at_once_and_a_fresh_pool_follows():
     assert time.monotonic() - started < 30  # not the 600 s they hold
     assert worker_pool(2) is not pool and run_one(pow, (3, 2), 2) == 9
 
+
 def test_a_run_that_fails_while_the_pool_starts_exits_without_a_traceback():
     """The pool starts in the background; a process that ends before it is up (a bad source
     found in the first second) waits for it rather than leave the fork server starting a
@@ -68,6 +55,24 @@ def test_a_run_that_fails_while_the_pool_starts_exits_without_a_traceback():
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_single_threaded_sets_one_thread_and_leaves_ctrl_c_to_the_caller(monkeypatch):
+    import signal
+
+    import cv2
+
+    from pipeline.core.workers import single_threaded
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    handler, threads = signal.getsignal(signal.SIGINT), cv2.getNumThreads()
+    try:
+        single_threaded()
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert cv2.getNumThreads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        cv2.setNumThreads(threads)

@@ -96,3 +96,12 @@ def test_saved_or_trained_loads_what_it_saved(tmp_path, monkeypatch):
     path.write_bytes(b"not a checkpoint")
     monkeypatch.undo()
     assert isinstance(saved_or_trained(images, labels, 3, **args), ReferenceCNN)  # unreadable: trains
+
+
+def test_reference_classifier_trains_for_a_handful_of_steps():
+    # OneCycleLR divides by zero at exactly 5 scheduled steps; the classifier must not.
+    images = torch.rand(10, 1, 8, 8)
+    labels = torch.arange(10) % 2
+    for epochs in (1, 5):
+        model = train_classifier(images, labels, 2, seed=0, spec=ClassifierSpec(epochs=epochs, batch_size=2))
+        assert model(images).shape == (10, 2)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TINY_GAN
 from pipeline.build import build
-from pipeline.config import EvaluateConfig
+from pipeline.config import EvaluateConfig, validate_section
 from pipeline.core.errors import ConfigError, PipelineError
 from pipeline.evaluate.evaluation import (
     SUBSETS,
-    EvaluationSettings,
     _Rows,
     accuracy_text,
     bar_chart,
@@ -25,6 +25,8 @@ from pipeline.evaluate.evaluation import (
     unbalanced_test,
     write_report,
 )
+from pipeline.version.manifest import verify
+from pipeline.version.model import Manifest, SplitCounts
 
 
 def result(mean=0.5, runs=(0.5,)):
@@ -49,10 +51,10 @@ def document(**settings):
     }
 
 
-def test_evaluation_settings_is_an_evaluate_config_with_config_errors():
-    assert EvaluationSettings(seeds=2) == EvaluateConfig(seeds=2)
+def test_evaluation_settings_are_an_evaluate_config_with_config_errors():
+    assert validate_section(EvaluateConfig, dict(seeds=2)) == EvaluateConfig(seeds=2)
     with pytest.raises(ConfigError, match="evaluation needs seeds >= 1 and epochs >= 1, got 3, 0"):
-        EvaluationSettings(epochs=0)
+        validate_section(EvaluateConfig, dict(epochs=0))
 
 
 def test_low_data_mask_is_seeded():
@@ -68,7 +70,8 @@ def test_low_data_mask_is_seeded():
 
 
 def test_same_rows_and_reused_results():
-    manifest = {"splits": {"train": {"by_origin": {"real": 5, "augmented": 0}}}}
+    train = SplitCounts(rows=5, by_origin={"real": 5, "augmented": 0})
+    manifest = Manifest.model_construct(splits={"train": train})
     assert same_rows_as(manifest, "real+augmented") == "real"
     assert reused_result(manifest, {"real": {"rows": 5}}, "real+augmented") == {
         "rows": 5,
@@ -118,3 +121,91 @@ def test_subset_report_and_evaluate_on_a_version(tiny_config, monkeypatch):
     with pytest.raises(PipelineError, match="unknown subsets"):
         evaluate(version, settings, subsets=["fake"])
     assert set(SUBSETS) >= set(whole["results"])
+
+
+def test_low_data_mask_keeps_k_real_per_class_and_their_copies():
+    ids = np.asarray(["a", "b", "c", "d", "a", "b", "c", "d", "g1", "g2"])
+    rows = _Rows(
+        images=np.zeros((10, 2, 2), np.uint8),
+        labels=np.asarray([0, 0, 1, 1, 0, 0, 1, 1, 0, 1]),
+        origins=np.asarray(["real"] * 4 + ["augmented"] * 4 + ["synthetic"] * 2),
+        source_ids=ids,
+    )
+    mask = low_data_mask(rows, 1, seed=0)
+    kept_real = set(ids[mask & (rows.origins == "real")])
+    assert len(kept_real) == 2 and len(kept_real & {"a", "b"}) == 1 and len(kept_real & {"c", "d"}) == 1
+    assert set(ids[mask & (rows.origins == "augmented")]) == kept_real
+    assert mask[rows.origins == "synthetic"].all()
+    assert low_data_mask(rows, None, 0).all()
+
+
+def test_subsets_without_rows_to_tell_them_apart_are_the_same():
+    def manifest(**by_origin):
+        train = SplitCounts(rows=sum(by_origin.values()), by_origin=by_origin)
+        return Manifest.model_construct(splits={"train": train})
+
+    full = manifest(real=10, augmented=40, synthetic=10)
+    assert [same_rows_as(full, s) for s in SUBSETS] == [None] * 4
+    declined = manifest(real=10, augmented=40, synthetic=0)
+    assert same_rows_as(declined, "real+augmented+synthetic") == "real+augmented"
+    assert same_rows_as(declined, "synthetic only (CAS)") is None  # no rows, nothing to train
+    plain = manifest(real=10)
+    assert same_rows_as(plain, "real+augmented") == same_rows_as(plain, "real+augmented+synthetic") == "real"
+
+
+def test_evaluation_of_every_subset(tiny_config):
+    version, _ = build(tiny_config(*TINY_GAN, "synthesis.gate.enabled=false"))
+    document = evaluate(version, validate_section(EvaluateConfig, dict(seeds=2, epochs=1)))
+    results = document["results"]
+    assert (
+        results["real"]["rows"]
+        < results["real+augmented"]["rows"]
+        < results["real+augmented+synthetic"]["rows"]
+    )
+    assert results["synthetic only (CAS)"]["rows"] == 9
+    for result in results.values():
+        assert len(result["runs"]) == 2 and 0 <= result["mean"] <= 1
+        assert set(result["per_class"]) == {"cat", "dog", "eel"}
+        # balanced accuracy: each seed's mean of the per-class accuracies
+        balanced = result["balanced_accuracy"]
+        assert len(balanced["runs"]) == 2
+        per_class = [v for v in result["per_class"].values() if v is not None]
+        assert balanced["mean"] == pytest.approx(np.mean(per_class))
+    paths = write_report(version, document)
+    assert [p.name for p in paths] == ["evaluation.json", "evaluation.md", "evaluation.png"]
+    assert json.loads(paths[0].read_text())["results"] == results
+    report_text = paths[1].read_text()
+    assert "| real+augmented |" in report_text and "| eel |" in report_text
+    assert verify(version) == []  # attachments are not part of the hashed content
+    with pytest.raises(ConfigError):
+        validate_section(EvaluateConfig, dict(seeds=0))
+    with pytest.raises(ConfigError, match="device must be auto, cpu, cuda or mps"):
+        validate_section(EvaluateConfig, dict(device="tpu"))
+
+
+def test_an_unbalanced_test_split_gets_a_balanced_accuracy_column():
+    result = {"rows": 40, "mean": 0.9, "std": 0.0, "runs": [0.9], "per_class": {"a": 1.0, "b": 0.0}}
+    result["balanced_accuracy"] = {"mean": 0.5, "std": 0.0, "runs": [0.5]}
+    document = {
+        "version_id": "v-x",
+        "settings": {"epochs": 1, "seeds": 1, "real_per_class": None},
+        "test_rows": 10,
+        "test_per_class": {"a": 9, "b": 1},
+        "results": {"real": result, "synthetic only (CAS)": {"rows": 0}},
+        "note": "n",
+    }
+    text = markdown(document)
+    assert "unbalanced (1 to 9 rows per class)" in text
+    assert "| real | 40 | 0.9000 (1 seed) | 0.5000 (1 seed) |" in text
+    assert "| synthetic only (CAS) | 0 | no rows | no rows |" in text
+    balanced = markdown({**document, "test_per_class": {"a": 5, "b": 5}})
+    assert "balanced" not in balanced and "| real | 40 | 0.9000 (1 seed) |" in balanced
+
+
+def test_accuracy_text_shows_no_spread_for_one_seed():
+    from pipeline.evaluate.evaluation import accuracy_text
+
+    one = {"rows": 10, "runs": [0.5], "mean": 0.5, "std": 0.0}
+    two = {"rows": 10, "runs": [0.5, 0.6], "mean": 0.55, "std": 0.05}
+    assert accuracy_text(one) == "0.5000 (1 seed)" and accuracy_text(two) == "0.5500 ± 0.0500"
+    assert accuracy_text({"rows": 0}) == "no rows"

@@ -1,29 +1,20 @@
 from __future__ import annotations
-import io
-import json
-import re
+
 import struct
 import zlib
 from pathlib import Path
+
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
-from conftest import make_imagefolder, png_bytes, random_image
+
+from conftest import config_for, jpeg_bytes, make_imagefolder, make_parquet, png_bytes, random_image
 from pipeline.build import build, load_config
 from pipeline.core.errors import ConfigError, SourceError
-from pipeline.core.images import decode_image
 from pipeline.ingest.stage import ingest
 from pipeline.ingest.store import EXCLUDED
-from pipeline.version.manifest import read_manifest
-import pickle
-from dataclasses import replace
-from conftest import idx_bytes, make_cifar, make_imagefolder, make_mnist, make_parquet
-from pipeline.config import SourceConfig
-from pipeline.core.errors import SourceError
-from pipeline.core.images import content_sha256
-from pipeline.sources import open_source
+from pipeline.version.manifest import load_manifest
+
 
 def png_with_size(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width`` x ``height`` (no pixel data follows)."""
@@ -34,6 +25,7 @@ def png_with_size(width: int, height: int) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
 
+
 BAD_FILES = {
     "zero-byte.png": b"",
     "text.png": b"this is not an image\n",
@@ -43,12 +35,14 @@ BAD_FILES = {
     "cut-header.png": b"P1",  # a PPM signature and nothing after it (found by the fuzzer)
 }
 
+
 @pytest.fixture
 def messy_folder(tmp_path: Path) -> Path:
     root = make_imagefolder(tmp_path / "src", {"cat": 5, "dog": 5})
     for name, data in BAD_FILES.items():
         (root / "dog" / name).write_bytes(data)
     return root
+
 
 @pytest.mark.parametrize("name", sorted(BAD_FILES))
 def test_a_bad_image_stops_the_run_naming_it(tmp_path, name):
@@ -57,17 +51,19 @@ def test_a_bad_image_stops_the_run_naming_it(tmp_path, name):
     with pytest.raises(SourceError, match=name):
         ingest(config_for(root, tmp_path), tmp_path / "work")
 
+
 def test_skip_quarantines_bad_images_and_keeps_every_good_one(messy_folder, tmp_path):
     version, _ = build(config_for(messy_folder, tmp_path, "source.on_bad_image=skip"))
-    manifest = read_manifest(version)
-    skipped = {Path(s["source_id"]).name: s for s in manifest["source"]["skipped"]}
+    manifest = load_manifest(version)
+    skipped = {Path(s.source_id).name: s for s in manifest.source.skipped}
     assert set(skipped) == set(BAD_FILES)
-    assert all(s["reason"] for s in skipped.values())
-    assert "decompression bomb" in skipped["bomb.png"]["reason"].lower()
+    assert all(s.reason for s in skipped.values())
+    assert "decompression bomb" in skipped["bomb.png"].reason.lower()
     readable = {n for n, data in BAD_FILES.items() if data}
-    assert all((skipped[n]["sha256"] is not None) == (n in readable or n == "zero-byte.png") for n in skipped)
-    real = sum(c for split in manifest["splits"].values() for c in [split["by_origin"].get("real", 0)])
+    assert all((skipped[n].sha256 is not None) == (n in readable or n == "zero-byte.png") for n in skipped)
+    real = sum(c for split in manifest.splits.values() for c in [split.by_origin.get("real", 0)])
     assert real == 10
+
 
 def test_other_sizes_stop_the_run_or_are_skipped(tmp_path):
     root = make_imagefolder(tmp_path / "src", {"cat": 3, "dog": 3})
@@ -77,6 +73,7 @@ def test_other_sizes_stop_the_run_or_are_skipped(tmp_path):
     staged = ingest(config_for(root, tmp_path, "source.on_bad_image=skip"), tmp_path / "w2")
     assert [s["source_id"] for s in staged.skipped] == ["dog/wide.png"]
     assert len(staged.index.source_ids) == 6
+
 
 def test_source_resize_stages_images_of_any_size_at_one_size(tmp_path):
     """With source.resize every image is staged at that size, a large JPEG included (decoded
@@ -98,10 +95,12 @@ def test_source_resize_stages_images_of_any_size_at_one_size(tmp_path):
     out = preview(config, 2, tmp_path / "preview.png")
     assert Image.open(out).size[1] > 0
 
+
 @pytest.mark.parametrize("value", ["[0, 32]", "[32, 5000]", "[32]"])
 def test_resize_out_of_range_names_the_key(value):
     with pytest.raises(ConfigError, match="source.resize"):
         load_config(None, [f"source.resize={value}"])
+
 
 def test_duplicates_are_reported_and_optionally_dropped(tmp_path):
     root = make_imagefolder(tmp_path / "src", {"cat": 4, "dog": 4})
@@ -120,6 +119,7 @@ def test_duplicates_are_reported_and_optionally_dropped(tmp_path):
         }
     ]
     assert dropped.index.split_of(copy) == EXCLUDED
+
 
 @pytest.mark.parametrize("kind", ["imagefolder", "parquet"])
 def test_ingest_on_worker_processes_matches_one_process(tmp_path, monkeypatch, kind):
@@ -148,6 +148,7 @@ def test_ingest_on_worker_processes_matches_one_process(tmp_path, monkeypatch, k
     ):
         assert all(np.array_equal(a[i], b[i]) for i in range(17))
 
+
 def test_undecodable_image_in_a_worker_names_the_file(tmp_path, monkeypatch):
     from pipeline.build import load_config
     from pipeline.ingest import stage as ingest_module
@@ -162,3 +163,22 @@ def test_undecodable_image_in_a_worker_names_the_file(tmp_path, monkeypatch):
     config = load_config(None, ["source.kind=imagefolder", f"source.path={path}"])
     with pytest.raises(SourceError, match="img_003.jpg"):
         ingest(config, tmp_path / "work", workers=2)
+
+
+def test_stage_chunk_decodes_resizes_and_rejects_or_raises(tmp_path):
+    from pipeline.core.images import content_sha256
+    from pipeline.ingest.stage import Rejected, stage_chunk
+    from pipeline.sources.base import Encoded, Invalid
+
+    gray = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    images = [gray, Encoded(png_bytes(Image.fromarray(gray)), "a.png"), Invalid("t row 1", "no image", "ab")]
+    with pytest.raises(SourceError, match="t row 1: no image"):
+        stage_chunk(images, "L", skip=False)
+    first, second, rejected = stage_chunk(images, "L", skip=True)
+    assert first == (gray.tobytes(), (4, 4), content_sha256(gray)) and second == first
+    assert rejected == Rejected("t row 1: no image", "ab")
+    [(raw, shape, digest)] = stage_chunk([gray], "L", skip=False, resize=((2, 3), "stretch"))
+    assert shape == (2, 3) and len(raw) == 6
+    junk = Encoded(b"junk", "junk.png")
+    [quarantined] = stage_chunk([junk], "RGB", skip=True)
+    assert "junk.png: cannot" in quarantined.reason and quarantined.sha256 == junk.sha256()

@@ -1,20 +1,24 @@
 import errno
-import json
 import os
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+
 import numpy as np
 import pytest
+
 from pipeline.build import build, load_config
 from pipeline.build.context import dataset_dir, discard, prepare
 from pipeline.core.errors import PipelineError, SourceError
 from pipeline.ingest.space import DiskFullError, SpaceEstimate, most_rows, raise_if_full, worth_retrying
 from pipeline.version.catalog import dataset_lock
+from pipeline.version.manifest import load_manifest
 
 COUNTS = {"train": {"cat": 10, "dog": 4}, "test": {"cat": 3, "dog": 2}}
 
+
 def _config(*overrides: str):
     return load_config(None, list(overrides))
+
 
 @pytest.mark.parametrize(
     ("overrides", "rows"),
@@ -35,6 +39,7 @@ def _config(*overrides: str):
 def test_most_rows_counts_what_the_config_can_add_to_the_training_split(overrides, rows):
     assert most_rows(_config(*overrides), COUNTS) == rows
 
+
 def test_the_estimate_covers_what_a_build_writes(tiny_config, tmp_path):
     for layout in ("parquet", "imagefolder"):
         config = tiny_config(f"output.format={layout}", f"output.root={tmp_path / layout}")
@@ -43,10 +48,11 @@ def test_the_estimate_covers_what_a_build_writes(tiny_config, tmp_path):
             discard(context)
         version, _ = build(config)
         written = sum(f.stat().st_blocks * 512 for f in version.rglob("*") if f.is_file())
-        rows = sum(s["rows"] for s in json.loads((version / "manifest.json").read_text())["shards"])
+        rows = sum(s.rows for s in load_manifest(version).shards)
         assert context.space.rows == rows == 35  # 15 sources, 2 copies of each of the 10 training images
         assert context.space.free > 0 and not context.space.short
         assert written <= context.space.needed <= 4 * written + (1 << 20), layout  # 1 MB: metadata allowance
+
 
 def test_a_full_disk_is_said_with_output_root_and_the_estimate(tmp_path):
     estimate = SpaceEstimate(rows=19_053, row_bytes=633, other_bytes=1_000_000, free=5_000_000)
@@ -66,6 +72,7 @@ def test_a_full_disk_is_said_with_output_root_and_the_estimate(tmp_path):
     # anything else is left for the caller to re-raise, and an explained error is not explained twice
     for other in (OSError(errno.EIO, "Input/output error"), ValueError("x"), caught.value):
         assert raise_if_full(other, tmp_path, estimate) is None
+
 
 @pytest.mark.parametrize(
     ("exc", "retry"),
@@ -91,6 +98,7 @@ def test_only_errors_another_attempt_may_fix_are_worth_retrying(exc, retry):
     except PipelineError as wrapped:
         assert worth_retrying(wrapped) is (retry and isinstance(exc, OSError))
 
+
 def test_the_sample_of_large_images_is_small(tmp_path, monkeypatch):
     """Encoding is the estimate's cost: 64 images of 32x32, at least 4 of a photo's size."""
     from pipeline.ingest import space
@@ -111,6 +119,7 @@ def test_the_sample_of_large_images_is_small(tmp_path, monkeypatch):
         assert estimate.row_bytes == 100 + space.ROW_OVERHEAD
         assert estimate.needed == 10 * estimate.row_bytes + 256 * 100 + (1 << 20)  # and the pictures
 
+
 def test_an_image_folder_row_takes_whole_blocks(tmp_path, monkeypatch):
     from pipeline.ingest import space
 
@@ -120,6 +129,7 @@ def test_an_image_folder_row_takes_whole_blocks(tmp_path, monkeypatch):
     block = os.statvfs(tmp_path).f_frsize
     estimate = space.estimate_space(config, 3, pixels, (8, 8), 1, tmp_path)
     assert estimate.row_bytes == block + space.ROW_OVERHEAD + space.FILE_ENTRY
+
 
 def test_a_source_whose_pixels_cannot_be_staged_is_refused_at_its_first_image(tiny_config, monkeypatch):
     from pipeline.ingest import space
@@ -138,3 +148,15 @@ def test_a_source_whose_pixels_cannot_be_staged_is_refused_at_its_first_image(ti
     with pytest.raises(PipelineError, match=r"staging 15 images of 8x8x3 takes 0.0 MB under output.root"):
         build(config)
     assert not list(dataset_dir(config).glob(".incomplete-*"))
+
+
+def test_most_copies_is_the_class_count_or_the_largest_tune_may_choose():
+    from pipeline.ingest.space import most_copies
+
+    assert most_copies(_config("augment.copies_per_image=1.5"), "cat", 10) == 15
+    assert most_copies(_config("augment.target_per_class=8"), "dog", 4) == 4
+    assert most_copies(_config("augment.target_per_class=8"), "dog", 9) == 0
+    tuned = _config("augment.copies_per_image=1", "augment.tune.enabled=true", "augment.tune.copies=[0.5, 3]")
+    assert most_copies(tuned, "cat", 10) == 30
+    per_class = _config("augment.copies_per_image=1", "augment.classes={dog: {copies_per_image: 2}}")
+    assert most_copies(per_class, "dog", 4) == 8 and most_copies(per_class, "cat", 4) == 4

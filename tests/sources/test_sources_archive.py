@@ -1,13 +1,8 @@
-import pickle
-from dataclasses import replace
-import numpy as np
 import pytest
-from PIL import Image
-from conftest import idx_bytes, make_cifar, make_imagefolder, make_mnist, make_parquet
-from pipeline.config import SourceConfig
+
+from conftest import make_imagefolder, read_source
 from pipeline.core.errors import SourceError
-from pipeline.core.images import content_sha256
-from pipeline.sources import open_source
+
 
 @pytest.mark.parametrize("suffix", [".tar.gz", ".zip"])
 def test_an_archive_builds_as_its_folder_would(tmp_path, suffix):
@@ -43,6 +38,7 @@ def test_an_archive_builds_as_its_folder_would(tmp_path, suffix):
     assert preview(config, 1, tmp_path / "preview.png").is_file()
     shutil.rmtree(tmp_path / "out")
 
+
 def test_an_archive_of_one_split_folder_keeps_its_split(tmp_path, capsys):
     """train/<class>/... stays a train split; expand init names the archive's kind and path."""
     import tarfile
@@ -56,13 +52,14 @@ def test_an_archive_of_one_split_folder_keeps_its_split(tmp_path, capsys):
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "data" / "train", arcname="train")
     with extracted(archive) as folder:
-        reader, samples = read("imagefolder", folder)
+        reader, samples = read_source("imagefolder", folder)
         assert {s.split for s in samples} == {"train"} and samples[0].source_id == "train/cat/img_000.png"
     assert not folder.exists()  # the temporary extraction is removed
     out = tmp_path / "expand.yaml"
     assert main(["init", str(archive), "--out", str(out)]) == 0
     config = load_config(out)
     assert config.source.path == archive and config.source.kind == "imagefolder" and config.name == "pets-v2"
+
 
 def test_an_unsafe_or_oversized_archive_member_is_refused(tmp_path, monkeypatch):
     import io

@@ -1,29 +1,18 @@
 from __future__ import annotations
-import io
-import json
-import re
-import struct
-import zlib
-from pathlib import Path
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-import pytest
-from PIL import Image
-from conftest import make_imagefolder, png_bytes, random_image
-from pipeline.build import build, load_config
-from pipeline.core.errors import ConfigError, SourceError
-from pipeline.core.images import decode_image
-from pipeline.ingest.stage import ingest
-from pipeline.ingest.store import EXCLUDED
-from pipeline.version.manifest import read_manifest
+
 import pickle
-from dataclasses import replace
-from conftest import idx_bytes, make_cifar, make_imagefolder, make_mnist, make_parquet
-from pipeline.config import SourceConfig
+
+import numpy as np
+import pytest
+
+from conftest import (
+    config_for,
+    make_cifar,
+    read_source,
+)
 from pipeline.core.errors import SourceError
-from pipeline.core.images import content_sha256
-from pipeline.sources import open_source
+from pipeline.ingest.stage import ingest
+
 
 def test_cifar_batch_of_the_wrong_shape(tmp_path):
     import pickle
@@ -35,6 +24,7 @@ def test_cifar_batch_of_the_wrong_shape(tmp_path):
     with pytest.raises(SourceError, match="data_batch_1"):
         ingest(config_for(folder, tmp_path, kind="cifar10"), tmp_path / "work")
 
+
 @pytest.mark.parametrize("data", [b"\x8d\x00\x00\x00\x00\x00\x00\x00\x80", b"\x8d" + b"\xff" * 8])
 def test_cifar_batch_claiming_a_huge_string(tmp_path, data):
     folder = tmp_path / "cifar"
@@ -43,9 +33,10 @@ def test_cifar_batch_claiming_a_huge_string(tmp_path, data):
     with pytest.raises(SourceError, match="data_batch_1: not a CIFAR-10 python batch"):
         ingest(config_for(folder, tmp_path, kind="cifar10"), tmp_path / "work")
 
+
 def test_cifar10_batches(tmp_path):
     folder = make_cifar(tmp_path / "cifar-10-batches-py")
-    reader, samples = read("cifar10", tmp_path)  # the parent folder works too
+    reader, samples = read_source("cifar10", tmp_path)  # the parent folder works too
     assert reader.class_names[0] == "airplane" and reader.mode == "RGB"
     assert len(samples) == 12 and {s.split for s in samples} == {"train", "test"}
     assert samples[0].pixels.shape == (32, 32, 3)
@@ -53,6 +44,7 @@ def test_cifar10_batches(tmp_path):
         raw = pickle.load(handle)
     first = raw[b"data"][0].reshape(3, 32, 32).transpose(1, 2, 0)
     assert np.array_equal(samples[0].pixels, first)
+
 
 def test_cifar10_refuses_code_in_pickles(tmp_path):
     class Evil:
@@ -63,4 +55,16 @@ def test_cifar10_refuses_code_in_pickles(tmp_path):
     with (tmp_path / "data_batch_1").open("wb") as handle:
         pickle.dump({b"data": Evil()}, handle)
     with pytest.raises(SourceError, match="refusing to load builtins.print"):
-        read("cifar10", tmp_path)
+        read_source("cifar10", tmp_path)
+
+
+def test_open_cifar10_reads_the_folder_and_names_a_missing_one(tmp_path):
+    from pipeline.sources.cifar10 import open_cifar10
+
+    folder = make_cifar(tmp_path / "c", per_batch=3, batches=("data_batch_1",))
+    reader = open_cifar10(folder, class_names=[f"k{i}" for i in range(10)])  # over batches.meta
+    samples = list(reader)
+    assert reader.class_names[0] == "k0" and [s.source_id for s in samples][-1] == "data_batch_1:00002"
+    assert all(s.split == "train" and s.pixels.shape == (32, 32, 3) for s in samples)
+    with pytest.raises(SourceError, match=r"no CIFAR-10 batches \(data_batch_1..5, test_batch\) found"):
+        open_cifar10(tmp_path / "empty")

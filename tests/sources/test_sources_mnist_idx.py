@@ -1,29 +1,14 @@
 from __future__ import annotations
-import io
-import json
-import re
-import struct
-import zlib
-from pathlib import Path
+
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from PIL import Image
-from conftest import make_imagefolder, png_bytes, random_image
-from pipeline.build import build, load_config
-from pipeline.core.errors import ConfigError, SourceError
-from pipeline.core.images import decode_image
-from pipeline.ingest.stage import ingest
-from pipeline.ingest.store import EXCLUDED
-from pipeline.version.manifest import read_manifest
-import pickle
-from dataclasses import replace
-from conftest import idx_bytes, make_cifar, make_imagefolder, make_mnist, make_parquet
+
+from conftest import config_for, idx_bytes, make_mnist, read_source
 from pipeline.config import SourceConfig
 from pipeline.core.errors import SourceError
-from pipeline.core.images import content_sha256
+from pipeline.ingest.stage import ingest
 from pipeline.sources import open_source
+
 
 def test_mnist_of_the_wrong_size(tmp_path):
     from conftest import idx_bytes
@@ -36,12 +21,14 @@ def test_mnist_of_the_wrong_size(tmp_path):
     with pytest.raises(SourceError, match="train-images-idx3-ubyte"):
         ingest(config_for(folder, tmp_path, kind="mnist-idx"), tmp_path / "work")
 
+
 @pytest.mark.parametrize("gz", [True, False])
 def test_mnist_idx(tmp_path, gz):
     make_mnist(tmp_path, gz=gz)
-    reader, samples = read("mnist-idx", tmp_path, class_names=["zero", "one", "two"])
+    reader, samples = read_source("mnist-idx", tmp_path, class_names=["zero", "one", "two"])
     assert reader.class_names == ["zero", "one", "two"] and reader.mode == "L"
     assert [s.split for s in samples].count("test") == 4 and len(samples) == 16
+
 
 @pytest.mark.parametrize("gz", [True, False])
 def test_mnist_idx_images_are_streamed_in_chunks(tmp_path, monkeypatch, gz):
@@ -56,9 +43,10 @@ def test_mnist_idx_images_are_streamed_in_chunks(tmp_path, monkeypatch, gz):
         *rng.integers(0, 256, (12, 8, 8), dtype=np.uint8),
         *rng.integers(0, 256, (4, 8, 8), dtype=np.uint8),
     ]
-    _, samples = read("mnist-idx", tmp_path)
+    _, samples = read_source("mnist-idx", tmp_path)
     assert [s.source_id for s in samples[11:13]] == ["train:00011", "test:00000"]
     assert all(np.array_equal(s.pixels, e) for s, e in zip(samples, expected, strict=True))
+
 
 @pytest.mark.parametrize("cut", [-10, +3])
 def test_mnist_gzipped_images_of_the_wrong_length(tmp_path, cut):
@@ -75,8 +63,32 @@ def test_mnist_gzipped_images_of_the_wrong_length(tmp_path, cut):
     with pytest.raises(SourceError, match=f"train-images-idx3-ubyte.gz: {message}"):
         list(reader)
 
+
 def test_mnist_wrong_magic(tmp_path):
     make_mnist(tmp_path, gz=False)
     (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros((2, 2), np.uint8)))
     with pytest.raises(SourceError, match="not an IDX file"):
-        read("mnist-idx", tmp_path)
+        read_source("mnist-idx", tmp_path)
+
+
+def test_find_idx_and_open_mnist_idx(tmp_path):
+    from pipeline.sources.mnist_idx import find_idx, open_mnist_idx
+
+    make_mnist(tmp_path / "gz", gz=True)
+    assert (
+        find_idx(tmp_path / "gz", "train-images-idx3-ubyte") == tmp_path / "gz" / "train-images-idx3-ubyte.gz"
+    )
+    assert find_idx(tmp_path / "gz", "nothing-idx1-ubyte") is None
+    dotted = tmp_path / "dotted"
+    dotted.mkdir()
+    (dotted / "train-images.idx3-ubyte").write_bytes(b"")
+    assert find_idx(dotted, "train-images-idx3-ubyte") == dotted / "train-images.idx3-ubyte"
+    reader = open_mnist_idx(tmp_path / "gz")
+    assert reader.class_names == ["0", "1", "2"] and reader.mode == "L"
+    samples = list(reader)
+    assert samples[0].source_id == "train:00000" and samples[0].pixels.shape == (8, 8)
+    (tmp_path / "gz" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(SourceError, match=r"t10k-labels-idx1-ubyte\[.gz\] is missing for the test split"):
+        open_mnist_idx(tmp_path / "gz")
+    with pytest.raises(SourceError, match="no IDX files"):
+        open_mnist_idx(tmp_path / "nothing")

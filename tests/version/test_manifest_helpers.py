@@ -8,13 +8,13 @@ from datetime import timedelta
 import pytest
 from published_versions import published_versions
 
+from conftest import raw_manifest
 from pipeline.version.manifest import (
     CONTENT_LIBRARIES,
     git_revision,
     has_soft_labels,
     library_versions,
     load_manifest,
-    read_manifest,
     run_info,
     summarise_counts,
     utcnow,
@@ -75,4 +75,4 @@ def test_summarise_counts_adds_shards_per_split_origin_and_class():
 def test_has_soft_labels_reads_models_and_dicts(published):
     for kind, soft in (("tuned", False), ("synthesis", True)):
         assert has_soft_labels(load_manifest(published[kind])) is soft
-        assert has_soft_labels(read_manifest(published[kind])) is soft
+        assert has_soft_labels(raw_manifest(published[kind])) is soft

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from published_versions import published_versions
 
+from conftest import raw_manifest
 from pipeline.core.errors import PipelineError
-from pipeline.version.manifest import MANIFEST_FILE, load_manifest, read_manifest, verify, write_manifest
+from pipeline.version.manifest import MANIFEST_FILE, load_manifest, verify, write_manifest
 from pipeline.version.model import SCHEMA_VERSION, Manifest, TuneSummary, as_manifest, as_tune_summary
 from pipeline.version.schema import manifest_schema, schema_text
 
@@ -37,7 +38,7 @@ def _validate_with_schema(raw: dict) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_published_manifests_fit_the_shipped_schema_and_the_model(published, kind):
-    raw = read_manifest(published[kind])
+    raw = raw_manifest(published[kind])
     _validate_with_schema(raw)
     manifest = load_manifest(published[kind])
     assert manifest.schema_version == SCHEMA_VERSION
@@ -66,14 +67,14 @@ def test_typed_sections_read_as_attributes(published):
 
 
 def test_write_manifest_takes_the_builders_dict_without_schema_version(published, tmp_path):
-    raw = read_manifest(published["digits"])
+    raw = raw_manifest(published["digits"])
     del raw["schema_version"]
     write_manifest(tmp_path, raw)
     assert (tmp_path / MANIFEST_FILE).read_bytes() == (published["digits"] / MANIFEST_FILE).read_bytes()
 
 
 def test_write_manifest_refuses_a_dict_that_does_not_fit(published, tmp_path):
-    raw = read_manifest(published["digits"])
+    raw = raw_manifest(published["digits"])
     raw["splits"]["train"]["rows"] = "many"
     with pytest.raises(PipelineError, match=r"splits\.train\.rows"):
         write_manifest(tmp_path, raw)
@@ -81,7 +82,7 @@ def test_write_manifest_refuses_a_dict_that_does_not_fit(published, tmp_path):
 
 
 def _copy_with(published: Path, tmp_path: Path, change) -> Path:
-    raw = read_manifest(published)
+    raw = raw_manifest(published)
     change(raw)
     (tmp_path / MANIFEST_FILE).write_text(json.dumps(raw), encoding="utf-8")
     return tmp_path
@@ -96,7 +97,7 @@ def test_unknown_top_level_keys_are_refused(published, tmp_path):
     assert "validation error" not in message.lower()  # no pydantic report
     jsonschema = pytest.importorskip("jsonschema")
     with pytest.raises(jsonschema.ValidationError):
-        _validate_with_schema(read_manifest(version))
+        _validate_with_schema(raw_manifest(version))
 
 
 def test_a_missing_key_is_named(published, tmp_path):

@@ -11,10 +11,11 @@ import yaml
 from PIL import Image
 from published_versions import published_versions
 
+from conftest import raw_manifest
 from pipeline.version.card import CARD_FILE, dataset_card
 from pipeline.version.croissant import CROISSANT_FILE, croissant_metadata
 from pipeline.version.layout import lineage_schema, parquet_schema
-from pipeline.version.manifest import load_manifest, read_manifest
+from pipeline.version.manifest import load_manifest
 from pipeline.version.pictures import (
     class_histogram,
     origin_grid,
@@ -34,7 +35,7 @@ def published(tmp_path_factory):
 @pytest.mark.parametrize("kind", ["digits", "tuned", "synthesis"])
 def test_card_and_croissant_are_what_the_builder_wrote(published, kind):
     version = published[kind]
-    manifest, raw = load_manifest(version), read_manifest(version)
+    manifest, raw = load_manifest(version), raw_manifest(version)
     # The builder made them before the metadata files entered "files".
     listed = [
         f for f in manifest.files if f.path not in (CARD_FILE, CROISSANT_FILE, "classes.png", "grid.png")
@@ -103,7 +104,7 @@ def test_run_summary_counts_and_tune_table(published):
     version = published["tuned"]
     manifest = load_manifest(version)
     rows = count_rows(manifest)
-    assert rows == count_rows(read_manifest(version))
+    assert rows == count_rows(raw_manifest(version))
     assert sum(r["rows"] for r in rows) == sum(info.rows for info in manifest.splits.values())
     text = run_markdown(manifest, version, created=True)
     assert text.startswith(f"# tuned: version `{manifest.version_id}`") and "## Augmentation tuning" in text

@@ -1,4 +1,5 @@
-"""The torch readers over a version: every row once, origin filters, mixing, both formats."""
+"""pipeline/dataset.py: the torch readers over a version: every row once, origin filters,
+mixing, both formats."""
 
 from collections import Counter
 

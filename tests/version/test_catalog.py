@@ -1,4 +1,5 @@
-"""Versions as first-class objects: rebuilds, verify, lock, crashes, gc, tags, diff, lineage."""
+"""pipeline.version.catalog: versions as first-class objects: rebuilds, the lock, crashes,
+staging, gc and tags."""
 
 import json
 import os
@@ -10,20 +11,16 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-import pyarrow.parquet as pq
 import pytest
-import yaml
-from PIL import Image
 
 from cli.main import main
 from pipeline.build import build, load_config
 from pipeline.build import write as shard_writing
 from pipeline.core.errors import PipelineError
-from pipeline.version import catalog, rows
+from pipeline.version import catalog
 from pipeline.version.manifest import load_manifest, verify
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def file_hashes(version: Path) -> dict[str, str]:
@@ -49,38 +46,6 @@ def test_unchanged_rerun_publishes_nothing_and_moves_latest(tiny_config):
     assert created and not created_again and again == first
     assert os.readlink(first.parent / "latest") == first.name
     assert len(catalog.list_versions(first.parent.parent)) == 2
-
-
-@pytest.mark.parametrize("fmt", ["parquet", "imagefolder"])
-def test_verify_catches_a_flipped_byte_in_any_shard_and_a_deleted_file(tiny_config, fmt):
-    version, _ = build(tiny_config(f"output.format={fmt}"))
-    assert verify(version) == []
-    shards = [f.path for f in load_manifest(version).files if f.path.endswith((".parquet", ".png"))]
-    assert len(shards) > 2
-    for relative in shards:
-        path = version / relative
-        original = path.read_bytes()
-        damaged = bytearray(original)
-        damaged[len(damaged) // 2] ^= 0x01
-        path.write_bytes(bytes(damaged))
-        problems = verify(version)
-        assert problems and all(p.startswith(relative) for p in problems), problems
-        path.write_bytes(original)
-    assert verify(version) == []
-    (version / shards[0]).unlink()
-    problems = verify(version, full=False)
-    assert f"{shards[0]}: missing" in problems
-
-
-def test_verify_cli_exit_codes(tiny_config, capsys):
-    version, _ = build(tiny_config())
-    assert main(["verify", str(version)]) == 0
-    assert "OK" in capsys.readouterr().out
-    (version / "extra.txt").write_text("smuggled")
-    assert main(["verify", str(version)]) == 1
-    assert "extra.txt: present but not listed" in capsys.readouterr().out
-    assert main(["verify", str(version.parent)]) == 1
-    assert "not a dataset version" in capsys.readouterr().err
 
 
 def test_second_run_fails_clearly_or_waits_for_the_lock(tiny_config):
@@ -210,6 +175,19 @@ def test_killed_run_leaves_only_staging_that_the_next_run_cleans(tiny_folder, tm
     assert not list(dataset_dir.glob(".incomplete-*"))
 
 
+def test_a_failing_worker_process_fails_the_build(tiny_config):
+    from pipeline.build.context import prepare
+    from pipeline.build.runner import InProcess
+    from pipeline.build.stages import plan, stage_named
+    from pipeline.ingest.store import PIXELS_FILE
+
+    context = plan(prepare(tiny_config("runner.workers=2")))
+    assert len(context.shards) > 2
+    (context.work_dir / PIXELS_FILE).unlink()  # every shard now fails in its worker process
+    with pytest.raises(OSError):
+        InProcess().shards(stage_named("write-shard"), context)
+
+
 def test_gc_keeps_newest_tagged_and_latest(tiny_config, capsys):
     versions = [build(tiny_config(f"seed={s}"))[0] for s in range(4)]
     dataset_dir = versions[0].parent
@@ -239,139 +217,3 @@ def test_gc_keeps_newest_tagged_and_latest(tiny_config, capsys):
     assert catalog.tag_version(versions[3], "golden") == versions[0].name  # moved
     assert catalog.tag_version(versions[3], "golden", delete=True) == versions[3].name
     assert catalog.refs(dataset_dir)[1] == {}
-
-
-def test_diff_shows_an_edited_added_and_removed_source_image(tiny_config, tiny_folder, capsys):
-    before, _ = build(tiny_config())
-    edited = tiny_folder / "cat" / "img_001.png"
-    pixels = np.asarray(Image.open(edited)).copy()
-    pixels[0, 0] = 255 - pixels[0, 0]
-    Image.fromarray(pixels).save(edited)
-    (tiny_folder / "dog" / "img_000.png").unlink()
-    Image.fromarray(255 - pixels).save(tiny_folder / "eel" / "img_new.png")  # not a duplicate
-    after, _ = build(tiny_config())
-    changes = rows.diff_versions(before, after)
-    source = changes["source"]
-    assert source["changed"]
-    assert source["edited"] == ["cat/img_001.png"]
-    assert source["removed"] == ["dog/img_000.png"]
-    assert source["added"] == ["eel/img_new.png"]
-    assert changes["config"] == []
-    assert main(["diff", str(before), str(after)]) == 0
-    out = capsys.readouterr().out
-    assert "edited" in out and "cat/img_001.png" in out
-    config_change = rows.diff_versions(after, build(tiny_config("augment.copies_per_image=1"))[0])
-    assert config_change["config"] == [{"key": "augment.copies_per_image", "a": 2.0, "b": 1.0}]
-    assert not config_change["source"]["changed"]
-
-
-def test_a_synthesis_build_on_another_thread_count_is_another_version(tiny_config, capsys):
-    """CPU results depend on torch's thread count: the id holds it, the manifest records
-    it, and diff names it as the one difference."""
-    import torch
-    from test_synthesis import TINY_GAN
-
-    config = tiny_config(*TINY_GAN, "synthesis.gate.enabled=false")
-    threads = torch.get_num_threads()
-    first, _ = build(config)
-    torch.set_num_threads(threads + 1)
-    try:
-        second, created = build(config)
-    finally:
-        torch.set_num_threads(threads)
-    assert created and second.name != first.name
-    changes = rows.diff_versions(first, second)
-    assert changes["config"] == [] and changes["counts"] == []
-    assert changes["devices"] == [{"key": "cpu_threads", "a": threads, "b": threads + 1}]
-    assert main(["diff", str(first), str(second)]) == 0
-    assert f"synthesis cpu_threads: {threads} -> {threads + 1}" in capsys.readouterr().out
-
-
-def test_lineage_traces_rows_to_source_and_run(tiny_config, capsys):
-    version, _ = build(tiny_config(), run={"orchestrator": "test", "flow_run_id": "abc"})
-    manifest = load_manifest(version)
-    assert manifest.run.model_extra["flow_run_id"] == "abc" and manifest.run.host
-    git = manifest.run.git
-    assert git is None or len(git.commit) == 40
-    table = pq.read_table(
-        sorted((version / "data").glob("train-*.parquet"))[0], columns=["id", "origin", "source_id"]
-    )
-    augmented = [r for r in table.to_pylist() if r["origin"] == "augmented"][0]
-    assert main(["lineage", str(version), augmented["id"]]) == 0
-    traced = json.loads(capsys.readouterr().out)
-    assert traced["row"]["source_id"] == augmented["source_id"]
-    assert traced["made_by"]["applied"][0][0] == "Affine"
-    assert traced["made_by"]["recipe"] == manifest.config["augment"]["transforms"]
-    assert traced["run"]["flow_run_id"] == "abc"
-    with pytest.raises(PipelineError, match="no row with id"):
-        rows.lineage(version, "0" * 16)
-
-
-@pytest.mark.parametrize("fmt", ["parquet", "imagefolder"])
-def test_croissant_validates_and_its_records_load(tiny_config, fmt):
-    mlc = pytest.importorskip("mlcroissant")
-    version, _ = build(tiny_config(f"output.format={fmt}", "source.license=CC-BY-4.0"))
-    dataset = mlc.Dataset(jsonld=str(version / "croissant.json"))  # raises on validation errors
-    manifest = load_manifest(version)
-    for split, info in manifest.splits.items():
-        records = list(dataset.records(record_set=split))
-        assert len(records) == info.rows
-        image = records[0][f"{split}/image"]
-        assert image.size == (8, 8)
-    names = [r["class_names/name"] for r in dataset.records(record_set="class_names")]
-    assert names == manifest.class_names
-    document = json.loads((version / "croissant.json").read_text())
-    assert "Synthetic data" in document["rai:dataCollectionType"] and document["license"] == "CC-BY-4.0"
-
-
-def test_dataset_card_loads_with_datasets(tiny_config):
-    datasets = pytest.importorskip("datasets")
-    version, _ = build(tiny_config())
-    card = (version / "README.md").read_text()
-    header = yaml.safe_load(card.split("---\n")[1])
-    manifest = load_manifest(version)
-    shard_bytes = sum(f.bytes for f in manifest.files if f.path.startswith("data/train-"))
-    assert {
-        "name": "train",
-        "num_bytes": shard_bytes,
-        "num_examples": manifest.splits["train"].rows,
-    } in (header["dataset_info"]["splits"])
-    loaded = datasets.load_dataset(str(version))
-    assert {s: loaded[s].num_rows for s in loaded} == {s: i.rows for s, i in manifest.splits.items()}
-    assert loaded["train"].features["label"].names == ["cat", "dog", "eel"]
-
-
-def test_a_failing_worker_process_fails_the_build(tiny_config):
-    from pipeline.build.context import prepare
-    from pipeline.build.runner import InProcess
-    from pipeline.build.stages import plan, stage_named
-    from pipeline.ingest.store import PIXELS_FILE
-
-    context = plan(prepare(tiny_config("runner.workers=2")))
-    assert len(context.shards) > 2
-    (context.work_dir / PIXELS_FILE).unlink()  # every shard now fails in its worker process
-    with pytest.raises(OSError):
-        InProcess().shards(stage_named("write-shard"), context)
-
-
-def test_show_lists_the_rows_of_each_class(tiny_config, capsys, monkeypatch):
-    version, _ = build(tiny_config("augment.classes={dog: {copies_per_image: 4}}"))
-    assert main(["show", str(version)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    header = lines.index("  class  test  train r/a/s")
-    per_class = load_manifest(version).splits
-    for line in lines[header + 1 :]:
-        name, test, train = line.split()
-        assert int(test) == per_class["test"].by_origin_class["real"][name]
-        real, augmented, synthetic = map(int, train.split("/"))
-        assert augmented == (4 if name == "dog" else 2) * real and synthetic == 0
-    assert [line.split()[0] for line in lines[header + 1 :]] == ["cat", "dog", "eel"]
-    assert main(["show", str(version), "--json"]) == 0
-    shown = json.loads(capsys.readouterr().out)["rows_per_class"]
-    assert shown == {split: info.by_origin_class for split, info in per_class.items()}
-    from cli import catalog as catalog_cli
-
-    monkeypatch.setattr(catalog_cli, "_CLASS_LIMIT", 2)  # more classes than a screen: a pointer
-    assert main(["show", str(version)]) == 0
-    out = capsys.readouterr().out
-    assert "classes   3: rows per class in --json and the version's README.md" in out and " r/a/s" not in out

@@ -1,12 +1,10 @@
-"""Progress reports from the long stages, and the terminal's progress bars."""
+"""Progress reports from the long stages (pipeline/core/progress.py): the sinks, the
+progress bars' lines and the log lines that show them."""
 
 import io
-import re
 from itertools import groupby
 
-from test_synthesis import TINY_GAN
-
-from cli.main import main
+from conftest import TINY_GAN, LogLines, screen
 from pipeline.build import build
 from pipeline.core.progress import (
     GAN,
@@ -28,11 +26,6 @@ class FakeClock:
 
     def __call__(self):
         return self.now
-
-
-def screen(text: str) -> list[str]:
-    """What a terminal shows: each line's last redraw."""
-    return [line.split("\r")[-1].replace("\x1b[2K", "") for line in text.split("\n") if line]
 
 
 def test_bars_show_counts_rate_eta_and_time_taken():
@@ -75,18 +68,8 @@ def test_reports_reach_the_sinks_only_inside_their_blocks():
     assert outer == [(INGEST, 2, 2), (GAN, 1, 2)] and inner == [(INGEST, 2, 2)]
 
 
-class Lines:
-    """A logger that keeps its info lines."""
-
-    def __init__(self):
-        self.lines = []
-
-    def info(self, message, *args):
-        self.lines.append(message % args)
-
-
 def test_log_lines_come_every_interval_of_a_long_stage_and_at_its_end():
-    logger, clock = Lines(), FakeClock()
+    logger, clock = LogLines(), FakeClock()
     log = ProgressLog(logger, every=30.0, skip=[WRITING], clock=clock)
     log(INGEST, 0, 100)
     clock.now += 10.0
@@ -116,25 +99,3 @@ def test_a_build_reports_every_long_stage(tiny_config):
         (total,) = {t for _, _, t in run}
         assert done == sorted(done) and done[-1] == total, run[0][0]
     assert [t for s, _, t in events if s == INGEST][0] == 15  # the tiny folder's images
-
-
-def test_cli_draws_bars_on_a_terminal_only(prefect_harness, tiny_config, tmp_path, capsys, monkeypatch):
-    source = tiny_config().source.path
-    args = ["run", "/dev/null", "--set", "source.kind=imagefolder", "--set", f"source.path={source}"]
-    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
-    assert main([*args, "--set", f"output.root={tmp_path / 'a'}", "--set", "augment.copies_per_image=2"]) == 0
-    lines = screen(capsys.readouterr().err)
-    assert any(re.match(r"ingest +\[#+\] +15/15 images +done in \d:\d\d", line) for line in lines)
-    assert any(re.match(r"writing +\[#+\] +\d+/\d+ rows", line) for line in lines)
-    assert main([*args, "--set", f"output.root={tmp_path / 'b'}", "--quiet"]) == 0
-    assert "[####" not in capsys.readouterr().err
-
-
-def test_the_expand_flow_logs_the_long_stages(prefect_harness, tiny_config, tmp_path, monkeypatch):
-    logger = Lines()
-    monkeypatch.setattr("flows.expand.ProgressLog", lambda _, **kw: ProgressLog(logger, **{**kw, "every": 0}))
-    source = tiny_config().source.path
-    args = ["run", "/dev/null", "--set", "source.kind=imagefolder", "--set", f"source.path={source}"]
-    assert main([*args, "--set", f"output.root={tmp_path / 'o'}", "--quiet", "--flow"]) == 0
-    assert any(line.startswith("ingest, 15/15 images") for line in logger.lines)
-    assert not any(line.startswith(("writing", "GAN")) for line in logger.lines)  # logged by the flow

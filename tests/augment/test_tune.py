@@ -1,22 +1,23 @@
-"""augment.tune: candidate expansions scored on validation data carved from the training split."""
+"""pipeline.augment.tune: candidate expansions scored on validation data carved from the
+training split."""
 
 import json
 
 import numpy as np
 import pytest
 
+from conftest import TINY_TUNE
 from pipeline.augment.tune import candidates, scale_recipe
 from pipeline.build import build
 from pipeline.config import AugmentConfig
-from pipeline.core.errors import ConfigError, PipelineError
-from pipeline.gan import stage as synthetic_stage
-from pipeline.version.manifest import read_manifest, verify
+from pipeline.core.errors import PipelineError
+from pipeline.ingest import store
+from pipeline.version.manifest import load_manifest, verify
 
 RECIPE = [
     {"Affine": {"rotate": [-10, 10], "scale": [0.9, 1.1], "translate_percent": [-0.1, 0.1], "p": 0.8}},
     {"OneOf": {"p": 0.5, "transforms": [{"RandomBrightnessContrast": {"brightness_limit": 0.2}}]}},
 ]
-FAST = ["augment.tune.enabled=true", "augment.tune.seeds=1", "augment.tune.classifier_epochs=1"]
 
 
 def test_scaling_touches_magnitudes_only():
@@ -74,44 +75,42 @@ def test_policies_are_not_mixed_with_custom_albumentations_recipes():
 
 def test_a_tuned_build_records_every_candidate_and_uses_the_winner(tiny_config, tmp_path, monkeypatch):
     splits_read = []
-    real_load = synthetic_stage.load_split
-    monkeypatch.setattr(
-        synthetic_stage, "load_split", lambda *a, **k: splits_read.append(a[2]) or real_load(*a, **k)
-    )
-    overrides = [*FAST, "augment.tune.copies=[1, 3]", "augment.tune.strengths=[0.5, 1]"]
+    real_load = store.load_split  # imported by the tune stage when it runs
+    monkeypatch.setattr(store, "load_split", lambda *a, **k: splits_read.append(a[2]) or real_load(*a, **k))
+    overrides = [*TINY_TUNE, "augment.tune.copies=[1, 3]", "augment.tune.strengths=[0.5, 1]"]
     version, _ = build(tiny_config(*overrides, f"output.root={tmp_path / 'one'}"))
     assert set(splits_read) == {"train"}  # the test split is never read
     assert verify(version, full=True) == []
-    manifest = read_manifest(version)
-    summary = manifest["tune"]
-    names = [c["name"] for c in summary["candidates"]]
+    manifest = load_manifest(version)
+    summary = manifest.tune
+    names = [c.name for c in summary.candidates]
     assert names[0] == "none" and len(names) == 7
-    assert summary["chosen"] in names and summary["validation_rows"] > 0
-    best = max(c["mean"] for c in summary["candidates"])
-    chosen = next(c for c in summary["candidates"] if c["name"] == summary["chosen"])
-    assert chosen["mean"] == best
-    assert all(c["rows"] >= chosen["rows"] for c in summary["candidates"] if c["mean"] == best)
-    augmented = manifest["splits"]["train"]["by_origin"].get("augmented", 0)
-    copies = manifest["config"]["augment"]["copies_per_image"]
-    assert augmented == round((copies or 0) * manifest["splits"]["train"]["by_origin"]["real"])
-    assert "tune.png" in {f["path"] for f in manifest["files"]}
+    assert summary.chosen in names and summary.validation_rows > 0
+    best = max(c.mean for c in summary.candidates)
+    chosen = next(c for c in summary.candidates if c.name == summary.chosen)
+    assert chosen.mean == best
+    assert all(c.rows >= chosen.rows for c in summary.candidates if c.mean == best)
+    augmented = manifest.splits["train"].by_origin.get("augmented", 0)
+    copies = manifest.config["augment"]["copies_per_image"]
+    assert augmented == round((copies or 0) * manifest.splits["train"].by_origin["real"])
+    assert "tune.png" in {f.path for f in manifest.files}
     card = (version / "README.md").read_text()
-    assert "## Augmentation tuning" in card and summary["chosen"] in card
+    assert "## Augmentation tuning" in card and summary.chosen in card
     assert json.loads((version / "croissant.json").read_text())["rai:dataManipulationProtocol"].count(
         "chosen by"
     )
 
     two, _ = build(tiny_config(*overrides, f"output.root={tmp_path / 'two'}", "runner.workers=2"))
-    again = read_manifest(two)["tune"]
-    assert [c["runs"] for c in again["candidates"]] == [c["runs"] for c in summary["candidates"]]
+    again = load_manifest(two).tune
+    assert [c.runs for c in again.candidates] == [c.runs for c in summary.candidates]
     assert two.name == version.name
 
 
 def test_the_budget_stops_new_candidates(tiny_config):
-    version, _ = build(tiny_config(*FAST, "augment.tune.budget_seconds=0.001", "runner.workers=1"))
-    summary = read_manifest(version)["tune"]
-    assert [c["name"] for c in summary["candidates"]] == ["none"]
-    assert {n["reason"] for n in summary["not_run"]} == {"tune.budget_seconds spent"}
+    version, _ = build(tiny_config(*TINY_TUNE, "augment.tune.budget_seconds=0.001", "runner.workers=1"))
+    summary = load_manifest(version).tune
+    assert [c.name for c in summary.candidates] == ["none"]
+    assert {n.reason for n in summary.not_run} == {"tune.budget_seconds spent"}
 
 
 def test_candidates_can_be_scored_by_balanced_accuracy(tiny_config, monkeypatch):
@@ -120,26 +119,26 @@ def test_candidates_can_be_scored_by_balanced_accuracy(tiny_config, monkeypatch)
     # Every classifier gets exactly the validation images of the first class right: its
     # accuracy is that class's share, its balanced accuracy 1 / classes.
     monkeypatch.setattr(classifier, "correct", lambda model, x, labels: np.asarray(labels) == 0)
-    overrides = [*FAST, "augment.tune.strengths=[1]", "augment.tune.policies=[]", "runner.workers=1"]
+    overrides = [*TINY_TUNE, "augment.tune.strengths=[1]", "augment.tune.policies=[]", "runner.workers=1"]
     version, _ = build(tiny_config(*overrides, "augment.tune.metric=balanced_accuracy"))
-    summary = read_manifest(version)["tune"]
-    assert summary["metric"] == "balanced_accuracy"
-    assert [c["mean"] for c in summary["candidates"]] == pytest.approx([1 / 3, 1 / 3])
-    assert summary["reason"].startswith("none: validation balanced accuracy 0.3333")
+    summary = load_manifest(version).tune
+    assert summary.metric == "balanced_accuracy"
+    assert [c.mean for c in summary.candidates] == pytest.approx([1 / 3, 1 / 3])
+    assert summary.reason.startswith("none: validation balanced accuracy 0.3333")
     card = (version / "README.md").read_text()
     assert "| candidate | validation balanced accuracy | rows | |" in card
 
 
 def test_candidates_can_be_scored_on_a_few_images_per_class(tiny_config):
     overrides = [
-        *FAST,
+        *TINY_TUNE,
         "augment.tune.max_per_class=1",
         "augment.tune.strengths=[1]",
         "augment.tune.policies=[]",
     ]
     version, _ = build(tiny_config(*overrides))
-    summary = read_manifest(version)["tune"]
-    assert [(c["name"], c["rows"]) for c in summary["candidates"]] == [
+    summary = load_manifest(version).tune
+    assert [(c.name, c.rows) for c in summary.candidates] == [
         ("none", 3),
         ("recipe x1, 2 copies", 9),
     ]
@@ -158,52 +157,47 @@ def test_too_few_images_for_a_validation_part(tmp_path):
             f"output.root={tmp_path}",
             "split.test_fraction=0.01",
         ]
-        + FAST,
+        + TINY_TUNE,
     )
     with pytest.raises(PipelineError, match="augment.tune: no validation images"):
         build(config)
 
 
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("augment.tune.strengths=[0, 1]", "augment.tune.strengths"),
-        ("augment.tune.policies=[FancyAugment]", "augment.tune.policies"),
-        ("augment.tune.seeds=0", "augment.tune.seeds"),
-        ("augment.tune.budget=5", "augment.tune.budget"),
-    ],
-)
-def test_bad_tune_settings_name_the_key(tiny_config, override, message):
-    with pytest.raises(ConfigError, match=message):
-        tiny_config(override)
+def test_tune_augmentation_and_score_candidate_on_a_staged_split(tiny_config):
+    from pipeline.augment.tune import Candidate, score_candidate, tune_augmentation
+    from pipeline.build.context import discard, prepare
+    from pipeline.ingest.splits import validation_masks
+    from pipeline.ingest.store import INDEX_FILE, load_index, values_at
 
-
-def test_the_flow_tunes_and_reports_the_choice(prefect_harness, tiny_config, tmp_path, capsys):
-    from cli.main import main
-
-    source = tiny_config().source.path
-    args = ["run", "/dev/null", "--set", "source.kind=imagefolder", "--set", f"source.path={source}"]
-    args += ["--set", f"output.root={tmp_path / 'o'}", "--set", "augment.copies_per_image=1"]
-    args += [a for s in FAST for a in ("--set", s)]
-    assert main([*args, "--json"]) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    manifest = read_manifest(result["version_dir"])
-    assert result["tune"] == {k: manifest["tune"][k] for k in ("chosen", "reason")}
-    from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-    from prefect.client.schemas.sorting import ArtifactSort
-
-    with get_client(sync_client=True) as client:
-        [artifact, *_] = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["src-tune"]))
+    config = tiny_config(*TINY_TUNE, "augment.copies_per_image=1")
+    context = prepare(config)
+    try:
+        augment, summary = tune_augmentation(config, context.work_dir, context.shape, context.class_names, 1)
+        found, _ = candidates(config.augment)
+        assert all(isinstance(c, Candidate) for c in found)
+        chosen = next(c for c in found if c.name == summary["chosen"])
+        assert augment == chosen.augment  # the winner's augmentation is what the build uses
+        assert [c["name"] for c in summary["candidates"]] == [c.name for c in found]
+        assert summary["fit_rows"] + summary["validation_rows"] == sum(
+            n for n in context.details["source"]["counts"]["train"].values()
         )
-    table = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
-    assert [row["candidate"] for row in table] == [c["name"] for c in manifest["tune"]["candidates"]]
-    assert sum(row["chosen"] for row in table) == 1
-    with get_client(sync_client=True) as client:
-        [summary] = client.read_artifacts(  # the newest: other tests publish 'src' versions too
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["src-summary"])),
-            sort=ArtifactSort.CREATED_DESC,
-            limit=1,
+
+        index = load_index(context.work_dir / INDEX_FILE)
+        rows = index.rows_in("train").tolist()
+        ids, labels = values_at(index.source_ids, rows), index.labels[rows]
+        fit, validation = validation_masks(ids, labels, config.augment.tune.validation_fraction, config.seed)
+        args = (
+            config,
+            found[0].augment,
+            context.work_dir,
+            context.shape,
+            context.class_names,
+            fit,
+            validation,
         )
-    assert "## Augmentation tuning" in summary.data and "tune.png" in summary.data
+        scored = score_candidate(*args)
+        assert scored["rows"] == int(fit.sum())  # "none": the fit images alone
+        assert 0.0 <= scored["mean"] <= 1.0 and len(scored["runs"]) == config.augment.tune.seeds
+        assert score_candidate(*args)["runs"] == scored["runs"]  # seeded: the same score again
+    finally:
+        discard(context)

@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.version.catalog import list_versions
-from pipeline.version.manifest import read_manifest
+from pipeline.version.manifest import load_manifest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+
+
 PREFECT = Path(sys.executable).parent / "prefect"
 
 
@@ -117,17 +119,17 @@ def test_served_deployment_publishes_then_reports_the_existing_version(prefect_s
 
         first = trigger()
         [version] = list_versions(out / "src")
-        manifest = read_manifest(version.path)
-        assert first["name"] == f"src-{manifest['version_id']}"
+        manifest = load_manifest(version.path)
+        assert first["name"] == f"src-{manifest.version_id}"
         assert {"dataset-expand", "dataset:src"} <= set(first["tags"])
-        assert manifest["run"]["deployment_id"] == deployment["id"]
+        assert manifest.run.deployment_id == deployment["id"]
 
         second = trigger()  # unchanged source: nothing new, the same version reported
-        assert [v.version_id for v in list_versions(out / "src")] == [manifest["version_id"]]
+        assert [v.version_id for v in list_versions(out / "src")] == [manifest.version_id]
         assert second["name"] == first["name"] and second["id"] != first["id"]
         artifacts = _api(env, "/artifacts/filter", {"artifacts": {"key": {"any_": ["src-summary"]}}})
         assert any("Already published" in a["data"] for a in artifacts)
-        assert any(manifest["version_id"] in a["data"] for a in artifacts)
+        assert any(manifest.version_id in a["data"] for a in artifacts)
         [counts, *_] = _api(env, "/artifacts/filter", {"artifacts": {"key": {"any_": ["src-counts"]}}})
         table = json.loads(counts["data"]) if isinstance(counts["data"], str) else counts["data"]
         assert {"split", "class", "source images", "real", "augmented", "synthetic", "rows"} <= set(table[0])
@@ -161,7 +163,7 @@ def test_prefect_yaml_deployment_runs_on_a_work_pool_worker(prefect_server, tmp_
     run = _api(env, f"/flow_runs/{run_id}")
     assert run["state"]["type"] == "COMPLETED", run["state"]
     [version] = list_versions(out / "digits")
-    manifest = read_manifest(version.path)
-    assert run["name"] == f"digits-{manifest['version_id']}"
-    assert manifest["run"]["deployment_id"] == deployment["id"]
-    assert manifest["splits"]["train"]["by_origin"] == {"real": 1438, "augmented": 1438}
+    manifest = load_manifest(version.path)
+    assert run["name"] == f"digits-{manifest.version_id}"
+    assert manifest.run.deployment_id == deployment["id"]
+    assert manifest.splits["train"].by_origin == {"real": 1438, "augmented": 1438}

@@ -1,4 +1,5 @@
-"""Uploading versions to remote storage through fsspec (its in-memory file system here)."""
+"""pipeline.version.remote: uploading versions to remote storage through fsspec (its in-memory
+file system here)."""
 
 import fsspec
 import pyarrow.parquet as pq
@@ -9,15 +10,6 @@ from pipeline.build import build
 from pipeline.core.errors import ConfigError, PipelineError
 from pipeline.version import remote
 from pipeline.version.manifest import MANIFEST_FILE, load_manifest, verify
-
-
-@pytest.fixture
-def bucket(tmp_path):
-    """A fresh ``memory://`` URL, removed afterwards (the memory file system is per process)."""
-    fs = fsspec.filesystem("memory")
-    url = f"memory://bucket-{tmp_path.name}/datasets"
-    yield url
-    fs.rm(f"/bucket-{tmp_path.name}", recursive=True)
 
 
 def test_a_build_uploads_its_version_manifest_last_and_moves_latest(tiny_config, bucket, monkeypatch):
@@ -66,21 +58,6 @@ def test_an_interrupted_upload_is_redone_and_verify_finds_remote_damage(tiny_con
     assert "data/extra.parquet: present but not listed in the manifest" in problems
     assert main(["verify", url]) == 1
     assert main(["verify", "nosuch://bucket/v-1"]) == 1
-
-
-def test_push_and_verify_from_the_command_line(tiny_config, bucket, capsys):
-    version, _ = build(tiny_config())
-    fs = fsspec.filesystem("memory")
-    name = load_manifest(version).name
-    latest = f"{_path(bucket)}/{name}/latest"
-    assert main(["push", str(version), bucket]) == 0
-    url = capsys.readouterr().out.strip()
-    assert url == remote.remote_url(bucket, name, version.name) and not fs.exists(latest)
-    assert main(["verify", url]) == 0 and "OK:" in capsys.readouterr().out
-    assert main(["push", str(version), bucket, "--latest"]) == 0
-    assert fs.cat_file(latest).decode().strip() == version.name
-    assert main(["push", str(version), "nosuch://bucket"]) == 1
-    assert "push failed" in capsys.readouterr().err
 
 
 def test_remote_is_a_known_url_and_not_part_of_the_version(tiny_config):

@@ -1,0 +1,134 @@
+"""pipeline.gan.gate: the utility gate's decision from per-image correctness."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_GAN
+from pipeline.build import load_config
+from pipeline.config import Config
+from pipeline.core.errors import ConfigError
+from pipeline.core.progress import GATE, reporting
+from pipeline.evaluate.classifier import metric_weights, score
+from pipeline.gan import gate
+from pipeline.gan.gate import gate_decision, synthesis_device, take_ratio
+from pipeline.ingest.store import RealData
+
+
+def _answers(right: int, fixed: int = 0, broken: int = 0, n: int = 200) -> np.ndarray:
+    """Correctness on n validation images: the baseline's first ``right`` correct, then
+    ``fixed`` of its mistakes made right and ``broken`` of its hits made wrong."""
+    correct = np.arange(n) < right
+    correct[right : right + fixed] = True
+    correct[:broken] = False
+    return correct
+
+
+def test_gate_declines_a_gain_of_one_validation_image():
+    # 11 images fixed, 10 broken: +0.5 points on 200 images, as in the Fashion-MNIST bench.
+    correct = {"0": np.stack([_answers(170)] * 2), "0.5": np.stack([_answers(170, 11, 10)] * 2)}
+    decision = gate_decision(correct, min_gain=0.0, min_gain_se=1.0)
+    assert decision["chosen_ratio"] == 0.0
+    half = decision["accuracy"]["0.5"]
+    assert half["gain"] == pytest.approx(0.005) and half["runs"] == pytest.approx([0.855, 0.855])
+    differences = np.r_[np.ones(11), -np.ones(10), np.zeros(179)]
+    assert half["gain_se"] == pytest.approx(differences.std(ddof=1) / np.sqrt(200))
+    assert "standard error" in decision["reason"] and "ratio 0.5" in decision["reason"]
+    # Without the noise rule any positive gain is taken.
+    assert gate_decision(correct, min_gain=0.0, min_gain_se=0.0)["chosen_ratio"] == 0.5
+
+
+def test_gate_takes_the_best_ratio_whose_gain_clears_the_noise():
+    correct = {
+        "0": _answers(140)[None],
+        "0.5": _answers(140, 20, 0)[None],  # +10 points: 20 images fixed, none broken
+        "1": _answers(140, 60, 36)[None],  # +12 points, but 96 images changed
+    }
+    decision = gate_decision(correct, min_gain=0.0, min_gain_se=3.0)
+    assert decision["chosen_ratio"] == 0.5
+    assert decision["accuracy"]["1"]["gain"] > decision["accuracy"]["0.5"]["gain"]
+    assert "+0.1000" in decision["reason"]
+    # With a looser rule the larger gain wins; a min_gain above every gain declines both.
+    assert gate_decision(correct, min_gain=0.0, min_gain_se=1.0)["chosen_ratio"] == 1.0
+    assert gate_decision(correct, min_gain=0.15, min_gain_se=0.0)["chosen_ratio"] == 0.0
+
+
+def test_gate_averages_the_seeds_per_image():
+    # Seed 0 gains 20 images, seed 1 loses 20: no gain on average, whatever each seed says.
+    correct = {
+        "0": np.stack([_answers(150), _answers(150)]),
+        "1": np.stack([_answers(150, 20, 0), _answers(150, 0, 20)]),
+    }
+    decision = gate_decision(correct, min_gain=0.0, min_gain_se=1.0)
+    entry = decision["accuracy"]["1"]
+    assert entry["runs"] == pytest.approx([0.85, 0.65]) and entry["gain"] == pytest.approx(0.0)
+    assert entry["std"] == pytest.approx(np.std([0.85, 0.65], ddof=1))
+    assert decision["chosen_ratio"] == 0.0
+
+
+def test_the_gate_can_weigh_every_class_alike():
+    # 180 validation images of class 0, 20 of class 1. Ratio 1 fixes 10 of class 1 and
+    # breaks 6 of class 0: +2 points of accuracy, +23.3 of balanced accuracy.
+    labels = np.r_[np.zeros(180, int), np.ones(20, int)]
+    base = np.r_[np.ones(180, bool), np.zeros(20, bool)]
+    better = base.copy()
+    better[:6], better[180:190] = False, True
+    correct = {"0": base[None], "1": better[None]}
+    plain = gate_decision(correct, min_gain=0.05, min_gain_se=0.0)
+    assert plain["chosen_ratio"] == 0.0 and plain["accuracy"]["1"]["gain"] == pytest.approx(0.02)
+    weights = metric_weights(labels, "balanced_accuracy")
+    balanced = gate_decision(correct, 0.05, 0.0, weights=weights, metric="balanced accuracy")
+    entry = balanced["accuracy"]["1"]
+    assert entry["gain"] == pytest.approx((10 / 20 - 6 / 180) / 2)
+    assert balanced["accuracy"]["0"]["mean"] == pytest.approx(0.5)  # class 0 all right, class 1 none
+    assert balanced["chosen_ratio"] == 1.0 and "balanced accuracy by +0.2333" in balanced["reason"]
+    declined = gate_decision(correct, 0.3, 0.0, weights=weights, metric="balanced accuracy")
+    assert declined["reason"].startswith("no ratio beat real in validation balanced accuracy by more than")
+    assert metric_weights(labels, "accuracy") is None
+    assert score(better, weights) == pytest.approx((174 / 180 + 10 / 20) / 2)
+
+
+def test_take_ratio_keeps_the_first_rows_of_each_class_in_proportion_to_its_real_count():
+    rows = {"labels": np.array([0, 0, 0, 1, 1, 1]), "seeds": np.arange(10, 16)}
+    real = RealData(np.zeros((6, 2, 2), np.uint8), np.array([0, 0, 1, 1, 1, 1]), list("abcdef"))
+    half = take_ratio(rows, 0.5, real)  # class 0: 0.5 x 2 real = 1 row; class 1: 0.5 x 4 = 2 rows
+    assert half["labels"].tolist() == [0, 1, 1] and half["seeds"].tolist() == [10, 13, 14]
+    assert take_ratio(rows, 0.0, real)["labels"].tolist() == []
+    assert take_ratio(rows, 10.0, real)["seeds"].tolist() == rows["seeds"].tolist()  # no more than made
+
+
+def test_synthesis_device_is_the_configured_device_on_this_machine(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    for name in ("auto", "cpu"):
+        config = Config.model_validate({"synthesis": {"device": name}})
+        assert synthesis_device(config) == torch.device("cpu")
+    with pytest.raises(ConfigError, match="synthesis.device: mps is not available on this machine"):
+        synthesis_device(Config.model_validate({"synthesis": {"device": "mps"}}))
+
+
+def test_utility_gate_trains_per_seed_and_ratio_and_decides_with_gate_decision(monkeypatch):
+    config = load_config(None, TINY_GAN)  # one seed, one epoch, ratio 0.5
+    rng = np.random.default_rng(0)
+    fit = RealData(
+        rng.integers(0, 256, (24, 8, 8), np.uint8), np.arange(24) % 3, [f"f{k}" for k in range(24)]
+    )
+    validation = RealData(rng.integers(0, 256, (9, 8, 8), np.uint8), np.arange(9) % 3, list("abcdefghi"))
+    rows = {"images": rng.integers(0, 256, (12, 8, 8), np.uint8), "labels": np.arange(12) % 3}
+    decided = []
+
+    def recorded(correct, *args):
+        decided.append((correct, args))
+        return gate_decision(correct, *args)
+
+    monkeypatch.setattr("pipeline.gan.gate.gate_decision", recorded)
+    events = []
+    with reporting(lambda *event: events.append(event)):
+        result = gate.utility_gate(config, fit, validation, rows, ["a", "b", "c"])
+    [(correct, (min_gain, min_gain_se, baseline, weights, metric))] = decided
+    assert {k: v.shape for k, v in correct.items()} == {"0": (1, 9), "0.5": (1, 9)}  # seeds x images
+    assert baseline == "real" and weights is None and metric == "accuracy"  # no augmentation
+    assert (min_gain, min_gain_se) == (config.synthesis.gate.min_gain, config.synthesis.gate.min_gain_se)
+    assert result["validation_rows"] == 9 and result["seeds"] == 1 and result["metric"] == "accuracy"
+    assert set(result["accuracy"]) == {"0", "0.5"} and result["chosen_ratio"] in {0.0, 0.5}
+    assert events[-1] == (GATE, 2, 2)  # 1 seed x (baseline + 1 ratio) x 1 epoch

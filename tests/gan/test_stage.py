@@ -1,0 +1,71 @@
+"""pipeline.gan.stage: GAN training and sampling on a build's staging area, and the sample grid."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from conftest import TINY_GAN
+from pipeline.build.context import discard, prepare
+from pipeline.gan.stage import (
+    CHECKPOINT_IN_VERSION,
+    GRID_FILE,
+    HISTORY_FILE,
+    SYNTHETIC_PIXELS,
+    gan_shape,
+    read_synthetic,
+    synthesize_stage,
+    train_gan_stage,
+    write_grid,
+)
+from pipeline.gan.train import GanShape
+from pipeline.ingest.store import RealData
+from pipeline.version.pictures import CURVES_FILE
+
+
+def test_gan_shape_reads_channels_from_the_staged_shape():
+    assert gan_shape((8, 6), 3) == GanShape(num_classes=3, channels=1, height=8, width=6)
+    assert gan_shape((8, 6, 3), 2) == GanShape(num_classes=2, channels=3, height=8, width=6)
+
+
+def test_train_then_synthesize_stage_the_rows_and_put_the_files_in_the_version(tiny_config):
+    config = tiny_config(*TINY_GAN, "synthesis.gate.enabled=false")
+    context = prepare(config)
+    try:
+        work, classes = context.work_dir, context.class_names
+        summary = train_gan_stage(config, work, context.shape, len(classes))
+        checkpoint = Path(summary["checkpoint"])
+        assert checkpoint == work / "gan" / "best.pt" and summary["best"]["step"] in {2, 4}
+        curves = json.loads((work / HISTORY_FILE).read_text())
+        assert curves and not any("img_per_s" in point for point in curves)  # speeds are left out
+        context.version_dir.mkdir(parents=True, exist_ok=True)
+        report = synthesize_stage(config, work, context.version_dir, context.shape, classes, checkpoint)
+        assert report["published"] == 9 and report["per_class"] == {"cat": 3, "dog": 3, "eel": 3}
+        assert report["files"] == {
+            "checkpoint": CHECKPOINT_IN_VERSION,
+            "grid": GRID_FILE,
+            "curves": CURVES_FILE,
+        }
+        assert (context.version_dir / CHECKPOINT_IN_VERSION).read_bytes() == checkpoint.read_bytes()
+        assert (context.version_dir / GRID_FILE).is_file() and (context.version_dir / CURVES_FILE).is_file()
+        assert report["devices"]["training"] == "cpu"
+        staged = read_synthetic(work)
+        sha = report["checkpoint_sha256"]
+        assert staged.num_rows == 9 and set(staged.column("checkpoint_sha256").to_pylist()) == {sha}
+        assert all(s.startswith(f"gan/{sha[:12]}/") for s in staged.column("source_id").to_pylist())
+        assert sorted(staged.column("label").to_pylist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+        assert (work / SYNTHETIC_PIXELS).stat().st_size == 9 * 8 * 8 * 3  # one row of pixels each
+    finally:
+        discard(context)
+
+
+def test_write_grid_puts_real_images_left_and_generated_ones_right(tmp_path):
+    real = RealData(np.zeros((4, 2, 3), np.uint8), np.array([0, 0, 1, 1]), list("abcd"))
+    fake, fake_labels = np.full((2, 2, 3), 100, np.uint8), np.array([1, 1])
+    write_grid(tmp_path / "grid.png", real, fake, fake_labels, num_classes=2, scale=1)
+    grid = np.asarray(Image.open(tmp_path / "grid.png"))
+    assert grid.shape == (2 * 3, 17 * 4)  # a row per class; 8 real, a gap, 8 generated; 1-pixel borders
+    assert (grid[0:2, 0:3] == 0).all() and (grid[3:5, 4:7] == 0).all()  # real images of both classes
+    assert (grid[3:5, 36:39] == 100).all() and (grid[3:5, 40:43] == 100).all()  # class 1's generated
+    assert (grid == 0).sum() == 4 * 6 and (grid == 100).sum() == 2 * 6 and (grid[0, 36:] == 255).all()
