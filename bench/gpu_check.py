@@ -21,15 +21,15 @@ import torch
 from pipeline.config import Config, GanTrainConfig
 from pipeline.gan.sample import generate
 from pipeline.gan.synthesis import train_gan
-from pipeline.gan.train import GanShape, GanTrainer, load_checkpoint, save_checkpoint
+from pipeline.gan.train import GanShape, GanTrainer, load_checkpoint, provenance, save_checkpoint
 from pipeline.ingest.store import RealData
+from pipeline.sources.digits import open_digits
 
 
 def digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    return np.rint(bunch.images * 255 / 16).astype(np.uint8), bunch.target.astype(int)
+    reader = open_digits()
+    samples = list(reader.samples())
+    return np.stack([s.pixels for s in samples]), np.array([s.label for s in samples])
 
 
 def check_trainer(name, images, labels, shape, steps, batch, width):
@@ -45,6 +45,7 @@ def check_trainer(name, images, labels, shape, steps, batch, width):
         path = Path(tmp) / "c.pt"
         save_checkpoint(trainer.state_dict(), path)
         state = load_checkpoint(path, "cuda")
+        recorded = provenance(state)
         resumed = GanTrainer(images=images, labels=labels, shape=shape, settings=settings, seed=0)
         resumed.load_state_dict(state)
         after = resumed.train(10, log_every=10)[-1]
@@ -71,6 +72,8 @@ def check_trainer(name, images, labels, shape, steps, batch, width):
                 "last": history[-1],
                 "finite": bool(np.isfinite([history[-1]["d_loss"], history[-1]["g_loss"]]).all()),
                 "resumed_step": after["step"],
+                "checkpoint_libraries": recorded["libraries"],
+                "checkpoint_has_config": bool(recorded["settings"]),
                 "sample_shape": list(pictures.shape),
                 "sample_dtype": str(pictures.dtype),
                 "d_score_mean": float(np.mean(scores)),
