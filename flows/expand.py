@@ -255,17 +255,6 @@ def _run_record() -> dict[str, Any]:
     }
 
 
-def _run_record() -> dict[str, Any]:
-    # From the run's context: prefect.runtime.deployment.id asks the API for the flow run.
-    run = FlowRunContext.get().flow_run
-    return {
-        "orchestrator": "prefect",
-        "flow_run_id": str(run.id),
-        "flow_run_name": run.name,
-        "deployment_id": str(run.deployment_id) if run.deployment_id else None,
-    }
-
-
 @flow(name="train_gan", log_prints=True)
 def train_gan(
     config_path: str | None = None,

@@ -16,26 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import TINY_GAN, TINY_TUNE
 from pipeline.build import build, load_config
 
 RECIPE = [{"Affine": {"rotate": [-20, 20], "p": 1.0}}, {"RandomBrightnessContrast": {"p": 0.5}}]
 
-TINY_TUNE = ["augment.tune.enabled=true", "augment.tune.seeds=1", "augment.tune.classifier_epochs=1"]
-TINY_GAN = [
-    "synthesis.enabled=true",
-    "synthesis.per_class=3",
-    "synthesis.train.steps=4",
-    "synthesis.train.eval_every=2",
-    "synthesis.train.width=8",
-    "synthesis.train.z_dim=8",
-    "synthesis.train.batch_size=8",
-    "synthesis.train.device=cpu",
-    "synthesis.device=cpu",
-    "synthesis.gate.seeds=1",
-    "synthesis.gate.classifier_epochs=1",
-    "synthesis.gate.ratios=[0.5]",
-    "augment.mix.method=mixup",
-]
+MIXED_GAN = [*TINY_GAN, "augment.mix.method=mixup"]
 
 
 _BUILT: dict[str, Path] = {}  # built once for every test module of the session
@@ -64,7 +50,7 @@ def _build_all(root: Path) -> dict[str, Path]:
     return {
         "digits": build(load_config("config/digits.yaml", digits))[0],
         "tuned": build(load_config(None, [*tiny, *TINY_TUNE, "name=tuned"]))[0],
-        "synthesis": build(load_config(None, [*tiny, *TINY_GAN, "name=synthesis"]))[0],
+        "synthesis": build(load_config(None, [*tiny, *MIXED_GAN, "name=synthesis"]))[0],
     }
 
 
