@@ -6,7 +6,7 @@ image: 34 gives about 50k rows) three ways, each into a fresh output root, with 
 
 0. ``pipeline.build.build`` with one worker, in-process (for scale),
 1. ``pipeline.build.build`` (no Prefect), twice: the first run starts the worker pool,
-2. the ``expand`` flow as ``expand run`` runs it, on a fresh ephemeral Prefect server
+2. the ``expand`` flow as ``expand run --flow`` runs it, on a fresh ephemeral Prefect server
    (includes its start-up; the server records task runs in batches, see
    ``flows.expand.run_expand``),
 3. the same again, server already up,
