@@ -16,8 +16,10 @@ from pipeline.version.croissant import CROISSANT_FILE, croissant_metadata
 from pipeline.version.layout import file_entry
 from pipeline.version.manifest import (
     CONTENT_LIBRARIES,
+    MANIFEST_FILE,
     OTHER_LIBRARIES,
     library_versions,
+    load_manifest,
     run_info,
     summarise_counts,
     utcnow,
@@ -37,12 +39,13 @@ def publish(context: BuildContext) -> Path:
     """Write the metadata, the manifest last, move the version into place atomically and
     point ``latest`` at it. The caller holds the dataset's lock.
 
-    For an existing version (``context.existing``) only ``latest`` moves.
+    Publishing is idempotent: for a version already in place (``context.existing``, or an
+    earlier attempt of this publish that renamed it before failing) only ``latest`` moves.
 
     Returns:
         The published version directory.
     """
-    if context.existing:
+    if context.existing or _in_place(context):
         set_latest(context.final_dir.parent, context.version_id)
         return context.final_dir
     entries = context.entries
@@ -72,6 +75,14 @@ def publish(context: BuildContext) -> Path:
     shutil.rmtree(context.staging_dir, ignore_errors=True)
     set_latest(context.final_dir.parent, context.version_id)
     return context.final_dir
+
+
+def _in_place(context: BuildContext) -> bool:
+    """Whether an earlier attempt published this build: its staged version is gone and the
+    final folder holds a manifest of this version (read and checked against the schema)."""
+    if context.version_dir.exists() or not (context.final_dir / MANIFEST_FILE).is_file():
+        return False
+    return load_manifest(context.final_dir).version_id == context.version_id
 
 
 def _manifest(context: BuildContext, entries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -43,7 +43,9 @@ class SourceConfig(Strict):
         "the first by source id",
     )
     follow_symlinks: bool = Field(
-        default=False, description="image folders: follow symbolic links that lead outside source.path"
+        default=False,
+        description="read image files that lie outside source.path: image folders follow symbolic "
+        "links out of it; Parquet reads path-column files given by absolute or '..' paths or links",
     )
     resize: tuple[int, int] | None = Field(
         default=None,

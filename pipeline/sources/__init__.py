@@ -36,6 +36,7 @@ def open_source(config: SourceConfig, workers: int = 1) -> SourceReader:
             config.class_names,
             skip_bad=config.on_bad_image == "skip",
             columns=(config.image_column, config.label_column),
+            follow_symlinks=config.follow_symlinks,
         )
     if config.kind == "cifar10":
         return open_cifar10(config.path, config.class_names)

@@ -19,6 +19,7 @@ import io
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,9 +49,15 @@ def open_parquet(
     *,
     skip_bad: bool = False,
     columns: tuple[str | None, str | None] = (None, None),
+    follow_symlinks: bool = False,
 ) -> SourceReader:
     """Index the Parquet files under ``path``; ``columns`` names the image and label
     columns (None: the first of :data:`IMAGE_COLUMNS`, :data:`LABEL_COLUMNS` present).
+
+    A row whose image is a file path reads that file only when it is a regular file under
+    the source's folder (``path``, or a file's folder); with ``follow_symlinks`` it may lie
+    anywhere (an absolute or ``..`` path, or a link out). Other paths are refused rows, like
+    any bad image (an error, or quarantined with ``skip_bad``).
 
     Raises:
         SourceError: no files, missing columns; rows with null or unreadable images or
@@ -62,7 +69,7 @@ def open_parquet(
     if not files:
         raise SourceError(f"{path}: no .parquet files found")
     base = path.parent if path.is_file() else path
-    tables = [_ParquetFile(f, f.relative_to(base).as_posix(), columns) for f in files]
+    tables = [_ParquetFile(f, f.relative_to(base).as_posix(), columns, base, follow_symlinks) for f in files]
 
     modes: set[str] = set()
     string_labels: set[str] = set()
@@ -120,10 +127,14 @@ def open_parquet(
 
 
 class _ParquetFile:
-    def __init__(self, file: Path, rel: str, columns: tuple[str | None, str | None]):
+    def __init__(
+        self, file: Path, rel: str, columns: tuple[str | None, str | None], root: Path, anywhere: bool
+    ):
         self.where = str(file)
         self.rel = rel
         self.file = file
+        self.root = root.resolve()
+        self.anywhere = anywhere
         try:
             self.schema = pq.read_schema(file)
             self.num_rows = pq.read_metadata(file).num_rows
@@ -146,27 +157,44 @@ class _ParquetFile:
                 for image, label in zip(
                     batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True
                 ):
-                    raw, label = self._image(image), self._label(label)
-                    if raw is None:
+                    (raw, problem), label = self._image(image), self._label(label)
+                    if problem is not None:
+                        pass
+                    elif raw is None:
                         problem = f"column '{self.image_column}' has no image bytes or path"
                     elif label is None:
                         problem = f"column '{self.label_column}' must hold an integer or a string label"
-                    else:
-                        problem = None
-                    yield row, raw, label, problem
+                    yield row, raw if problem is None else None, label, problem
                     row += 1
         except (OSError, pa.ArrowException) as exc:
             raise SourceError(f"{self.where}: cannot read rows: {exc}") from None
 
-    def _image(self, image) -> bytes | str | None:
-        """The image's bytes; else, as ``datasets`` writes local images (``to_parquet``
-        keeps their paths, not their bytes), the file its path names (a relative path from
-        the Parquet file's folder); else None."""
+    def _image(self, image) -> tuple[bytes | str | None, str | None]:
+        """(the image's bytes; else, as ``datasets`` writes local images (``to_parquet``
+        keeps their paths, not their bytes), the file its path names (relative to the
+        Parquet file's folder); else None, and why a path was refused, if it was)."""
         data, path = (image.get("bytes"), image.get("path")) if isinstance(image, dict) else (image, None)
         if isinstance(data, bytes | bytearray) and data:
-            return bytes(data)
+            return bytes(data), None
         if isinstance(path, str) and path:
-            return os.path.join(self.file.parent, path)  # an absolute path stays as it is
+            file = os.path.join(self.file.parent, path)  # an absolute path stays as it is
+            return file, self._refused(file, path)
+        return None, None
+
+    def _refused(self, file: str, path: str) -> str | None:
+        """Why the image file at ``file`` (``path`` in the column) may not be read, or None."""
+        real = Path(os.path.realpath(file))
+        if not self.anywhere and not real.is_relative_to(self.root):
+            return (
+                f"image path {path!r} leads outside the source folder {self.root} "
+                "(source.follow_symlinks: true reads it)"
+            )
+        try:
+            mode = os.stat(real).st_mode
+        except OSError:
+            return None  # missing or unreadable: decoding says so, naming the row
+        if not stat.S_ISREG(mode):
+            return f"image path {path!r} is not a regular file"
         return None
 
     @staticmethod

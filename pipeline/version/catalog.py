@@ -17,12 +17,14 @@ orchestrating process per dataset directory.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import re
 import shutil
 import socket
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -58,7 +60,7 @@ def dataset_lock(dataset_dir: Path, *, purpose: str, timeout: float = 0.0) -> It
     """
     dataset_dir.mkdir(parents=True, exist_ok=True)
     path = dataset_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock_file(path)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -80,6 +82,25 @@ def dataset_lock(dataset_dir: Path, *, purpose: str, timeout: float = 0.0) -> It
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _open_lock_file(path: Path) -> int:
+    """Open (or create) the lock file without following a symbolic link: the lock truncates
+    and writes it, which through a link would clobber whatever the link points at.
+
+    Raises:
+        PipelineError: ``path`` is a symbolic link or not a regular file.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PipelineError(f"{path} is a symbolic link; the lock must be a regular file") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PipelineError(f"{path} is not a regular file; the lock must be one")
+    return fd
 
 
 def _busy_message(path: Path, timeout: float) -> str:
@@ -154,7 +175,7 @@ def refs(dataset_dir: Path) -> tuple[str | None, dict[str, str]]:
     latest = _target(dataset_dir / LATEST)
     tags_dir = dataset_dir / TAGS_DIR
     tags = {}
-    if tags_dir.is_dir():
+    if tags_dir.is_dir() and not tags_dir.is_symlink():  # a linked tags folder is not followed
         for link in sorted(tags_dir.iterdir()):
             target = _target(link)
             if target:
@@ -195,6 +216,8 @@ def tag_version(version: Path, tag: str, *, delete: bool = False, lock_timeout: 
         )
     version = resolve_version(version)
     dataset_dir = version.parent
+    if (dataset_dir / TAGS_DIR).is_symlink():
+        raise PipelineError(f"{dataset_dir / TAGS_DIR} is a symbolic link; tags live in a real folder")
     link = dataset_dir / TAGS_DIR / tag
     with dataset_lock(dataset_dir, purpose=f"tag {tag}", timeout=lock_timeout):
         previous = _target(link)

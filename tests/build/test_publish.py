@@ -3,6 +3,7 @@ from dataclasses import replace
 
 from conftest import version_rows
 from pipeline.build import build
+from pipeline.build.publish import publish
 from pipeline.version.layout import file_entry
 from pipeline.version.manifest import load_manifest
 
@@ -38,3 +39,18 @@ def test_upload_pushes_the_published_version_to_the_remote(tiny_config, tmp_path
     assert load_manifest(copied).version_id == context.version_id
     assert sorted(p.name for p in copied.iterdir()) == sorted(p.name for p in context.final_dir.iterdir())
     assert context.final_dir.is_dir()  # the local version stays
+
+
+def test_publishing_again_after_the_rename_only_moves_latest(tiny_config):
+    """A retried publish (the first attempt renamed the version, then failed) succeeds."""
+    from pipeline.build.context import prepare
+    from pipeline.build.runner import InProcess
+    from pipeline.build.stages import plan, stage_named
+    from pipeline.version.catalog import LATEST
+
+    context = InProcess().shards(stage_named("write-shard"), plan(prepare(tiny_config())))
+    version = publish(context)
+    (version.parent / LATEST).unlink()  # as if the first attempt failed before `latest` moved
+    assert publish(context) == version  # the retry: no staging left, nothing rebuilt
+    assert (version.parent / LATEST).resolve() == version.resolve()
+    assert load_manifest(version).version_id == context.version_id

@@ -23,11 +23,12 @@ def test_hostile_names_stay_inside_the_output_root(tmp_path):
         config = config_for(
             root, tmp_path, f"output.root={out}", f"output.format={fmt}", "split.test_fraction=0.5"
         )
+        before = set(tmp_path.rglob("*"))  # the whole temporary folder, so an escape shows
         version, _ = build(config)
         manifest = load_manifest(version)
         assert manifest.class_names == sorted(names)
-        written = [p.resolve() for p in out.rglob("*")]
-        assert written and all(p.is_relative_to(out.resolve()) for p in written)
+        added = set(tmp_path.rglob("*")) - before
+        assert added and all(p.resolve().is_relative_to(out.resolve()) for p in added)
     from pipeline.dataset import ExpandedDataset
 
     assert len(ExpandedDataset(version, split="train")) == manifest.splits["train"].rows

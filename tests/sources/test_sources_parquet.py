@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -223,3 +224,47 @@ def test_guess_columns_names_only_unusual_columns(tmp_path):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "b.parquet").write_bytes(b"not parquet")
     assert guess_columns(tmp_path / "broken") == (None, None)
+
+
+def _path_rows(tmp_path: Path, path: str) -> Path:
+    """A Parquet source of two good rows and a third whose image is the file at ``path``."""
+    return parquet_rows(
+        tmp_path / "src" / "train.parquet",
+        [good_image(0), good_image(1), {"bytes": None, "path": path}],
+        [0, 1, 0],
+        pa.int64(),
+    )
+
+
+@pytest.mark.parametrize("kind", ["absolute", "dotdot", "link"])
+def test_an_image_path_outside_the_source_is_refused_unless_allowed(tmp_path, kind):
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(png_bytes(random_image(np.random.default_rng(5))))
+    (tmp_path / "src").mkdir()
+    if kind == "link":
+        (tmp_path / "src" / "inside.png").symlink_to(outside)
+    path = {"absolute": str(outside), "dotdot": "../secret.png", "link": "inside.png"}[kind]
+    source = _path_rows(tmp_path, path)
+    with pytest.raises(
+        SourceError, match=re.escape("row 2: image path") + ".*leads outside the source folder"
+    ):
+        ingest(config_for(source, tmp_path, kind="parquet"), tmp_path / "w1")
+    staged = ingest(config_for(source, tmp_path, "source.on_bad_image=skip", kind="parquet"), tmp_path / "w2")
+    [skipped] = staged.skipped
+    assert (
+        skipped["source_id"] == "train.parquet:2" and "leads outside the source folder" in skipped["reason"]
+    )
+    assert len(staged.index.source_ids) == 2  # the file outside was never read
+    allowed = config_for(source, tmp_path, "source.follow_symlinks=true", kind="parquet")
+    assert len(ingest(allowed, tmp_path / "w3").index.source_ids) == 3  # opted in: read
+
+
+def test_an_image_path_that_is_not_a_regular_file_is_refused_without_opening_it(tmp_path):
+    (tmp_path / "src").mkdir()
+    os.mkfifo(tmp_path / "src" / "pipe.png")  # opening a FIFO to read would wait forever
+    source = _path_rows(tmp_path, "pipe.png")
+    with pytest.raises(SourceError, match=re.escape("row 2: image path 'pipe.png' is not a regular file")):
+        ingest(config_for(source, tmp_path, kind="parquet"), tmp_path / "w1")
+    staged = ingest(config_for(source, tmp_path, "source.on_bad_image=skip", kind="parquet"), tmp_path / "w2")
+    [skipped] = staged.skipped
+    assert skipped["reason"].endswith("row 2: image path 'pipe.png' is not a regular file")
