@@ -69,7 +69,7 @@ def _versions(args: argparse.Namespace) -> int:
     rows = [
         (
             s.version_id,
-            s.created,
+            "DAMAGED" if s.damaged else s.created,
             s.name,
             _origins(s.rows.get("train", {})),
             str(sum(s.rows.get("test", {}).values())),
@@ -85,6 +85,10 @@ def _versions(args: argparse.Namespace) -> int:
             for column, (cell, w) in enumerate(zip(row, widths, strict=True))
         ]
         print("  ".join(cells).rstrip())
+    for s in found:
+        if s.damaged:
+            print(f"damaged: {s.path}: {s.damaged}")
+            print("  (expand gc removes it; a run of its config builds it again)")
     return EXIT_OK
 
 

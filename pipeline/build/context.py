@@ -22,8 +22,8 @@ from pipeline.core.hashing import file_sha256
 from pipeline.ingest.space import SpaceEstimate, estimate_space, most_rows, raise_if_full
 from pipeline.ingest.stage import ingest
 from pipeline.ingest.store import INDEX_FILE, PIXELS_FILE, PixelStore, save_index
-from pipeline.version.catalog import STAGING_PREFIX, remove_stale_staging
-from pipeline.version.manifest import MANIFEST_FILE, utcnow, version_id
+from pipeline.version.catalog import STAGING_PREFIX, is_version, remove_stale_staging, set_aside
+from pipeline.version.manifest import MANIFEST_FILE, utcnow, verify, version_id
 
 _LISTED_DUPLICATES = 100  # duplicate groups named in the manifest (all are counted)
 
@@ -97,7 +97,8 @@ def prepare(config: Config, run: dict[str, Any] | None = None, workers: int = 1)
             file_sha256(checkpoint) if checkpoint else None,
         )
         final_dir = parent / vid
-        if (final_dir / MANIFEST_FILE).is_file():
+        problems = _problems(final_dir)
+        if final_dir.exists() and not problems:
             shutil.rmtree(staging)
             return BuildContext(
                 config=config,
@@ -107,6 +108,9 @@ def prepare(config: Config, run: dict[str, Any] | None = None, workers: int = 1)
                 staging_dir=None,
                 workers=workers,
             )
+        if problems:  # damaged (a power loss, a hand edit): set aside, and built again
+            aside = set_aside(final_dir, problems)
+            run = {**(run or {}), "replaced_damaged": {"set_aside": aside.name, "problems": problems[:10]}}
         save_index(ingested.index, staging / "work" / INDEX_FILE)
         (staging / "version").mkdir()
         release_arrow_memory()
@@ -152,6 +156,17 @@ def prepare(config: Config, run: dict[str, Any] | None = None, workers: int = 1)
         space=space,
         workers=workers,
     )
+
+
+def _problems(final_dir: Path) -> list[str]:
+    """What is wrong with the version already at ``final_dir`` (a quick check: the manifest
+    against its schema, files and sizes, shard schemas and row counts); none when it is
+    intact or absent."""
+    if not final_dir.exists() and not final_dir.is_symlink():
+        return []
+    if not is_version(final_dir):
+        return [f"{final_dir.name}: not a published version folder (no {MANIFEST_FILE}, or a link)"]
+    return verify(final_dir, full=False)
 
 
 def release_arrow_memory() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.build.context import BuildContext
+from pipeline.core.durable import fsync_dir, sync_tree
 from pipeline.gan.stage import GRID_FILE
 from pipeline.version.card import CARD_FILE, dataset_card
 from pipeline.version.catalog import set_latest
@@ -70,8 +71,10 @@ def publish(context: BuildContext) -> Path:
     manifest.files = sorted(
         manifest.files + [FileEntry(**file_entry(version, version / n)) for n in added], key=lambda f: f.path
     )
+    sync_tree(version)  # every byte on disk before the manifest makes the version complete
     write_manifest(version, manifest)
     version.rename(context.final_dir)
+    fsync_dir(context.final_dir.parent)  # the rename survives a power loss too
     shutil.rmtree(context.staging_dir, ignore_errors=True)
     set_latest(context.final_dir.parent, context.version_id)
     return context.final_dir

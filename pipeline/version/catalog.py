@@ -33,11 +33,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.durable import fsync_dir
 from pipeline.core.errors import PipelineError
 from pipeline.version.manifest import MANIFEST_FILE, load_manifest
 
 VERSION_PREFIX = "v-"
 STAGING_PREFIX = ".incomplete-"
+DAMAGED_PREFIX = ".damaged-"  # a version that failed its check, set aside for a look (gc removes it)
+DAMAGED_NOTE = "DAMAGED.txt"
 LATEST = "latest"
 TAGS_DIR = "tags"
 LOCK_FILE = ".lock"
@@ -128,6 +131,21 @@ def remove_stale_staging(dataset_dir: Path, *, dry_run: bool = False) -> list[Pa
     return stale
 
 
+def set_aside(version: Path, problems: list[str]) -> Path:
+    """Move a damaged version out of the way (``.damaged-<id>-<random>``, with the problems
+    in ``DAMAGED.txt``) so that a rebuild can take its place. The caller holds the lock.
+
+    Returns:
+        Where it went.
+    """
+    aside = version.parent / f"{DAMAGED_PREFIX}{version.name}-{uuid.uuid4().hex[:8]}"
+    os.replace(version, aside)
+    fsync_dir(version.parent)
+    if aside.is_dir() and not aside.is_symlink():
+        (aside / DAMAGED_NOTE).write_text("\n".join(problems) + "\n", encoding="utf-8")
+    return aside
+
+
 # -- finding versions -----------------------------------------------------------------------
 def is_version(path: Path) -> bool:
     """A published version: a real ``v-*`` directory with a manifest."""
@@ -193,6 +211,7 @@ def _point(link: Path, target: str) -> None:
     temporary = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}")
     os.symlink(target, temporary)
     os.replace(temporary, link)
+    fsync_dir(link.parent)
 
 
 def set_latest(dataset_dir: Path, version_id: str) -> None:
@@ -245,6 +264,7 @@ class VersionSummary:
     bytes: int
     tags: list[str] = field(default_factory=list)
     latest: bool = False
+    damaged: str | None = None  # why its manifest cannot be read; the other fields are empty
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -253,10 +273,26 @@ class VersionSummary:
 def summarize(version: Path, latest: str | None = None, tags: dict[str, str] | None = None) -> VersionSummary:
     """One version's catalog line (``latest``, ``tags``: the dataset's refs, see :func:`refs`).
 
-    Raises:
-        PipelineError: the version's manifest is unreadable or does not fit the schema.
+    A version whose manifest is unreadable or does not fit the schema is summarised as
+    damaged, with the reason, and named by its folder.
     """
-    manifest = load_manifest(version)
+    try:
+        manifest = load_manifest(version)
+    except PipelineError as exc:
+        vid = version.name
+        return VersionSummary(
+            version_id=vid,
+            path=str(version),
+            name=version.parent.name,
+            created="",
+            source="",
+            fingerprint="",
+            rows={},
+            bytes=0,
+            tags=sorted(t for t, target in (tags or {}).items() if target == vid),
+            latest=latest == vid,
+            damaged=str(exc),
+        )
     vid = manifest.version_id
     return VersionSummary(
         version_id=vid,
@@ -285,10 +321,12 @@ def list_versions(root: Path) -> list[VersionSummary]:
 # -- gc -------------------------------------------------------------------------------------
 def gc(root: Path, *, keep: int, dry_run: bool = False, lock_timeout: float = 0.0) -> dict[str, list[str]]:
     """Remove all but the ``keep`` newest versions of each dataset, sparing tagged ones and
-    ``latest``, and the staging directories of crashed runs.
+    ``latest``; damaged versions (unreadable manifest) unless tagged or ``latest``; the
+    damaged versions runs set aside; and the staging directories of crashed runs.
 
     Returns:
-        ``{"removed": [...], "staging": [...], "kept": [...]}`` paths.
+        ``{"removed": [...], "staging": [...], "kept": [...]}`` paths (staging: crashed
+        runs' and set-aside damaged folders).
     """
     if keep < 0:
         raise PipelineError(f"gc: --keep must be 0 or more, got {keep}")
@@ -302,14 +340,20 @@ def gc(root: Path, *, keep: int, dry_run: bool = False, lock_timeout: float = 0.
                 key=lambda s: (s.created, s.version_id),
                 reverse=True,
             )
+            damaged = [s for s in newest_first if s.damaged]
+            newest_first = [s for s in newest_first if not s.damaged] + damaged
             for rank, summary in enumerate(newest_first):
-                if rank < keep or summary.version_id in protected:
+                if summary.version_id in protected or (rank < keep and not summary.damaged):
                     report["kept"].append(summary.path)
                     continue
                 report["removed"].append(summary.path)
                 if not dry_run:
                     _remove_version(Path(summary.path))
             report["staging"] += [str(p) for p in remove_stale_staging(dataset_dir, dry_run=dry_run)]
+            aside = sorted(p for p in dataset_dir.glob(f"{DAMAGED_PREFIX}*") if p.is_dir())
+            report["staging"] += [str(p) for p in aside]
+            for path in [] if dry_run else aside:
+                shutil.rmtree(path, ignore_errors=True)
     return report
 
 

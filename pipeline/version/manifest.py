@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 import pipeline
+from pipeline.core.durable import write_durably
 from pipeline.core.errors import PipelineError
 from pipeline.core.hashing import stream_sha256
 from pipeline.version.layout import lineage_schema, parquet_schema
@@ -132,7 +133,8 @@ def summarise_counts(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def write_manifest(version_dir: Path, manifest: Manifest | dict[str, Any]) -> Path:
-    """Write ``manifest.json`` (sorted keys, indented by 2) and return its path.
+    """Write ``manifest.json`` (sorted keys, indented by 2) durably (temporary file, fsync,
+    rename, fsync of the folder) and return its path.
 
     Args:
         version_dir: the version's folder.
@@ -147,7 +149,7 @@ def write_manifest(version_dir: Path, manifest: Manifest | dict[str, Any]) -> Pa
     except ValidationError as exc:
         raise PipelineError(f"{version_dir}: the manifest to write {_first_error(exc)}") from None
     path = version_dir / MANIFEST_FILE
-    path.write_text(json.dumps(model.as_json(), sort_keys=True, indent=2) + "\n", encoding="utf-8")
+    write_durably(path, (json.dumps(model.as_json(), sort_keys=True, indent=2) + "\n").encode("utf-8"))
     return path
 
 

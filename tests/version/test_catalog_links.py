@@ -46,3 +46,14 @@ def test_a_tags_folder_that_is_a_link_is_neither_followed_nor_written(tiny_confi
     assert list(elsewhere.iterdir()) == []
     (elsewhere / "planted").symlink_to(f"../{version.name}")
     assert refs(version.parent)[1] == {}  # a linked tags folder's entries are not the dataset's tags
+
+
+def test_set_aside_moves_a_version_out_of_the_way_with_its_problems(tmp_path):
+    from pipeline.version.catalog import DAMAGED_NOTE, DAMAGED_PREFIX, set_aside
+
+    version = tmp_path / "data" / "v-0123456789abcdef"
+    version.mkdir(parents=True)
+    aside = set_aside(version, ["manifest.json: unreadable"])
+    assert not version.exists() and aside.parent == version.parent
+    assert aside.name.startswith(f"{DAMAGED_PREFIX}{version.name}-")
+    assert (aside / DAMAGED_NOTE).read_text() == "manifest.json: unreadable\n"
