@@ -158,11 +158,9 @@ class _ParquetFile:
                     batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True
                 ):
                     (raw, problem), label = self._image(image), self._label(label)
-                    if problem is not None:
-                        pass
-                    elif raw is None:
+                    if problem is None and raw is None:
                         problem = f"column '{self.image_column}' has no image bytes or path"
-                    elif label is None:
+                    elif problem is None and label is None:
                         problem = f"column '{self.label_column}' must hold an integer or a string label"
                     yield row, raw if problem is None else None, label, problem
                     row += 1
