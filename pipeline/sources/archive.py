@@ -3,7 +3,11 @@
 
 Only regular files and folders are extracted, and only under the target folder: a member
 with an absolute path, a ``..`` part or a link is refused, naming the archive and the
-member. macOS's ``__MACOSX/`` resource forks are left out. An archive whose members all
+member. macOS's ``__MACOSX/`` resource forks are left out. An archive bomb stops before
+it fills the disk: the members' sizes together must fit in the space free when
+extraction starts, there may be at most :data:`MAX_MEMBERS` of them, and they may unpack to
+at most :data:`MAX_RATIO` times the archive's size; each member is copied up to its
+declared size only. An archive whose members all
 sit under one top-level folder gives that folder, so ``x.tar.gz`` holding ``x/<class>/...``
 reads as the folder ``x`` would (a split folder stays: ``train/<class>/...`` is train).
 """
@@ -24,6 +28,41 @@ from pipeline.core.errors import SourceError
 from pipeline.sources.base import split_name
 
 _SKIPPED_TOP = "__MACOSX"
+MAX_MEMBERS = 1_000_000  # files in one archive
+MAX_RATIO = 100  # bytes unpacked per byte of archive: images hardly compress, bombs do
+
+
+class _Budget:
+    """What an archive's members may take together: the disk's free space when extraction
+    starts, :data:`MAX_MEMBERS` files and :data:`MAX_RATIO` times the archive's size."""
+
+    def __init__(self, archive: Path, target: Path):
+        self.archive, self.target = archive, target
+        self.free = shutil.disk_usage(target).free
+        self.ratio_bytes = MAX_RATIO * max(archive.stat().st_size, 1)
+        self.members = self.bytes = 0
+
+    def admit(self, name: str, size: int) -> None:
+        """Count one member of ``size`` bytes.
+
+        Raises:
+            SourceError: a cap is passed (names the archive, the member and the cap).
+        """
+        self.members += 1
+        self.bytes += size
+        where = f"{self.archive}: member {name!r}"
+        if self.members > MAX_MEMBERS:
+            raise SourceError(f"{where}: the archive holds more than {MAX_MEMBERS:,} files")
+        if self.bytes > self.free:
+            raise SourceError(
+                f"{where} ({size:,} bytes) does not fit on the disk of {self.target}: the members "
+                f"so far come to {self.bytes:,} bytes, {self.free:,} were free"
+            )
+        if self.bytes > self.ratio_bytes:
+            raise SourceError(
+                f"{where}: the members so far unpack to {self.bytes:,} bytes, more than {MAX_RATIO} "
+                "times the archive's size: refused as an archive bomb"
+            )
 
 
 def is_archive(path: Path) -> bool:
@@ -60,12 +99,14 @@ def extract(archive: Path, target: Path) -> None:
         SourceError: unreadable, or a member that is a link or would land outside ``target``.
     """
     try:
+        target.mkdir(parents=True, exist_ok=True)
+        budget = _Budget(archive, target)
         if archive.name.lower().endswith(".zip"):
             with zipfile.ZipFile(archive) as zipped:
                 for info in zipped.infolist():
                     if not info.is_dir():
                         with zipped.open(info) as member:
-                            _write(archive, info.filename, info.file_size, member, target)
+                            _write(archive, info.filename, info.file_size, member, target, budget)
         else:
             with tarfile.open(archive) as tar:
                 for info in tar:
@@ -76,25 +117,29 @@ def extract(archive: Path, target: Path) -> None:
                     if info.isfile():
                         member = tar.extractfile(info)
                         if member is not None:
-                            _write(archive, info.name, info.size, member, target)
+                            _write(archive, info.name, info.size, member, target, budget)
     except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile) as exc:
         raise SourceError(f"{archive}: cannot read the archive: {exc}") from None
 
 
-def _write(archive: Path, name: str, size: int, member: IO[bytes], target: Path) -> None:
+def _write(archive: Path, name: str, size: int, member: IO[bytes], target: Path, budget: _Budget) -> None:
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if not parts or parts[0] == _SKIPPED_TOP:
         return
     if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
         raise SourceError(f"{archive}: member {name!r} would be extracted outside its folder")
-    # A member's declared size against the free space: an archive that unpacks to more than
-    # the disk holds (a zip bomb, say) stops before it fills it.
-    if size > shutil.disk_usage(target).free:
-        raise SourceError(f"{archive}: member {name!r} ({size:,} bytes) does not fit on the disk of {target}")
+    budget.admit(name, size)  # declared sizes, before a byte is written
     destination = target.joinpath(*parts)
     destination.parent.mkdir(parents=True, exist_ok=True)
     with destination.open("wb") as out:
-        shutil.copyfileobj(member, out)
+        copied = 0
+        for block in iter(lambda: member.read(1 << 20), b""):
+            copied += len(block)
+            if copied > size:  # a member larger than it declared is not copied on
+                raise SourceError(
+                    f"{archive}: member {name!r} holds more than the {size:,} bytes it declares"
+                )
+            out.write(block)
 
 
 def _single_folder(target: Path) -> Path:

@@ -93,3 +93,67 @@ def test_an_unsafe_or_oversized_archive_member_is_refused(tmp_path, monkeypatch)
     (tmp_path / "broken.zip").write_bytes(b"not a zip")
     with pytest.raises(SourceError, match="broken.zip: cannot read the archive"):
         extract(tmp_path / "broken.zip", tmp_path / "into")
+
+
+def _tar_of(path, members: dict[str, bytes]):
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_members_that_fit_one_by_one_but_not_together_are_refused(tmp_path, monkeypatch):
+    import types
+
+    from pipeline.sources.archive import extract
+
+    archive = _tar_of(tmp_path / "many.tar", {f"cat/{i}.png": bytes(400) for i in range(4)})
+    # 1,000 bytes free: each 400-byte member fits on its own, not all four
+    monkeypatch.setattr(
+        "pipeline.sources.archive.shutil.disk_usage", lambda _: types.SimpleNamespace(free=1000)
+    )
+    with pytest.raises(
+        SourceError, match=r"member 'cat/2.png' \(400 bytes\) does not fit .* 1,200 bytes, 1,000"
+    ):
+        extract(archive, tmp_path / "into")
+
+
+def test_too_many_members_are_refused(tmp_path, monkeypatch):
+    from pipeline.sources import archive as archive_module
+
+    monkeypatch.setattr(archive_module, "MAX_MEMBERS", 3)
+    archive = _tar_of(tmp_path / "many.tar", {f"cat/{i}.png": b"x" for i in range(5)})
+    with pytest.raises(SourceError, match="member 'cat/3.png': the archive holds more than 3 files"):
+        archive_module.extract(archive, tmp_path / "into")
+
+
+def test_an_archive_bomb_is_refused_by_its_compression_ratio(tmp_path):
+    import zipfile
+
+    from pipeline.sources.archive import extract
+
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("cat/zeros.png", bytes(20_000_000))  # 20 MB of zeros: about 20 KB zipped
+    with pytest.raises(
+        SourceError, match="more than 100 times the archive's size: refused as an archive bomb"
+    ):
+        extract(bomb, tmp_path / "into")
+    assert not list((tmp_path / "into").rglob("*.png"))  # refused before a byte was written
+
+
+def test_a_member_larger_than_it_declares_is_not_copied_on(tmp_path):
+    import io
+
+    from pipeline.sources.archive import _Budget, _write
+
+    target = tmp_path / "into"
+    target.mkdir()
+    archive = _tar_of(tmp_path / "a.tar", {"x": b"x"})
+    with pytest.raises(SourceError, match="holds more than the 3 bytes it declares"):
+        _write(archive, "cat/lie.png", 3, io.BytesIO(b"0123456789"), target, _Budget(archive, target))
