@@ -234,6 +234,8 @@ def verify(version: Path | str, *, full: bool = True) -> list[str]:
 
 def _check_file(fs: Any, root: str, entry: FileEntry, full: bool) -> str | None:
     path = posixpath.join(root, entry.path)
+    if _is_link(fs, root, entry.path):
+        return f"{entry.path}: a symbolic link; a version holds regular files only"
     if not fs.isfile(path):
         return f"{entry.path}: missing"
     size = fs.size(path)
@@ -245,6 +247,16 @@ def _check_file(fs: Any, root: str, entry: FileEntry, full: bool) -> str | None:
         if digest != entry.sha256:
             return f"{entry.path}: sha256 {digest[:16]}..., the manifest says {entry.sha256[:16]}..."
     return None
+
+
+def _is_link(fs: Any, root: str, relative: str) -> bool:
+    """Whether ``relative`` under ``root``, or a folder on its way there inside the version,
+    is a symbolic link (on file systems that have them)."""
+    islink = getattr(fs, "islink", None)
+    parts = relative.split("/")
+    return islink is not None and any(
+        islink(posixpath.join(root, *parts[: i + 1])) for i in range(len(parts))
+    )
 
 
 def has_soft_labels(manifest: Manifest | dict[str, Any]) -> bool:

@@ -16,9 +16,9 @@ written again keeps its bytes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
@@ -56,12 +56,27 @@ class ShardInfo(_Strict):
     rows: int
 
 
-class FileEntry(_Strict):
-    """One file of the version, relative to its folder."""
+def _inside(path: str) -> str:
+    """``path`` if it is a relative POSIX path that stays inside the version's folder."""
+    parts = path.split("/")
+    if not path or path.startswith("/") or "\\" in path or "\x00" in path or ".." in parts or "" in parts:
+        raise ValueError(f"{path!r} is not a relative path inside the version")
+    return path
 
-    path: str
-    bytes: int
-    sha256: str
+
+def _folder_name(name: str) -> str:
+    """``name`` if it can name one folder (the dataset's, on disk and on a remote)."""
+    if name in (".", "..") or not all(c.isalnum() or c in "._-" for c in name) or not 0 < len(name) <= 100:
+        raise ValueError(f"{name!r} cannot name a folder: use 1-100 letters, digits, '.', '_' or '-'")
+    return name
+
+
+class FileEntry(_Strict):
+    """One file of the version, relative to its folder (a POSIX path that stays inside it)."""
+
+    path: Annotated[str, AfterValidator(_inside)]
+    bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class SkippedFile(_Strict):
@@ -214,8 +229,8 @@ class Manifest(_Strict):
     """A published version's ``manifest.json``."""
 
     schema_version: Literal[1]
-    version_id: str
-    name: str
+    version_id: str = Field(pattern=r"^v-[0-9a-f]{16}$")
+    name: Annotated[str, AfterValidator(_folder_name)]
     created: str
     format: Literal["parquet", "imagefolder"]
     class_names: list[str]
