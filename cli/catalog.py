@@ -15,7 +15,7 @@ from typing import Any
 from cli.options import JSON, ROOT, VERSION
 from pipeline.version import catalog
 from pipeline.version import rows as version_rows
-from pipeline.version.manifest import ATTACHMENTS_DIR, load_manifest, verify
+from pipeline.version.manifest import ATTACHMENTS_DIR, load_manifest, recorded_digest, verify
 from pipeline.version.remote import push
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -41,6 +41,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     check = commands.add_parser("verify", help="re-hash every file of a version against its manifest")
     check.add_argument("version", help="version folder, or the fsspec URL of an uploaded version")
     check.add_argument("--quick", action="store_true", help="sizes, schemas and row counts only")
+    check.add_argument(
+        "--manifest-sha256",
+        metavar="HEX",
+        help="the manifest's sha256 as published (kept elsewhere); default: the version's digest record",
+    )
     trace = commands.add_parser("lineage", parents=[VERSION], help="where one row came from")
     trace.add_argument("row_id", help="the row's id (the id column: 16 hex digits)")
     upload = commands.add_parser("push", help="upload a version to remote storage (an fsspec URL)")
@@ -215,7 +220,7 @@ def _gc(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     version = args.version if "://" in args.version else catalog.resolve_version(args.version)
-    problems = verify(version, full=not args.quick)
+    problems = verify(version, full=not args.quick, manifest_sha256=args.manifest_sha256)
     if problems:
         for problem in problems:
             print(f"{version}: {problem}")
@@ -223,6 +228,12 @@ def _verify(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     files = len(load_manifest(version).files)
     print(f"OK: {files} files {'sized' if args.quick else 'hashed'}, schemas and row counts match")
+    if args.manifest_sha256:
+        print("the manifest is the one given by --manifest-sha256")
+    elif recorded_digest(version):
+        print("the manifest is the one recorded when the version was published")
+    else:
+        print("no manifest digest recorded for this version: a rewritten manifest would not be seen")
     return EXIT_OK
 
 

@@ -18,6 +18,7 @@ import threading
 
 from cli import catalog, evaluate, run
 from cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, Terminated
+from cli.reaper import start_reaper
 from pipeline.core.errors import ConfigError, PipelineError
 
 _MODULES = (run, catalog, evaluate)
@@ -36,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     for module in _MODULES:
         module.add_commands(commands)
     return parser
+
+
+def entry() -> int:
+    """The ``expand`` program: :func:`main`, with a watchdog that stops every process the
+    command started if it is killed (:mod:`cli.reaper`)."""
+    start_reaper()
+    return main()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,4 +110,4 @@ def _sigterm_raises():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

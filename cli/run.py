@@ -55,6 +55,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     when.add_argument("--cron", help='cron schedule, e.g. "0 3 * * *" (daily at 03:00)')
     when.add_argument("--interval", type=int, help="seconds between runs")
     serve.add_argument("--name", help="deployment name (default: the dataset name)")
+    serve.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a config key (fnmatch pattern: 'synthesis.gate.*') a run of the deployment may override; "
+        "repeat for more. None by default: runs get the served config and --set overrides only",
+    )
     gan = commands.add_parser("train-gan", parents=[CONFIG], help="train the class-conditional GAN alone")
     gan.add_argument("--out", help="checkpoint folder (default: <output.root>/<name>-gan)")
     gan.add_argument("--resume", help="continue from this checkpoint (exactly, on the same device)")
@@ -150,6 +158,7 @@ def _progress(quiet: bool):
 def _print_summary(result: dict) -> None:
     state = "published" if result["created"] else "already published (nothing to do)"
     print(f"version {result['version_id']} {state} in {result['seconds']:.1f}s ({MODES[result['mode']]})")
+    print(f"  manifest sha256 {result['manifest_sha256']} (expand verify checks it)")
     _print_split_table(result["splits"])
     _print_source_line(result)
     if result.get("tune"):
@@ -215,9 +224,14 @@ def _serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--interval must be at least 1 second, got {args.interval}")
     if not args.cron and not args.interval:
         raise ConfigError("expand serve needs a schedule: --cron or --interval")
+    from flows.policy import serve_policy
+
+    serve_policy(args.config, args.overrides, args.allow)  # a bad --allow fails before Prefect loads
     from flows.expand import serve_expand
 
-    serve_expand(args.config, args.overrides, cron=args.cron, interval=args.interval, name=args.name)
+    serve_expand(
+        args.config, args.overrides, cron=args.cron, interval=args.interval, name=args.name, allow=args.allow
+    )
     return EXIT_OK
 
 

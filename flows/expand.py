@@ -13,6 +13,8 @@ retry. The run's artifacts are made after the stages, outside any retried task.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import re
 import time
 from dataclasses import replace
@@ -28,6 +30,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
+from flows.policy import POLICY_ENV, serve_policy, served_parameters
 from flows.settings import one_off_run, temporary_server_url
 from pipeline.build import load_config
 from pipeline.build.context import BuildContext, prepare
@@ -171,12 +174,21 @@ def _name_run(dataset: str, version_id: str) -> str:
 
 
 def serve_expand(
-    config_path: str, overrides: list[str], *, cron: str | None, interval: int | None, name: str | None
+    config_path: str,
+    overrides: list[str],
+    *,
+    cron: str | None,
+    interval: int | None,
+    name: str | None,
+    allow: list[str] | None = None,
 ) -> None:
     """Serve the ``expand`` flow as a deployment with a schedule (long-running, like
-    ``flow.serve``); runs get the config path and overrides as parameters."""
+    ``flow.serve``); runs get the config path and overrides as parameters, and may add
+    overrides only for the keys ``allow`` names (see :mod:`flows.policy`)."""
     config = load_config(config_path, overrides)
     dataset = config.dataset_name()
+    policy = serve_policy(config_path, overrides, allow or [])
+    os.environ[POLICY_ENV] = json.dumps(policy)  # the runs this process starts inherit it
     expand.serve(
         name=name or dataset,
         cron=cron,
@@ -197,7 +209,8 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
         nothing was written), ``splits``, and what ingest, tuning and the gate decided.
     """
     logger = get_run_logger()
-    config = load_config(config_path, overrides or [])
+    config_path, overrides = served_parameters(config_path, overrides or [])
+    config = load_config(config_path, overrides)
     # Long stages log their progress (GAN training and writing log their own lines).
     with reporting(ProgressLog(logger, skip=(GAN, WRITING))):
         context = run_stages(config, PrefectTasks(logger), _run_record())

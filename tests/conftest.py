@@ -272,3 +272,16 @@ def bucket(tmp_path):
 def screen(text: str) -> list[str]:
     """What a terminal shows: each line's last redraw."""
     return [line.split("\r")[-1].replace("\x1b[2K", "") for line in text.split("\n") if line]
+
+
+def group_members(group: int) -> list[str]:
+    """The live (not zombie) processes of a process group, from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended while listed
+        if int(fields[2]) == group and fields[0] != "Z":
+            members.append(stat.parent.name)
+    return members

@@ -284,8 +284,6 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
-
-
 def check_augment(augment: AugmentConfig) -> None:
     """Build every recipe of ``augment`` once (the default and each class's own), so that
     bad names and parameters fail when the config loads.

@@ -10,9 +10,10 @@ from typing import Any
 
 from pipeline.build.context import BuildContext
 from pipeline.core.durable import fsync_dir, sync_tree
+from pipeline.core.failpoints import crash_point
 from pipeline.gan.stage import GRID_FILE
 from pipeline.version.card import CARD_FILE, dataset_card
-from pipeline.version.catalog import set_latest
+from pipeline.version.catalog import record_digest, set_latest
 from pipeline.version.croissant import CROISSANT_FILE, croissant_metadata
 from pipeline.version.layout import file_entry
 from pipeline.version.manifest import (
@@ -21,6 +22,7 @@ from pipeline.version.manifest import (
     OTHER_LIBRARIES,
     library_versions,
     load_manifest,
+    manifest_digest,
     run_info,
     summarise_counts,
     utcnow,
@@ -73,8 +75,10 @@ def publish(context: BuildContext) -> Path:
     )
     sync_tree(version)  # every byte on disk before the manifest makes the version complete
     write_manifest(version, manifest)
+    record_digest(context.final_dir.parent, context.version_id, manifest_digest(version))
     version.rename(context.final_dir)
     fsync_dir(context.final_dir.parent)  # the rename survives a power loss too
+    crash_point("publish.renamed")
     shutil.rmtree(context.staging_dir, ignore_errors=True)
     set_latest(context.final_dir.parent, context.version_id)
     return context.final_dir

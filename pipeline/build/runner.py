@@ -23,7 +23,7 @@ from pipeline.core.workers import run_all, stop_workers, warm_up
 from pipeline.gan.stage import train_gan_stage
 from pipeline.ingest.space import raise_if_full
 from pipeline.version.catalog import dataset_lock
-from pipeline.version.manifest import load_manifest
+from pipeline.version.manifest import load_manifest, manifest_digest
 from pipeline.version.remote import remote_url
 
 
@@ -131,6 +131,7 @@ def run_result(context: BuildContext) -> dict[str, Any]:
     return {
         "version_dir": str(context.final_dir),
         "version_id": context.version_id,
+        "manifest_sha256": manifest_digest(context.final_dir),
         "remote": remote_url(context.config.output.remote, context.name, context.version_id),
         "created": not context.existing,
         "splits": {split: dict(info.by_origin) for split, info in manifest.splits.items()},

@@ -20,5 +20,3 @@ def pick_device(name: str, key: str = "device") -> torch.device:
     if (name == "cuda" and not cuda) or (name == "mps" and not mps):
         raise ConfigError(f"{key}: {name} is not available on this machine (use auto or cpu)")
     return torch.device(name)
-
-

@@ -155,5 +155,3 @@ def write_grid(
                 canvas[c * (h + 1) : c * (h + 1) + h, col * (w + 1) : col * (w + 1) + w] = image
     picture = Image.fromarray(canvas)
     picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST).save(path)
-
-

@@ -7,6 +7,7 @@ A dataset directory ``<output.root>/<name>`` holds::
     .incomplete-*/   staging of a running or crashed build; never listed
     latest           symlink to the version the last run published (or found unchanged)
     tags/<tag>       symlinks to tagged versions; gc never removes a tagged version
+    digests/<id>.sha256  each version's manifest sha256, recorded when it was published
     .lock            held by whoever changes the directory (a run, gc, tag)
 
 The lock is an exclusive ``flock``: the kernel drops it when its process dies, so a
@@ -33,9 +34,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.durable import fsync_dir
+from pipeline.core.durable import fsync_dir, write_durably
 from pipeline.core.errors import PipelineError
-from pipeline.version.manifest import MANIFEST_FILE, load_manifest
+from pipeline.version.manifest import DIGESTS_DIR, MANIFEST_FILE, digest_line, digest_record, load_manifest
 
 VERSION_PREFIX = "v-"
 STAGING_PREFIX = ".incomplete-"
@@ -144,6 +145,17 @@ def set_aside(version: Path, problems: list[str]) -> Path:
     if aside.is_dir() and not aside.is_symlink():
         (aside / DAMAGED_NOTE).write_text("\n".join(problems) + "\n", encoding="utf-8")
     return aside
+
+
+def record_digest(dataset_dir: Path, version_id: str, sha256: str) -> Path:
+    """Record a version's manifest sha256 in ``digests/`` (durably); the caller holds the lock
+    and publishes the version after this, so a published version always has its record."""
+    path = Path(digest_record(str(dataset_dir), version_id))
+    if path.parent.is_symlink():
+        raise PipelineError(f"{path.parent} is a symbolic link; digests live in a real folder")
+    path.parent.mkdir(exist_ok=True)
+    write_durably(path, digest_line(version_id, sha256).encode())
+    return path
 
 
 # -- finding versions -----------------------------------------------------------------------
@@ -354,7 +366,18 @@ def gc(root: Path, *, keep: int, dry_run: bool = False, lock_timeout: float = 0.
             report["staging"] += [str(p) for p in aside]
             for path in [] if dry_run else aside:
                 shutil.rmtree(path, ignore_errors=True)
+            if not dry_run:
+                _remove_orphan_digests(dataset_dir)
     return report
+
+
+def _remove_orphan_digests(dataset_dir: Path) -> None:
+    """Digest records of versions no longer there (removed, or a crash before the rename)."""
+    folder = dataset_dir / DIGESTS_DIR
+    if folder.is_dir() and not folder.is_symlink():
+        for record in folder.glob("*.sha256"):
+            if not is_version(dataset_dir / record.name.removesuffix(".sha256")):
+                record.unlink()
 
 
 def _remove_version(version: Path) -> None:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import platform
 import posixpath
+import re
 import socket
 import subprocess
 from datetime import UTC, datetime
@@ -31,6 +32,13 @@ from pipeline.version.model import SCHEMA_VERSION, FileEntry, Manifest, as_manif
 
 SUPPORTED_SCHEMA_VERSIONS = (SCHEMA_VERSION,)
 MANIFEST_FILE = "manifest.json"
+# ``<dataset>/digests/<version id>.sha256``: the manifest's sha256, recorded when the version
+# is published (locally and on the remote), in ``sha256sum`` form relative to the dataset
+# folder. ``verify`` compares the manifest with it, so a manifest rewritten afterwards to fit
+# changed files is seen (unless the record was rewritten too: keep a copy elsewhere and pass
+# it to ``verify --manifest-sha256``).
+DIGESTS_DIR = "digests"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 # Files added to a version after publishing (evaluations): not hashed into the manifest.
 ATTACHMENTS_DIR = "attachments"
 # Libraries whose versions can change the bytes of a version: they enter its id. torchvision
@@ -192,33 +200,63 @@ def _first_error(exc: ValidationError) -> str:
 
 def _read_raw(version: Path | str) -> dict[str, Any]:
     """A version's manifest as parsed JSON, unvalidated (``version``: a folder or an fsspec URL)."""
-    return _manifest_at(*fsspec.core.url_to_fs(str(version)))
-
-
-def _manifest_at(fs: Any, root: str) -> dict[str, Any]:
+    fs, root = fsspec.core.url_to_fs(str(version))
     return json.loads(fs.cat_file(posixpath.join(root, MANIFEST_FILE)))
 
 
-def verify(version: Path | str, *, full: bool = True) -> list[str]:
+def digest_line(version_id: str, sha256: str) -> str:
+    """The text of a version's digest record (``sha256sum`` form, relative to the dataset folder)."""
+    return f"{sha256}  {version_id}/{MANIFEST_FILE}\n"
+
+
+def digest_record(dataset: str, version_id: str) -> str:
+    """Where the digest record of ``version_id`` lives under a dataset folder or URL."""
+    return posixpath.join(dataset, DIGESTS_DIR, f"{version_id}.sha256")
+
+
+def recorded_digest(version: Path | str) -> str | None:
+    """The manifest sha256 recorded for a version when it was published (in the digests
+    folder beside it, local or remote); None when there is no readable record."""
+    try:
+        fs, root = fsspec.core.url_to_fs(str(version))
+        raw = json.loads(fs.cat_file(posixpath.join(root, MANIFEST_FILE)))
+        record = fs.cat_file(digest_record(posixpath.dirname(root.rstrip("/")), str(raw["version_id"])))
+    except (OSError, ValueError, KeyError, TypeError, ImportError):
+        return None
+    found = record.decode("utf-8", "replace").split()
+    return found[0] if found and _SHA256.fullmatch(found[0]) else None
+
+
+def manifest_digest(version: Path | str) -> str:
+    """sha256 of a version's ``manifest.json`` bytes (a folder or an fsspec URL)."""
+    fs, root = fsspec.core.url_to_fs(str(version))
+    return hashlib.sha256(fs.cat_file(posixpath.join(root, MANIFEST_FILE))).hexdigest()
+
+
+def verify(version: Path | str, *, full: bool = True, manifest_sha256: str | None = None) -> list[str]:
     """Check a version against its manifest; return the problems (none: intact).
 
-    Checks that every listed file exists with its size (and, when ``full``, its sha256),
-    that no unlisted file is present (outside ``attachments/``), and that every shard has
-    the schema and row count the manifest records. ``version``: a folder, or an fsspec URL
-    of an uploaded version (see :mod:`pipeline.version.remote`).
+    Checks that the manifest's sha256 is the one recorded when the version was published
+    (``manifest_sha256`` when given, else the digest record beside the version; none
+    recorded: not checked), that every listed file exists with its size (and, when
+    ``full``, its sha256), that no unlisted file is present (outside ``attachments/``), and
+    that every shard has the schema and row count the manifest records. ``version``: a
+    folder, or an fsspec URL of an uploaded version (see :mod:`pipeline.version.remote`).
     """
     try:
         fs, root = fsspec.core.url_to_fs(str(version))
     except (ImportError, ValueError) as exc:  # an unknown protocol, its backend not installed
         return [f"not readable: {exc}"]
     try:
-        manifest = _validated(_manifest_at(fs, root), str(version))
+        data = fs.cat_file(posixpath.join(root, MANIFEST_FILE))
+        manifest = _validated(json.loads(data), str(version))
     except (OSError, ValueError) as exc:
         return [f"{MANIFEST_FILE}: unreadable ({exc})"]
     except PipelineError as exc:
         return [str(exc)]
+    problems = _check_digest(hashlib.sha256(data).hexdigest(), manifest_sha256, recorded_digest(version))
     listed = {f.path: f for f in manifest.files}
-    problems, damaged = [], set()
+    damaged = set()
     for path, entry in listed.items():
         problem = _check_file(fs, root, entry, full)
         if problem:
@@ -230,6 +268,16 @@ def verify(version: Path | str, *, full: bool = True) -> list[str]:
             if not relative.startswith(ATTACHMENTS_DIR + "/"):
                 problems.append(f"{relative}: present but not listed in the manifest")
     return problems + _check_rows(fs, root, manifest, damaged)
+
+
+def _check_digest(found: str, given: str | None, recorded: str | None) -> list[str]:
+    expected, whose = (given, "--manifest-sha256") if given else (recorded, "the record made at publishing")
+    if expected is None or found == expected.lower():
+        return []
+    return [
+        f"{MANIFEST_FILE}: sha256 {found[:16]}..., {whose} says {expected[:16]}...: "
+        "changed since it was published"
+    ]
 
 
 def _check_file(fs: Any, root: str, entry: FileEntry, full: bool) -> str | None:

@@ -4,9 +4,11 @@
 A build always happens under ``output.root``, a local or shared file system: workers read
 the staged pixels and write the shards there. With ``output.remote`` set, each published
 version is then uploaded to ``<remote>/<name>/<version id>/``: the manifest's files first,
-each checked by size, and the manifest last, so a remote version whose manifest exists is
-complete. ``<remote>/<name>/latest`` is a text file naming the latest version (object
-stores have no links). Versions are immutable and named by their content, so uploading one
+each read back and checked against its sha256 in the manifest, then the manifest's digest
+record (``<remote>/<name>/digests/<version id>.sha256``, which ``verify`` of the remote URL
+checks the manifest against), and the manifest last, so a remote version whose manifest
+exists is complete. ``<remote>/<name>/latest`` is a text file naming the latest version
+(object stores have no links). Versions are immutable and named by their content, so uploading one
 that is already there moves only ``latest``.
 """
 
@@ -19,8 +21,16 @@ from typing import Any
 import fsspec
 
 from pipeline.core.errors import PipelineError
+from pipeline.core.failpoints import crash_point
+from pipeline.core.hashing import stream_sha256
 from pipeline.version.catalog import LATEST
-from pipeline.version.manifest import MANIFEST_FILE, load_manifest
+from pipeline.version.manifest import (
+    MANIFEST_FILE,
+    digest_line,
+    digest_record,
+    load_manifest,
+    manifest_digest,
+)
 
 
 def push(version_dir: Path, url: str, *, latest: bool = True) -> str:
@@ -31,7 +41,7 @@ def push(version_dir: Path, url: str, *, latest: bool = True) -> str:
 
     Raises:
         PipelineError: the version's manifest does not load, the storage refused a write, or
-            a file arrived with another size.
+            a file arrived with another size or sha256.
     """
     manifest = load_manifest(version_dir)
     try:
@@ -39,10 +49,14 @@ def push(version_dir: Path, url: str, *, latest: bool = True) -> str:
         dataset = posixpath.join(base, manifest.name)
         target = posixpath.join(dataset, manifest.version_id)
         if not fs.exists(posixpath.join(target, MANIFEST_FILE)):
-            files = [(entry.path, entry.bytes) for entry in manifest.files]
-            files.append((MANIFEST_FILE, (version_dir / MANIFEST_FILE).stat().st_size))  # last
-            for path, size in files:
-                _upload(fs, version_dir / path, posixpath.join(target, path), size)
+            for entry in manifest.files:
+                _upload(fs, version_dir / entry.path, posixpath.join(target, entry.path), entry.sha256)
+                crash_point("upload.file")
+            digest = manifest_digest(version_dir)
+            record = digest_record(dataset, manifest.version_id)
+            fs.makedirs(posixpath.dirname(record), exist_ok=True)
+            fs.pipe_file(record, digest_line(manifest.version_id, digest).encode())
+            _upload(fs, version_dir / MANIFEST_FILE, posixpath.join(target, MANIFEST_FILE), digest)  # last
         if latest:
             fs.pipe_file(posixpath.join(dataset, LATEST), f"{manifest.version_id}\n".encode())
     except (OSError, ImportError, ValueError) as exc:
@@ -50,12 +64,17 @@ def push(version_dir: Path, url: str, *, latest: bool = True) -> str:
     return remote_url(url, manifest.name, manifest.version_id)
 
 
-def _upload(fs: Any, local: Path, remote: str, size: int) -> None:
+def _upload(fs: Any, local: Path, remote: str, sha256: str) -> None:
+    """Upload one file and read it back: it must have the sha256 the manifest records."""
     fs.makedirs(posixpath.dirname(remote), exist_ok=True)
     fs.put_file(str(local), remote)
-    arrived = fs.size(remote)
-    if arrived != size:
-        raise PipelineError(f"{fs.unstrip_protocol(remote)}: {arrived} bytes arrived, {size} were sent")
+    with fs.open(remote, "rb") as handle:
+        arrived = stream_sha256(handle)
+    if arrived != sha256:
+        raise PipelineError(
+            f"{fs.unstrip_protocol(remote)}: arrived with sha256 {arrived[:16]}..., "
+            f"the manifest says {sha256[:16]}..."
+        )
 
 
 def remote_url(url: str | None, name: str, version_id: str) -> str | None:

@@ -176,9 +176,7 @@ def test_evaluation_trains_on_the_soft_labels(tiny_config, monkeypatch):
     monkeypatch.setattr(
         evaluation, "train_classifier", lambda x, y, *a, **k: seen.append(y) or real_train(x, y, *a, **k)
     )
-    result = evaluation.evaluate_subset(
-        version, "real+augmented", EvaluateConfig(seeds=1, epochs=1)
-    )
+    result = evaluation.evaluate_subset(version, "real+augmented", EvaluateConfig(seeds=1, epochs=1))
     assert 0 <= result["mean"] <= 1
     (targets,) = seen
     assert targets.shape == (result["rows"], 3) and (targets.max(1).values < 1).any()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from conftest import group_members
 
 
 @pytest.mark.parametrize(
@@ -55,19 +56,6 @@ def test_cli_bad_source_data_exits_1_without_traceback(prefect_harness, tmp_path
     )
     err = capsys.readouterr().err
     assert code == 1 and "bad.png" in err
-
-
-def _group_members(group: int) -> list[str]:
-    """The live (not zombie) processes of a process group, from /proc."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended while listed
-        if int(fields[2]) == group and fields[0] != "Z":
-            members.append(stat.parent.name)
-    return members
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
@@ -116,9 +104,9 @@ def test_a_stopped_run_cleans_up_and_leaves_no_process(
         assert said in err and "Traceback" not in err
         assert not list(dataset.glob(".incomplete-*")) and not list(dataset.glob("v-*"))
         deadline = time.monotonic() + 120  # a ceiling for the group to empty, not a budget
-        while _group_members(process.pid) and time.monotonic() < deadline:  # the server stops in 5 s
+        while group_members(process.pid) and time.monotonic() < deadline:  # the server stops in 5 s
             time.sleep(0.1)
-        assert _group_members(process.pid) == []  # no temporary server or worker outlives the run
+        assert group_members(process.pid) == []  # no temporary server or worker outlives the run
     finally:
-        if _group_members(process.pid):
+        if group_members(process.pid):
             os.killpg(process.pid, signal.SIGKILL)

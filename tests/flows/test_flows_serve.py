@@ -133,6 +133,19 @@ def test_served_deployment_publishes_then_reports_the_existing_version(prefect_s
         [counts, *_] = _api(env, "/artifacts/filter", {"artifacts": {"key": {"any_": ["src-counts"]}}})
         table = json.loads(counts["data"]) if isinstance(counts["data"], str) else counts["data"]
         assert {"split", "class", "source images", "real", "augmented", "synthetic", "rows"} <= set(table[0])
+
+        # Any API client may start a run with parameters: this deployment allows none.
+        evil = tmp_path / "evil"
+        done = subprocess.run(
+            [str(PREFECT), "deployment", "run", "expand/nightly", "--watch", "--watch-timeout", "240"]
+            + ["--param", f"overrides={json.dumps([f'output.root={evil}'])}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        run_id = re.search(r"UUID: ([0-9a-f-]{36})", done.stdout).group(1)
+        assert _api(env, f"/flow_runs/{run_id}")["state"]["type"] == "FAILED" and not evil.exists()
     finally:
         serve.terminate()
         serve.wait(timeout=30)

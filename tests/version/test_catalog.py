@@ -193,6 +193,9 @@ def test_gc_keeps_newest_tagged_and_latest(tiny_config, capsys):
     dataset_dir = versions[0].parent
     assert main(["tag", str(versions[0]), "golden"]) == 0
     (dataset_dir / ".incomplete-crashed").mkdir()
+    digests = dataset_dir / "digests"
+    assert sorted(p.name for p in digests.iterdir()) == sorted(f"{v.name}.sha256" for v in versions)
+    (digests / "v-0123456789abcdef.sha256").write_text("0" * 64 + "\n")  # a crash before its rename
     report = catalog.gc(dataset_dir.parent, keep=1, dry_run=True)
     assert sorted(report["removed"]) == sorted(str(v) for v in versions[1:3])
     assert all(v.exists() for v in versions)
@@ -201,6 +204,7 @@ def test_gc_keeps_newest_tagged_and_latest(tiny_config, capsys):
     assert set(remaining) == {versions[0].name, versions[3].name}
     assert remaining[versions[0].name].tags == ["golden"] and remaining[versions[3].name].latest
     assert not (dataset_dir / ".incomplete-crashed").exists()
+    assert sorted(p.name for p in digests.iterdir()) == sorted(f"{v}.sha256" for v in remaining)
     capsys.readouterr()
     assert main(["versions", str(dataset_dir.parent), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)

@@ -57,3 +57,19 @@ def test_set_aside_moves_a_version_out_of_the_way_with_its_problems(tmp_path):
     assert not version.exists() and aside.parent == version.parent
     assert aside.name.startswith(f"{DAMAGED_PREFIX}{version.name}-")
     assert (aside / DAMAGED_NOTE).read_text() == "manifest.json: unreadable\n"
+
+
+def test_digest_records_are_never_written_through_a_linked_folder(tmp_path):
+    from pipeline.version.catalog import record_digest
+    from pipeline.version.manifest import DIGESTS_DIR
+
+    dataset, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    dataset.mkdir()
+    elsewhere.mkdir()
+    assert record_digest(dataset, "v-0123456789abcdef", "ab" * 32).read_text().startswith("ab" * 32)
+    (dataset / DIGESTS_DIR / "v-0123456789abcdef.sha256").unlink()
+    (dataset / DIGESTS_DIR).rmdir()
+    (dataset / DIGESTS_DIR).symlink_to(elsewhere)
+    with pytest.raises(PipelineError, match="is a symbolic link"):
+        record_digest(dataset, "v-0123456789abcdef", "ab" * 32)
+    assert list(elsewhere.iterdir()) == []

@@ -4,6 +4,7 @@ counts from shard entries, soft labels."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from published_versions import published_versions
@@ -76,3 +77,24 @@ def test_has_soft_labels_reads_models_and_dicts(published):
     for kind, soft in (("tuned", False), ("synthesis", True)):
         assert has_soft_labels(load_manifest(published[kind])) is soft
         assert has_soft_labels(raw_manifest(published[kind])) is soft
+
+
+def test_a_digest_record_is_what_sha256sum_checks(tmp_path):
+    import hashlib
+    import shutil
+    import subprocess
+
+    from pipeline.version.manifest import DIGESTS_DIR, digest_line, digest_record
+
+    version = tmp_path / "v-0123456789abcdef"
+    version.mkdir()
+    (version / "manifest.json").write_text("{}\n")
+    record = Path(digest_record(str(tmp_path), version.name))
+    assert record == tmp_path / DIGESTS_DIR / f"{version.name}.sha256"
+    record.parent.mkdir()
+    digest = hashlib.sha256(b"{}\n").hexdigest()
+    record.write_text(digest_line(version.name, digest))
+    assert record.read_text() == f"{digest}  {version.name}/manifest.json\n"
+    if shutil.which("sha256sum"):  # coreutils' own check agrees
+        check = subprocess.run(["sha256sum", "-c", str(record)], cwd=tmp_path, capture_output=True, text=True)
+        assert check.returncode == 0 and "manifest.json: OK" in check.stdout

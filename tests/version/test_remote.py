@@ -71,3 +71,34 @@ def test_remote_is_a_known_url_and_not_part_of_the_version(tiny_config):
 
 def _path(url):
     return fsspec.core.url_to_fs(url)[1]
+
+
+def test_a_file_that_arrives_altered_fails_the_upload(tiny_config, bucket, monkeypatch):
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    put = MemoryFileSystem.put_file
+
+    def altered(self, lpath, rpath, **kw):  # same size, one byte flipped: a size check passes
+        put(self, lpath, rpath, **kw)
+        data = bytearray(self.cat_file(rpath))
+        data[len(data) // 2] ^= 0x01
+        self.pipe_file(rpath, bytes(data))
+
+    monkeypatch.setattr(MemoryFileSystem, "put_file", altered)
+    with pytest.raises(PipelineError, match="arrived with sha256 .* the manifest says"):
+        build(tiny_config(f"output.remote={bucket}"))
+
+
+def test_a_rewritten_remote_manifest_is_caught_by_the_remote_digest_record(tiny_config, bucket):
+    import json
+
+    version, _ = build(tiny_config(f"output.remote={bucket}"))
+    manifest = load_manifest(version)
+    url = remote.remote_url(bucket, manifest.name, manifest.version_id)
+    fs, root = fsspec.core.url_to_fs(url)
+    record = f"{_path(bucket)}/{manifest.name}/digests/{manifest.version_id}.sha256"
+    assert fs.cat_file(record) == (version.parent / "digests" / f"{manifest.version_id}.sha256").read_bytes()
+    raw = json.loads(fs.cat_file(f"{root}/{MANIFEST_FILE}"))
+    raw["class_names"] = list(reversed(raw["class_names"]))  # relabels every row
+    fs.pipe_file(f"{root}/{MANIFEST_FILE}", (json.dumps(raw, sort_keys=True, indent=2) + "\n").encode())
+    assert any(p.startswith(f"{MANIFEST_FILE}: sha256") for p in verify(url))
