@@ -107,6 +107,8 @@ class Config(Strict):
             data.pop("synthesis")
         else:
             data["synthesis"].pop("checkpoint")  # a given checkpoint enters by its sha256
+            if data["synthesis"]["train"]["loss"] == "hinge":
+                data["synthesis"]["train"].pop("loss")  # the default: ids made before the key stay
             # Float results differ between device types: the device "auto" picks on this
             # machine decides the bytes, not the word (torch is imported for synthesis only).
             import torch

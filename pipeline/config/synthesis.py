@@ -13,8 +13,14 @@ from pipeline.config.common import METRIC_HELP, Device, Metric, Strict
 
 
 class GanTrainConfig(Strict):
-    """GAN training: hinge loss, Adam, EMA generator, DiffAugment."""
+    """GAN training: the loss, Adam, EMA generator, DiffAugment."""
 
+    loss: Literal["hinge", "minimax"] = Field(
+        default="hinge",
+        description="hinge (D: relu margins; G: -D(G(z))) or minimax, the original GAN objective as "
+        "DCGAN trains it (D: binary cross-entropy; G: the non-saturating -log sigmoid(D(G(z)))); "
+        "minimax is usually paired with betas [0.5, 0.999]",
+    )
     steps: int = Field(default=2000, ge=1, description="generator updates")
     batch_size: int = Field(
         default=64,

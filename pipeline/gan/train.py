@@ -29,7 +29,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.hashing import file_sha256
 from pipeline.core.progress import GAN, report
 from pipeline.gan.diffaug import augment, default_policy, draw
-from pipeline.gan.losses import discriminator_hinge, generator_hinge
+from pipeline.gan.losses import LOSSES
 from pipeline.gan.models import Discriminator, Generator, power_of_two_resolution, train_resolution
 from pipeline.version.manifest import library_versions
 
@@ -121,6 +121,7 @@ class GanTrainer:
         self.G_ema = copy.deepcopy(self.G).eval()
         for p in self.G_ema.parameters():
             p.requires_grad_(False)
+        self._d_loss, self._g_loss = LOSSES[settings.loss]
         betas = tuple(settings.betas)
         # One kernel per update instead of dozens (fused Adam runs on CUDA and the CPU).
         fused = self.device.type in ("cuda", "cpu")
@@ -170,7 +171,7 @@ class GanTrainer:
                 # kernel launches of two calls, the same function.
                 both = self._scores(torch.cat([real, fake.float()]), torch.cat([y, y]))
                 d_real, d_fake = both.float().split(len(y))
-                d_loss = discriminator_hinge(d_real, d_fake)
+                d_loss = self._d_loss(d_real, d_fake)
             # New tensors now: a CUDA graph may reuse its outputs' memory on its next replay.
             scores = (d_real.detach().mean(), d_fake.detach().mean())
             self.opt_D.zero_grad(set_to_none=True)
@@ -181,7 +182,7 @@ class GanTrainer:
         try:
             with self._autocast():
                 fake = self._G(self._latents(s.batch_size), y)
-                g_loss = generator_hinge(self._scores(fake.float(), y).float())
+                g_loss = self._g_loss(self._scores(fake.float(), y).float())
             self.opt_G.zero_grad(set_to_none=True)
             g_loss.backward()
         finally:

@@ -109,7 +109,7 @@ def test_repo_configs_load(tmp_path):
     config = load_config(root / "digits.yaml")
     assert config.augment.enabled and config.augment.transforms
     # the examples are valid once their source path exists
-    for name in ("imagefolder.example.yaml", "cifar10.example.yaml"):
+    for name in ("imagefolder.example.yaml", "cifar10.example.yaml", "seed.yaml"):
         example = load_config(root / name, [f"source.path={tmp_path}"])
         assert example.augment.enabled
 

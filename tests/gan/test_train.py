@@ -268,3 +268,22 @@ def test_check_compatible_refuses_other_data_and_network_settings():
     other = TINY_GAN_SETTINGS.model_copy(update={"z_dim": 16})
     with pytest.raises(PipelineError, match="made with synthesis.train.z_dim=8, config has 16"):
         check_compatible(state, GanShape(4, 1, 8, 8), other, "ckpt")
+
+
+def test_the_minimax_loss_trains_with_binary_cross_entropy():
+    import math
+
+    from conftest import TINY_GAN_SETTINGS
+
+    settings = TINY_GAN_SETTINGS.model_copy(update={"loss": "minimax", "betas": (0.5, 0.999)})
+    trainer = tiny_gan_trainer(settings=settings)
+    assert trainer.opt_D.param_groups[0]["betas"] == (0.5, 0.999)
+    first = trainer.train_step()
+    assert float(first["d_loss"]) > 0 and float(first["g_loss"]) > 0  # softplus sums: positive
+    hinge = tiny_gan_trainer().train_step()  # the same networks and draws, the other loss
+    assert float(hinge["d_real"]) == float(first["d_real"]) and float(hinge["d_loss"]) != float(
+        first["d_loss"]
+    )
+    for _ in range(3):
+        metrics = trainer.train_step()
+    assert all(math.isfinite(float(metrics[k])) for k in ("d_loss", "g_loss"))
