@@ -75,6 +75,8 @@ def main() -> int:
         "--gate-epochs", type=int, help="synthesis.gate.classifier_epochs (default: --epochs)"
     )
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--loss", choices=["hinge", "minimax"], default="hinge", help="synthesis.train.loss")
+    parser.add_argument("--betas", type=float, nargs=2, help="synthesis.train.betas (default: the config's)")
     parser.add_argument("--compile", choices=["default", "reduce-overhead"], help="synthesis.train.compile")
     parser.add_argument("--min-confidence", type=float, default=0.0, help="synthesis.filter.min_confidence")
     parser.add_argument("--fill-short", action="store_true", help="synthesis.filter.fill_short")
@@ -89,6 +91,8 @@ def main() -> int:
         "per_class": args.per_class,
         "steps": args.steps,
         "width": args.width,
+        "loss": args.loss,
+        "betas": args.betas,
         "min_confidence": args.min_confidence,
         "fill_short": args.fill_short,
         "epochs": args.epochs,
@@ -118,6 +122,8 @@ def main() -> int:
             f"synthesis.train.batch_size={args.batch}",
             f"synthesis.train.eval_every={max(1, args.steps // 4)}",
             f"synthesis.train.device={args.device}",
+            f"synthesis.train.loss={args.loss}",
+            *([f"synthesis.train.betas={json.dumps(args.betas)}"] if args.betas else []),
             *([f"synthesis.train.compile={args.compile}"] if args.compile else []),
             f"synthesis.filter.min_confidence={args.min_confidence}",
             f"synthesis.filter.fill_short={str(args.fill_short).lower()}",
