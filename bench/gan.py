@@ -33,7 +33,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from pipeline.config import GanTrainConfig
-from pipeline.gan.train import GanShape, GanTrainer
+from pipeline.gan.checkpoint import GanShape
+from pipeline.gan.train import GanTrainer
 
 
 def dcgan(resolution: int, channels: int, nz: int = 100, ngf: int = 64, ndf: int = 64):

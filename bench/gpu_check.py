@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from pipeline.config import Config, GanTrainConfig
+from pipeline.gan.checkpoint import GanShape, load_checkpoint, provenance, save_checkpoint
 from pipeline.gan.sample import generate
 from pipeline.gan.synthesis import train_gan
-from pipeline.gan.train import GanShape, GanTrainer, load_checkpoint, provenance, save_checkpoint
+from pipeline.gan.train import GanTrainer
 from pipeline.ingest.store import RealData
 from pipeline.sources.digits import open_digits
 

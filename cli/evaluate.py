@@ -49,6 +49,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from flows.evaluate import evaluate
     from flows.settings import one_off_run
     from pipeline.evaluate.evaluation import accuracy_text, unbalanced_test
+    from pipeline.evaluate.stats import interval_text
 
     with one_off_run():
         document = evaluate(version=args.version, **_options(args))
@@ -59,6 +60,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         same = f"  (the rows of {result['same_rows_as']})" if "same_rows_as" in result else ""
         balanced = f"  {accuracy_text(result, balanced=True)}" if spread and result["rows"] else ""
         print(f"  {name:<26} {result['rows']:>7} rows  {accuracy_text(result)}{balanced}{same}")
+        gain = document["comparisons"].get(name)
+        if gain:
+            print(
+                f"  {'':<26} gain over {gain['baseline']}: {interval_text(gain['accuracy'])} (95 % interval)"
+            )
+        elif result.get("left_out"):
+            print(f"  {'':<26} {result['left_out']}")
     print(f"report: {document['files'][1]}")
     if args.json:
         print(json.dumps(document, sort_keys=True))

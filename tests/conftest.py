@@ -251,7 +251,8 @@ TINY_GAN_SETTINGS = GanTrainConfig(batch_size=8, width=8, z_dim=8, device="cpu",
 
 def tiny_gan_trainer(seed=0, shape=None, settings=TINY_GAN_SETTINGS):
     """A GAN trainer on 40 random images of 4 classes (``shape``: a GanShape; 8x8 grey by default)."""
-    from pipeline.gan.train import GanShape, GanTrainer
+    from pipeline.gan.checkpoint import GanShape
+    from pipeline.gan.train import GanTrainer
 
     shape = shape or GanShape(4, 1, 8, 8)
     images, labels = tiny_gan_data(shape=(shape.height, shape.width) + ((3,) if shape.channels == 3 else ()))

@@ -179,7 +179,7 @@ def tune_augmentation(
     if not rows:
         raise PipelineError("augment.tune: the source has no training images to tune on")
     ids, labels = values_at(index.source_ids, rows), index.labels[rows]
-    fit_mask, validation_mask = validation_masks(ids, labels, tune.validation_fraction, config.seed)
+    fit_mask, validation_mask = tune_masks(ids, labels, config)
     if not validation_mask.any():
         raise PipelineError(
             f"augment.tune: no validation images: {len(ids)} training images are too few for "
@@ -232,6 +232,26 @@ def tune_augmentation(
     return found[chosen].augment, summary
 
 
+def tune_masks(ids: list[str], labels: np.ndarray, config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Fit and validation masks of tuning over the training split. With the utility gate on,
+    tuning never sees the gate's validation images (nested splits): it carves its own
+    validation part from the gate's fit part, so the gate judges the synthetic rows on
+    images no earlier choice was made on. Without the gate, the carve is
+    :func:`pipeline.ingest.splits.validation_masks` at ``tune.validation_fraction``."""
+    fraction = config.augment.tune.validation_fraction
+    if not (config.synthesis.enabled and config.synthesis.gate.enabled):
+        return validation_masks(ids, labels, fraction, config.seed)
+    usable, _ = validation_masks(ids, labels, config.synthesis.gate.validation_fraction, config.seed)
+    inside = np.flatnonzero(usable)
+    fit_inside, validation_inside = validation_masks(
+        [ids[i] for i in inside], labels[inside], fraction, config.seed, stream="tune"
+    )
+    fit, validation = np.zeros(len(ids), dtype=bool), np.zeros(len(ids), dtype=bool)
+    fit[inside[fit_inside]] = True
+    validation[inside[validation_inside]] = True
+    return fit, validation
+
+
 def score_candidate(
     config: Config,
     augment: AugmentConfig,
@@ -253,6 +273,7 @@ def score_candidate(
         to_tensor,
         train_classifier,
     )
+    from pipeline.evaluate.stats import spread
     from pipeline.ingest.store import load_split
 
     tune = config.augment.tune
@@ -281,7 +302,7 @@ def score_candidate(
     return {
         "rows": int(len(y)),
         "mean": float(np.mean(runs)),
-        "std": float(np.std(runs)),
+        "std": spread(runs),
         "runs": runs,
         "seconds": round(time.monotonic() - started, 1),
     }

@@ -92,15 +92,20 @@ class GateConfig(Strict):
         description="share of the real training images held out from GAN training to judge the gain "
         "(stratified, seeded)",
     )
-    min_gain: float = Field(default=0.0, description="accuracy gain required to keep synthetic data")
-    min_gain_se: float = Field(
-        default=1.0,
-        ge=0.0,
-        description="the gain must also exceed this many of its standard errors "
-        "over the validation images (0: off)",
+    min_gain: float = Field(
+        default=0.0, description="the gain's interval must lie above this to keep synthetic data"
+    )
+    confidence: float = Field(
+        default=0.95,
+        gt=0.0,
+        lt=1.0,
+        description="confidence of the gain's interval, paired over classifier seeds and validation "
+        "images (Bonferroni-adjusted for the ratios tried)",
     )
     classifier_epochs: int = Field(
-        default=30, ge=1, description="epochs of each reference-classifier training"
+        default=30,
+        ge=1,
+        description="every arm trains for as many steps as this many epochs of the largest arm take",
     )
     metric: Metric = Field(default="accuracy", description=METRIC_HELP)
 

@@ -24,9 +24,15 @@ from torch.nn import functional as F
 
 @dataclass(frozen=True)
 class ClassifierSpec:
-    """Fixed, documented training recipe (Adam, cosine decay, no augmentation)."""
+    """Fixed, documented training recipe (AdamW, one-cycle schedule, no augmentation).
+
+    ``steps``: train for exactly this many optimizer steps, whatever the number of images
+    (``epochs`` is then ignored): arms compared with each other get the same compute, so
+    a gain is the data's and not more training's.
+    """
 
     epochs: int = 30
+    steps: int | None = None
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 5e-4
@@ -95,15 +101,19 @@ def train_classifier(
         torch.manual_seed(seed)
         model = new_classifier(images.shape[1:], num_classes, spec, device)
         shuffle = torch.Generator().manual_seed(seed)
-        steps_per_epoch = max(1, int(np.ceil(len(images) / spec.batch_size)))
+        total = training_steps(len(images), spec)
         optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
         # At least 10 scheduled steps: OneCycleLR divides by zero when pct_start x total = 1
         # (5 steps); a shorter training just stops early in the warm-up.
         schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=spec.lr, total_steps=max(10, spec.epochs * steps_per_epoch), pct_start=0.2
+            optimizer, max_lr=spec.lr, total_steps=max(10, total), pct_start=0.2
         )
         model.train()
-        for epoch in range(1, spec.epochs + 1):
+        done, epoch = 0, 0
+        # By epochs: exactly ``spec.epochs`` passes (a last batch of one image is skipped).
+        passes = spec.epochs if spec.steps is None else None
+        while done < total and (passes is None or epoch < passes):
+            before = done
             order = torch.randperm(len(images), generator=shuffle)
             for start in range(0, len(images), spec.batch_size):
                 batch = order[start : start + spec.batch_size]
@@ -116,10 +126,30 @@ def train_classifier(
                 loss.backward()
                 optimizer.step()
                 schedule.step()
+                done += 1
+                if done == total:
+                    break
+            epoch += 1
             if on_epoch:
                 on_epoch(epoch)
+            if done == before:  # not one batch of two images: nothing to train on
+                break
     model.eval()
     return model
+
+
+def training_steps(rows: int, spec: ClassifierSpec) -> int:
+    """Optimizer steps of a training on ``rows`` images: ``spec.steps``, or ``spec.epochs``
+    passes over them."""
+    if spec.steps is not None:
+        return spec.steps
+    return spec.epochs * max(1, int(np.ceil(rows / spec.batch_size)))
+
+
+def equal_steps(largest: int, epochs: int, batch_size: int = ClassifierSpec.batch_size) -> int:
+    """The steps every compared arm trains for: ``epochs`` passes over the largest arm's
+    ``largest`` rows (the smaller arms make more passes over theirs)."""
+    return training_steps(largest, ClassifierSpec(epochs=epochs, batch_size=batch_size))
 
 
 def saved_or_trained(

@@ -2,13 +2,19 @@
 on the version's real test split.
 
 Subsets of the training split: real only, real+augmented, real+augmented+synthetic and
-synthetic only (CAS), each with several seeds; mean and spread of test accuracy and of
-balanced accuracy (the mean of the per-class accuracies, which an unbalanced test split's
-accuracy hides), and per-class accuracy. The low-data protocol (``real_per_class=K``)
-keeps K real images per class (seeded, stratified) and only their augmented copies;
-synthetic rows are kept as published, and they come from a generator trained on the whole
-real training split (the report says so). The classifier is :mod:`pipeline.evaluate.classifier`,
-the same yardstick as the GAN's utility gate and metrics.
+synthetic only (CAS), each with several seeds; mean and sample standard deviation (ddof=1)
+of test accuracy and of balanced accuracy (the mean of the per-class accuracies, which an
+unbalanced test split's accuracy hides), and per-class accuracy. Each subset is compared
+with its baseline (real+augmented with real, real+augmented+synthetic with real+augmented,
+synthetic only with real) by the paired gain and its 95 % interval over seeds and test
+images (:mod:`pipeline.evaluate.stats`). Every subset trains for the same number of steps,
+``epochs`` passes over the largest one, so a gain is the data's and not more training's.
+
+The low-data protocol (``real_per_class=K``) keeps K real images per class (seeded,
+stratified) and only their augmented copies. Synthetic rows of a generator that saw more
+real images than that would leak the others into the comparison: the subsets with
+synthetic rows are then left out, with the reason in the report. The classifier is
+:mod:`pipeline.evaluate.classifier`, the same yardstick as the GAN's utility gate and metrics.
 
 Reports go to ``<version>/attachments/`` (outside the version's hashed content):
 ``evaluation[-kK].json``, ``.md`` and a ``.png`` bar chart.
@@ -35,11 +41,13 @@ from pipeline.dataset import ExpandedDataset
 from pipeline.evaluate.classifier import (
     ClassifierSpec,
     correct,
+    equal_steps,
     metric_weights,
     score,
     to_tensor,
     train_classifier,
 )
+from pipeline.evaluate.stats import CONFIDENCE, interval_text, paired_interval, spread
 from pipeline.version.manifest import ATTACHMENTS_DIR, load_manifest, utcnow
 from pipeline.version.model import Manifest
 
@@ -50,6 +58,13 @@ SUBSETS: dict[str, tuple[str, ...]] = {
     "synthetic only (CAS)": ("synthetic",),
 }
 
+
+# What each subset is compared with (paired: the same seeds, the same test images).
+BASELINES = {
+    "real+augmented": "real",
+    "real+augmented+synthetic": "real+augmented",
+    "synthetic only (CAS)": "real",
+}
 
 _DEFAULT_SETTINGS = EvaluateConfig()
 
@@ -118,19 +133,47 @@ def evaluate_subset(version: Path, subset: str, settings: EvaluateConfig) -> dic
     """Train and test the reference classifier on one subset, once per seed.
 
     Returns:
-        ``{"rows", "mean", "std", "runs", "balanced_accuracy", "per_class"}`` (only ``rows``
-        when it is empty); ``mean``, ``std`` and ``runs`` are of the accuracy,
-        ``balanced_accuracy`` holds the same three of the balanced accuracy.
+        ``{"rows", "steps", "mean", "std", "runs", "balanced_accuracy", "per_class"}`` and,
+        for :func:`report`'s paired comparisons, ``_correct`` (seeds x test images, the
+        metric's per-image scores); only ``rows`` (and ``left_out``, why) when it is empty.
     """
     if subset not in SUBSETS:
         raise PipelineError(f"unknown subset {subset!r}; use one of {list(SUBSETS)}")
-    classes = load_manifest(version).class_names
-    return _score(_load(version, "train"), _load(version, "test"), classes, subset, settings)
+    manifest = load_manifest(version)
+    return _score(_load(version, "train"), _load(version, "test"), manifest, subset, settings)
+
+
+def leaked_synthesis(manifest: Manifest, settings: EvaluateConfig) -> str | None:
+    """Why the synthetic rows cannot be evaluated under the low-data protocol, if they
+    cannot: their generator trained on more real images per class than ``real_per_class``."""
+    real = manifest.splits["train"].by_origin_class.get("real", {})
+    if not settings.real_per_class or not manifest.splits["train"].by_origin.get("synthetic"):
+        return None
+    most = max(real.values(), default=0)
+    if most <= settings.real_per_class:
+        return None
+    return (
+        f"left out: the synthetic rows come from a generator trained on up to {most} real images per "
+        f"class, more than the {settings.real_per_class} this protocol keeps; build a version from "
+        f"{settings.real_per_class} images per class to measure them"
+    )
+
+
+def arm_steps(train: _Rows, settings: EvaluateConfig) -> int:
+    """The optimizer steps every subset trains for: ``epochs`` passes over the largest."""
+    kept = low_data_mask(train, settings.real_per_class, settings.seed)
+    largest = max(int((kept & np.isin(train.origins, origins)).sum()) for origins in SUBSETS.values())
+    return equal_steps(largest, settings.epochs)
 
 
 def _score(
-    train: _Rows, test: _Rows, classes: list[str], subset: str, settings: EvaluateConfig
+    train: _Rows, test: _Rows, manifest: Manifest, subset: str, settings: EvaluateConfig
 ) -> dict[str, Any]:
+    classes = manifest.class_names
+    if "synthetic" in SUBSETS[subset]:
+        leaked = leaked_synthesis(manifest, settings)
+        if leaked:
+            return {"rows": 0, "left_out": leaked}
     mask = low_data_mask(train, settings.real_per_class, settings.seed) & np.isin(
         train.origins, SUBSETS[subset]
     )
@@ -141,12 +184,13 @@ def _score(
     x, y = to_tensor(train.images[mask]), torch.as_tensor(targets[mask])
     test_x = to_tensor(test.images)
     weights = metric_weights(test.labels, "balanced_accuracy")
-    runs, balanced, per_class = [], [], []
+    spec = ClassifierSpec(epochs=settings.epochs, steps=arm_steps(train, settings))
+    runs, balanced, per_class, answers = [], [], [], []
     device = pick_device(settings.device, "device")
     for s in range(settings.seeds):
-        spec = ClassifierSpec(epochs=settings.epochs)
         model = train_classifier(x, y, len(classes), seed=settings.seed + s, spec=spec, device=device)
         right = correct(model, test_x, test.labels)
+        answers.append(right)
         runs.append(score(right, None))
         balanced.append(score(right, weights))
         per_class.append(
@@ -155,48 +199,62 @@ def _score(
                 for c in range(len(classes))
             ]
         )
+    answered = np.stack(answers).astype(np.float64)
     return {
         "rows": int(mask.sum()),
+        "steps": spec.steps,
         "mean": float(np.mean(runs)),
-        "std": float(np.std(runs)),
+        "std": spread(runs),
         "runs": runs,
-        "balanced_accuracy": {
-            "mean": float(np.mean(balanced)),
-            "std": float(np.std(balanced)),
-            "runs": balanced,
-        },
+        "balanced_accuracy": {"mean": float(np.mean(balanced)), "std": spread(balanced), "runs": balanced},
         "per_class": {
             name: (None if per_class[0][c] is None else float(np.mean([run[c] for run in per_class])))
             for c, name in enumerate(classes)
         },
+        "_correct": {"accuracy": answered, "balanced_accuracy": answered * weights},
     }
+
+
+def comparisons(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each subset against its baseline (:data:`BASELINES`): the paired gain in accuracy and
+    in balanced accuracy with their 95 % intervals over seeds and test images."""
+    compared = {}
+    for subset, baseline in BASELINES.items():
+        arm, base = results.get(subset, {}), results.get(baseline, {})
+        if "_correct" not in arm or "_correct" not in base:
+            continue
+        compared[subset] = {
+            "baseline": baseline,
+            **{
+                metric: paired_interval(arm["_correct"][metric] - base["_correct"][metric], CONFIDENCE)
+                for metric in ("accuracy", "balanced_accuracy")
+            },
+        }
+    return compared
 
 
 def report(version: Path, settings: EvaluateConfig, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The evaluation document: protocol, classifier recipe and results."""
     manifest = load_manifest(version)
     device = pick_device(settings.device, "device").type
+    steps = next((r["steps"] for r in results.values() if r.get("steps")), None)
     return {
         "version_id": manifest.version_id,
         "created": utcnow().isoformat(timespec="seconds"),
         "settings": settings.model_dump(mode="json"),
         "classifier": {
             "name": "ReferenceCNN",
-            **asdict(ClassifierSpec(epochs=settings.epochs)),
+            **asdict(ClassifierSpec(epochs=settings.epochs, steps=steps)),
             "device": device,
             **({"cpu_threads": torch.get_num_threads()} if device == "cpu" else {}),
         },
         "test_rows": manifest.splits["test"].rows,
         "test_per_class": manifest.splits["test"].by_origin_class.get("real", {}),
-        "results": results,
+        "results": {name: {k: v for k, v in r.items() if k != "_correct"} for name, r in results.items()},
+        "comparisons": comparisons(results),
         "note": (
-            "accuracy on the version's real test split; synthetic rows come from a generator "
-            "trained on the whole real training split"
-            + (
-                f", even when only {settings.real_per_class} real images per class are kept"
-                if settings.real_per_class
-                else ""
-            )
+            "accuracy on the version's real test split; every subset trains for the same number of "
+            "steps; gains are paired with their baseline over seeds and test images, with 95 % intervals"
         ),
     }
 
@@ -217,7 +275,7 @@ def evaluate(
     results: dict[str, dict[str, Any]] = {}
     for name in subsets:
         results[name] = reused_result(manifest, results, name) or _score(
-            train, test, manifest.class_names, name, settings
+            train, test, manifest, name, settings
         )
     return report(path, settings, results)
 
@@ -226,7 +284,7 @@ def accuracy_text(result: dict[str, Any], balanced: bool = False) -> str:
     """A subset's test accuracy (or balanced accuracy) as text: mean ± std over seeds
     ("1 seed": no spread)."""
     if not result["rows"]:
-        return "no rows"
+        return "left out (see the report)" if result.get("left_out") else "no rows"
     scores = result["balanced_accuracy"] if balanced else result
     if len(scores["runs"]) == 1:
         return f"{scores['mean']:.4f} (1 seed)"
@@ -244,11 +302,13 @@ def unbalanced_test(document: dict[str, Any]) -> str | None:
 
 def markdown(document: dict[str, Any], chart: str | None = None) -> str:
     """A Markdown table of the results (mean ± std over seeds)."""
-    s = document["settings"]
+    s, steps = document["settings"], document.get("classifier", {}).get("steps")
     lines = [
         f"# Evaluation of {document['version_id']}",
         "",
-        f"Reference classifier, {s['epochs']} epochs, {s['seeds']} seeds"
+        f"Reference classifier, {steps or s['epochs']} "
+        + ("steps for every subset" if steps else "epochs")
+        + f", {s['seeds']} seeds"
         + (f", {s['real_per_class']} real images per class" if s["real_per_class"] else "")
         + f"; accuracy on the real test split ({document['test_rows']} rows).",
     ]
@@ -261,13 +321,21 @@ def markdown(document: dict[str, Any], chart: str | None = None) -> str:
         ]
     lines += [
         "",
-        "| training rows | count | test accuracy |" + (" balanced accuracy |" if spread else ""),
-        "|---|---:|---:|" + ("---:|" if spread else ""),
+        "| training rows | count | test accuracy |"
+        + (" balanced accuracy |" if spread else "")
+        + " gain over its baseline (95 % interval) |",
+        "|---|---:|---:|" + ("---:|" if spread else "") + "---|",
     ]
+    compared = document.get("comparisons", {})
     for name, result in document["results"].items():
         same = f" (the rows of {result['same_rows_as']})" if "same_rows_as" in result else ""
         cells = [accuracy_text(result)] + ([accuracy_text(result, balanced=True)] if spread else [])
+        gain = compared.get(name)
+        cells.append(f"{interval_text(gain['accuracy'])} over {gain['baseline']}" if gain else "")
         lines.append(f"| {name}{same} | {result['rows']} | " + " | ".join(cells) + " |")
+    left_out = [f"{name}: {r['left_out']}." for name, r in document["results"].items() if r.get("left_out")]
+    if left_out:
+        lines += ["", *left_out]
     with_rows = [(name, r) for name, r in document["results"].items() if r["rows"]]
     if with_rows:
         classes = list(with_rows[0][1]["per_class"])

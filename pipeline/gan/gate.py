@@ -1,6 +1,8 @@
 """The utility gate: synthetic rows are published only when real + augmented + synthetic
-beats real + augmented on validation data by more than ``synthesis.gate.min_gain`` and the
-noise (paired per-image differences over classifier seeds)."""
+beats real + augmented on validation data by more than ``synthesis.gate.min_gain`` with
+confidence: the lower end of the gain's interval, paired over classifier seeds and
+validation images (:mod:`pipeline.evaluate.stats`), must be above it. Every arm trains for
+the same number of steps."""
 
 from __future__ import annotations
 
@@ -13,8 +15,18 @@ from pipeline.augment.counts import expand_with
 from pipeline.config import Config, metric_name
 from pipeline.core.devices import pick_device
 from pipeline.core.progress import GATE, report
-from pipeline.evaluate.classifier import ClassifierSpec, correct, metric_weights, to_tensor, train_classifier
+from pipeline.evaluate.classifier import (
+    ClassifierSpec,
+    correct,
+    equal_steps,
+    metric_weights,
+    to_tensor,
+    train_classifier,
+)
+from pipeline.evaluate.stats import interval_text, paired_interval, spread
 from pipeline.ingest.store import RealData
+
+_TIE = 1e-9  # a lower bound this close to min_gain is a tie, and a tie does not open the gate
 
 
 def utility_gate(
@@ -24,11 +36,16 @@ def utility_gate(
     the ratio to publish is chosen by :func:`gate_decision`."""
     gate = config.synthesis.gate
     base_x, base_y = expand_with(config.augment, config.seed, fit, class_names)
-    spec, device = ClassifierSpec(epochs=gate.classifier_epochs), synthesis_device(config)
+    arms = {"0": (base_x, base_y)}
+    for ratio in gate.ratios:
+        extra = take_ratio(rows, ratio, fit)
+        x = np.concatenate([base_x, extra["images"]]) if len(extra["labels"]) else base_x
+        y = np.concatenate([base_y, extra["labels"]]) if len(extra["labels"]) else base_y
+        arms[f"{ratio:g}"] = (x, y)
+    steps = equal_steps(max(len(y) for _, y in arms.values()), gate.classifier_epochs)
+    spec, device = ClassifierSpec(epochs=gate.classifier_epochs, steps=steps), synthesis_device(config)
     val_x, val_y = to_tensor(validation.images), torch.as_tensor(validation.labels)
-
-    epochs = gate.seeds * (1 + len(gate.ratios)) * spec.epochs
-    trained = 0  # classifier trainings done
+    trainings, trained = gate.seeds * len(arms), 0
 
     def score(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """(seeds, validation images): whether each seed's classifier got each image right."""
@@ -36,91 +53,79 @@ def utility_gate(
         x, y = to_tensor(images), torch.as_tensor(labels)
         runs = []
         for s in range(gate.seeds):
-            done = trained * spec.epochs
-            model = train_classifier(
-                x,
-                y,
-                len(class_names),
-                seed=config.seed + s,
-                spec=spec,
-                device=device,
-                on_epoch=lambda e, done=done: report(GATE, done + e, epochs),
-            )
+            model = train_classifier(x, y, len(class_names), seed=config.seed + s, spec=spec, device=device)
             runs.append(correct(model, val_x, val_y))
             trained += 1
+            report(GATE, trained, trainings)
         return np.stack(runs)
 
-    report(GATE, 0, epochs)
-    results = {"0": score(base_x, base_y)}
-    for ratio in gate.ratios:
-        extra = take_ratio(rows, ratio, fit)
-        x = np.concatenate([base_x, extra["images"]]) if len(extra["labels"]) else base_x
-        y = np.concatenate([base_y, extra["labels"]]) if len(extra["labels"]) else base_y
-        results[f"{ratio:g}"] = score(x, y)
+    report(GATE, 0, trainings)
+    results = {key: score(x, y) for key, (x, y) in arms.items()}
     baseline = f"real{'+augmented' if config.augment.enabled else ''}"
     weights = metric_weights(validation.labels, gate.metric)
     return {
         "validation_rows": len(validation.ids),
         "seeds": gate.seeds,
         "metric": gate.metric,
-        **gate_decision(
-            results, gate.min_gain, gate.min_gain_se, baseline, weights, metric_name(gate.metric)
-        ),
+        "steps": steps,
+        **gate_decision(results, gate.min_gain, gate.confidence, baseline, weights, metric_name(gate.metric)),
     }
 
 
 def gate_decision(
     correct: dict[str, np.ndarray],
     min_gain: float,
-    min_gain_se: float,
+    confidence: float = 0.95,
     baseline: str = "real",
     weights: np.ndarray | None = None,
     metric: str = "accuracy",
 ) -> dict[str, Any]:
     """The ratio to publish, from which validation images each seed's classifier got right
     (``correct[ratio]``: booleans, seeds x images; key "0": the baseline). ``weights``: each
-    image's weight in the metric (:func:`pipeline.evaluate.classifier.metric_weights`, mean 1; None:
-    accuracy), applied to every image's correctness before the means and errors below.
+    image's weight in the metric (:func:`pipeline.evaluate.classifier.metric_weights`, mean 1;
+    None: accuracy), applied to every image's correctness first.
 
-    A ratio qualifies when its gain in the mean score exceeds ``min_gain`` and also
-    ``min_gain_se`` standard errors of that gain. The standard error is that of a paired
-    comparison over the validation images: the per-image difference in (weighted) correctness,
-    averaged over seeds, has standard deviation s over N images, and the gain's standard
-    error is s / sqrt(N). It counts the images the two disagree on, so a gain of one image
-    in 200 is not evidence. The best qualifying ratio is chosen; none: 0 (no synthetic rows).
+    Each ratio's gain over the baseline gets an interval paired over seeds and images
+    (:func:`pipeline.evaluate.stats.paired_interval`) at ``confidence``, Bonferroni-adjusted
+    for the number of ratios tried (trying several and keeping the best would otherwise
+    open the gate on noise more often than 1 - ``confidence``). A ratio qualifies when the
+    interval's lower end is above ``min_gain``: a tie or a gain within the noise does not.
+    The qualifying ratio with the highest gain is chosen (ties: fewer rows); none: 0.
     """
     scale = 1.0 if weights is None else np.asarray(weights, dtype=np.float64)
     base = np.asarray(correct["0"], dtype=np.float64) * scale
+    candidates = [k for k in correct if k != "0"]
+    level = 1 - (1 - confidence) / max(1, len(candidates))
     summary: dict[str, dict[str, Any]] = {}
     for key, matrix in correct.items():
         runs = np.asarray(matrix, dtype=np.float64) * scale
         accuracies = runs.mean(axis=1)
         entry: dict[str, Any] = {
             "mean": float(accuracies.mean()),
-            "std": float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0,
+            "std": spread(accuracies),
             "runs": accuracies.tolist(),
         }
         if key != "0":
-            per_image = (runs - base).mean(axis=0)
-            entry["gain"] = float(per_image.mean())
-            n = len(per_image)
-            entry["gain_se"] = float(per_image.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+            entry["interval"] = paired_interval(runs - base, level)
+            entry["gain"] = entry["interval"]["gain"]
         summary[key] = entry
-    candidates = [k for k in summary if k != "0"]
-    needed = {k: max(min_gain, min_gain_se * summary[k]["gain_se"]) for k in candidates}
-    passing = [k for k in candidates if summary[k]["gain"] > needed[k]]
+    passing = [k for k in candidates if summary[k]["interval"]["low"] - min_gain > _TIE]
     best = max(passing or candidates, key=lambda k: (summary[k]["gain"], -float(k)))  # ties: fewer rows
-    gain, needs = summary[best]["gain"], needed[best]
-    if passing:
-        reason = f"synthetic ratio {best} raised validation {metric} by {gain:+.4f} (needed > {needs:.4f})"
-        return {"accuracy": summary, "chosen_ratio": float(best), "reason": reason}
-    measured = "" if metric == "accuracy" else f" in validation {metric}"  # accuracy: as before
-    reason = (
-        f"no ratio beat {baseline}{measured} by more than min_gain {min_gain:g} and {min_gain_se:g} standard "
-        f"error(s) of the gain (best: ratio {best}, gain {gain:+.4f}, needed > {needs:.4f}); "
-        "synthetic rows left out"
+    interval = summary[best]["interval"]
+    shown = (
+        f"{interval_text(interval)} at {level:.1%} ({interval['seeds']} seeds x {interval['images']} images"
+        + (f", {confidence:.0%} over {len(candidates)} ratios" if len(candidates) > 1 else "")
+        + ")"
     )
-    return {"accuracy": summary, "chosen_ratio": 0.0, "reason": reason}
+    if passing:
+        reason = f"synthetic ratio {best} raised validation {metric} by {shown}, above min_gain {min_gain:g}"
+        return {"accuracy": summary, "chosen_ratio": float(best), "confidence": confidence, "reason": reason}
+    measured = "" if metric == "accuracy" else f" in validation {metric}"
+    reason = (
+        f"no ratio beat {baseline}{measured} by more than min_gain {min_gain:g} with confidence "
+        f"(best: ratio {best}, gain {shown}); synthetic rows left out"
+    )
+    return {"accuracy": summary, "chosen_ratio": 0.0, "confidence": confidence, "reason": reason}
 
 
 def take_ratio(rows: dict[str, np.ndarray], ratio: float, counts_from: RealData) -> dict[str, np.ndarray]:

@@ -25,7 +25,7 @@ from pipeline.version.pictures import CURVES_FILE, training_curves
 # pipeline.gan.synthesis (and torch, 3-4 s to import) is imported by the stages that use it, so
 # that a build without synthesis, and its worker processes, never load torch.
 if TYPE_CHECKING:
-    from pipeline.gan.train import GanShape
+    from pipeline.gan.checkpoint import GanShape
     from pipeline.ingest.store import RealData
 
 SYNTHETIC_PIXELS = "synthetic.u8"
@@ -37,7 +37,7 @@ _GRID_COLUMNS = 8
 
 
 def gan_shape(shape: tuple[int, ...], num_classes: int) -> GanShape:
-    from pipeline.gan.train import GanShape
+    from pipeline.gan.checkpoint import GanShape
 
     return GanShape(
         num_classes=num_classes, channels=1 if len(shape) == 2 else 3, height=shape[0], width=shape[1]

@@ -34,9 +34,16 @@ from pipeline.evaluate.classifier import (
     train_classifier,
 )
 from pipeline.gan import metrics as gm
+from pipeline.gan.checkpoint import (
+    GanShape,
+    check_compatible,
+    check_held_out,
+    load_checkpoint,
+    save_checkpoint,
+)
 from pipeline.gan.gate import synthesis_device, take_ratio, utility_gate
 from pipeline.gan.sample import generate, select
-from pipeline.gan.train import GanShape, GanTrainer, check_compatible, load_checkpoint, save_checkpoint
+from pipeline.gan.train import GanTrainer
 from pipeline.ingest.splits import validation_masks
 from pipeline.ingest.store import RealData
 
@@ -79,6 +86,7 @@ def train_gan(
         # The settings that decide the content only: a checkpoint's bytes (and so the ids of
         # its samples) must not depend on where the run writes or how many workers it has.
         config_json=json.dumps(config.content_dict(), sort_keys=True),
+        trained_on=list(fit.ids),
     )
     saved = out_dir / REFERENCE_FILE
     if resume is not None:
@@ -127,6 +135,7 @@ def synthesize(
     fit, validation = train.subset(fit_mask), train.subset(val_mask)
     state = load_checkpoint(checkpoint)
     check_compatible(state, shape, syn.train, str(checkpoint))
+    check_held_out(state, list(validation.ids), str(checkpoint))
     trainer = GanTrainer(
         images=fit.images[:2],
         labels=fit.labels[:2],

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import copy
 import json
-import pickle
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,31 +22,18 @@ from torch.nn import functional as F
 
 from pipeline.config import GanTrainConfig
 from pipeline.core.devices import pick_device
-from pipeline.core.errors import PipelineError
-from pipeline.core.hashing import file_sha256
 from pipeline.core.progress import GAN, report
+from pipeline.gan.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_LIBRARIES,
+    GanShape,
+    check_compatible,
+    id_digests,
+)
 from pipeline.gan.diffaug import augment, default_policy, draw
 from pipeline.gan.losses import LOSSES
-from pipeline.gan.models import Discriminator, Generator, power_of_two_resolution, train_resolution
+from pipeline.gan.models import Discriminator, Generator
 from pipeline.version.manifest import library_versions
-
-CHECKPOINT_FORMAT = "dataset-expand-gan/2"  # 2: own spectral norm (sn_u/sn_v buffers)
-# Recorded in every checkpoint: the libraries whose versions shape the weights.
-CHECKPOINT_LIBRARIES = ("torch", "torchvision")
-
-
-@dataclass(frozen=True)
-class GanShape:
-    """What the networks are built for; derived from the data, stored in checkpoints."""
-
-    num_classes: int
-    channels: int
-    height: int
-    width: int
-
-    @property
-    def resolution(self) -> int:
-        return train_resolution(self.height, self.width)
 
 
 def images_to_tensor(images: np.ndarray, resolution: int) -> torch.Tensor:
@@ -88,10 +72,12 @@ class GanTrainer:
         settings: GanTrainConfig,
         seed: int,
         config_json: str = "{}",
+        trained_on: list[str] | None = None,
     ):
         self.shape = shape
         self.settings = settings
         self.config_json = config_json
+        self.trained_on = id_digests(trained_on) if trained_on is not None else None
         self.device = pick_device(settings.device, "synthesis.train.device")
         policy = (
             tuple(settings.diffaug)
@@ -233,10 +219,12 @@ class GanTrainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything :meth:`load_state_dict` restores, and for the record: ``config`` (the
         resolved config's content settings, JSON), ``settings`` (``synthesis.train``, JSON)
-        and ``libraries`` (torch and torchvision versions)."""
+        ``libraries`` (torch and torchvision versions) and ``trained_on`` (digests of the
+        training images' source ids, see :func:`check_held_out`; None: not recorded)."""
         return {
             "format": CHECKPOINT_FORMAT,
             "config": self.config_json,
+            "trained_on": None if self.trained_on is None else json.dumps(self.trained_on),
             "settings": json.dumps(self.settings.model_dump(mode="json"), sort_keys=True),
             "libraries": library_versions(CHECKPOINT_LIBRARIES),
             "shape": [self.shape.num_classes, self.shape.channels, self.shape.height, self.shape.width],
@@ -273,6 +261,8 @@ class GanTrainer:
                 g.set_state(state["rng"][name].cpu())
         self.step = int(state["step"])
         self.best = json.loads(state["best"])
+        if state.get("trained_on") is not None:  # resumed: trained on both sets of images
+            self.trained_on = sorted(set(json.loads(state["trained_on"])) | set(self.trained_on or []))
         self._augmented_D.policy = tuple(state["policy"])
 
     # -- internals ----------------------------------------------------------------------------
@@ -326,66 +316,3 @@ def recompute_batchnorm(
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     generator_net.eval()
-
-
-def save_checkpoint(state: dict[str, Any], path: Path) -> str:
-    """Write a checkpoint atomically (temp file + rename); return its sha256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".partial")
-    torch.save(state, partial)
-    partial.replace(path)
-    return file_sha256(path)
-
-
-def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``.
-
-    Raises:
-        PipelineError: missing, corrupt, or not one of ours.
-    """
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: checkpoint not found") from None
-    except (RuntimeError, OSError, EOFError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as exc:
-        raise PipelineError(f"{path}: not a readable checkpoint: {exc}") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        found = state.get("format") if isinstance(state, dict) else None
-        raise PipelineError(
-            f"{path}: not a {CHECKPOINT_FORMAT} checkpoint (found {found!r}; retrain with this version)"
-        )
-    return state
-
-
-def provenance(state: dict[str, Any]) -> dict[str, Any]:
-    """What a checkpoint records of how it was made: ``config`` and ``settings`` (dicts) and
-    ``libraries`` (name to version; empty for checkpoints saved before they were recorded)."""
-    return {
-        "config": json.loads(state.get("config") or "{}"),
-        "settings": json.loads(state["settings"]),
-        "libraries": dict(state.get("libraries", {})),
-    }
-
-
-def check_compatible(state: dict[str, Any], shape: GanShape, settings: GanTrainConfig, where: str) -> None:
-    """Refuse a checkpoint made for other data or network settings."""
-    expected = [shape.num_classes, shape.channels, shape.height, shape.width]
-    if list(state["shape"]) != expected:
-        raise PipelineError(
-            f"{where}: made for (classes, channels, height, width) = "
-            f"{list(state['shape'])}, this data is {expected}"
-        )
-    # Checkpoints saved before native resolutions did not record theirs: a power of two.
-    resolution = state.get("resolution", power_of_two_resolution(max(shape.height, shape.width)))
-    if resolution != shape.resolution:
-        raise PipelineError(
-            f"{where}: trained at {resolution}x{resolution}; this version trains "
-            f"{shape.height}x{shape.width} images at {shape.resolution}x{shape.resolution}: retrain"
-        )
-    saved = json.loads(state["settings"])
-    for key in ("width", "z_dim"):
-        if saved.get(key) != getattr(settings, key):
-            raise PipelineError(
-                f"{where}: made with synthesis.train.{key}={saved.get(key)}, "
-                f"config has {getattr(settings, key)}"
-            )

@@ -124,10 +124,11 @@ def sort_by_key(keys: np.ndarray, tiebreak: Callable[[np.ndarray], Iterable[tupl
     return order
 
 
-def validation_masks(ids, labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def validation_masks(
+    ids, labels: np.ndarray, fraction: float, seed: int, stream: str = "gate"
+) -> tuple[np.ndarray, np.ndarray]:
     """Fit and validation masks over the training split for the decisions made before
-    writing (augment.tune, the utility gate): stratified, seeded, the same carve for both
-    at the same fraction."""
-    splits = carve_test_split(ids, labels, fraction, derive_seed(seed, "gate", 0))
+    writing (augment.tune, the utility gate): stratified, seeded by ``seed`` and ``stream``."""
+    splits = carve_test_split(ids, labels, fraction, derive_seed(seed, stream, 0))
     validation = np.asarray([s == "test" for s in splits])
     return ~validation, validation

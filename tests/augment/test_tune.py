@@ -201,3 +201,28 @@ def test_tune_augmentation_and_score_candidate_on_a_staged_split(tiny_config):
         assert score_candidate(*args)["runs"] == scored["runs"]  # seeded: the same score again
     finally:
         discard(context)
+
+
+def test_with_the_gate_on_tuning_never_sees_the_gates_validation_images():
+    from pipeline.augment.tune import tune_masks
+    from pipeline.build import load_config
+    from pipeline.gan.synthesis import fit_validation_masks
+    from pipeline.ingest.splits import validation_masks
+    from pipeline.ingest.store import RealData
+
+    ids = [f"img{k:03d}" for k in range(200)]
+    labels = np.arange(200) % 4
+    gated = load_config(None, ["augment.tune.enabled=true", "synthesis.enabled=true"])
+    fit, validation = tune_masks(ids, labels, gated)
+    _, gate_validation = fit_validation_masks(RealData(np.zeros((200, 2, 2), np.uint8), labels, ids), gated)
+    assert gate_validation.any() and validation.any()
+    assert not (gate_validation & (fit | validation)).any()  # nested: tuning fits and scores elsewhere
+    assert not (fit & validation).any()
+    assert validation.sum() == pytest.approx(
+        0.2 * (~gate_validation).sum(), abs=4
+    )  # its fraction of the rest
+    # Without a gate, tuning carves as it always has.
+    plain = load_config(None, ["augment.tune.enabled=true"])
+    assert [m.tolist() for m in tune_masks(ids, labels, plain)] == [
+        m.tolist() for m in validation_masks(ids, labels, 0.2, plain.seed)
+    ]

@@ -105,3 +105,21 @@ def test_reference_classifier_trains_for_a_handful_of_steps():
     for epochs in (1, 5):
         model = train_classifier(images, labels, 2, seed=0, spec=ClassifierSpec(epochs=epochs, batch_size=2))
         assert model(images).shape == (10, 2)
+
+
+def test_a_training_by_steps_takes_exactly_that_many_whatever_the_images():
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from pipeline.evaluate.classifier import ClassifierSpec, equal_steps, train_classifier, training_steps
+
+    assert training_steps(130, ClassifierSpec(epochs=3)) == 9  # 3 passes of ceil(130 / 64) batches
+    assert training_steps(130, ClassifierSpec(epochs=3, steps=7)) == 7
+    assert equal_steps(130, 3) == 9 and equal_steps(10, 3) == 3
+    images, labels = torch.rand(100, 1, 8, 8), torch.arange(100) % 2
+    epochs, steps = [], []
+    hook = register_optimizer_step_post_hook(lambda *a: steps.append(1))
+    try:
+        train_classifier(images, labels, 2, seed=0, spec=ClassifierSpec(steps=5), on_epoch=epochs.append)
+    finally:
+        hook.remove()
+    assert len(steps) == 5 and epochs == [1, 2, 3]  # 2 batches per pass: 2 + 2 + 1

@@ -46,7 +46,9 @@ def document(**settings):
         "settings": EvaluateConfig(**settings).model_dump(mode="json"),
         "test_rows": 4,
         "test_per_class": {"a": 2, "b": 2},
+        "classifier": {"steps": 20},
         "results": {"real": result(), "synthetic only (CAS)": {"rows": 0}},
+        "comparisons": {},
         "note": "a note",
     }
 
@@ -84,13 +86,14 @@ def test_same_rows_and_reused_results():
 def test_accuracy_text_and_unbalanced_test():
     assert accuracy_text(result(0.25)) == "0.2500 (1 seed)"
     assert accuracy_text(result(0.5, runs=(0.4, 0.6))) == "0.5000 ± 0.0000"
+    assert accuracy_text({"rows": 0, "left_out": "why"}) == "left out (see the report)"
     assert unbalanced_test(document()) is None
     assert unbalanced_test({**document(), "test_per_class": {"a": 3, "b": 1}}) == "1 to 3 rows per class"
 
 
 def test_markdown_states_the_protocol():
     text = markdown(document(real_per_class=2, seeds=1, epochs=4), chart="evaluation-k2.png")
-    assert "Reference classifier, 4 epochs, 1 seeds, 2 real images per class" in text
+    assert "Reference classifier, 20 steps for every subset, 1 seeds, 2 real images per class" in text
     assert "| real | 10 | 0.5000 (1 seed) |" in text and "| b | - |" in text
     assert "![test accuracy](evaluation-k2.png)" in text and text.endswith("a note.\n")
 
@@ -209,3 +212,73 @@ def test_accuracy_text_shows_no_spread_for_one_seed():
     two = {"rows": 10, "runs": [0.5, 0.6], "mean": 0.55, "std": 0.05}
     assert accuracy_text(one) == "0.5000 (1 seed)" and accuracy_text(two) == "0.5500 ± 0.0500"
     assert accuracy_text({"rows": 0}) == "no rows"
+
+
+def test_every_subset_trains_as_long_and_is_compared_with_its_baseline_by_a_paired_interval(
+    tiny_config, monkeypatch
+):
+    from pipeline.evaluate import evaluation as module
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    version, _ = build(tiny_config())
+    trained, train = [], module.train_classifier
+    monkeypatch.setattr(
+        module,
+        "train_classifier",
+        lambda *a, spec, **k: trained.append((len(a[0]), spec.steps)) or train(*a, spec=spec, **k),
+    )
+    doc = evaluate(version, EvaluateConfig(seeds=2, epochs=2, device="cpu"))
+    rows = {n: r["rows"] for n, r in doc["results"].items() if r["rows"]}
+    assert rows["real+augmented"] == 3 * rows["real"]  # 2 copies per image
+    # 2 epochs of the largest subset (3 x 10 rows, batches of 64: 1 step each), for every subset.
+    assert {steps for _, steps in trained} == {2} and doc["classifier"]["steps"] == 2
+    assert len(trained) == 4  # real and real+augmented, 2 seeds each (no synthetic rows)
+    gain = doc["comparisons"]["real+augmented"]
+    assert gain["baseline"] == "real" and set(gain) == {"baseline", "accuracy", "balanced_accuracy"}
+    interval = gain["accuracy"]
+    assert interval["seeds"] == 2 and interval["images"] == doc["test_rows"]
+    assert interval["low"] <= interval["gain"] <= interval["high"]
+    expected = doc["results"]["real+augmented"]["mean"] - doc["results"]["real"]["mean"]
+    assert interval["gain"] == pytest.approx(expected)
+    assert doc["results"]["real"]["std"] == pytest.approx(np.std(doc["results"]["real"]["runs"], ddof=1))
+    assert "_correct" not in json.dumps(doc, default=str)
+    assert "over real" in markdown(doc)
+
+
+def test_the_low_data_protocol_leaves_out_synthetic_rows_of_a_generator_that_saw_more(
+    tiny_config, monkeypatch
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    version, _ = build(tiny_config(*TINY_GAN, "synthesis.gate.enabled=false"))
+    settings = EvaluateConfig(seeds=1, epochs=1, device="cpu", real_per_class=1)
+    doc = evaluate(version, settings)
+    for subset in ("real+augmented+synthetic", "synthetic only (CAS)"):
+        assert doc["results"][subset]["rows"] == 0
+        assert "generator trained on up to" in doc["results"][subset]["left_out"]
+        assert "more than the 1 this protocol keeps" in doc["results"][subset]["left_out"]
+    assert doc["results"]["real"]["rows"] > 0
+    assert "left out: the synthetic rows" in markdown(doc)
+    whole = evaluate(version, EvaluateConfig(seeds=1, epochs=1, device="cpu"), ["synthetic only (CAS)"])
+    assert whole["results"]["synthetic only (CAS)"]["rows"] > 0  # every real image kept: no leak
+
+
+def test_leaked_synthesis_and_arm_steps():
+    from pipeline.evaluate.evaluation import arm_steps, leaked_synthesis
+
+    train = SplitCounts(
+        rows=30,
+        by_origin={"real": 10, "augmented": 10, "synthetic": 10},
+        by_origin_class={"real": {"a": 6, "b": 4}},
+    )
+    manifest = Manifest.model_construct(splits={"train": train})
+    assert leaked_synthesis(manifest, EvaluateConfig()) is None  # every real image kept
+    assert leaked_synthesis(manifest, EvaluateConfig(real_per_class=6)) is None  # no more than K seen
+    assert "up to 6 real images per class" in leaked_synthesis(manifest, EvaluateConfig(real_per_class=5))
+    rows = _Rows(
+        images=np.zeros((200, 2, 2), np.uint8),
+        labels=np.arange(200) % 2,
+        origins=np.asarray(["real"] * 20 + ["augmented"] * 100 + ["synthetic"] * 80),
+        source_ids=np.asarray([f"s{k % 20}" for k in range(200)]),
+    )
+    # The largest subset is real+augmented+synthetic (200 rows): 4 batches of 64 per epoch.
+    assert arm_steps(rows, EvaluateConfig(epochs=2)) == 8

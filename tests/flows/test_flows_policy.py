@@ -56,7 +56,7 @@ def test_keys_that_import_code_are_never_taken_from_a_run(tmp_path, monkeypatch)
     for override in (
         "synthesis.features=evil:extract",
         "augment.custom_transforms=['evil:T']",
-        "synthesis={\"features\": \"evil:extract\"}",
+        'synthesis={"features": "evil:extract"}',
         "augment={}",
     ):
         with pytest.raises(ConfigError, match="does not let a run set"):  # ...but they are refused

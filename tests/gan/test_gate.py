@@ -27,43 +27,54 @@ def _answers(right: int, fixed: int = 0, broken: int = 0, n: int = 200) -> np.nd
 def test_gate_declines_a_gain_of_one_validation_image():
     # 11 images fixed, 10 broken: +0.5 points on 200 images, as in the Fashion-MNIST bench.
     correct = {"0": np.stack([_answers(170)] * 2), "0.5": np.stack([_answers(170, 11, 10)] * 2)}
-    decision = gate_decision(correct, min_gain=0.0, min_gain_se=1.0)
+    decision = gate_decision(correct, min_gain=0.0)
     assert decision["chosen_ratio"] == 0.0
     half = decision["accuracy"]["0.5"]
     assert half["gain"] == pytest.approx(0.005) and half["runs"] == pytest.approx([0.855, 0.855])
-    differences = np.r_[np.ones(11), -np.ones(10), np.zeros(179)]
-    assert half["gain_se"] == pytest.approx(differences.std(ddof=1) / np.sqrt(200))
-    assert "standard error" in decision["reason"] and "ratio 0.5" in decision["reason"]
-    # Without the noise rule any positive gain is taken.
-    assert gate_decision(correct, min_gain=0.0, min_gain_se=0.0)["chosen_ratio"] == 0.5
+    assert half["interval"]["low"] < 0 < half["interval"]["high"]
+    assert "ratio 0.5" in decision["reason"] and "95.0%" in decision["reason"]
 
 
-def test_gate_takes_the_best_ratio_whose_gain_clears_the_noise():
+def test_a_tie_never_opens_the_gate():
+    # The digits case: 0.97 - 0.9625 is 0.00750000000000006 in floating point, and the old
+    # rule compared it with a threshold of 0.0075. Identical answers are a tie whatever the
+    # rounding; so is a gain exactly at min_gain.
+    same = np.stack([_answers(193), _answers(192)])
+    assert gate_decision({"0": same, "1": same.copy()}, min_gain=0.0)["chosen_ratio"] == 0.0
+    better = np.stack([_answers(193, 100), _answers(192, 100)])
+    exact = gate_decision({"0": same, "1": better}, min_gain=0.0)["accuracy"]["1"]["interval"]["low"]
+    assert gate_decision({"0": same, "1": better}, min_gain=exact)["chosen_ratio"] == 0.0
+
+
+def test_gate_takes_the_best_ratio_whose_interval_clears_min_gain():
     correct = {
-        "0": _answers(140)[None],
-        "0.5": _answers(140, 20, 0)[None],  # +10 points: 20 images fixed, none broken
-        "1": _answers(140, 60, 36)[None],  # +12 points, but 96 images changed
+        "0": np.stack([_answers(140)] * 3),
+        "0.5": np.stack([_answers(140, 20, 0)] * 3),  # +10 points: 20 images fixed, none broken
+        "1": np.stack([_answers(140, 60, 46)] * 3),  # +7 points, but 106 images changed
     }
-    decision = gate_decision(correct, min_gain=0.0, min_gain_se=3.0)
-    assert decision["chosen_ratio"] == 0.5
-    assert decision["accuracy"]["1"]["gain"] > decision["accuracy"]["0.5"]["gain"]
-    assert "+0.1000" in decision["reason"]
-    # With a looser rule the larger gain wins; a min_gain above every gain declines both.
-    assert gate_decision(correct, min_gain=0.0, min_gain_se=1.0)["chosen_ratio"] == 1.0
-    assert gate_decision(correct, min_gain=0.15, min_gain_se=0.0)["chosen_ratio"] == 0.0
+    decision = gate_decision(correct, min_gain=0.0)
+    assert decision["chosen_ratio"] == 0.5 and "+0.1000" in decision["reason"]
+    # Two ratios tried: each interval is at 97.5 % (Bonferroni), so it is wider than at 95 %.
+    wide = decision["accuracy"]["0.5"]["interval"]
+    alone = gate_decision({"0": correct["0"], "0.5": correct["0.5"]}, 0.0)["accuracy"]["0.5"]["interval"]
+    assert wide["confidence"] == pytest.approx(0.975) and wide["low"] < alone["low"]
+    # A min_gain above every interval declines both.
+    assert gate_decision(correct, min_gain=0.09)["chosen_ratio"] == 0.0
 
 
-def test_gate_averages_the_seeds_per_image():
-    # Seed 0 gains 20 images, seed 1 loses 20: no gain on average, whatever each seed says.
+def test_gate_sees_the_noise_between_seeds():
+    # Seed 0 gains 20 images, seed 1 loses 20, seed 2 gains 22: +3.7 points on average, but
+    # the seeds disagree, so the interval spans zero and the gate stays shut.
     correct = {
-        "0": np.stack([_answers(150), _answers(150)]),
-        "1": np.stack([_answers(150, 20, 0), _answers(150, 0, 20)]),
+        "0": np.stack([_answers(150)] * 3),
+        "1": np.stack([_answers(150, 20, 0), _answers(150, 0, 20), _answers(150, 22, 0)]),
     }
-    decision = gate_decision(correct, min_gain=0.0, min_gain_se=1.0)
+    decision = gate_decision(correct, min_gain=0.0)
     entry = decision["accuracy"]["1"]
-    assert entry["runs"] == pytest.approx([0.85, 0.65]) and entry["gain"] == pytest.approx(0.0)
-    assert entry["std"] == pytest.approx(np.std([0.85, 0.65], ddof=1))
-    assert decision["chosen_ratio"] == 0.0
+    assert entry["runs"] == pytest.approx([0.85, 0.65, 0.86]) and entry["gain"] == pytest.approx(0.11 / 3)
+    assert entry["std"] == pytest.approx(np.std([0.85, 0.65, 0.86], ddof=1))
+    assert entry["interval"]["per_seed"] == pytest.approx([0.1, -0.1, 0.11])
+    assert decision["chosen_ratio"] == 0.0 and entry["interval"]["low"] < 0
 
 
 def test_the_gate_can_weigh_every_class_alike():
@@ -74,15 +85,15 @@ def test_the_gate_can_weigh_every_class_alike():
     better = base.copy()
     better[:6], better[180:190] = False, True
     correct = {"0": base[None], "1": better[None]}
-    plain = gate_decision(correct, min_gain=0.05, min_gain_se=0.0)
+    plain = gate_decision(correct, min_gain=0.05)
     assert plain["chosen_ratio"] == 0.0 and plain["accuracy"]["1"]["gain"] == pytest.approx(0.02)
     weights = metric_weights(labels, "balanced_accuracy")
-    balanced = gate_decision(correct, 0.05, 0.0, weights=weights, metric="balanced accuracy")
+    balanced = gate_decision(correct, 0.05, weights=weights, metric="balanced accuracy")
     entry = balanced["accuracy"]["1"]
     assert entry["gain"] == pytest.approx((10 / 20 - 6 / 180) / 2)
     assert balanced["accuracy"]["0"]["mean"] == pytest.approx(0.5)  # class 0 all right, class 1 none
     assert balanced["chosen_ratio"] == 1.0 and "balanced accuracy by +0.2333" in balanced["reason"]
-    declined = gate_decision(correct, 0.3, 0.0, weights=weights, metric="balanced accuracy")
+    declined = gate_decision(correct, 0.3, weights=weights, metric="balanced accuracy")
     assert declined["reason"].startswith("no ratio beat real in validation balanced accuracy by more than")
     assert metric_weights(labels, "accuracy") is None
     assert score(better, weights) == pytest.approx((174 / 180 + 10 / 20) / 2)
@@ -122,13 +133,19 @@ def test_utility_gate_trains_per_seed_and_ratio_and_decides_with_gate_decision(m
         return gate_decision(correct, *args)
 
     monkeypatch.setattr("pipeline.gan.gate.gate_decision", recorded)
+    trained, train = [], gate.train_classifier
+    monkeypatch.setattr(
+        gate, "train_classifier", lambda *a, spec, **k: trained.append(spec) or train(*a, spec=spec, **k)
+    )
     events = []
     with reporting(lambda *event: events.append(event)):
         result = gate.utility_gate(config, fit, validation, rows, ["a", "b", "c"])
-    [(correct, (min_gain, min_gain_se, baseline, weights, metric))] = decided
+    [(correct, (min_gain, confidence, baseline, weights, metric))] = decided
     assert {k: v.shape for k, v in correct.items()} == {"0": (1, 9), "0.5": (1, 9)}  # seeds x images
     assert baseline == "real" and weights is None and metric == "accuracy"  # no augmentation
-    assert (min_gain, min_gain_se) == (config.synthesis.gate.min_gain, config.synthesis.gate.min_gain_se)
+    assert (min_gain, confidence) == (config.synthesis.gate.min_gain, config.synthesis.gate.confidence)
     assert result["validation_rows"] == 9 and result["seeds"] == 1 and result["metric"] == "accuracy"
     assert set(result["accuracy"]) == {"0", "0.5"} and result["chosen_ratio"] in {0.0, 0.5}
-    assert events[-1] == (GATE, 2, 2)  # 1 seed x (baseline + 1 ratio) x 1 epoch
+    assert events[-1] == (GATE, 2, 2)  # 1 seed x (baseline + 1 ratio) trainings
+    # Equal compute: both arms train the steps one epoch of the larger (24 + 6 rows) takes.
+    assert result["steps"] == 1 and len(trained) == 2 and {spec.steps for spec in trained} == {1}

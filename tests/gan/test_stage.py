@@ -8,6 +8,7 @@ from PIL import Image
 
 from conftest import TINY_GAN
 from pipeline.build.context import discard, prepare
+from pipeline.gan.checkpoint import GanShape
 from pipeline.gan.stage import (
     CHECKPOINT_IN_VERSION,
     GRID_FILE,
@@ -19,7 +20,6 @@ from pipeline.gan.stage import (
     train_gan_stage,
     write_grid,
 )
-from pipeline.gan.train import GanShape
 from pipeline.ingest.store import RealData
 from pipeline.version.pictures import CURVES_FILE
 

@@ -17,7 +17,8 @@ from pipeline.core.hashing import file_sha256
 from pipeline.core.seeds import derive_seed
 from pipeline.evaluate import classifier
 from pipeline.gan import synthesis
-from pipeline.gan.train import GanShape, GanTrainer
+from pipeline.gan.checkpoint import GanShape
+from pipeline.gan.train import GanTrainer
 from pipeline.version.manifest import load_manifest
 from pipeline.version.summary import run_markdown
 

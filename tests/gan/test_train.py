@@ -9,6 +9,14 @@ import torch
 from conftest import TINY_GAN_SETTINGS, tiny_gan_trainer
 from pipeline.config import GanTrainConfig
 from pipeline.core.errors import PipelineError
+from pipeline.gan.checkpoint import (
+    CHECKPOINT_LIBRARIES,
+    GanShape,
+    check_compatible,
+    load_checkpoint,
+    provenance,
+    save_checkpoint,
+)
 from pipeline.gan.diffaug import augment, draw
 from pipeline.gan.models import (
     Discriminator,
@@ -16,16 +24,10 @@ from pipeline.gan.models import (
     _SpectralNorm,
 )
 from pipeline.gan.train import (
-    CHECKPOINT_LIBRARIES,
     AugmentedDiscriminator,
-    GanShape,
     GanTrainer,
-    check_compatible,
     images_to_tensor,
-    load_checkpoint,
-    provenance,
     recompute_batchnorm,
-    save_checkpoint,
 )
 from pipeline.version.manifest import library_versions
 
