@@ -1,10 +1,9 @@
 """The synthesis stage: train (or load) the GAN, sample per class, filter, measure, gate.
 
-Inputs are the staged training split (pixels and index in the build's work directory).
-When the utility gate is on, a validation part is carved from the real training split
-first (stratified, seeded); the GAN and the reference classifier never see it, and the
-gate decides on it alone. The test split is never used for a decision; CAS on the test
-split is reported only.
+Inputs are the staged training split. With the utility gate on, a validation part is
+carved from it first (stratified, seeded): the GAN and the reference classifier never see
+it; the gate decides on it, the best checkpoint is chosen and the quality metrics measured
+against it. The test split is never used for a decision; CAS on it is reported only.
 """
 
 from __future__ import annotations
@@ -70,11 +69,16 @@ def train_gan(
     *,
     resume: Path | None = None,
     on_metrics: Callable[[dict[str, float]], None] | None = None,
+    held_out: RealData | None = None,
 ) -> dict[str, Any]:
     """Train the GAN on ``fit``; keep ``last.pt`` and ``best.pt`` (lowest classifier FD).
 
+    The FD that picks the best checkpoint is measured against ``held_out`` (images neither
+    the GAN nor the reference classifier trained on: the utility gate's validation part)
+    when it has at least two images; otherwise against ``fit``, which rewards memorising.
+
     Returns:
-        ``{"checkpoint", "sha256", "history", "best"}`` for the best checkpoint.
+        ``{"checkpoint", "sha256", "history", "best", "fd_against"}`` for the best checkpoint.
     """
     settings = config.synthesis.train
     trainer = GanTrainer(
@@ -95,13 +99,14 @@ def train_gan(
             out_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(resume.parent / REFERENCE_FILE, saved)  # loaded below if it fits
     reference = _reference(config, fit, shape.num_classes, saved, save=True)
-    real_features = _features(config, reference, to_tensor(fit.images))
+    against, named = _reference_images(held_out, None, fit)
+    real_features = _features(config, reference, to_tensor(against.images))
     history: list[dict[str, float]] = []
     while trainer.step < settings.steps:
         chunk = min(settings.eval_every - trainer.step % settings.eval_every, settings.steps - trainer.step)
         history += trainer.train(chunk, on_metrics=on_metrics)
         trainer.recompute_ema_batchnorm()
-        fd = _ema_fd(trainer, config, reference, real_features, fit)
+        fd = _ema_fd(trainer, config, reference, real_features, against)
         history.append({"step": trainer.step, "fd": fd})
         if on_metrics:
             on_metrics({"step": trainer.step, "fd": fd})
@@ -112,7 +117,13 @@ def train_gan(
     best = out_dir / "best.pt"
     if not best.is_file():  # resumed at or past the last step: nothing new was measured
         save_checkpoint(trainer.state_dict(), best)
-    return {"checkpoint": str(best), "sha256": file_sha256(best), "history": history, "best": trainer.best}
+    return {
+        "checkpoint": str(best),
+        "sha256": file_sha256(best),
+        "history": history,
+        "best": trainer.best,
+        "fd_against": named,
+    }
 
 
 def synthesize(
@@ -166,7 +177,7 @@ def synthesize(
         "wanted": int(sum(wanted.values())),
         **({"short": short} if short else {}),
         **({"filled_below_threshold": filled} if filled else {}),
-        "metrics": quality_metrics(config, reference, fit, rows, test, shape.num_classes),
+        "metrics": quality_metrics(config, reference, fit, rows, test, shape.num_classes, validation),
     }
     filtered = rows  # the grid shows what the generator makes, whatever the gate decides
     if syn.gate.enabled and len(validation.ids):
@@ -184,21 +195,29 @@ def quality_metrics(
     rows: dict[str, np.ndarray],
     test: RealData | None,
     num_classes: int,
+    held_out: RealData | None = None,
 ) -> dict[str, Any]:
-    """FD, KID, precision/recall, per-class FD (features of the reference classifier) and CAS."""
+    """FD, KID, precision/recall, per-class FD (features of the reference classifier) and CAS.
+
+    The real images compared with are ones neither the GAN nor the reference classifier
+    trained on: ``held_out`` (the gate's validation part), else the test split (a report,
+    not a decision), else, with neither, ``fit`` (``against`` says which).
+    """
     if len(rows["labels"]) < 2:
         return {"note": "fewer than 2 synthetic samples kept; no metrics"}
-    real = _features(config, reference, to_tensor(fit.images))
+    against, named = _reference_images(held_out, test, fit)
+    real = _features(config, reference, to_tensor(against.images))
     fake = _features(config, reference, to_tensor(rows["images"]))
     rng = np.random.default_rng(derive_seed(config.seed, "metrics", 0))
     precision, recall = gm.precision_recall(real[:_METRIC_SAMPLES], fake[:_METRIC_SAMPLES])
     result: dict[str, Any] = {
         "features": config.synthesis.features,
+        "against": named,
         "fd": gm.frechet_distance(real, fake),
         "kid": gm.kernel_inception_distance(real, fake, rng=rng),
         "precision": precision,
         "recall": recall,
-        "per_class_fd": gm.per_class_frechet(real, fit.labels, fake, rows["labels"], num_classes),
+        "per_class_fd": gm.per_class_frechet(real, against.labels, fake, rows["labels"], num_classes),
     }
     if test is not None and len(test.ids):
         spec = ClassifierSpec(epochs=config.synthesis.gate.classifier_epochs)
@@ -341,6 +360,16 @@ def _features(config: Config, reference, images: torch.Tensor) -> np.ndarray:
     except (ImportError, AttributeError) as exc:
         raise PipelineError(f"synthesis.features: cannot load {config.synthesis.features!r}: {exc}") from None
     return np.asarray(extractor(images), dtype=np.float64)
+
+
+def _reference_images(
+    held_out: RealData | None, test: RealData | None, fit: RealData
+) -> tuple[RealData, str]:
+    """The first of held-out, test and training images with at least two, and its name."""
+    for images, name in ((held_out, "held-out validation images"), (test, "test images")):
+        if images is not None and len(images.ids) >= 2:
+            return images, f"{name} ({len(images.ids)})"
+    return fit, f"the GAN's training images ({len(fit.ids)}; nothing held out)"
 
 
 def _ema_fd(

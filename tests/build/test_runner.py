@@ -12,7 +12,7 @@ from conftest import make_imagefolder, version_rows
 from pipeline.build import build, runner
 from pipeline.build.context import dataset_dir
 from pipeline.build.runner import Executor, InProcess, local_workers, run_result, run_stages, train_gan_only
-from pipeline.version.manifest import load_manifest
+from pipeline.version.manifest import load_manifest, manifest_digest
 
 
 def test_split_is_made_before_augmentation(tiny_config):
@@ -182,6 +182,7 @@ def test_run_result_says_where_the_version_is_and_what_it_holds(tiny_config):
     assert result == {
         "version_dir": str(context.final_dir),
         "version_id": context.version_id,
+        "manifest_sha256": manifest_digest(context.final_dir),
         "remote": None,
         "created": True,
         "splits": {split: dict(info.by_origin) for split, info in manifest.splits.items()},

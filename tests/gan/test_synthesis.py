@@ -284,19 +284,29 @@ def test_quality_metrics_of_the_real_images_themselves():
     )
     test = synthesis.RealData(fit.images[:6], fit.labels[:6], list("abcdef"))
     same = {"images": fit.images, "labels": fit.labels}
-    metrics = synthesis.quality_metrics(config, None, fit, same, test, 3)  # plug-in features: no reference
+    # Compared with held-out images first (here the same images: a distance of 0)...
+    metrics = synthesis.quality_metrics(config, None, fit, same, test, 3, held_out=fit)  # plug-in features
     assert metrics["features"] == "conftest:mean_pixel_features"
+    assert metrics["against"] == "held-out validation images (30)"
     assert metrics["fd"] == pytest.approx(0.0, abs=1e-6) and metrics["precision"] == metrics["recall"] == 1.0
     assert metrics["per_class_fd"] == pytest.approx([0.0] * 3, abs=1e-6)  # one per class
     assert 0.0 <= metrics["cas_test"] <= 1.0
-    assert set(synthesis.quality_metrics(config, None, fit, same, None, 3)) == {
+    # ...then with the test split, and only with neither with the GAN's own training images.
+    on_test = synthesis.quality_metrics(config, None, fit, same, test, 3)
+    assert on_test["against"] == "test images (6)" and on_test["fd"] > 0
+    neither = synthesis.quality_metrics(config, None, fit, same, None, 3)
+    assert neither["against"].startswith("the GAN's training images") and neither["fd"] == pytest.approx(
+        0.0, abs=1e-6
+    )
+    assert set(neither) == {
         "features",
+        "against",
         "fd",
         "kid",
         "precision",
         "recall",
         "per_class_fd",
-    }  # no test split: no CAS
+    }  # no CAS
     one = {"images": fit.images[:1], "labels": fit.labels[:1]}
     assert "note" in synthesis.quality_metrics(config, None, fit, one, test, 3)
 
