@@ -22,6 +22,12 @@ class GanTrainConfig(Strict):
         "minimax is usually paired with betas [0.5, 0.999]",
     )
     steps: int = Field(default=2000, ge=1, description="generator updates")
+    lecam: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="weight of the LeCam regulariser (Tseng et al. 2021) in D's loss, which keeps D's "
+        "scores near moving averages of the other side's; 0: off (the paper used 0.3 with DiffAugment)",
+    )
     batch_size: int = Field(
         default=64,
         ge=2,
@@ -47,6 +53,19 @@ class GanTrainConfig(Strict):
     compile: Literal["default", "reduce-overhead"] | None = Field(
         default=None, description="torch.compile mode for G and D (reduce-overhead: CUDA graphs)"
     )
+    ada_target: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description="adaptive augmentation (ADA, Karras et al. 2020): each image gets DiffAugment with a "
+        "probability p that rises while the mean sign of D's scores on real images is above this target "
+        "(D overfits) and falls below it; 0.6 in the paper. null: every image augmented",
+    )
+    ada_kimg: float = Field(
+        default=100.0,
+        gt=0.0,
+        description="thousands of real images over which adaptive augmentation can move p from 0 to 1",
+    )
     diffaug: list[Literal["color", "translation", "cutout"]] | None = Field(
         default=None, description="DiffAugment ops; null: translation, colour for RGB, cutout from 16x16 up"
     )
@@ -57,6 +76,11 @@ class FilterConfig(Strict):
 
     min_confidence: float = Field(
         default=0.0, ge=0.0, le=1.0, description="reference-classifier probability of the intended class"
+    )
+    label_consistent: bool = Field(
+        default=False,
+        description="keep a sample only if the reference classifier's top class is the class it was "
+        "generated for (label-consistent filtering)",
     )
     reject_d_fraction: float = Field(
         default=0.0, ge=0.0, lt=1.0, description="share of each class's lowest discriminator scores dropped"

@@ -36,6 +36,16 @@ def generator_minimax(fake_scores: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_scores).mean()
 
 
+def lecam_regularizer(
+    real_scores: torch.Tensor, fake_scores: torch.Tensor, ema_real: torch.Tensor, ema_fake: torch.Tensor
+) -> torch.Tensor:
+    """LeCam regularisation (Tseng et al. 2021), in the authors' form: E[relu(D(x) - a_F)^2] +
+    E[relu(a_R - D(G(z)))^2], with a_R and a_F moving averages of D's mean scores on real
+    and generated images. It keeps D from drifting far from what it gave the other side,
+    which helps most when D can memorise a small training set."""
+    return F.relu(real_scores - ema_fake).pow(2).mean() + F.relu(ema_real - fake_scores).pow(2).mean()
+
+
 Loss = Callable[..., torch.Tensor]
 LOSSES: dict[str, tuple[Loss, Loss]] = {
     "hinge": (discriminator_hinge, generator_hinge),

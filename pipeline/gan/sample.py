@@ -81,14 +81,18 @@ def select(
     min_confidence: float,
     reject_d_fraction: float,
     fill: bool = False,
+    consistent: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Indices of kept candidates: per class, drop low confidence and the lowest D scores,
-    then keep the first ``wanted[c]`` in candidate order. With ``fill``, a class left short
-    is topped up with its most confident remaining candidates."""
+    """Indices of kept candidates: per class, drop those not ``consistent`` (when given:
+    the reference classifier's top class is another), low confidence and the lowest D
+    scores, then keep the first ``wanted[c]`` in candidate order. With ``fill``, a class
+    left short is topped up with its most confident remaining candidates."""
     keep: list[int] = []
     for c, count in wanted.items():
         candidates = np.flatnonzero(labels == c)
         members = candidates[confidences[candidates] >= min_confidence]
+        if consistent is not None:
+            members = members[consistent[members]]
         if reject_d_fraction > 0 and len(members):
             cut = np.quantile(d_scores[members], reject_d_fraction)
             members = members[d_scores[members] >= cut]

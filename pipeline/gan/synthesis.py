@@ -18,16 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.config import Config, SynthesisConfig
+from pipeline.config import Config
 from pipeline.core.errors import PipelineError
 from pipeline.core.hashing import file_sha256
-from pipeline.core.progress import REFERENCE, SAMPLING, report
+from pipeline.core.progress import REFERENCE, report
 from pipeline.core.seeds import derive_seed
 from pipeline.evaluate.classifier import (
     ClassifierSpec,
     accuracy,
     extract_features,
-    predict_proba,
     saved_or_trained,
     to_tensor,
     train_classifier,
@@ -40,8 +39,9 @@ from pipeline.gan.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from pipeline.gan.filtering import sample_until_filled
 from pipeline.gan.gate import synthesis_device, take_ratio, utility_gate
-from pipeline.gan.sample import generate, select
+from pipeline.gan.sample import generate
 from pipeline.gan.train import GanTrainer
 from pipeline.ingest.splits import validation_masks
 from pipeline.ingest.store import RealData
@@ -158,7 +158,7 @@ def synthesize(
     reference = _reference(config, fit, shape.num_classes, checkpoint.parent / REFERENCE_FILE)
 
     wanted = {c: syn.count_for(int((train.labels == c).sum())) for c in range(shape.num_classes)}
-    pool, kept = _sample_until_filled(config, trainer, reference, shape, wanted)
+    pool, kept = sample_until_filled(config, trainer, reference, shape, wanted)
     rows = {key: values[kept] for key, values in pool.items()}
     counts = np.bincount(rows["labels"], minlength=shape.num_classes)
     short = {class_names[c]: int(counts[c]) for c, n in wanted.items() if counts[c] < n}
@@ -234,104 +234,6 @@ def quality_metrics(
             "classifier trained on synthetic rows only, tested on the real test split (report only)"
         )
     return result
-
-
-def _sample_until_filled(
-    config: Config, trainer: GanTrainer, reference, shape: GanShape, wanted: dict[int, int]
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Generate and filter candidates in rounds until every class has ``wanted`` kept
-    samples or has used ``filter.max_oversample`` x wanted candidates.
-
-    Each round asks a short class for its shortfall divided by its acceptance rate so far
-    (the first round guesses it from the filter settings). Candidate k of class c always has
-    the latent seed ``derive_seed(seed, "synthetic/c", k)``, so the rows are reproducible.
-
-    Returns:
-        The candidates (images, labels, seeds, confidence, d_score) and the kept indices.
-    """
-    syn = config.synthesis
-    limit = {c: int(np.ceil(n * syn.filter.max_oversample)) for c, n in wanted.items()}
-    rate = {
-        c: (1.0 - syn.filter.reject_d_fraction) * (2 / 3 if syn.filter.min_confidence else 1.0)
-        for c in wanted
-    }
-    made = dict.fromkeys(wanted, 0)
-    counts = np.zeros(shape.num_classes, dtype=np.int64)
-    size = (shape.height, shape.width) + ((3,) if shape.channels == 3 else ())
-    parts = [
-        {
-            "images": np.zeros((0, *size), dtype=np.uint8),
-            "labels": np.zeros(0, dtype=np.int64),
-            "seeds": np.zeros(0, dtype=np.int64),
-            "confidence": np.zeros(0),
-            "d_score": np.zeros(0),
-        }
-    ]
-    kept = np.zeros(0, dtype=np.int64)
-    while True:
-        todo = {}
-        for c, n in wanted.items():
-            short = n - int(counts[c])
-            if short > 0 and made[c] < limit[c]:
-                todo[c] = min(limit[c] - made[c], int(np.ceil(short / max(rate[c], 0.05))))
-        if not todo:
-            pool = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
-            if syn.filter.fill_short:
-                kept = _select(syn, pool, wanted, fill=True)
-            return pool, kept
-        parts.append(_sample_round(config, trainer, reference, shape, todo, made))
-        for c, n in todo.items():
-            made[c] += n
-        scored = {
-            key: np.concatenate([part[key] for part in parts]) for key in ("labels", "confidence", "d_score")
-        }
-        kept = _select(syn, scored, wanted)
-        counts = np.bincount(scored["labels"][kept], minlength=shape.num_classes)
-        rate = {c: counts[c] / made[c] if made[c] else rate[c] for c in wanted}
-
-
-def _select(
-    syn: SynthesisConfig, pool: dict[str, np.ndarray], wanted: dict[int, int], fill: bool = False
-) -> np.ndarray:
-    return select(
-        pool["labels"],
-        pool["confidence"],
-        pool["d_score"],
-        wanted,
-        min_confidence=syn.filter.min_confidence,
-        reject_d_fraction=syn.filter.reject_d_fraction,
-        fill=fill,
-    )
-
-
-def _sample_round(
-    config: Config,
-    trainer: GanTrainer,
-    reference,
-    shape: GanShape,
-    todo: dict[int, int],
-    made: dict[int, int],
-) -> dict[str, np.ndarray]:
-    """``todo[c]`` new candidates of each class c, numbered on from ``made[c]``, with their
-    reference-classifier confidence and discriminator score."""
-    labels = np.asarray([c for c, n in todo.items() for _ in range(n)], dtype=np.int64)
-    seeds = np.asarray(
-        [derive_seed(config.seed, f"synthetic/{c}", made[c] + k) for c, n in todo.items() for k in range(n)],
-        dtype=np.int64,
-    )
-    images, d_scores = generate(
-        trainer.G_ema,
-        trainer.D,
-        labels,
-        seeds,
-        out_size=(shape.height, shape.width),
-        truncation=config.synthesis.truncation,
-        progress=SAMPLING,
-        progress_offset=sum(made.values()),
-    )
-    probs = predict_proba(reference, to_tensor(images))
-    confidence = probs[torch.arange(len(labels)), torch.as_tensor(labels)].numpy()
-    return {"images": images, "labels": labels, "seeds": seeds, "confidence": confidence, "d_score": d_scores}
 
 
 def _reference(config: Config, fit: RealData, num_classes: int, saved: Path, *, save: bool = False):

@@ -31,7 +31,7 @@ from pipeline.gan.checkpoint import (
     id_digests,
 )
 from pipeline.gan.diffaug import augment, default_policy, draw
-from pipeline.gan.losses import LOSSES
+from pipeline.gan.losses import LOSSES, lecam_regularizer
 from pipeline.gan.models import Discriminator, Generator
 from pipeline.version.manifest import library_versions
 
@@ -47,6 +47,10 @@ def images_to_tensor(images: np.ndarray, resolution: int) -> torch.Tensor:
     return x
 
 
+LECAM_DECAY = 0.99  # of the moving averages the LeCam regulariser compares D's scores with
+ADA_INTERVAL = 4  # steps between adjustments of the adaptive augmentation probability
+
+
 class AugmentedDiscriminator(nn.Module):
     """D's scores for DiffAugment-ed images: one unit, so ``torch.compile`` puts the
     augmentation's kernels in the discriminator's graph (and CUDA graph)."""
@@ -56,8 +60,14 @@ class AugmentedDiscriminator(nn.Module):
         self.D = discriminator
         self.policy = policy
 
-    def forward(self, x: torch.Tensor, r: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.D(augment(x, self.policy, r).contiguous(memory_format=torch.channels_last), y)
+    def forward(
+        self, x: torch.Tensor, r: torch.Tensor, y: torch.Tensor, apply: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``apply`` (booleans, one per image; None: all): which images are augmented."""
+        augmented = augment(x, self.policy, r)
+        if apply is not None:
+            augmented = torch.where(apply.view(-1, 1, 1, 1), augmented, x)
+        return self.D(augmented.contiguous(memory_format=torch.channels_last), y)
 
 
 class GanTrainer:
@@ -128,6 +138,11 @@ class GanTrainer:
         }
         self.step = 0
         self.best: dict[str, Any] = {}
+        # LeCam's moving averages of D's mean scores on real and generated images.
+        self.lecam_ema = torch.zeros(2, device=self.device)
+        # Adaptive augmentation: the probability of augmenting an image, and the sum of
+        # sign(D(real)) and the count of real images since its last adjustment.
+        self.ada = torch.zeros(3, device=self.device)
 
     @property
     def policy(self) -> tuple[str, ...]:
@@ -158,11 +173,21 @@ class GanTrainer:
                 both = self._scores(torch.cat([real, fake.float()]), torch.cat([y, y]))
                 d_real, d_fake = both.float().split(len(y))
                 d_loss = self._d_loss(d_real, d_fake)
+                if s.lecam:
+                    with torch.no_grad():
+                        means = torch.stack([d_real.mean(), d_fake.mean()])
+                        self.lecam_ema.mul_(LECAM_DECAY).add_(means, alpha=1 - LECAM_DECAY)
+                    d_loss = d_loss + s.lecam * lecam_regularizer(d_real, d_fake, *self.lecam_ema)
+            if s.ada_target is not None:  # how sure D is of the real images, for ADA
+                self.ada[1] += torch.sign(d_real.detach()).sum()
+                self.ada[2] += len(d_real)
             # New tensors now: a CUDA graph may reuse its outputs' memory on its next replay.
             scores = (d_real.detach().mean(), d_fake.detach().mean())
             self.opt_D.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_D.step()
+        if s.ada_target is not None and (self.step + 1) % ADA_INTERVAL == 0:
+            self._adapt()
         y = self._labels(s.batch_size)
         self.D.requires_grad_(False)  # the generator's update needs no gradients for D's weights
         try:
@@ -178,6 +203,7 @@ class GanTrainer:
         self.step += 1
         return {
             "step": self.step,
+            **({"ada_p": self.ada[0].clone()} if s.ada_target is not None else {}),
             "d_loss": d_loss.detach(),
             "g_loss": g_loss.detach(),
             "d_real": scores[0],
@@ -239,6 +265,8 @@ class GanTrainer:
             "opt_D": self.opt_D.state_dict(),
             "rng": {name: g.get_state() for name, g in self.rng.items()},
             "rng_device": self.device.type,
+            "lecam_ema": self.lecam_ema.cpu(),
+            "ada": self.ada.cpu(),
         }
 
     def load_state_dict(self, state: dict[str, Any], where: str = "checkpoint") -> None:
@@ -261,6 +289,9 @@ class GanTrainer:
                 g.set_state(state["rng"][name].cpu())
         self.step = int(state["step"])
         self.best = json.loads(state["best"])
+        if "lecam_ema" in state:
+            self.lecam_ema = state["lecam_ema"].to(self.device)
+            self.ada = state["ada"].to(self.device)
         if state.get("trained_on") is not None:  # resumed: trained on both sets of images
             self.trained_on = sorted(set(json.loads(state["trained_on"])) | set(self.trained_on or []))
         self._augmented_D.policy = tuple(state["policy"])
@@ -281,8 +312,21 @@ class GanTrainer:
         )
 
     def _scores(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """D on DiffAugment-ed ``x``: the random numbers are drawn here, in one call."""
-        return self._D(x, draw(len(x), self.rng["augment"], self.device), y)
+        """D on DiffAugment-ed ``x``: the random numbers are drawn here, in one call (with
+        adaptive augmentation, then which images are augmented, each with probability p)."""
+        r = draw(len(x), self.rng["augment"], self.device)
+        if self.settings.ada_target is None:
+            return self._D(x, r, y)
+        apply = torch.rand(len(x), generator=self.rng["augment"], device=self.device) < self.ada[0]
+        return self._D(x, r, y, apply)
+
+    def _adapt(self) -> None:
+        """ADA's rule (Karras et al. 2020), every ``ADA_INTERVAL`` steps: move p by
+        sign(E[sign(D(real))] - target) x (real images seen) / (``ada_kimg`` x 1000), in [0, 1]."""
+        overfit = self.ada[1] / self.ada[2]  # 1: D is sure of every real image
+        step = self.ada[2] / (self.settings.ada_kimg * 1000)
+        self.ada[0] = (self.ada[0] + torch.sign(overfit - self.settings.ada_target) * step).clamp(0, 1)
+        self.ada[1:] = 0
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")

@@ -36,3 +36,13 @@ def test_minimax_losses_are_dcgans_binary_cross_entropy():
     assert sure_fake.grad.abs().item() > 0.99
     assert LOSSES["minimax"] == (discriminator_minimax, generator_minimax)
     assert LOSSES["hinge"] == (discriminator_hinge, generator_hinge)
+
+
+def test_lecam_penalises_scores_beyond_the_other_sides_average():
+    from pipeline.gan.losses import lecam_regularizer
+
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-1.0, 1.0])
+    # real scores above the fake average (0.0): 2.0 -> 4; fake scores below the real average (1.0): -1.0 -> 4
+    value = lecam_regularizer(real, fake, torch.tensor(1.0), torch.tensor(0.0))
+    assert torch.isclose(value, torch.tensor((4.0 + 0.25) / 2 + (4.0 + 0.0) / 2))
+    assert lecam_regularizer(real, fake, torch.tensor(-5.0), torch.tensor(5.0)) == 0  # within the averages

@@ -32,3 +32,15 @@ def test_select_filters_and_counts():
         labels, confidence, d_score, {0: 2, 1: 1}, min_confidence=0.85, reject_d_fraction=0.0, fill=True
     )
     assert kept.tolist() == [0, 2, 4]
+    # label-consistent: candidates whose top class is another are dropped first
+    consistent = np.array([False, True, True, True, True])
+    kept = select(
+        labels,
+        confidence,
+        d_score,
+        {0: 2, 1: 1},
+        min_confidence=0.0,
+        reject_d_fraction=0.0,
+        consistent=consistent,
+    )
+    assert kept.tolist() == [1, 2, 3]

@@ -16,8 +16,9 @@ from pipeline.config import Config, GanTrainConfig
 from pipeline.core.hashing import file_sha256
 from pipeline.core.seeds import derive_seed
 from pipeline.evaluate import classifier
-from pipeline.gan import synthesis
+from pipeline.gan import filtering, synthesis
 from pipeline.gan.checkpoint import GanShape
+from pipeline.gan.filtering import sample_until_filled
 from pipeline.gan.train import GanTrainer
 from pipeline.version.manifest import load_manifest
 from pipeline.version.summary import run_markdown
@@ -123,7 +124,7 @@ def _every_third_confident(monkeypatch):
         sure = (torch.arange(start, start + len(images)) % 3 == 0).float()
         return sure[:, None].expand(len(images), 4).clone()
 
-    monkeypatch.setattr(synthesis, "predict_proba", predict_proba)
+    monkeypatch.setattr(filtering, "predict_proba", predict_proba)
     return seen
 
 
@@ -147,7 +148,7 @@ def test_filtered_sampling_draws_rounds_until_each_class_is_full(
         images=images, labels=np.arange(8) % 4, shape=shape, settings=GanTrainConfig(width=8, z_dim=8), seed=0
     )
     wanted = {0: 5, 1: 5, 2: 5, 3: 0}
-    pool, kept = synthesis._sample_until_filled(config, trainer, None, shape, wanted)
+    pool, kept = sample_until_filled(config, trainer, None, shape, wanted)
     counts = np.bincount(pool["labels"][kept], minlength=4)
     made = np.bincount(pool["labels"], minlength=4)
     if fill_short:  # every confident candidate kept, the rest of each class from the others
@@ -323,3 +324,31 @@ def test_synthesis_devices_name_where_training_and_sampling_ran(monkeypatch, tmp
     (tmp_path / "g.pt").write_bytes(b"")
     given = load_config(None, ["synthesis.enabled=true", f"synthesis.checkpoint={tmp_path / 'g.pt'}"])
     assert synthesis.synthesis_devices(given)["training"] is None  # a given checkpoint: not trained here
+
+
+def test_label_consistent_filtering_keeps_samples_whose_top_class_is_their_own(monkeypatch):
+    # The classifier's top class is the intended one for even-numbered candidates, the next
+    # class for odd ones; its confidence in the intended class is 0.4 either way.
+    def predict_proba(reference, images):
+        n = len(images)
+        probs = torch.full((n, 4), 0.1)
+        labels = torch.as_tensor(np.repeat(np.arange(4), n // 4 + 1)[:n])
+        shown = torch.where(torch.arange(n) % 2 == 0, labels, (labels + 1) % 4)
+        probs[torch.arange(n), shown] = 0.7
+        return probs
+
+    monkeypatch.setattr(filtering, "predict_proba", predict_proba)
+    shape = GanShape(4, 1, 8, 8)
+    trainer = GanTrainer(
+        images=np.zeros((8, 8, 8), np.uint8),
+        labels=np.arange(8) % 4,
+        shape=shape,
+        settings=GanTrainConfig(width=8, z_dim=8),
+        seed=0,
+    )
+    config = Config.model_validate({"synthesis": {"filter": {"label_consistent": True, "max_oversample": 2}}})
+    pool, kept = sample_until_filled(config, trainer, None, shape, {c: 2 for c in range(4)})
+    assert pool["consistent"][kept].all() and not pool["consistent"].all()
+    loose = Config.model_validate({"synthesis": {"filter": {"max_oversample": 2}}})
+    pool, kept = sample_until_filled(loose, trainer, None, shape, {c: 2 for c in range(4)})
+    assert not pool["consistent"][kept].all()  # off: the top class is not asked

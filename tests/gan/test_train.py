@@ -289,3 +289,47 @@ def test_the_minimax_loss_trains_with_binary_cross_entropy():
     for _ in range(3):
         metrics = trainer.train_step()
     assert all(math.isfinite(float(metrics[k])) for k in ("d_loss", "g_loss"))
+
+
+def test_lecam_regularisation_moves_its_averages_and_resumes_exactly(tmp_path):
+    from conftest import TINY_GAN_SETTINGS
+
+    settings = TINY_GAN_SETTINGS.model_copy(update={"lecam": 0.3})
+    trainer = tiny_gan_trainer(settings=settings)
+    plain = tiny_gan_trainer()
+    with_lecam, without = trainer.train_step(), plain.train_step()
+    assert float(with_lecam["d_loss"]) > float(without["d_loss"])  # the same draws, plus the penalty
+    assert trainer.lecam_ema.abs().sum() > 0 and plain.lecam_ema.abs().sum() == 0
+    save_checkpoint(trainer.state_dict(), tmp_path / "a.pt")
+    resumed = tiny_gan_trainer(settings=settings)
+    resumed.load_state_dict(load_checkpoint(tmp_path / "a.pt"))
+    assert torch.equal(resumed.lecam_ema, trainer.lecam_ema)
+    assert float(resumed.train_step()["d_loss"]) == float(trainer.train_step()["d_loss"])
+
+
+def test_adaptive_augmentation_raises_p_while_d_is_sure_of_the_real_images(tmp_path):
+    from conftest import TINY_GAN_SETTINGS
+
+    # A tiny ada_kimg makes each adjustment large: 4 steps x 8 images / 100 = 0.32.
+    settings = TINY_GAN_SETTINGS.model_copy(update={"ada_target": 0.6, "ada_kimg": 0.1})
+    trainer = tiny_gan_trainer(settings=settings)
+    assert float(trainer.ada[0]) == 0.0  # starts without augmentation
+    seen = []
+    for _ in range(8):
+        metrics = trainer.train_step()
+        seen.append(float(metrics["ada_p"]))
+    assert seen[:3] == [0.0, 0.0, 0.0] and seen[3] == pytest.approx(0.32)  # D is sure at first: p rises
+    assert all(0.0 <= p <= 1.0 for p in seen) and len(set(seen)) <= 3
+    trainer.ada[:] = torch.tensor([0.5, 8.0, 8.0])  # D sure of all 8 real images: p rises
+    trainer.step = 3
+    trainer._adapt()
+    assert float(trainer.ada[0]) == pytest.approx(0.5 + 8 / 100) and float(trainer.ada[2]) == 0
+    trainer.ada[:] = torch.tensor([0.05, -8.0, 8.0])  # D wrong on every real image: p falls, not below 0
+    trainer._adapt()
+    assert float(trainer.ada[0]) == 0.0
+    save_checkpoint(trainer.state_dict(), tmp_path / "a.pt")
+    resumed = tiny_gan_trainer(settings=settings)
+    resumed.load_state_dict(load_checkpoint(tmp_path / "a.pt"))
+    assert torch.equal(resumed.ada, trainer.ada)
+    # Without ADA no extra random numbers are drawn: training is what it always was.
+    assert "ada_p" not in tiny_gan_trainer().train_step()
