@@ -11,7 +11,8 @@ Both return ``(image, label)``: the image as a float tensor (C, H, W) in [0, 1],
 whatever ``transform`` makes of the PIL image; with ``return_lineage=True`` a third item,
 a dict of the row's lineage columns (a real row's missing seed is -1 and params "").
 With ``soft_labels=True`` the label is a float tensor with one probability per class:
-the row's ``soft_label`` (versions built with ``augment.mix``), else one-hot.
+the row's ``soft_label`` (versions built with ``augment.mix`` or ``synthesis.soft_labels``),
+else one-hot.
 """
 
 from __future__ import annotations

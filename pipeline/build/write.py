@@ -9,6 +9,7 @@ from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from pipeline.augment.mixing import Mixed, mix_copy, soft_label
 from pipeline.augment.recipe import ClassAugmenters
@@ -17,7 +18,7 @@ from pipeline.build.plan import STORE_SYNTHETIC, ShardSpec, read_shard_plan
 from pipeline.build.shards import ImageFolderShardWriter, ParquetShardWriter, Row
 from pipeline.config import Config
 from pipeline.core.images import EXTENSIONS, content_sha256, encode_image
-from pipeline.gan.stage import SYNTHETIC_PIXELS
+from pipeline.gan.stage import SYNTHETIC_INDEX, SYNTHETIC_PIXELS
 from pipeline.ingest.store import PIXELS_FILE, PixelStore
 
 _SIZE_SAMPLE = 64
@@ -36,6 +37,7 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
     mix = config.augment.mix
     mixed = dict.fromkeys(("mixup", "cutmix"), 0)
     classes = len(context.class_names)
+    teacher = _teacher_labels(context) if config.synthesis.enabled and config.synthesis.soft_labels else None
     output = config.output
     synthetic_path = context.work_dir / SYNTHETIC_PIXELS
     with (
@@ -45,9 +47,11 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
     ):
         for r in rows:
             source_sha, seed, params = r["source_sha256"], r["seed"], r["params"]
-            soft = soft_label(r["label"], classes) if mix else None
+            soft = soft_label(r["label"], classes) if config.soft_labels else None
             if r["store"] == STORE_SYNTHETIC:
                 image, origin = fake[r["pixel_row"]], "synthetic"
+                if teacher is not None:
+                    soft = teacher[r["pixel_row"]]
             elif r["replica"]:
                 image, seed, params = augment(
                     pixels[r["pixel_row"]], r["label"], r["source_id"], r["replica"]
@@ -87,6 +91,15 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
     }
 
 
+def _teacher_labels(context: BuildContext) -> list[list[float]] | None:
+    """The synthetic rows' soft labels staged by synthesis (row i: pixel row i), if any."""
+    path = context.work_dir / SYNTHETIC_INDEX
+    if not path.exists():
+        return None
+    table = pq.read_table(path, columns=["soft_label"])
+    return table.column("soft_label").to_pylist()
+
+
 def _with_mix_params(params: str | None, done: Mixed, partner_id: str) -> str:
     """The applied parameters with the mixing step appended (partner, weight, box)."""
     steps = json.loads(params) if params else []
@@ -105,7 +118,7 @@ def row_id(source_id: str, replica: int) -> str:
 def _open_writer(context: BuildContext, shard: ShardSpec):
     root = context.version_dir
     extension = EXTENSIONS[context.config.output.image_format]
-    soft_labels = context.config.augment.mix is not None
+    soft_labels = context.config.soft_labels
     if context.config.output.format == "parquet":
         return ParquetShardWriter(
             root=root,

@@ -74,6 +74,12 @@ class Config(Strict):
             )
         return self
 
+    @property
+    def soft_labels(self) -> bool:
+        """Whether the version's rows get a ``soft_label`` column (``augment.mix``, or
+        ``synthesis.soft_labels`` with synthesis on)."""
+        return self.augment.mix is not None or (self.synthesis.enabled and self.synthesis.soft_labels)
+
     def dataset_name(self) -> str:
         """The name used under ``output.root``: ``name``, else derived from the source."""
         if self.name:

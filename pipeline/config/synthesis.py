@@ -153,6 +153,12 @@ class SynthesisConfig(Strict):
         default=None, gt=0.0, description="resample latents beyond this |z| (off: keeps diversity)"
     )
     checkpoint: Path | None = Field(default=None, description="use this generator instead of training")
+    soft_labels: bool = Field(
+        default=False,
+        description="synthetic rows carry the reference classifier's class probabilities as soft_label "
+        "(knowledge distillation, Hinton et al. 2015), which the gate and expand evaluate train on; "
+        "every row of the version gets the column (one-hot for real and augmented rows)",
+    )
     features: str = Field(
         default="classifier", description="feature extractor for metrics: 'classifier' or 'module:function'"
     )

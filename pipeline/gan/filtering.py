@@ -47,6 +47,7 @@ def sample_until_filled(
             "confidence": np.zeros(0),
             "d_score": np.zeros(0),
             "consistent": np.zeros(0, dtype=bool),
+            "probs": np.zeros((0, shape.num_classes), dtype=np.float32),
         }
     ]
     kept = np.zeros(0, dtype=np.int64)
@@ -123,4 +124,5 @@ def _sample_round(
         "confidence": confidence,
         "d_score": d_scores,
         "consistent": consistent,
+        "probs": probs.numpy().astype(np.float32),  # the teacher's soft label (synthesis.soft_labels)
     }

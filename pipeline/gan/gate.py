@@ -36,11 +36,15 @@ def utility_gate(
     the ratio to publish is chosen by :func:`gate_decision`."""
     gate = config.synthesis.gate
     base_x, base_y = expand_with(config.augment, config.seed, fit, class_names)
+    soft = config.synthesis.soft_labels  # synthetic rows train on the teacher's probabilities
+    if soft:
+        base_y = np.eye(len(class_names), dtype=np.float32)[base_y]
     arms = {"0": (base_x, base_y)}
     for ratio in gate.ratios:
         extra = take_ratio(rows, ratio, fit)
+        targets = extra["probs"] if soft else extra["labels"]
         x = np.concatenate([base_x, extra["images"]]) if len(extra["labels"]) else base_x
-        y = np.concatenate([base_y, extra["labels"]]) if len(extra["labels"]) else base_y
+        y = np.concatenate([base_y, targets]) if len(extra["labels"]) else base_y
         arms[f"{ratio:g}"] = (x, y)
     steps = equal_steps(max(len(y) for _, y in arms.values()), gate.classifier_epochs)
     spec, device = ClassifierSpec(epochs=gate.classifier_epochs, steps=steps), synthesis_device(config)

@@ -120,6 +120,11 @@ def synthesize_stage(
                 "seed": pa.array(result["seeds"], pa.int64()),
                 "params": params,
                 "checkpoint_sha256": [sha] * len(params),
+                **(
+                    {"soft_label": pa.array(result["probs"].tolist(), pa.list_(pa.float32()))}
+                    if config.synthesis.soft_labels
+                    else {}
+                ),
             }
         ),
         work_dir / SYNTHETIC_INDEX,

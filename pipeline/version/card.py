@@ -143,6 +143,13 @@ def _body(manifest: Manifest, grid: str | None) -> str:
             "image always the larger share). Every row has a `soft_label` column, one probability per "
             "class (one-hot when not mixed); `label` is its argmax.",
         ]
+    if manifest.soft_labels and (manifest.config.get("synthesis") or {}).get("soft_labels"):
+        lines += [
+            "",
+            "Soft labels: every synthetic row's `soft_label` holds the reference classifier's class "
+            "probabilities for its image (knowledge distillation); real and augmented rows hold "
+            "one-hot ones. `label` is the class the row was generated for.",
+        ]
     if manifest.tune is not None:
         lines += [
             "",

@@ -28,7 +28,7 @@ from pipeline.core.durable import write_durably
 from pipeline.core.errors import PipelineError
 from pipeline.core.hashing import stream_sha256
 from pipeline.version.layout import lineage_schema, parquet_schema
-from pipeline.version.model import SCHEMA_VERSION, FileEntry, Manifest, as_manifest
+from pipeline.version.model import SCHEMA_VERSION, FileEntry, Manifest, as_manifest, config_soft_labels
 
 SUPPORTED_SCHEMA_VERSIONS = (SCHEMA_VERSION,)
 MANIFEST_FILE = "manifest.json"
@@ -308,11 +308,12 @@ def _is_link(fs: Any, root: str, relative: str) -> bool:
 
 
 def has_soft_labels(manifest: Manifest | dict[str, Any]) -> bool:
-    """Whether the version's rows have a ``soft_label`` column (``augment.mix`` was set).
-    (A dict is read as it is, unvalidated: the builder asks before its manifest is complete.)"""
+    """Whether the version's rows have a ``soft_label`` column (``augment.mix``, or
+    ``synthesis.soft_labels``). (A dict is read as it is, unvalidated: the builder asks
+    before its manifest is complete.)"""
     if isinstance(manifest, Manifest):
         return manifest.soft_labels
-    return bool(manifest.get("config", {}).get("augment", {}).get("mix"))
+    return config_soft_labels(manifest.get("config", {}))
 
 
 def _check_rows(fs: Any, root: str, manifest: Manifest, damaged: set[str]) -> list[str]:

@@ -253,8 +253,17 @@ class Manifest(_Strict):
 
     @property
     def soft_labels(self) -> bool:
-        """Whether the version's rows have a ``soft_label`` column (``augment.mix`` was set)."""
-        return bool(self.config.get("augment", {}).get("mix"))
+        """Whether the version's rows have a ``soft_label`` column (``augment.mix``, or
+        ``synthesis.soft_labels`` with synthesis on)."""
+        return config_soft_labels(self.config)
+
+
+def config_soft_labels(config: Mapping[str, Any]) -> bool:
+    """:attr:`Manifest.soft_labels` from a version's resolved config (a plain dict)."""
+    synthesis = config.get("synthesis") or {}
+    return bool(config.get("augment", {}).get("mix")) or bool(
+        synthesis.get("enabled") and synthesis.get("soft_labels")
+    )
 
 
 def as_manifest(manifest: Manifest | Mapping[str, Any]) -> Manifest:

@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 
 from conftest import TINY_GAN
@@ -69,3 +71,44 @@ def test_write_grid_puts_real_images_left_and_generated_ones_right(tmp_path):
     assert (grid[0:2, 0:3] == 0).all() and (grid[3:5, 4:7] == 0).all()  # real images of both classes
     assert (grid[3:5, 36:39] == 100).all() and (grid[3:5, 40:43] == 100).all()  # class 1's generated
     assert (grid == 0).sum() == 4 * 6 and (grid == 100).sum() == 2 * 6 and (grid[0, 36:] == 255).all()
+
+
+def test_synthetic_rows_can_carry_the_teachers_soft_labels(tiny_config):
+    from conftest import TINY_GAN, version_rows
+    from pipeline.build import build
+    from pipeline.dataset import ExpandedDataset
+    from pipeline.version.manifest import load_manifest, verify
+
+    version, _ = build(tiny_config(*TINY_GAN, "synthesis.gate.enabled=false", "synthesis.soft_labels=true"))
+    manifest = load_manifest(version)
+    assert manifest.soft_labels and verify(version) == []
+    assert "Soft labels: every synthetic row" in (version / "README.md").read_text()
+    rows = version_rows(version, "train")
+    synthetic = [r for r in rows if r["origin"] == "synthetic"]
+    others = [r for r in rows if r["origin"] != "synthetic"]
+    assert synthetic and others
+    for r in synthetic:  # the reference classifier's probabilities: sum to 1, not one-hot
+        assert sum(r["soft_label"]) == pytest.approx(1.0, abs=1e-4) and max(r["soft_label"]) < 1.0
+    for r in others:  # one-hot for real and augmented rows
+        assert r["soft_label"][r["label"]] == 1.0 and sum(r["soft_label"]) == 1.0
+    dataset = ExpandedDataset(version, "train", soft_labels=True, origins=("synthetic",))
+    _, label = dataset[0]
+    assert label.dtype == torch.float32 and label.shape == (len(manifest.class_names),)
+
+
+def test_the_gate_trains_the_synthetic_arm_on_soft_labels(tiny_config, monkeypatch):
+    from conftest import TINY_GAN
+    from pipeline.build import build
+    from pipeline.gan import gate
+
+    seen, train = [], gate.train_classifier
+    monkeypatch.setattr(
+        gate, "train_classifier", lambda x, y, *a, **k: seen.append(y) or train(x, y, *a, **k)
+    )
+    build(tiny_config(*TINY_GAN, "synthesis.soft_labels=true"))
+    base, arm = seen  # one seed: the baseline, then ratio 0.5
+    assert base.dtype == arm.dtype == torch.float32 and base.shape[1] == arm.shape[1] == 3
+    assert torch.all(base.max(dim=1).values == 1.0)  # one-hot
+    extra = arm[len(base) :]
+    assert len(extra) and torch.allclose(extra.sum(dim=1), torch.ones(len(extra)), atol=1e-4)
+    assert (extra.max(dim=1).values < 1.0).any()  # the teacher's probabilities
