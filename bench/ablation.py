@@ -1,0 +1,139 @@
+"""Which lever makes synthetic rows help? Fashion-MNIST, K real images per class, the whole
+test split: one version per arm (the gate forced open, so every arm publishes its rows),
+each evaluated as ``expand evaluate`` does (every subset trained for the same steps, 3+
+seeds), and the paired gain of real+augmented+synthetic over real+augmented with its 95 %
+interval over seeds and test images, CAS against real-only, rows kept and time.
+
+Arms: the baseline synthesis (hinge loss), then each lever alone (minimax loss, LeCam, ADA,
+label-consistent filtering, soft labels, a 0.25 ratio) and all the GAN-side and
+filter-side levers together. Arms that only change filtering or labels reuse the
+baseline's generator (``synthesis.checkpoint``), so they differ in that lever alone.
+
+    python bench/ablation.py --per-class 100 --steps 1500 --seeds 3 --json bench/results/ablation-k100.json
+    python bench/ablation.py --per-class 10 --steps 20 --seeds 2 --epochs 1 --arms baseline soft_labels
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from gan_quality import RECIPE, TARBALL, extract, note
+
+from pipeline.build import build, load_config
+from pipeline.config import EvaluateConfig
+from pipeline.evaluate.evaluation import evaluate
+from pipeline.version.manifest import load_manifest
+
+# Each arm: its overrides, and whether it trains its own generator (else the baseline's).
+ARMS: dict[str, tuple[list[str], bool]] = {
+    "baseline": ([], True),
+    "minimax": (["synthesis.train.loss=minimax", "synthesis.train.betas=[0.5, 0.999]"], True),
+    "lecam": (["synthesis.train.lecam=0.3"], True),
+    "ada": (["synthesis.train.ada_target=0.6"], True),
+    "label_consistent": (["synthesis.filter.label_consistent=true"], False),
+    "soft_labels": (["synthesis.soft_labels=true"], False),
+    "ratio_0.25": (["synthesis.ratio=0.25"], False),
+    "together": (
+        [
+            "synthesis.train.lecam=0.3",
+            "synthesis.train.ada_target=0.6",
+            "synthesis.filter.label_consistent=true",
+            "synthesis.soft_labels=true",
+        ],
+        True,
+    ),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-class", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--copies", type=float, default=4)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=15, help="evaluation: passes over the largest subset")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    parser.add_argument("--tarball", type=Path, default=TARBALL)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if not args.tarball.is_file():
+        print(f"skipped: {args.tarball} not found", file=sys.stderr)
+        return 0
+    results: dict = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "arms": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        source = extract(args.per_class, 0, Path(tmp) / "src", args.tarball)
+        common = [
+            "source.kind=imagefolder",
+            f"source.path={source}",
+            f"augment.copies_per_image={args.copies}",
+            f"augment.transforms={json.dumps(RECIPE)}",
+            "synthesis.enabled=true",
+            "synthesis.ratio=1.0",
+            "synthesis.gate.enabled=false",  # every arm publishes: the evaluation judges
+            f"synthesis.train.steps={args.steps}",
+            f"synthesis.train.width={args.width}",
+            f"synthesis.train.eval_every={max(1, args.steps // 4)}",
+            f"synthesis.train.device={args.device}",
+            f"synthesis.device={args.device}",
+        ]
+        generator = None
+        settings = EvaluateConfig(seeds=args.seeds, epochs=args.epochs, device=args.device)
+        for name in args.arms:
+            overrides, trains = ARMS[name]
+            if not trains and generator is None:
+                print(f"{name}: needs the baseline arm first (its generator)", file=sys.stderr)
+                continue
+            arm_started = time.perf_counter()
+            reuse = [] if trains else [f"synthesis.checkpoint={generator}"]
+            config = load_config(None, [*common, f"output.root={Path(tmp) / name}", *overrides, *reuse])
+            version, _ = build(config)
+            if name == "baseline":
+                generator = version / "gan" / "generator.pt"
+            built = time.perf_counter() - arm_started
+            document = evaluate(version, settings)
+            synthesis = load_manifest(version).synthesis
+            real = document["results"]["real"]["mean"]
+            cas = document["results"]["synthetic only (CAS)"]
+            results["arms"][name] = {
+                "overrides": overrides,
+                "gain_over_real_augmented": document["comparisons"].get("real+augmented+synthetic"),
+                "results": document["results"],
+                "cas_ratio": cas["mean"] / real if cas.get("rows") else None,
+                "synthetic_rows": synthesis.published,
+                "kept_after_filter": synthesis.kept_after_filter,
+                "metrics": {
+                    k: synthesis.metrics.get(k) for k in ("fd", "kid", "precision", "recall", "against")
+                },
+                "build_seconds": round(built, 1),
+                "seconds": round(time.perf_counter() - arm_started, 1),
+            }
+            gain = results["arms"][name]["gain_over_real_augmented"]
+            note(
+                f"{name}: gain {gain['accuracy']['gain']:+.4f} [{gain['accuracy']['low']:+.4f}, "
+                f"{gain['accuracy']['high']:+.4f}]"
+                if gain
+                else f"{name}: no comparison",
+                started,
+            )
+            if args.json:  # after each arm, so a run cut short keeps its figures
+                args.json.write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps({n: a["gain_over_real_augmented"] for n, a in results["arms"].items()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
