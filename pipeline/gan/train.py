@@ -203,7 +203,8 @@ class GanTrainer:
         self.step += 1
         return {
             "step": self.step,
-            **({"ada_p": self.ada[0].clone()} if s.ada_target is not None else {}),
+            # The probability an image is augmented: adaptive, or 1 (every image) without ADA.
+            "ada_p": self.ada[0].clone() if s.ada_target is not None else torch.ones((), device=self.device),
             "d_loss": d_loss.detach(),
             "g_loss": g_loss.detach(),
             "d_real": scores[0],
