@@ -37,21 +37,27 @@ def start_reaper() -> bool:
     if started or not Path("/proc/self/environ").is_file():
         return False
     token = f"{os.getpid()}-{uuid.uuid4().hex}"
+    try:
+        subprocess.Popen(
+            [sys.executable, "-I", "-S", __file__, str(os.getpid()), token],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, TOKEN_ENV: token},
+        )
+    except OSError:  # no watchdog (no processes left, say): the command still runs
+        return False
     os.environ[TOKEN_ENV] = token
-    subprocess.Popen(
-        [sys.executable, "-I", "-S", __file__, str(os.getpid()), token],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     return True
 
 
-def carriers(token: str, *, exclude: int) -> list[int]:
-    """The live processes whose environment carries ``token``, other than ``exclude``."""
+def carriers(token: str, *, exclude: int, among: list[int] | None = None) -> list[int]:
+    """The live processes whose environment carries ``token``, other than ``exclude``
+    (``among``: only these pids; default: all)."""
     mark = f"{TOKEN_ENV}={token}".encode()
     found = []
-    for entry in Path("/proc").glob("[0-9]*"):
+    entries = Path("/proc").glob("[0-9]*") if among is None else (Path(f"/proc/{p}") for p in among)
+    for entry in entries:
         pid = int(entry.name)
         try:
             if pid != exclude and mark in (entry / "environ").read_bytes().split(b"\0"):
@@ -69,13 +75,32 @@ def reap(token: str) -> int:
         if not found:
             break
         for pid in found:
-            try:
-                os.kill(pid, signal.SIGKILL)
+            if _kill_if_carrier(pid, token):
                 killed.add(pid)
-            except OSError:
-                continue
         time.sleep(0.05)
     return len(killed)
+
+
+def _kill_if_carrier(pid: int, token: str) -> bool:
+    """SIGKILL ``pid`` if it still carries ``token``: through a pidfd where there is one, so
+    that a process that ended and whose pid was reused in between is never hit."""
+    try:
+        handle = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfd (older kernels): the plain, racy kill
+        try:
+            os.kill(pid, signal.SIGKILL)
+            return True
+        except OSError:
+            return False
+    try:
+        if pid not in carriers(token, exclude=os.getpid(), among=[pid]):
+            return False  # the pid now names another process
+        signal.pidfd_send_signal(handle, signal.SIGKILL)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(handle)
 
 
 def _watch(parent: int, token: str) -> None:

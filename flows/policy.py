@@ -69,9 +69,12 @@ def served_parameters(config_path: str | None, overrides: list[str]) -> tuple[st
             f"this deployment serves {served}; a run may not name another config ({config_path})"
         )
     fixed = list(policy["overrides"])
+    served_keys = {o.split("=", 1)[0].strip() for o in fixed}
     extra = [o for o in overrides if o not in fixed]
     for override in extra:
         key = override.split("=", 1)[0].strip()
+        if key in served_keys:
+            raise ConfigError(f"this deployment sets {key!r} itself; a run may not change it")
         if _touches_code(key) or not any(fnmatch.fnmatchcase(key, p) for p in policy["allow"]):
             allowed = ", ".join(policy["allow"]) or "none"
             raise ConfigError(

@@ -9,4 +9,4 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 # back (read before pyarrow's first allocation, so pyarrow must not be imported earlier).
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"

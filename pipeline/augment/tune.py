@@ -187,6 +187,15 @@ def tune_augmentation(
         )
     if tune.max_per_class is not None:
         fit_mask &= _at_most_per_class(ids, labels, fit_mask, tune.max_per_class, config.seed)
+    from pipeline.evaluate.classifier import equal_steps  # torch: only when tuning
+
+    # Equal compute: every candidate trains for the steps of the largest one's epochs.
+    fit_counts = np.bincount(labels[fit_mask], minlength=len(class_names))
+    largest = max(
+        sum(int(n) + c.augment.copies_for(class_names[k], int(n)) for k, n in enumerate(fit_counts))
+        for c in found
+    )
+    steps = equal_steps(largest, tune.classifier_epochs)
     started, results, skipped = time.monotonic(), [], []
     report(TUNING, 0, len(found))
     batch = max(1, workers)
@@ -195,7 +204,7 @@ def tune_augmentation(
             skipped = [{"candidate": c.name, "reason": "tune.budget_seconds spent"} for c in found[first:]]
             break
         calls = [
-            (config, c.augment, work_dir, shape, class_names, fit_mask, validation_mask)
+            (config, c.augment, work_dir, shape, class_names, fit_mask, validation_mask, steps)
             for c in found[first : first + batch]
         ]
         results += run_all(score_candidate, calls, workers)
@@ -260,10 +269,12 @@ def score_candidate(
     class_names: list[str],
     fit_mask: np.ndarray,
     validation_mask: np.ndarray,
+    steps: int | None = None,
 ) -> dict[str, Any]:
     """Validation score (``tune.metric``) of the reference classifier trained on the fit
     images (masks over the staged training split) expanded by ``augment``, once per seed, on
-    one torch thread."""
+    one torch thread, for ``steps`` optimizer steps (None: ``tune.classifier_epochs``
+    passes over its rows)."""
     from pipeline.augment.counts import expand_with
     from pipeline.evaluate.classifier import (
         ClassifierSpec,
@@ -282,7 +293,7 @@ def score_candidate(
     started = time.monotonic()
     images, y = expand_with(augment, config.seed, fit, class_names)
     x, y = to_tensor(images), torch.as_tensor(y)
-    spec = ClassifierSpec(epochs=tune.classifier_epochs)
+    spec = ClassifierSpec(epochs=tune.classifier_epochs, steps=steps)
     val_x, val_y = to_tensor(validation.images), torch.as_tensor(validation.labels)
     weights = metric_weights(validation.labels, tune.metric)
     threads = torch.get_num_threads()
@@ -301,6 +312,7 @@ def score_candidate(
         torch.set_num_threads(threads)
     return {
         "rows": int(len(y)),
+        "steps": steps,
         "mean": float(np.mean(runs)),
         "std": spread(runs),
         "runs": runs,

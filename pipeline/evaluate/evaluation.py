@@ -159,10 +159,14 @@ def leaked_synthesis(manifest: Manifest, settings: EvaluateConfig) -> str | None
     )
 
 
-def arm_steps(train: _Rows, settings: EvaluateConfig) -> int:
-    """The optimizer steps every subset trains for: ``epochs`` passes over the largest."""
+def arm_steps(train: _Rows, settings: EvaluateConfig, manifest: Manifest) -> int:
+    """The optimizer steps every subset trains for: ``epochs`` passes over the largest one
+    that is evaluated (subsets with synthetic rows left out by :func:`leaked_synthesis` do
+    not count)."""
     kept = low_data_mask(train, settings.real_per_class, settings.seed)
-    largest = max(int((kept & np.isin(train.origins, origins)).sum()) for origins in SUBSETS.values())
+    leaked = leaked_synthesis(manifest, settings) is not None
+    evaluated = [origins for origins in SUBSETS.values() if not (leaked and "synthetic" in origins)]
+    largest = max(int((kept & np.isin(train.origins, origins)).sum()) for origins in evaluated)
     return equal_steps(largest, settings.epochs)
 
 
@@ -184,7 +188,7 @@ def _score(
     x, y = to_tensor(train.images[mask]), torch.as_tensor(targets[mask])
     test_x = to_tensor(test.images)
     weights = metric_weights(test.labels, "balanced_accuracy")
-    spec = ClassifierSpec(epochs=settings.epochs, steps=arm_steps(train, settings))
+    spec = ClassifierSpec(epochs=settings.epochs, steps=arm_steps(train, settings, manifest))
     runs, balanced, per_class, answers = [], [], [], []
     device = pick_device(settings.device, "device")
     for s in range(settings.seeds):

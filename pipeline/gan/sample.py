@@ -99,6 +99,8 @@ def select(
         members = members[:count]
         if fill and len(members) < count:
             rest = np.setdiff1d(candidates, members)
+            if consistent is not None:  # filling never brings back a sample of another class
+                rest = rest[consistent[rest]]
             rest = rest[np.argsort(-confidences[rest], kind="stable")]
             members = np.concatenate([members, rest[: count - len(members)]])
         keep.extend(members.tolist())

@@ -57,7 +57,7 @@ def train_gan_stage(
     from pipeline.gan.synthesis import fit_validation_masks, train_gan
 
     train = load_split(work_dir, shape, "train")
-    fit_mask, validation_mask = fit_validation_masks(train, config)
+    fit_mask, _ = fit_validation_masks(train, config)
     summary = train_gan(
         config,
         train.subset(fit_mask),
@@ -65,7 +65,6 @@ def train_gan_stage(
         work_dir / "gan",
         resume=resume,
         on_metrics=on_metrics,
-        held_out=train.subset(validation_mask),
     )
     # For the curves in the version; speeds vary from run to run, so they are left out.
     curves = [{k: v for k, v in h.items() if k != "img_per_s"} for h in summary["history"]]

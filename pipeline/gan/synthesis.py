@@ -2,8 +2,8 @@
 
 Inputs are the staged training split. With the utility gate on, a validation part is
 carved from it first (stratified, seeded): the GAN and the reference classifier never see
-it; the gate decides on it, the best checkpoint is chosen and the quality metrics measured
-against it. The test split is never used for a decision; CAS on it is reported only.
+it, the gate decides on it alone, and the quality metrics (a report) are measured against
+it. The test split is never used for a decision; CAS on it is reported only.
 """
 
 from __future__ import annotations
@@ -69,16 +69,15 @@ def train_gan(
     *,
     resume: Path | None = None,
     on_metrics: Callable[[dict[str, float]], None] | None = None,
-    held_out: RealData | None = None,
 ) -> dict[str, Any]:
     """Train the GAN on ``fit``; keep ``last.pt`` and ``best.pt`` (lowest classifier FD).
 
-    The FD that picks the best checkpoint is measured against ``held_out`` (images neither
-    the GAN nor the reference classifier trained on: the utility gate's validation part)
-    when it has at least two images; otherwise against ``fit``, which rewards memorising.
+    The FD that picks the best checkpoint is measured against ``fit``, the GAN's own
+    training images, which rewards memorising: the held-out images there are (the utility
+    gate's) must stay unused by every choice before the gate's own.
 
     Returns:
-        ``{"checkpoint", "sha256", "history", "best", "fd_against"}`` for the best checkpoint.
+        ``{"checkpoint", "sha256", "history", "best"}`` for the best checkpoint.
     """
     settings = config.synthesis.train
     trainer = GanTrainer(
@@ -99,14 +98,13 @@ def train_gan(
             out_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(resume.parent / REFERENCE_FILE, saved)  # loaded below if it fits
     reference = _reference(config, fit, shape.num_classes, saved, save=True)
-    against, named = _reference_images(held_out, None, fit)
-    real_features = _features(config, reference, to_tensor(against.images))
+    real_features = _features(config, reference, to_tensor(fit.images))
     history: list[dict[str, float]] = []
     while trainer.step < settings.steps:
         chunk = min(settings.eval_every - trainer.step % settings.eval_every, settings.steps - trainer.step)
         history += trainer.train(chunk, on_metrics=on_metrics)
         trainer.recompute_ema_batchnorm()
-        fd = _ema_fd(trainer, config, reference, real_features, against)
+        fd = _ema_fd(trainer, config, reference, real_features, fit)
         history.append({"step": trainer.step, "fd": fd})
         if on_metrics:
             on_metrics({"step": trainer.step, "fd": fd})
@@ -117,13 +115,7 @@ def train_gan(
     best = out_dir / "best.pt"
     if not best.is_file():  # resumed at or past the last step: nothing new was measured
         save_checkpoint(trainer.state_dict(), best)
-    return {
-        "checkpoint": str(best),
-        "sha256": file_sha256(best),
-        "history": history,
-        "best": trainer.best,
-        "fd_against": named,
-    }
+    return {"checkpoint": str(best), "sha256": file_sha256(best), "history": history, "best": trainer.best}
 
 
 def synthesize(

@@ -293,7 +293,10 @@ class GanTrainer:
         if "lecam_ema" in state:
             self.lecam_ema = state["lecam_ema"].to(self.device)
             self.ada = state["ada"].to(self.device)
-        if state.get("trained_on") is not None:  # resumed: trained on both sets of images
+        # Resumed: trained on both sets of images; from a checkpoint without the record, unknown.
+        if state.get("trained_on") is None:
+            self.trained_on = None
+        else:
             self.trained_on = sorted(set(json.loads(state["trained_on"])) | set(self.trained_on or []))
         self._augmented_D.policy = tuple(state["policy"])
 

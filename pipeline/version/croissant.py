@@ -210,7 +210,9 @@ def _soft_label_field(record_set: str, files: str) -> dict[str, Any]:
         record_set,
         "soft_label",
         "sc:Float",
-        "one probability per class (MixUp/CutMix rows; one-hot otherwise); label is its argmax",
+        "one probability per class: MixUp/CutMix blends (label: the larger share) or, with "
+        "synthesis.soft_labels, the reference classifier's probabilities for a synthetic row "
+        "(label: the class it was generated for); one-hot otherwise",
         _column(files, "soft_label"),
     )
     return {**field, "repeated": True}

@@ -39,6 +39,7 @@ MANIFEST_FILE = "manifest.json"
 # it to ``verify --manifest-sha256``).
 DIGESTS_DIR = "digests"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_VERSION_NAME = re.compile(r"v-[0-9a-f]{16}")
 # Files added to a version after publishing (evaluations): not hashed into the manifest.
 ATTACHMENTS_DIR = "attachments"
 # Libraries whose versions can change the bytes of a version: they enter its id. torchvision
@@ -216,11 +217,15 @@ def digest_record(dataset: str, version_id: str) -> str:
 
 def recorded_digest(version: Path | str) -> str | None:
     """The manifest sha256 recorded for a version when it was published (in the digests
-    folder beside it, local or remote); None when there is no readable record."""
+    folder beside it, local or remote), found by the version's folder name (a ``v-*``
+    folder; else by the id in its manifest); None when there is no readable record."""
     try:
         fs, root = fsspec.core.url_to_fs(str(version))
-        raw = json.loads(fs.cat_file(posixpath.join(root, MANIFEST_FILE)))
-        record = fs.cat_file(digest_record(posixpath.dirname(root.rstrip("/")), str(raw["version_id"])))
+        root = root.rstrip("/")
+        name = posixpath.basename(root)
+        if not _VERSION_NAME.fullmatch(name):  # a copy under another name: the manifest's id
+            name = str(json.loads(fs.cat_file(posixpath.join(root, MANIFEST_FILE)))["version_id"])
+        record = fs.cat_file(digest_record(posixpath.dirname(root), name))
     except (OSError, ValueError, KeyError, TypeError, ImportError):
         return None
     found = record.decode("utf-8", "replace").split()
@@ -255,6 +260,9 @@ def verify(version: Path | str, *, full: bool = True, manifest_sha256: str | Non
     except PipelineError as exc:
         return [str(exc)]
     problems = _check_digest(hashlib.sha256(data).hexdigest(), manifest_sha256, recorded_digest(version))
+    folder = posixpath.basename(root.rstrip("/"))
+    if _VERSION_NAME.fullmatch(folder) and folder != manifest.version_id:
+        problems.append(f"{MANIFEST_FILE}: names version {manifest.version_id}, but it is in {folder}")
     listed = {f.path: f for f in manifest.files}
     damaged = set()
     for path, entry in listed.items():

@@ -181,6 +181,11 @@ def test_tune_augmentation_and_score_candidate_on_a_staged_split(tiny_config):
         assert summary["fit_rows"] + summary["validation_rows"] == sum(
             n for n in context.details["source"]["counts"]["train"].values()
         )
+        # Equal compute: every candidate trained as many steps, those of the largest one's epochs.
+        largest = max(c["rows"] for c in summary["candidates"])
+        steps = {c["steps"] for c in summary["candidates"]}
+        assert steps == {config.augment.tune.classifier_epochs * -(-largest // 64)}
+        assert min(c["rows"] for c in summary["candidates"]) < largest
 
         index = load_index(context.work_dir / INDEX_FILE)
         rows = index.rows_in("train").tolist()

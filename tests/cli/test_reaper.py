@@ -73,3 +73,16 @@ def test_a_process_killed_with_sigkill_takes_what_it_started_along(tmp_path):
 def test_start_reaper_marks_the_environment_once(monkeypatch):
     monkeypatch.setenv(TOKEN_ENV, f"{os.getpid()}-already")
     assert start_reaper() is False and os.environ[TOKEN_ENV] == f"{os.getpid()}-already"
+
+
+def test_a_pid_that_no_longer_carries_the_token_is_spared():
+    from cli.reaper import _kill_if_carrier
+
+    sleep = [sys.executable, "-c", "import time; time.sleep(600)"]
+    other = subprocess.Popen(sleep, env={TOKEN_ENV: "someone-else"})
+    try:
+        time.sleep(0.5)
+        assert _kill_if_carrier(other.pid, "mine") is False and other.poll() is None
+    finally:
+        other.kill()
+        other.wait()

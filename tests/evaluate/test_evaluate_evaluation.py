@@ -280,5 +280,8 @@ def test_leaked_synthesis_and_arm_steps():
         origins=np.asarray(["real"] * 20 + ["augmented"] * 100 + ["synthetic"] * 80),
         source_ids=np.asarray([f"s{k % 20}" for k in range(200)]),
     )
-    # The largest subset is real+augmented+synthetic (200 rows): 4 batches of 64 per epoch.
-    assert arm_steps(rows, EvaluateConfig(epochs=2)) == 8
+    # The largest subset is real+augmented+synthetic (200 rows): 4 batches of 64 per epoch;
+    # with 5 real images per class kept, the synthetic subsets are left out (their generator
+    # saw 6): the largest is real+augmented, 10 real + 50 copies, 1 batch.
+    assert arm_steps(rows, EvaluateConfig(epochs=2), manifest) == 8
+    assert arm_steps(rows, EvaluateConfig(epochs=2, real_per_class=5), manifest) == 2

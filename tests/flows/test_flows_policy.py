@@ -80,3 +80,14 @@ def test_the_expand_flow_applies_the_policy(prefect_harness, served, tmp_path):
     with pytest.raises(ConfigError, match="'source.path'"):
         expand(config_path=None, overrides=["source.path=/etc"])
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_cannot_replace_what_the_deployment_sets(tmp_path, monkeypatch):
+    policy = serve_policy(str(tmp_path / "c.yaml"), ["seed=1"], ["seed", "augment.*"])
+    monkeypatch.setenv(POLICY_ENV, json.dumps(policy))
+    with pytest.raises(ConfigError, match="this deployment sets 'seed' itself"):
+        served_parameters(None, ["seed=2"])
+    assert served_parameters(None, ["seed=1", "augment.copies_per_image=2"])[1] == [
+        "seed=1",
+        "augment.copies_per_image=2",
+    ]

@@ -55,3 +55,21 @@ def test_a_generator_trained_on_the_gates_validation_images_is_refused(tmp_path)
     check_held_out(fit_state, [i for i, v in zip(train.ids, validation_mask, strict=True) if v], "fit")
     result = synthesis.synthesize(gated, train, None, shape, Path(held_out["checkpoint"]), ["a", "b", "c"])
     assert "gate" in result["report"]
+
+
+def test_resuming_a_checkpoint_without_a_record_keeps_no_record(tmp_path):
+    from conftest import tiny_gan_data
+    from pipeline.gan.checkpoint import save_checkpoint
+    from pipeline.gan.train import GanTrainer
+
+    old = tiny_gan_trainer()  # made without a record, as before records existed
+    save_checkpoint(old.state_dict(), tmp_path / "old.pt")
+    images, labels = tiny_gan_data()
+    resumed = GanTrainer(
+        images=images, labels=labels, shape=old.shape, settings=old.settings, seed=0, trained_on=["a", "b"]
+    )
+    assert resumed.trained_on == id_digests(["a", "b"])
+    resumed.load_state_dict(load_checkpoint(tmp_path / "old.pt"))
+    assert resumed.trained_on is None  # what the old training saw is unknown
+    with pytest.raises(PipelineError, match="does not record"):
+        check_held_out(resumed.state_dict(), ["c"], "resumed.pt")

@@ -44,3 +44,15 @@ def test_select_filters_and_counts():
         consistent=consistent,
     )
     assert kept.tolist() == [1, 2, 3]
+    # ...and filling a short class never brings one back
+    kept = select(
+        labels,
+        confidence,
+        d_score,
+        {0: 3, 1: 1},
+        min_confidence=0.85,
+        reject_d_fraction=0.0,
+        fill=True,
+        consistent=consistent,
+    )
+    assert kept.tolist() == [1, 2, 4]

@@ -155,3 +155,12 @@ def test_the_schema_comes_from_the_model():
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == set(Manifest.model_fields)
     assert schema["properties"]["schema_version"]["const"] == SCHEMA_VERSION
+
+
+def test_config_soft_labels_from_mixing_or_synthesis():
+    from pipeline.version.model import config_soft_labels
+
+    assert not config_soft_labels({"augment": {}, "synthesis": {"enabled": True}})
+    assert config_soft_labels({"augment": {"mix": {"method": "mixup"}}})
+    assert config_soft_labels({"augment": {}, "synthesis": {"enabled": True, "soft_labels": True}})
+    assert not config_soft_labels({"augment": {}, "synthesis": {"enabled": False, "soft_labels": True}})

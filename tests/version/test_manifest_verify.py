@@ -76,3 +76,16 @@ def test_a_version_without_a_digest_record_verifies_and_says_so(tiny_config, cap
     assert recorded_digest(version) is None and verify(version) == []
     assert main(["verify", str(version)]) == 0
     assert "no manifest digest recorded" in capsys.readouterr().out
+
+
+def test_a_manifest_that_names_another_version_is_caught(tiny_config):
+    import json
+
+    version, _ = build(tiny_config())
+    _relabel_and_rewrite_the_manifest(version)
+    raw = json.loads((version / "manifest.json").read_text())
+    raw["version_id"] = "v-0000000000000000"  # so that no digest record would be found by its id
+    (version / "manifest.json").write_text(json.dumps(raw, sort_keys=True, indent=2) + "\n")
+    problems = verify(version)
+    assert any(p.startswith("manifest.json: sha256") for p in problems), problems  # found by the folder
+    assert f"manifest.json: names version v-0000000000000000, but it is in {version.name}" in problems
