@@ -37,6 +37,7 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
     mix = config.augment.mix
     mixed = dict.fromkeys(("mixup", "cutmix"), 0)
     classes = len(context.class_names)
+    soft_labels = config.soft_labels  # once, not per row
     teacher = _teacher_labels(context) if config.synthesis.enabled and config.synthesis.soft_labels else None
     output = config.output
     synthetic_path = context.work_dir / SYNTHETIC_PIXELS
@@ -47,7 +48,7 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
     ):
         for r in rows:
             source_sha, seed, params = r["source_sha256"], r["seed"], r["params"]
-            soft = soft_label(r["label"], classes) if config.soft_labels else None
+            soft = soft_label(r["label"], classes) if soft_labels else None
             if r["store"] == STORE_SYNTHETIC:
                 image, origin = fake[r["pixel_row"]], "synthetic"
                 if teacher is not None:
