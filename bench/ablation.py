@@ -1,13 +1,15 @@
 """Which lever makes synthetic rows help? Fashion-MNIST, K real images per class, the whole
 test split: one version per arm (the gate forced open, so every arm publishes its rows),
 each evaluated as ``expand evaluate`` does (every subset trained for the same steps, 3+
-seeds), and the paired gain of real+augmented+synthetic over real+augmented with its 95 %
-interval over seeds and test images, CAS against real-only, rows kept and time.
+seeds; the real and real+augmented subsets, the same rows in every arm, are trained once
+per step count), and the paired gain of real+augmented+synthetic over real+augmented with
+its 95 % interval over seeds and test images, CAS against real-only, rows kept and time.
 
 Arms: the baseline synthesis (hinge loss), then each lever alone (minimax loss, LeCam, ADA,
-label-consistent filtering, soft labels, a 0.25 ratio) and all the GAN-side and
-filter-side levers together. Arms that only change filtering or labels reuse the
-baseline's generator (``synthesis.checkpoint``), so they differ in that lever alone.
+label-consistent filtering, soft labels, a 0.25 ratio, loss weight 0.5) and all the
+GAN-side and filter-side levers together. Arms that only change filtering or labels reuse
+the baseline's generator (``synthesis.checkpoint``), so they differ in that lever alone;
+``--generator`` gives one from an earlier run (the baseline arm then samples it too).
 
     python bench/ablation.py --per-class 100 --steps 1500 --seeds 3 --json bench/results/ablation-k100.json
     python bench/ablation.py --per-class 10 --steps 20 --seeds 2 --epochs 1 --arms baseline soft_labels
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import tempfile
 import time
@@ -27,7 +30,8 @@ from gan_quality import RECIPE, TARBALL, extract, note
 
 from pipeline.build import build, load_config
 from pipeline.config import EvaluateConfig
-from pipeline.evaluate.evaluation import evaluate
+from pipeline.evaluate.classifier import equal_steps
+from pipeline.evaluate.evaluation import SUBSETS, comparisons, evaluate_subset
 from pipeline.version.manifest import load_manifest
 
 # Each arm: its overrides, and whether it trains its own generator (else the baseline's).
@@ -39,6 +43,7 @@ ARMS: dict[str, tuple[list[str], bool]] = {
     "label_consistent": (["synthesis.filter.label_consistent=true"], False),
     "soft_labels": (["synthesis.soft_labels=true"], False),
     "ratio_0.25": (["synthesis.ratio=0.25"], False),
+    "weight_0.5": (["synthesis.weight=0.5"], False),
     "together": (
         [
             "synthesis.train.lecam=0.3",
@@ -49,6 +54,26 @@ ARMS: dict[str, tuple[list[str], bool]] = {
         True,
     ),
 }
+
+
+def scored(version: Path, settings: EvaluateConfig, cache: Path) -> dict[str, dict]:
+    """Every subset of ``version`` as ``expand evaluate`` scores it (with ``_correct``, the
+    per-seed, per-image answers the paired intervals need). Real and real+augmented rows
+    are the same in every arm, so they are trained once for each step count (every subset
+    trains the steps of the version's largest) and read back from ``cache`` after that."""
+    manifest = load_manifest(version)
+    steps = equal_steps(manifest.splits["train"].rows, settings.epochs)
+    cache.mkdir(parents=True, exist_ok=True)
+    found = {}
+    for subset in SUBSETS:
+        saved = cache / f"{subset}-{steps}-{settings.seeds}.pickle"
+        if subset in ("real", "real+augmented") and saved.is_file():
+            found[subset] = pickle.loads(saved.read_bytes())
+            continue
+        found[subset] = evaluate_subset(version, subset, settings)
+        if subset in ("real", "real+augmented"):
+            saved.write_bytes(pickle.dumps(found[subset]))
+    return found
 
 
 def main() -> int:
@@ -63,6 +88,9 @@ def main() -> int:
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     parser.add_argument("--tarball", type=Path, default=TARBALL)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--workdir", type=Path, help="keep the source and versions here (else a temp folder)")
+    parser.add_argument("--generator", type=Path, help="baseline generator.pt from a --workdir run")
+    parser.add_argument("--set", nargs="*", default=[], help="more KEY=VALUE overrides for every arm")
     args = parser.parse_args()
     if not args.tarball.is_file():
         print(f"skipped: {args.tarball} not found", file=sys.stderr)
@@ -73,9 +101,12 @@ def main() -> int:
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "arms": {},
     }
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.workdir or Path(scratch)
         started = time.perf_counter()
-        source = extract(args.per_class, 0, Path(tmp) / "src", args.tarball)
+        source = Path(tmp) / "src"
+        if not source.is_dir():  # a --workdir run extracts once
+            extract(args.per_class, 0, source, args.tarball)
         common = [
             "source.kind=imagefolder",
             f"source.path={source}",
@@ -89,8 +120,9 @@ def main() -> int:
             f"synthesis.train.eval_every={max(1, args.steps // 4)}",
             f"synthesis.train.device={args.device}",
             f"synthesis.device={args.device}",
+            *args.set,
         ]
-        generator = None
+        generator = args.generator
         settings = EvaluateConfig(seeds=args.seeds, epochs=args.epochs, device=args.device)
         for name in args.arms:
             overrides, trains = ARMS[name]
@@ -101,17 +133,16 @@ def main() -> int:
             reuse = [] if trains else [f"synthesis.checkpoint={generator}"]
             config = load_config(None, [*common, f"output.root={Path(tmp) / name}", *overrides, *reuse])
             version, _ = build(config)
-            if name == "baseline":
+            if name == "baseline" and generator is None:
                 generator = version / "gan" / "generator.pt"
             built = time.perf_counter() - arm_started
-            document = evaluate(version, settings)
+            found = scored(version, settings, Path(tmp) / "scores")
             synthesis = load_manifest(version).synthesis
-            real = document["results"]["real"]["mean"]
-            cas = document["results"]["synthetic only (CAS)"]
+            real, cas = found["real"]["mean"], found["synthetic only (CAS)"]
             results["arms"][name] = {
                 "overrides": overrides,
-                "gain_over_real_augmented": document["comparisons"].get("real+augmented+synthetic"),
-                "results": document["results"],
+                "gain_over_real_augmented": comparisons(found).get("real+augmented+synthetic"),
+                "results": {n: {k: v for k, v in r.items() if k != "_correct"} for n, r in found.items()},
                 "cas_ratio": cas["mean"] / real if cas.get("rows") else None,
                 "synthetic_rows": synthesis.published,
                 "kept_after_filter": synthesis.kept_after_filter,

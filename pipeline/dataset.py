@@ -12,7 +12,9 @@ whatever ``transform`` makes of the PIL image; with ``return_lineage=True`` a th
 a dict of the row's lineage columns (a real row's missing seed is -1 and params "").
 With ``soft_labels=True`` the label is a float tensor with one probability per class:
 the row's ``soft_label`` (versions built with ``augment.mix`` or ``synthesis.soft_labels``),
-else one-hot.
+else one-hot. Versions built with ``synthesis.weight`` below 1 give each row a loss
+``weight`` (in the lineage dict; ``ExpandedDataset.loss_weights`` has them all): multiply
+each row's loss by it.
 """
 
 from __future__ import annotations
@@ -64,11 +66,19 @@ class _Version:
         self.class_names: list[str] = self.manifest.class_names
         self.mode: str = self.manifest.image.mode
         self.soft_labels = self.manifest.soft_labels
+        self.row_weights = self.manifest.row_weights
 
     def columns(self, lineage: bool, soft: bool) -> list[str]:
         image = ["image"] if self.parquet else ["file_name"]
         extra = [f for f in LINEAGE_FIELDS if f != "origin"] if lineage else []
-        return [*image, "label", "origin", *extra, *(["soft_label"] if soft and self.soft_labels else [])]
+        return [
+            *image,
+            "label",
+            "origin",
+            *extra,
+            *(["soft_label"] if soft and self.soft_labels else []),
+            *(["weight"] if self.row_weights else []),
+        ]
 
     def read(self, table: pa.Table) -> pa.Table:
         return table.filter(pc.is_in(table["origin"], value_set=pa.array(self.origins)))
@@ -112,11 +122,10 @@ class _Reader:
             else:
                 label = torch.nn.functional.one_hot(torch.tensor(label), len(self.class_names)).float()
         if self.return_lineage:  # no None values, so the default collate can batch them
-            return (
-                x,
-                label,
-                {k: _MISSING.get(k, "") if row[k] is None else row[k] for k in LINEAGE_FIELDS},
-            )
+            lineage = {k: _MISSING.get(k, "") if row[k] is None else row[k] for k in LINEAGE_FIELDS}
+            if version.row_weights:
+                lineage["weight"] = row["weight"]
+            return x, label, lineage
         return x, label
 
 
@@ -164,6 +173,12 @@ class ExpandedDataset(_Reader, Dataset):
         self._columns = {name: rows[name].combine_chunks() for name in rows.column_names}
         self.labels = np.asarray(self._columns["label"].to_numpy(zero_copy_only=False), dtype=np.int64)
         self.origins = np.asarray(self._columns["origin"].to_pylist())
+        # Each row's loss weight: the version's weight column, else 1 for every row.
+        self.loss_weights = (
+            np.asarray(self._columns["weight"].to_numpy(zero_copy_only=False), dtype=np.float32)
+            if "weight" in self._columns
+            else np.ones(len(self.labels), dtype=np.float32)
+        )
 
     def __len__(self) -> int:
         return len(self.labels)

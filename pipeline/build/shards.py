@@ -35,6 +35,7 @@ class Row:
     params: str | None
     encoded: bytes
     soft_label: list[float] | None = None  # one probability per class, with augment.mix
+    weight: float | None = None  # the row's loss weight, with synthesis.weight below 1
 
 
 class _CountingWriter:
@@ -75,6 +76,7 @@ class ParquetShardWriter(_CountingWriter):
         extension: str = ".png",
         row_group_rows: int = ROW_GROUP_ROWS,
         soft_labels: bool = False,
+        weights: bool = False,
     ):
         super().__init__(class_names)
         self._extension = extension
@@ -82,7 +84,7 @@ class ParquetShardWriter(_CountingWriter):
             raise ValueError(f"row_group_rows must be positive, got {row_group_rows}")
         self._root = Path(root)
         self._path = Path(path)
-        self._schema = parquet_schema(class_names, soft_labels)
+        self._schema = parquet_schema(class_names, soft_labels, weights)
         self._row_group_rows = row_group_rows
         self._buffer: list[Row] = []
         _make_folder(self._root, self._path.parent)
@@ -135,9 +137,11 @@ class ImageFolderShardWriter(_CountingWriter):
         class_names: list[str],
         extension: str = ".png",
         soft_labels: bool = False,
+        weights: bool = False,
     ):
         super().__init__(class_names)
         self._soft_labels = soft_labels
+        self._weights = weights
         self._extension = extension
         self._root = Path(root)
         self._split = split
@@ -161,7 +165,7 @@ class ImageFolderShardWriter(_CountingWriter):
 
     def finish(self) -> dict[str, Any]:
         _make_folder(self._root, self._lineage_path.parent)
-        schema = lineage_schema(self._class_names, self._soft_labels)
+        schema = lineage_schema(self._class_names, self._soft_labels, self._weights)
         table = pa.Table.from_pylist(self._lineage, schema=schema)
         pq.write_table(table, self._lineage_path)
         files = [file_entry(self._root, p) for p in [*self._written, self._lineage_path]]

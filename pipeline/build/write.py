@@ -39,6 +39,7 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
     classes = len(context.class_names)
     soft_labels = config.soft_labels  # once, not per row
     teacher = _teacher_labels(context) if config.synthesis.enabled and config.synthesis.soft_labels else None
+    synthetic_weight = config.synthesis.weight if config.row_weights else None
     output = config.output
     synthetic_path = context.work_dir / SYNTHETIC_PIXELS
     with (
@@ -80,6 +81,7 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
                     params=params,
                     encoded=encode_image(image, output.image_format, output.png_compress_level),
                     soft_label=soft,
+                    weight=None if synthetic_weight is None else _weight(origin, synthetic_weight),
                 )
             )
         entry = writer.finish()
@@ -90,6 +92,11 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
         "mixed": mixed,
         **entry,
     }
+
+
+def _weight(origin: str, synthetic: float) -> float:
+    """A row's loss weight: ``synthesis.weight`` for a synthetic row, 1 for the others."""
+    return synthetic if origin == "synthetic" else 1.0
 
 
 def _teacher_labels(context: BuildContext) -> list[list[float]] | None:
@@ -119,7 +126,7 @@ def row_id(source_id: str, replica: int) -> str:
 def _open_writer(context: BuildContext, shard: ShardSpec):
     root = context.version_dir
     extension = EXTENSIONS[context.config.output.image_format]
-    soft_labels = context.config.soft_labels
+    soft_labels, weights = context.config.soft_labels, context.config.row_weights
     if context.config.output.format == "parquet":
         return ParquetShardWriter(
             root=root,
@@ -127,6 +134,7 @@ def _open_writer(context: BuildContext, shard: ShardSpec):
             class_names=context.class_names,
             extension=extension,
             soft_labels=soft_labels,
+            weights=weights,
         )
     return ImageFolderShardWriter(
         root=root,
@@ -135,6 +143,7 @@ def _open_writer(context: BuildContext, shard: ShardSpec):
         class_names=context.class_names,
         extension=extension,
         soft_labels=soft_labels,
+        weights=weights,
     )
 
 

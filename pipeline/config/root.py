@@ -15,6 +15,26 @@ from pipeline.config.output import OutputConfig, RunnerConfig
 from pipeline.config.source import SourceConfig, SplitConfig
 from pipeline.config.synthesis import SynthesisConfig
 
+# Synthesis keys added after versions were published, with their defaults: at the default
+# they are left out of the content, so the ids made before the key existed stay.
+_LATER_SYNTHESIS_KEYS: dict[tuple[str, ...], Any] = {
+    ("train", "loss"): "hinge",
+    ("weight",): 1.0,
+    ("target_per_class",): None,
+    ("gate", "per_class"): False,
+}
+
+
+def _drop_defaults(data: dict[str, Any], defaults: dict[tuple[str, ...], Any]) -> None:
+    """Remove each key path of ``defaults`` from ``data`` where it holds its default."""
+    for path, default in defaults.items():
+        *parents, key = path
+        holder = data
+        for part in parents:
+            holder = holder.get(part) or {}
+        if key in holder and holder[key] == default:
+            del holder[key]
+
 
 class Config(Strict):
     """The whole run: one source, one split rule, one augmentation recipe, one output."""
@@ -80,6 +100,12 @@ class Config(Strict):
         ``synthesis.soft_labels`` with synthesis on)."""
         return self.augment.mix is not None or (self.synthesis.enabled and self.synthesis.soft_labels)
 
+    @property
+    def row_weights(self) -> bool:
+        """Whether the version's rows get a ``weight`` column (``synthesis.weight`` below 1 with
+        synthesis on)."""
+        return self.synthesis.enabled and self.synthesis.weight != 1.0
+
     def dataset_name(self) -> str:
         """The name used under ``output.root``: ``name``, else derived from the source."""
         if self.name:
@@ -113,8 +139,7 @@ class Config(Strict):
             data.pop("synthesis")
         else:
             data["synthesis"].pop("checkpoint")  # a given checkpoint enters by its sha256
-            if data["synthesis"]["train"]["loss"] == "hinge":
-                data["synthesis"]["train"].pop("loss")  # the default: ids made before the key stay
+            _drop_defaults(data["synthesis"], _LATER_SYNTHESIS_KEYS)
             # Float results differ between device types: the device "auto" picks on this
             # machine decides the bytes, not the word (torch is imported for synthesis only).
             import torch

@@ -49,6 +49,14 @@ class GanTrainConfig(Strict):
         default=0, ge=0, description="step from which the EMA generator averages (before: a copy of G)"
     )
     eval_every: int = Field(default=500, ge=1, description="steps between best-checkpoint checks")
+    selection_fraction: float = Field(
+        default=0.1,
+        ge=0.0,
+        lt=1.0,
+        description="share of the GAN's images (stratified, seeded) held out from it and from the "
+        "reference classifier to choose the best checkpoint on (lowest FD against them); 0: chosen "
+        "against the training images, which rewards memorising",
+    )
     device: Device = Field(default="auto", description="where training runs (auto: cuda, mps, cpu)")
     compile: Literal["default", "reduce-overhead"] | None = Field(
         default=None, description="torch.compile mode for G and D (reduce-overhead: CUDA graphs)"
@@ -106,7 +114,8 @@ class GateConfig(Strict):
     )
     ratios: list[float] = Field(
         default_factory=lambda: [0.5, 1.0],
-        description="synthetic:real ratios tried (each capped by per_class)",
+        description="synthetic:real ratios tried (each capped by per_class; with target_per_class, "
+        "shares of each class's fill)",
     )
     seeds: int = Field(default=3, ge=1, description="classifier seeds per ratio and for the baseline")
     validation_fraction: float = Field(
@@ -132,6 +141,12 @@ class GateConfig(Strict):
         description="every arm trains for as many steps as this many epochs of the largest arm take",
     )
     metric: Metric = Field(default="accuracy", description=METRIC_HELP)
+    per_class: bool = Field(
+        default=False,
+        description="decide for each class on its own validation images: a class keeps the synthetic "
+        "rows of the ratio whose gain on them lies above min_gain with confidence (Bonferroni over "
+        "classes and ratios), so the classes the GAN helps get rows and the others none",
+    )
 
     @field_validator("ratios")
     @classmethod
@@ -149,6 +164,14 @@ class SynthesisConfig(Strict):
     ratio: float | None = Field(
         default=None, gt=0.0, description="synthetic rows per class as a multiple of its real count"
     )
+    target_per_class: int | None = Field(
+        default=None,
+        ge=1,
+        description="fill each class with synthetic rows up to this many real + synthetic rows (a class "
+        "of n real images gets max(0, T - n); none without real images), for long-tailed classes; with "
+        "augment.target_per_class too, both fill (beside each other). The gate's ratios are then shares "
+        "of each class's fill",
+    )
     truncation: float | None = Field(
         default=None, gt=0.0, description="resample latents beyond this |z| (off: keeps diversity)"
     )
@@ -158,6 +181,14 @@ class SynthesisConfig(Strict):
         description="synthetic rows carry the reference classifier's class probabilities as soft_label "
         "(knowledge distillation, Hinton et al. 2015), which the gate and expand evaluate train on; "
         "every row of the version gets the column (one-hot for real and augmented rows)",
+    )
+    weight: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.0,
+        description="loss weight of each synthetic row when a classifier trains on the version (the gate, "
+        "expand evaluate, your own training through the readers); real and augmented rows weigh 1. Below "
+        "1, every row of the version gets a weight column",
     )
     features: str = Field(
         default="classifier", description="feature extractor for metrics: 'classifier' or 'module:function'"
@@ -174,8 +205,10 @@ class SynthesisConfig(Strict):
 
     @model_validator(mode="after")
     def _count_rule(self) -> SynthesisConfig:
-        if self.per_class is not None and self.ratio is not None:
-            raise ValueError("set either per_class or ratio, not both")
+        counts = {"per_class": self.per_class, "ratio": self.ratio, "target_per_class": self.target_per_class}
+        chosen = [key for key, value in counts.items() if value is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"set one of per_class, ratio and target_per_class, not {' and '.join(chosen)}")
         if self.checkpoint is not None and not self.checkpoint.is_file():
             raise ValueError(f"synthesis.checkpoint does not exist: {self.checkpoint}")
         if self.features != "classifier" and ":" not in self.features:
@@ -186,12 +219,19 @@ class SynthesisConfig(Strict):
         """Synthetic rows wanted for a class with ``real_count`` training images."""
         if self.per_class is not None:
             return self.per_class
+        if self.target_per_class is not None:
+            return max(0, self.target_per_class - real_count) if real_count else 0
         return int(math.floor((self.ratio if self.ratio is not None else 1.0) * real_count + 0.5))
+
+    def ratio_basis(self, real_count: int) -> int:
+        """What a gate ratio multiplies for a class of ``real_count`` training images: its
+        fill with ``target_per_class``, else its real count."""
+        return self.count_for(real_count) if self.target_per_class is not None else real_count
 
     def most_published(self, real_count: int) -> int:
         """The most synthetic rows a class with ``real_count`` training images can get: its
         :meth:`count_for`, and with the gate on, no more than its largest ratio allows."""
         most = self.count_for(real_count)
         if self.gate.enabled:
-            most = min(most, int(math.floor(max(self.gate.ratios) * real_count + 0.5)))
+            most = min(most, int(math.floor(max(self.gate.ratios) * self.ratio_basis(real_count) + 0.5)))
         return most

@@ -90,9 +90,12 @@ def train_classifier(
     spec: ClassifierSpec = ClassifierSpec(),
     device: str | torch.device = "cpu",
     on_epoch: Callable[[int], None] | None = None,
+    weights: torch.Tensor | None = None,
 ) -> ReferenceCNN:
     """Train the reference CNN on ``images`` (N, C, H, W in [0, 1]); ``on_epoch`` gets the
-    number of epochs done after each.
+    number of epochs done after each. ``labels``: class indices, or (N, classes) class
+    probabilities (soft labels). ``weights``: each row's loss weight (N; None: all 1), the
+    loss being the batch mean of weight x cross-entropy, so a row of weight 0.5 counts half.
 
     Initialisation and shuffling depend only on ``seed``; the global RNG is left as it was.
     """
@@ -121,7 +124,11 @@ def train_classifier(
                     continue
                 x = images[batch].to(device).contiguous(memory_format=torch.channels_last)
                 y = labels[batch].to(device)
-                loss = F.cross_entropy(model(x), y)
+                if weights is None:
+                    loss = F.cross_entropy(model(x), y)
+                else:
+                    rows = F.cross_entropy(model(x), y, reduction="none")
+                    loss = (rows * weights[batch].to(device)).mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

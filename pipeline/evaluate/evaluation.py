@@ -76,10 +76,12 @@ class _Rows:
     origins: np.ndarray
     source_ids: np.ndarray
     soft_labels: np.ndarray | None = None  # (N, classes) for versions built with augment.mix
+    weights: np.ndarray | None = None  # each row's loss weight, for versions built with synthesis.weight
 
 
 def _load(version: Path, split: str) -> _Rows:
-    soft = load_manifest(version).soft_labels
+    manifest = load_manifest(version)
+    soft = manifest.soft_labels
     dataset = ExpandedDataset(
         version, split, transform=np.asarray, return_lineage=True, soft_labels=soft, check="none"
     )
@@ -92,6 +94,7 @@ def _load(version: Path, split: str) -> _Rows:
         origins=np.asarray([info["origin"] for _, _, info in items]),
         source_ids=np.asarray([info["source_id"] for _, _, info in items]),
         soft_labels=np.stack([label.numpy() for _, label, _ in items]) if soft else None,
+        weights=dataset.loss_weights if manifest.row_weights else None,
     )
 
 
@@ -186,13 +189,18 @@ def _score(
     # Mixed rows train on their soft labels (cross-entropy with class probabilities).
     targets = train.labels if train.soft_labels is None else train.soft_labels
     x, y = to_tensor(train.images[mask]), torch.as_tensor(targets[mask])
+    # Rows of weight 1 only (no synthetic rows in the subset) train exactly as unweighted.
+    weighted = train.weights is not None and bool((train.weights[mask] != 1).any())
+    weights_of_rows = torch.as_tensor(train.weights[mask]) if weighted else None
     test_x = to_tensor(test.images)
     weights = metric_weights(test.labels, "balanced_accuracy")
     spec = ClassifierSpec(epochs=settings.epochs, steps=arm_steps(train, settings, manifest))
     runs, balanced, per_class, answers = [], [], [], []
     device = pick_device(settings.device, "device")
     for s in range(settings.seeds):
-        model = train_classifier(x, y, len(classes), seed=settings.seed + s, spec=spec, device=device)
+        model = train_classifier(
+            x, y, len(classes), seed=settings.seed + s, spec=spec, device=device, weights=weights_of_rows
+        )
         right = correct(model, test_x, test.labels)
         answers.append(right)
         runs.append(score(right, None))

@@ -61,6 +61,17 @@ def fit_validation_masks(data: RealData, config: Config) -> tuple[np.ndarray, np
     return validation_masks(data.ids, data.labels, config.synthesis.gate.validation_fraction, config.seed)
 
 
+def selection_split(config: Config, fit: RealData) -> tuple[RealData, RealData]:
+    """The GAN's training images and the held-out images its best checkpoint is chosen on
+    (``synthesis.train.selection_fraction`` of ``fit``, stratified and seeded; each class
+    keeps one image to train on). The reference classifier trains on the first part too."""
+    fraction = config.synthesis.train.selection_fraction
+    if not fraction:
+        return fit, fit.subset(np.zeros(len(fit.ids), dtype=bool))
+    keep, held_out = validation_masks(fit.ids, fit.labels, fraction, config.seed, stream="selection")
+    return fit.subset(keep), fit.subset(held_out)
+
+
 def train_gan(
     config: Config,
     fit: RealData,
@@ -70,16 +81,17 @@ def train_gan(
     resume: Path | None = None,
     on_metrics: Callable[[dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train the GAN on ``fit``; keep ``last.pt`` and ``best.pt`` (lowest classifier FD).
-
-    The FD that picks the best checkpoint is measured against ``fit``, the GAN's own
-    training images, which rewards memorising: the held-out images there are (the utility
-    gate's) must stay unused by every choice before the gate's own.
+    """Train the GAN on ``fit`` less the images :func:`selection_split` holds out; keep
+    ``last.pt`` and ``best.pt`` (lowest classifier FD against the held-out images, or with
+    ``selection_fraction`` 0 or fewer than two of them, against the training images, which
+    rewards memorising). The utility gate's images are not in ``fit``: no choice before the
+    gate's own is made on them.
 
     Returns:
         ``{"checkpoint", "sha256", "history", "best"}`` for the best checkpoint.
     """
     settings = config.synthesis.train
+    fit, held_out = selection_split(config, fit)
     trainer = GanTrainer(
         images=fit.images,
         labels=fit.labels,
@@ -98,18 +110,19 @@ def train_gan(
             out_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(resume.parent / REFERENCE_FILE, saved)  # loaded below if it fits
     reference = _reference(config, fit, shape.num_classes, saved, save=True)
-    real_features = _features(config, reference, to_tensor(fit.images))
+    against = held_out if len(held_out.ids) >= 2 else fit
+    real_features = _features(config, reference, to_tensor(against.images))
     history: list[dict[str, float]] = []
     while trainer.step < settings.steps:
         chunk = min(settings.eval_every - trainer.step % settings.eval_every, settings.steps - trainer.step)
         history += trainer.train(chunk, on_metrics=on_metrics)
         trainer.recompute_ema_batchnorm()
-        fd = _ema_fd(trainer, config, reference, real_features, fit)
+        fd = _ema_fd(trainer, config, reference, real_features, against)
         history.append({"step": trainer.step, "fd": fd})
         if on_metrics:
             on_metrics({"step": trainer.step, "fd": fd})
         if not trainer.best or fd < trainer.best["fd"]:
-            trainer.best = {"step": trainer.step, "fd": fd}
+            trainer.best = {"step": trainer.step, "fd": fd, "against": _named(against is held_out, against)}
             save_checkpoint(trainer.state_dict(), out_dir / "best.pt")
         save_checkpoint(trainer.state_dict(), out_dir / "last.pt")
     best = out_dir / "best.pt"
@@ -136,6 +149,7 @@ def synthesize(
     syn = config.synthesis
     fit_mask, val_mask = fit_validation_masks(train, config)
     fit, validation = train.subset(fit_mask), train.subset(val_mask)
+    fit, _ = selection_split(config, fit)  # what the GAN and the reference classifier trained on
     state = load_checkpoint(checkpoint)
     check_compatible(state, shape, syn.train, str(checkpoint))
     check_held_out(state, list(validation.ids), str(checkpoint))
@@ -161,9 +175,11 @@ def synthesize(
         if n
     }
 
+    chosen = json.loads(state.get("best") or "{}")  # its step, FD and the images it was chosen on
     report: dict[str, Any] = {
         "checkpoint_sha256": file_sha256(checkpoint),
         "checkpoint_step": int(state["step"]),
+        **({"checkpoint_chosen": chosen} if chosen else {}),
         "candidates": int(len(pool["labels"])),
         "kept_after_filter": int(len(kept)),
         "wanted": int(sum(wanted.values())),
@@ -175,7 +191,11 @@ def synthesize(
     if syn.gate.enabled and len(validation.ids):
         decision = utility_gate(config, fit, validation, rows, class_names)
         report["gate"] = decision
-        rows = take_ratio(rows, decision["chosen_ratio"], train)
+        by_class = decision.get("chosen_ratios")  # synthesis.gate.per_class
+        ratio = (
+            {class_names.index(n): r for n, r in by_class.items()} if by_class else decision["chosen_ratio"]
+        )
+        rows = take_ratio(rows, ratio, train, syn)
     report["published"] = int(len(rows["labels"]))
     return {**rows, "report": report, "preview": (filtered["images"], filtered["labels"])}
 
@@ -266,11 +286,18 @@ def _reference_images(
     return fit, f"the GAN's training images ({len(fit.ids)}; nothing held out)"
 
 
+def _named(held_out: bool, images: RealData) -> str:
+    if held_out:
+        return f"held-out images ({len(images.ids)})"
+    return f"the GAN's training images ({len(images.ids)})"
+
+
 def _ema_fd(
-    trainer: GanTrainer, config: Config, reference, real_features: np.ndarray, fit: RealData
+    trainer: GanTrainer, config: Config, reference, real_features: np.ndarray, against: RealData
 ) -> float:
-    n = min(_METRIC_SAMPLES, max(len(fit.ids), 2))
-    labels = fit.labels[np.arange(n) % len(fit.labels)]
+    """FD of the EMA generator's samples (classes in the proportions of ``against``)."""
+    n = _METRIC_SAMPLES  # however few the real images, as many samples: less noise on that side
+    labels = against.labels[np.arange(n) % len(against.labels)]
     seeds = np.asarray([derive_seed(config.seed, "fd", k) for k in range(n)], dtype=np.int64)
     images, _ = generate(
         trainer.G_ema, None, labels, seeds, out_size=(trainer.shape.height, trainer.shape.width)

@@ -35,7 +35,7 @@ def dataset_card(manifest: Manifest | dict[str, Any], *, grid: str | None = None
 def _header(manifest: Manifest) -> dict[str, Any]:
     splits = sorted(manifest.splits)
     parquet = manifest.format == "parquet"
-    features = _card_features(manifest.class_names, manifest.soft_labels)
+    features = _card_features(manifest.class_names, manifest.soft_labels, manifest.row_weights)
     if not parquet:  # the image folder's files hold the image and (by folder) the label
         features = features[:2]
     split_of = {f"data/{s.shard}.parquet": s.split for s in manifest.shards}
@@ -70,9 +70,9 @@ def _header(manifest: Manifest) -> dict[str, Any]:
     return header
 
 
-def _card_features(class_names: list[str], soft_labels: bool) -> list[dict[str, Any]]:
+def _card_features(class_names: list[str], soft_labels: bool, weights: bool) -> list[dict[str, Any]]:
     """The shard schema's ``huggingface`` features, in the card's YAML form."""
-    metadata = parquet_schema(class_names, soft_labels).metadata[b"huggingface"]
+    metadata = parquet_schema(class_names, soft_labels, weights).metadata[b"huggingface"]
     card = []
     for name, feature in json.loads(metadata)["info"]["features"].items():
         if feature["_type"] == "Sequence":
@@ -149,6 +149,12 @@ def _body(manifest: Manifest, grid: str | None) -> str:
             "Soft labels: every synthetic row's `soft_label` holds the reference classifier's class "
             "probabilities for its image (knowledge distillation); real and augmented rows hold "
             "one-hot ones. `label` is the class the row was generated for.",
+        ]
+    if manifest.row_weights:
+        lines += [
+            "",
+            f"Loss weights: every row has a `weight` column, {manifest.config['synthesis']['weight']:g} for "
+            "synthetic rows and 1 for real and augmented ones; multiply each row's loss by it.",
         ]
     if manifest.tune is not None:
         lines += [

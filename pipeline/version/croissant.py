@@ -91,20 +91,20 @@ def croissant_metadata(manifest: Manifest | dict[str, Any]) -> dict[str, Any]:
         if f.path.endswith(".parquet")
     ]
     record_sets = [_class_names_record_set(manifest.class_names)]
-    soft = manifest.soft_labels
+    soft, weights = manifest.soft_labels, manifest.row_weights
     if parquet:
         for split in splits:
             distribution.append(
                 _file_set(f"{split}-shards", f"data/{split}-*.parquet", "application/x-parquet")
             )
-            record_sets.append(_parquet_record_set(split, soft))
+            record_sets.append(_parquet_record_set(split, soft, weights))
     else:
         for split in splits:
             pattern, mime = f"{split}/*/*{EXTENSIONS[image_format]}", MIME_TYPES[image_format]
             distribution.append(_file_set(f"{split}-images", pattern, mime))
             record_sets.append(_image_folder_record_set(split))
         distribution.append(_file_set("lineage-files", "lineage/*.parquet", "application/x-parquet"))
-        record_sets.append(_lineage_record_set(soft))
+        record_sets.append(_lineage_record_set(soft, weights))
     counts = {split: manifest.splits[split].by_origin for split in splits}
     source = manifest.source
     return {
@@ -218,7 +218,24 @@ def _soft_label_field(record_set: str, files: str) -> dict[str, Any]:
     return {**field, "repeated": True}
 
 
-def _parquet_record_set(split: str, soft: bool) -> dict[str, Any]:
+def _weight_field(record_set: str, files: str) -> dict[str, Any]:
+    return _field(
+        record_set,
+        "weight",
+        "sc:Float",
+        "the row's loss weight (synthesis.weight for a synthetic row, 1 for the others)",
+        _column(files, "weight"),
+    )
+
+
+def _extra_fields(record_set: str, files: str, soft: bool, weights: bool) -> list[dict[str, Any]]:
+    return [
+        *([_soft_label_field(record_set, files)] if soft else []),
+        *([_weight_field(record_set, files)] if weights else []),
+    ]
+
+
+def _parquet_record_set(split: str, soft: bool, weights: bool) -> dict[str, Any]:
     files = f"{split}-shards"
     image = _field(
         split,
@@ -234,7 +251,7 @@ def _parquet_record_set(split: str, soft: bool) -> dict[str, Any]:
         "@id": split,
         "name": split,
         "description": f"Rows of the {split} split with their lineage.",
-        "field": [image, label, *lineage, *([_soft_label_field(split, files)] if soft else [])],
+        "field": [image, label, *lineage, *_extra_fields(split, files, soft, weights)],
     }
 
 
@@ -274,7 +291,7 @@ def _image_folder_record_set(split: str) -> dict[str, Any]:
     }
 
 
-def _lineage_record_set(soft: bool) -> dict[str, Any]:
+def _lineage_record_set(soft: bool, weights: bool) -> dict[str, Any]:
     files = "lineage-files"
     fields = [
         _field(
@@ -286,7 +303,7 @@ def _lineage_record_set(soft: bool) -> dict[str, Any]:
         ),
         _field("lineage", "label", "sc:Integer", "label id (see class_names)", _column(files, "label")),
         *(_field("lineage", n, t, d, _column(files, n)) for n, t, d in LINEAGE_COLUMNS),
-        *([_soft_label_field("lineage", files)] if soft else []),
+        *_extra_fields("lineage", files, soft, weights),
     ]
     return {
         "@type": "cr:RecordSet",

@@ -15,10 +15,11 @@ from pipeline.core.hashing import file_sha256
 ORIGINS = ("real", "augmented", "synthetic")
 
 
-def parquet_schema(class_names: list[str], soft_labels: bool = False) -> pa.Schema:
+def parquet_schema(class_names: list[str], soft_labels: bool = False, weights: bool = False) -> pa.Schema:
     """The shard schema, with the ``huggingface`` features metadata (ClassLabel names).
 
-    ``soft_labels`` adds the ``soft_label`` column (a float32 per class) of mixed versions.
+    ``soft_labels`` adds the ``soft_label`` column (a float32 per class) of mixed versions;
+    ``weights`` the ``weight`` column (float32: each row's loss weight, ``synthesis.weight``).
     """
     features = {
         "image": {"_type": "Image"},
@@ -46,6 +47,9 @@ def parquet_schema(class_names: list[str], soft_labels: bool = False) -> pa.Sche
         features["soft_label"] = {"feature": {"dtype": "float32", "_type": "Value"}, "_type": "Sequence"}
         # "element": the list item name Parquet writes, so the schema read back compares equal
         fields.append(pa.field("soft_label", pa.list_(pa.field("element", pa.float32()))))
+    if weights:
+        features["weight"] = {"dtype": "float32", "_type": "Value"}
+        fields.append(pa.field("weight", pa.float32()))
     metadata = {"huggingface": json.dumps({"info": {"features": features}})}
     return pa.schema(fields, metadata=metadata)
 
@@ -59,9 +63,9 @@ def file_entry(root: Path, path: Path) -> dict[str, Any]:
     }
 
 
-def lineage_schema(class_names: list[str], soft_labels: bool = False) -> pa.Schema:
+def lineage_schema(class_names: list[str], soft_labels: bool = False, weights: bool = False) -> pa.Schema:
     """The image-folder lineage schema: the shard schema without image bytes, plus file_name."""
-    base = parquet_schema(class_names, soft_labels)
+    base = parquet_schema(class_names, soft_labels, weights)
     features = json.loads(base.metadata[b"huggingface"])["info"]["features"]
     del features["image"]
     features["file_name"] = {"dtype": "string", "_type": "Value"}

@@ -327,7 +327,9 @@ def has_soft_labels(manifest: Manifest | dict[str, Any]) -> bool:
 def _check_rows(fs: Any, root: str, manifest: Manifest, damaged: set[str]) -> list[str]:
     """Schema and row count of each shard's table, and split totals."""
     parquet = manifest.format == "parquet"
-    schema = (parquet_schema if parquet else lineage_schema)(manifest.class_names, manifest.soft_labels)
+    schema = (parquet_schema if parquet else lineage_schema)(
+        manifest.class_names, manifest.soft_labels, manifest.row_weights
+    )
     problems, totals = [], {}
     for shard in manifest.shards:
         relative = f"{'data' if parquet else 'lineage'}/{shard.shard}.parquet"

@@ -165,6 +165,9 @@ class GateReport(_Open):
     accuracy: dict[str, dict[str, Any]]
     chosen_ratio: float
     reason: str
+    # synthesis.gate.per_class: each class's decision (ratio, gain, interval) and ratio
+    per_class: dict[str, dict[str, Any]] | None = None
+    chosen_ratios: dict[str, float] | None = None
 
 
 class SynthesisFiles(_Open):
@@ -189,6 +192,7 @@ class SynthesisReport(_Open):
 
     checkpoint_sha256: str | None = None
     checkpoint_step: int | None = None
+    checkpoint_chosen: dict[str, Any] | None = None  # the best checkpoint's step, FD and what it was against
     candidates: int | None = None
     kept_after_filter: int | None = None
     wanted: int | None = None
@@ -256,6 +260,18 @@ class Manifest(_Strict):
         """Whether the version's rows have a ``soft_label`` column (``augment.mix``, or
         ``synthesis.soft_labels`` with synthesis on)."""
         return config_soft_labels(self.config)
+
+    @property
+    def row_weights(self) -> bool:
+        """Whether the version's rows have a ``weight`` column (``synthesis.weight`` below 1
+        with synthesis on)."""
+        return config_row_weights(self.config)
+
+
+def config_row_weights(config: Mapping[str, Any]) -> bool:
+    """:attr:`Manifest.row_weights` from a version's resolved config (a plain dict)."""
+    synthesis = config.get("synthesis") or {}
+    return bool(synthesis.get("enabled")) and float(synthesis.get("weight", 1.0)) != 1.0
 
 
 def config_soft_labels(config: Mapping[str, Any]) -> bool:

@@ -134,3 +134,18 @@ def test_an_output_root_inside_a_folder_source_is_refused(tmp_path, monkeypatch,
         else:
             assert load_config(None, overrides).output.root == Path(root)
     assert load_config(None, ["output.root=output"]).output.root == Path("output")  # digits
+
+
+def test_synthesis_keys_added_later_enter_the_content_only_away_from_their_default():
+    stages = ["synthesis.enabled=true", "synthesis.device=cpu", "synthesis.train.device=cpu"]
+    default = load_config(None, stages).content_dict()["synthesis"]
+    assert "weight" not in default and "target_per_class" not in default
+    assert "per_class" not in default["gate"] and "loss" not in default["train"]
+    for key, value in [
+        ("synthesis.weight", "0.5"),
+        ("synthesis.gate.per_class", "true"),
+        ("synthesis.train.loss", "minimax"),
+    ]:
+        assert load_config(None, [*stages, f"{key}={value}"]).content_dict()["synthesis"] != default
+    filled = load_config(None, [*stages, "synthesis.target_per_class=40"]).content_dict()["synthesis"]
+    assert filled["target_per_class"] == 40

@@ -14,6 +14,17 @@ def test_count_for_by_per_class_or_ratio():
     assert SynthesisConfig(per_class=20).count_for(7) == 20
 
 
+def test_target_per_class_fills_each_class_up_to_it():
+    syn = SynthesisConfig(target_per_class=50, gate=GateConfig(enabled=False))
+    assert [syn.count_for(n) for n in (5, 49, 50, 80)] == [45, 1, 0, 0]
+    assert syn.count_for(0) == 0  # a class with no real images: the GAN knows nothing of it
+    assert syn.most_published(5) == 45
+    # With the gate, the ratios are shares of the fill: 0.5 x 45, not 0.5 x 5.
+    gated = SynthesisConfig(target_per_class=50, gate=GateConfig(ratios=[0.25, 0.5]))
+    assert gated.ratio_basis(5) == 45 and gated.most_published(5) == 23
+    assert SynthesisConfig(ratio=2.0).ratio_basis(5) == 5
+
+
 def test_most_published_is_capped_by_the_gate_ratios():
     syn = SynthesisConfig(per_class=20, gate=GateConfig(ratios=[0.5, 1.5]))
     assert syn.most_published(10) == 15
@@ -21,8 +32,14 @@ def test_most_published_is_capped_by_the_gate_ratios():
 
 
 def test_synthesis_checks(tmp_path: Path):
-    with pytest.raises(ValidationError, match="set either per_class or ratio, not both"):
+    with pytest.raises(
+        ValidationError, match="set one of per_class, ratio and target_per_class, not per_class and ratio"
+    ):
         SynthesisConfig(per_class=1, ratio=1.0)
+    with pytest.raises(ValidationError, match="not ratio and target_per_class"):
+        SynthesisConfig(ratio=1.0, target_per_class=5)
+    with pytest.raises(ValidationError, match="weight"):
+        SynthesisConfig(weight=0.0)
     with pytest.raises(ValidationError, match="synthesis.checkpoint does not exist"):
         SynthesisConfig(checkpoint=tmp_path / "g.pt")
     with pytest.raises(ValidationError, match="features must be 'classifier' or 'module:function'"):

@@ -123,3 +123,21 @@ def test_a_training_by_steps_takes_exactly_that_many_whatever_the_images():
     finally:
         hook.remove()
     assert len(steps) == 5 and epochs == [1, 2, 3]  # 2 batches per pass: 2 + 2 + 1
+
+
+def test_a_row_of_weight_zero_does_not_train_and_a_weight_scales_its_loss():
+    images, labels = tiny()
+    x, y = to_tensor(images), torch.as_tensor(labels)
+    weights = torch.ones(len(y))
+    weights[::4] = 0.0  # every fourth row: no say in the training
+    scrambled = y.clone()
+    scrambled[::4] = (y[::4] + 1) % 3
+
+    def trained(targets, w):
+        model = train_classifier(x, targets, 3, seed=0, spec=SPEC, weights=w)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert torch.equal(trained(y, weights), trained(scrambled, weights))  # their labels do not matter
+    assert not torch.equal(trained(y, None), trained(scrambled, None))  # unweighted, they do
+    halved = trained(y, torch.full((len(y),), 0.5))
+    assert not torch.allclose(halved, trained(y, None))  # a weight scales the loss, not just its ratio

@@ -149,3 +149,82 @@ def test_utility_gate_trains_per_seed_and_ratio_and_decides_with_gate_decision(m
     assert events[-1] == (GATE, 2, 2)  # 1 seed x (baseline + 1 ratio) trainings
     # Equal compute: both arms train the steps one epoch of the larger (24 + 6 rows) takes.
     assert result["steps"] == 1 and len(trained) == 2 and {spec.steps for spec in trained} == {1}
+
+
+def test_the_per_class_gate_keeps_rows_only_for_the_classes_they_help():
+    from pipeline.gan.gate import per_class_decision
+
+    # 3 classes x 100 validation images, 3 seeds. Ratio 1 fixes 40 of class 0's 60 mistakes
+    # and changes nothing elsewhere; ratio 0.5 fixes 2 of class 1's (within the noise).
+    labels = np.repeat([0, 1, 2], 100)
+    base = np.stack([np.concatenate([_answers(40, n=100), _answers(70, n=100), _answers(80, n=100)])] * 3)
+    one, half = base.copy(), base.copy()
+    one[:, 40:80] = True
+    half[:, 170:172] = True
+    decision = per_class_decision({"0": base, "0.5": half, "1": one}, labels, 0.0, 0.95, ["a", "b", "c"])
+    assert decision["chosen_ratios"] == {"a": 1.0, "b": 0.0, "c": 0.0}
+    assert (
+        decision["per_class"]["a"]["gain"] == pytest.approx(0.4)
+        and decision["per_class"]["a"]["images"] == 100
+    )
+    assert decision["per_class"]["b"]["gain"] == pytest.approx(0.02)  # the best, though it did not qualify
+    # Bonferroni over 3 classes x 2 ratios: each interval is at 1 - 0.05 / 6.
+    assert "99.17% over 3 classes x 2 ratios" in decision["reason"] and "a (ratio 1)" in decision["reason"]
+    nothing = per_class_decision({"0": base, "1": base.copy()}, labels, 0.0, 0.95, ["a", "b", "c"])
+    assert set(nothing["chosen_ratios"].values()) == {0.0} and "no class gained" in nothing["reason"]
+
+
+def test_take_ratio_takes_each_classs_own_ratio():
+    rows = {"labels": np.array([0, 0, 0, 1, 1, 1]), "seeds": np.arange(10, 16)}
+    real = RealData(np.zeros((6, 2, 2), np.uint8), np.array([0, 0, 1, 1, 1, 1]), list("abcdef"))
+    mixed = take_ratio(rows, {0: 1.0, 1: 0.25}, real)  # class 0: 2 rows; class 1: 0.25 x 4 = 1 row
+    assert mixed["seeds"].tolist() == [10, 11, 13]
+    assert take_ratio(rows, {1: 0.5}, real)["seeds"].tolist() == [13, 14]  # class 0 not named: none
+
+
+def test_the_gate_weighs_synthetic_rows_by_synthesis_weight(monkeypatch):
+    config = load_config(None, [*TINY_GAN, "synthesis.weight=0.25"])
+    rng = np.random.default_rng(0)
+    fit = RealData(
+        rng.integers(0, 256, (24, 8, 8), np.uint8), np.arange(24) % 3, [f"f{k}" for k in range(24)]
+    )
+    validation = RealData(rng.integers(0, 256, (9, 8, 8), np.uint8), np.arange(9) % 3, list("abcdefghi"))
+    rows = {"images": rng.integers(0, 256, (12, 8, 8), np.uint8), "labels": np.arange(12) % 3}
+    seen, train = [], gate.train_classifier
+    monkeypatch.setattr(
+        gate, "train_classifier", lambda *a, weights=None, **k: seen.append(weights) or train(*a, **k)
+    )
+    gate.utility_gate(config, fit, validation, rows, ["a", "b", "c"])
+    base, arm = seen  # the baseline has no synthetic rows: unweighted
+    assert base is None and arm.tolist() == [1.0] * 24 + [0.25] * 12  # ratio 0.5 of 8 real a class: 4 each
+
+
+def test_the_per_class_gate_publishes_each_classs_rows_in_a_build(tiny_config, monkeypatch):
+    from pipeline.build import build
+    from pipeline.version.manifest import load_manifest
+
+    chosen = {"cat": 0.5, "dog": 0.0, "eel": 0.5}
+
+    def decide(correct, labels, min_gain, confidence, class_names):
+        assert sorted(correct) == ["0", "0.5"] and len(labels) == correct["0"].shape[1]
+        return {"per_class": {}, "chosen_ratios": chosen, "reason": "per class: decided by the test"}
+
+    monkeypatch.setattr(gate, "per_class_decision", decide)
+    version, _ = build(tiny_config(*TINY_GAN, "synthesis.gate.per_class=true", "synthesis.per_class=8"))
+    report = load_manifest(version).synthesis
+    assert report.gate.chosen_ratios == chosen and report.gate.reason.startswith("per class: decided")
+    assert "all classes together" in report.gate.reason
+    by_class = report.per_class
+    assert by_class["dog"] == 0 and by_class["cat"] > 0 and by_class["eel"] > 0
+
+
+def test_with_target_per_class_a_ratio_is_a_share_of_each_classs_fill():
+    from pipeline.config import SynthesisConfig
+
+    rows = {"labels": np.repeat([0, 1], 10), "seeds": np.arange(20)}
+    real = RealData(np.zeros((6, 2, 2), np.uint8), np.array([0, 0, 0, 0, 0, 1]), list("abcdef"))
+    fill = SynthesisConfig(target_per_class=9)  # class 0: 5 real, fill 4; class 1: 1 real, fill 8
+    taken = take_ratio(rows, 0.5, real, fill)
+    assert np.bincount(taken["labels"]).tolist() == [2, 4]
+    unfilled = take_ratio(rows, 0.5, real)["labels"]  # of the real counts: round(2.5), round(0.5)
+    assert np.bincount(unfilled).tolist() == [3, 1]

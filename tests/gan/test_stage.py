@@ -112,3 +112,77 @@ def test_the_gate_trains_the_synthetic_arm_on_soft_labels(tiny_config, monkeypat
     extra = arm[len(base) :]
     assert len(extra) and torch.allclose(extra.sum(dim=1), torch.ones(len(extra)), atol=1e-4)
     assert (extra.max(dim=1).values < 1.0).any()  # the teacher's probabilities
+
+
+@pytest.mark.parametrize("layout", ["parquet", "imagefolder"])
+def test_synthetic_rows_carry_their_loss_weight_to_readers_and_evaluation(tiny_config, monkeypatch, layout):
+    from conftest import version_rows
+    from pipeline.build import build
+    from pipeline.config import EvaluateConfig
+    from pipeline.dataset import ExpandedDataset
+    from pipeline.evaluate import evaluation
+    from pipeline.version.croissant import croissant_metadata
+    from pipeline.version.manifest import load_manifest, verify
+
+    overrides = [
+        *TINY_GAN,
+        "synthesis.gate.enabled=false",
+        "synthesis.weight=0.25",
+        f"output.format={layout}",
+    ]
+    version, _ = build(tiny_config(*overrides))
+    manifest = load_manifest(version)
+    assert manifest.row_weights and verify(version, full=True) == []
+    dataset = ExpandedDataset(version, "train", return_lineage=True)
+    synthetic = dataset.origins == "synthetic"
+    assert synthetic.any() and (~synthetic).any()
+    assert dataset.loss_weights[synthetic].tolist() == [0.25] * int(synthetic.sum())
+    assert set(dataset.loss_weights[~synthetic].tolist()) == {1.0}
+    first = int(np.flatnonzero(synthetic)[0])
+    assert dataset[first][2]["weight"] == 0.25 and dataset[0][2]["weight"] in {0.25, 1.0}
+    if layout == "parquet":  # the column, for readers without our code
+        assert {r["weight"] for r in version_rows(version, "train") if r["origin"] == "synthetic"} == {0.25}
+        assert "Loss weights: every row has a `weight` column, 0.25" in (version / "README.md").read_text()
+    fields = {f["name"] for rs in croissant_metadata(manifest)["recordSet"] for f in rs["field"]}
+    assert "weight" in fields
+    # expand evaluate trains the subsets with synthetic rows on their weights, the others unweighted
+    seen, train = {}, evaluation.train_classifier
+
+    def recorded(x, *args, weights=None, **kwargs):
+        seen[len(x)] = weights
+        return train(x, *args, weights=weights, **kwargs)
+
+    monkeypatch.setattr(evaluation, "train_classifier", recorded)
+    evaluation.evaluate_subset(version, "real+augmented", EvaluateConfig(seeds=1, epochs=1))
+    evaluation.evaluate_subset(version, "synthetic only (CAS)", EvaluateConfig(seeds=1, epochs=1))
+    unweighted, cas = seen.values()
+    assert unweighted is None and cas.tolist() == [0.25] * int(synthetic.sum())
+
+
+def test_a_version_without_weights_has_no_weight_column(tiny_config):
+    from conftest import version_rows
+    from pipeline.build import build
+    from pipeline.dataset import ExpandedDataset
+
+    version, _ = build(tiny_config(*TINY_GAN, "synthesis.gate.enabled=false"))
+    assert "weight" not in version_rows(version, "train")[0]
+    dataset = ExpandedDataset(version, "train", return_lineage=True)
+    assert set(dataset.loss_weights.tolist()) == {1.0} and "weight" not in dataset[0][2]
+
+
+def test_target_per_class_fills_each_class_up_with_synthetic_rows(tiny_config):
+    from pipeline.build import build
+    from pipeline.version.manifest import load_manifest
+
+    overrides = [
+        *TINY_GAN,
+        "synthesis.per_class=null",
+        "synthesis.target_per_class=6",
+        "augment.copies_per_image=0",
+    ]
+    version, _ = build(tiny_config(*overrides, "synthesis.gate.enabled=false"))
+    manifest = load_manifest(version)
+    by_origin = manifest.splits["train"].by_origin_class
+    for name, real in by_origin["real"].items():  # the filter keeps every sample: exactly the fill
+        assert real + by_origin.get("synthetic", {}).get(name, 0) == 6
+    assert manifest.synthesis.wanted == sum(6 - n for n in by_origin["real"].values())

@@ -17,7 +17,7 @@ from pipeline.core.hashing import file_sha256
 from pipeline.core.seeds import derive_seed
 from pipeline.evaluate import classifier
 from pipeline.gan import filtering, synthesis
-from pipeline.gan.checkpoint import GanShape
+from pipeline.gan.checkpoint import GanShape, id_digests
 from pipeline.gan.filtering import sample_until_filled
 from pipeline.gan.train import GanTrainer
 from pipeline.version.manifest import load_manifest
@@ -352,3 +352,51 @@ def test_label_consistent_filtering_keeps_samples_whose_top_class_is_their_own(m
     loose = Config.model_validate({"synthesis": {"filter": {"max_oversample": 2}}})
     pool, kept = sample_until_filled(loose, trainer, None, shape, {c: 2 for c in range(4)})
     assert not pool["consistent"][kept].all()  # off: the top class is not asked
+
+
+def test_the_best_checkpoint_is_chosen_on_images_neither_the_gan_nor_the_classifier_saw(
+    tmp_path, monkeypatch
+):
+    config = load_config(
+        None, [*TINY_GAN, "synthesis.gate.enabled=false", "synthesis.train.selection_fraction=0.25"]
+    )
+    rng = np.random.default_rng(0)
+    train = synthesis.RealData(
+        rng.integers(0, 256, (24, 8, 8), np.uint8), np.arange(24) % 3, [f"t{k}" for k in range(24)]
+    )
+    gan_part, held_out = synthesis.selection_split(config, train)
+    assert len(held_out.ids) == 6 and set(held_out.labels.tolist()) == {0, 1, 2}  # 25 %, stratified
+    assert not set(held_out.ids) & set(gan_part.ids) and len(gan_part.ids) == 18
+    assert synthesis.selection_split(config, train)[1].ids == held_out.ids  # seeded
+    measured, features = [], synthesis._features
+    monkeypatch.setattr(
+        synthesis, "_features", lambda c, r, images: measured.append(len(images)) or features(c, r, images)
+    )
+    classifiers, fit_classifier = [], synthesis._reference
+    monkeypatch.setattr(
+        synthesis,
+        "_reference",
+        lambda c, fit, *a, **k: classifiers.append(list(fit.ids)) or fit_classifier(c, fit, *a, **k),
+    )
+    summary = synthesis.train_gan(config, train, GanShape(3, 1, 8, 8), tmp_path / "gan")
+    assert measured[0] == 6  # the real side of every FD: the 6 held-out images
+    assert classifiers == [list(gan_part.ids)]  # the feature network never saw them either
+    assert summary["best"]["against"] == "held-out images (6)"
+    state = torch.load(tmp_path / "gan" / "best.pt", weights_only=False)
+    assert sorted(json.loads(state["trained_on"])) == sorted(id_digests(list(gan_part.ids)))
+    report = synthesis.synthesize(
+        config, train, None, GanShape(3, 1, 8, 8), Path(summary["checkpoint"]), list("abc")
+    )["report"]
+    assert report["checkpoint_chosen"] == summary["best"]
+    assert classifiers[-1] == list(gan_part.ids)  # sampling's classifier: the one saved beside it
+    # 0: chosen against the training images, and the manifest says so
+    off = config.model_copy(
+        update={
+            "synthesis": config.synthesis.model_copy(
+                update={"train": config.synthesis.train.model_copy(update={"selection_fraction": 0.0})}
+            )
+        }
+    )
+    assert synthesis.train_gan(off, train, GanShape(3, 1, 8, 8), tmp_path / "off")["best"]["against"] == (
+        "the GAN's training images (24)"
+    )

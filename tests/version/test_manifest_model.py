@@ -164,3 +164,13 @@ def test_config_soft_labels_from_mixing_or_synthesis():
     assert config_soft_labels({"augment": {"mix": {"method": "mixup"}}})
     assert config_soft_labels({"augment": {}, "synthesis": {"enabled": True, "soft_labels": True}})
     assert not config_soft_labels({"augment": {}, "synthesis": {"enabled": False, "soft_labels": True}})
+
+
+def test_config_row_weights_only_with_synthesis_and_a_weight_below_one():
+    from pipeline.version.model import config_row_weights
+
+    assert not config_row_weights({"augment": {}})  # no synthesis section
+    assert not config_row_weights({"synthesis": {"enabled": True}})  # a version from before the key
+    assert not config_row_weights({"synthesis": {"enabled": True, "weight": 1.0}})
+    assert config_row_weights({"synthesis": {"enabled": True, "weight": 0.5}})
+    assert not config_row_weights({"synthesis": {"enabled": False, "weight": 0.5}})
