@@ -3,7 +3,7 @@
 Stages call :func:`report` with how far they are (``done`` of ``total`` units, ``total``
 None when unknown): ingest (images), augmentation tuning (candidates), the reference
 classifier of the GAN metrics (epochs), GAN training (steps), sampling (images), the
-utility gate (classifier epochs) and writing (rows). The sinks installed with
+utility gate (classifier trainings) and writing (rows). The sinks installed with
 :func:`reporting` receive it, in the process and thread that reports; without a sink, a
 report costs a function call. The command line draws progress bars from it and the flows
 log it (:mod:`cli.progress`).
@@ -28,11 +28,19 @@ UNITS = {
     REFERENCE: "epochs",
     GAN: "steps",
     SAMPLING: "images",
-    GATE: "epochs",
+    GATE: "trainings",
     WRITING: "rows",
 }
 
 _sinks: tuple[Sink, ...] = ()
+
+
+def _rate(per_second: float, unit: str) -> str:
+    """``12.3 rows/s``, ``1,234 rows/s``, or per minute when under 0.1 a second (slow units:
+    a classifier training)."""
+    if per_second < 0.1:
+        return f"{60 * per_second:,.1f} {unit}/min"
+    return f"{per_second:,.1f} {unit}/s" if per_second < 100 else f"{per_second:,.0f} {unit}/s"
 
 
 def report(stage: str, done: int, total: int | None = None) -> None:
@@ -106,7 +114,7 @@ class ProgressBars:
         else:
             parts.append(f"{self._done} {unit}")
         if rate is not None:
-            parts.append(f"{rate:,.1f} {unit}/s" if rate < 100 else f"{rate:,.0f} {unit}/s")
+            parts.append(_rate(rate, unit))
         if finished:
             parts.append(f"done in {_clock(elapsed)}")
         elif rate and self._total:

@@ -82,9 +82,19 @@ def test_log_lines_come_every_interval_of_a_long_stage_and_at_its_end():
         log(GATE, 1 + log._done, 60)
         log(WRITING, 1, 2)  # skipped: the flow logs each shard itself
     assert logger.lines == [
-        "utility gate, 30/60 epochs, 1.0 epochs/s, ETA 0:30",
-        "utility gate, 60/60 epochs, 1.0 epochs/s, done in 1:00",
+        "utility gate, 30/60 trainings, 1.0 trainings/s, ETA 0:30",
+        "utility gate, 60/60 trainings, 1.0 trainings/s, done in 1:00",
     ]
+
+
+def test_slow_units_get_a_rate_per_minute():
+    logger, clock = LogLines(), FakeClock()
+    log = ProgressLog(logger, every=30.0, clock=clock)
+    log(GATE, 0, 6)
+    for done in range(1, 7):  # a classifier training every 20 s
+        clock.now += 20.0
+        log(GATE, done, 6)
+    assert logger.lines[-1] == "utility gate, 6/6 trainings, 3.0 trainings/min, done in 2:00"
 
 
 def test_a_build_reports_every_long_stage(tiny_config):
