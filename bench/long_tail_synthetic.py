@@ -109,6 +109,7 @@ def main() -> int:
             },
         }
         note("built and evaluated augmented + synthetic", started)
+        _save(results, args.json)  # after each version, so a run cut short keeps its figures
         instead, _ = build(
             load_config(
                 None,
@@ -117,6 +118,7 @@ def main() -> int:
         )
         results["synthetic instead"] = _summary(evaluate(instead, settings))
         note("built and evaluated synthetic instead", started)
+        _save(results, args.json)
         if args.gate:
             gate = [
                 "synthesis.gate.enabled=true",
@@ -129,11 +131,14 @@ def main() -> int:
             results["gated"] = load_manifest(gated).synthesis.gate.model_dump(mode="json")
             note("built the gated version", started)
         results["total_seconds"] = round(time.perf_counter() - started, 1)
-    text = json.dumps(results, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    print(json.dumps(results, indent=1))
+    _save(results, args.json)
     return 0
+
+
+def _save(results: dict, path: Path | None) -> None:
+    if path:
+        path.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
