@@ -90,6 +90,9 @@ def test_a_stopped_run_cleans_up_and_leaves_no_process(
         text=True,
         env=env,
         start_new_session=True,  # its own process group, as a terminal gives a command
+        # Ctrl-C as a terminal delivers it, even when the tests run as a background job,
+        # whose children a shell starts with SIGINT ignored (Python keeps an ignored SIGINT)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     dataset = tmp_path / "o" / "src"
     deadline = time.monotonic() + 120
