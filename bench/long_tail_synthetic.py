@@ -17,6 +17,7 @@ The gate is off in both (every synthetic row is published, the evaluation judges
 ``--gate`` a third version lets the gate (balanced accuracy, per class) decide.
 
     python bench/long_tail_synthetic.py --largest 500 --ratio 100 --steps 1500 --json out.json
+    python bench/long_tail_synthetic.py ... --set synthesis.train.lecam=0.3 synthesis.soft_labels=true
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def main() -> int:
     parser.add_argument("--gate", action="store_true", help="also a version the gate decides")
     parser.add_argument("--tarball", type=Path, default=TARBALL)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--set", nargs="*", default=[], help="more KEY=VALUE overrides for every version")
     args = parser.parse_args()
     if not args.tarball.is_file():
         print(f"skipped: {args.tarball} not found", file=sys.stderr)
@@ -87,6 +89,7 @@ def main() -> int:
             "synthesis.train.device=cpu",
             "synthesis.device=cpu",
             "synthesis.gate.enabled=false",
+            *args.set,
         ]
         tuned = [
             f"augment.target_per_class={fill}",

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.build.context import BuildContext
+from pipeline.config import OutputConfig
 from pipeline.core.durable import fsync_dir, sync_tree
 from pipeline.core.failpoints import crash_point
+from pipeline.core.images import encoder_versions
 from pipeline.gan.stage import GRID_FILE
 from pipeline.version.card import CARD_FILE, dataset_card
 from pipeline.version.catalog import record_digest, set_latest
@@ -115,6 +117,7 @@ def _manifest(context: BuildContext, entries: list[dict[str, Any]]) -> dict[str,
             "height": context.shape[0],
             "width": context.shape[1],
             "format": config.output.image_format,
+            **_lossy(config.output),
         },
         "splits": summarise_counts(entries),
         "shards": sorted(
@@ -147,3 +150,10 @@ def upload(context: BuildContext) -> None:
     """Upload the published version to ``output.remote`` (see :mod:`pipeline.version.remote`);
     the local version stays."""
     push(context.final_dir, context.config.output.remote)
+
+
+def _lossy(output: OutputConfig) -> dict[str, Any]:
+    """The manifest's record of a lossy encoding: its quality and encoder ({} when lossless)."""
+    if not output.lossy():
+        return {}
+    return {"quality": output.encoding()["quality"], "encoder": encoder_versions(output.image_format)}

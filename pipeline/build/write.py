@@ -79,7 +79,7 @@ def write_shard(context: BuildContext, shard: ShardSpec) -> dict[str, Any]:
                     seed=seed,
                     sha256=source_sha if origin == "real" else content_sha256(image),
                     params=params,
-                    encoded=encode_image(image, output.image_format, output.png_compress_level),
+                    encoded=encode_image(image, **output.encoding()),
                     soft_label=soft,
                     weight=None if synthetic_weight is None else _weight(origin, synthetic_weight),
                 )
@@ -157,7 +157,5 @@ def rows_per_shard(config: Config, context: BuildContext, total_rows: int) -> in
     # A byte target becomes a row count from the mean encoded size of the first images.
     count = min(_SIZE_SAMPLE, int(context.details["source"]["images"]))
     with PixelStore(context.work_dir / PIXELS_FILE, context.shape) as pixels:
-        sizes = [
-            len(encode_image(pixels[i], output.image_format, output.png_compress_level)) for i in range(count)
-        ]
+        sizes = [len(encode_image(pixels[i], **output.encoding())) for i in range(count)]
     return max(1, int(limit // max(1.0, float(np.mean(sizes)))))

@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import fsspec
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.config.common import AUTO_SHARD_ROWS, AUTO_SHARDS, Strict, parse_size
+
+JPEG_QUALITY = 95  # output.quality's default for JPEG, which has no lossless mode
 
 
 class OutputConfig(Strict):
@@ -29,8 +31,17 @@ class OutputConfig(Strict):
         description="Rows per shard (int), a byte size such as '64MB', or 'auto': "
         f"{AUTO_SHARDS} shards' worth of rows, within {AUTO_SHARD_ROWS[0]}..{AUTO_SHARD_ROWS[1]}",
     )
-    image_format: Literal["png", "webp"] = Field(
-        default="png", description="lossless encoding of every image: PNG, or WebP lossless (smaller, slower)"
+    image_format: Literal["png", "webp", "jpeg"] = Field(
+        default="png",
+        description="encoding of every image: PNG (lossless), WebP (lossless, or lossy with a quality) "
+        "or JPEG (lossy); a lossy version's id includes the encoder's library version",
+    )
+    quality: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="lossy quality of WebP and JPEG images (1-100, higher: larger and closer); "
+        f"none: WebP lossless, JPEG {JPEG_QUALITY}; PNG takes none",
     )
     png_compress_level: int = Field(
         default=6,
@@ -46,6 +57,29 @@ class OutputConfig(Strict):
         description="fsspec URL (s3://bucket/path, gs://, az://, ...) each published version is also "
         "uploaded to, under <remote>/<name>/<version id>/; the backend's package must be installed",
     )
+
+    @model_validator(mode="after")
+    def _quality_is_lossy(self) -> OutputConfig:
+        if self.quality is not None and self.image_format == "png":
+            raise ValueError(
+                f"output.quality {self.quality} applies to lossy formats (webp, jpeg); "
+                "PNG is lossless: drop quality or choose output.image_format webp or jpeg"
+            )
+        return self
+
+    def lossy(self) -> bool:
+        """Whether the images are stored with loss (JPEG, or WebP at a quality)."""
+        return self.image_format == "jpeg" or (self.image_format == "webp" and self.quality is not None)
+
+    def encoding(self) -> dict[str, Any]:
+        """The keyword arguments of ``pipeline.core.images.encode_image`` for these settings
+        (the format, the PNG level, and the quality: JPEG's default filled in)."""
+        quality = JPEG_QUALITY if self.image_format == "jpeg" and self.quality is None else self.quality
+        return {
+            "image_format": self.image_format,
+            "compress_level": self.png_compress_level,
+            "quality": quality,
+        }
 
     @field_validator("remote")
     @classmethod

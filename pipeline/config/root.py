@@ -124,6 +124,14 @@ class Config(Strict):
         data["output"].pop("root")
         data["output"].pop("lock_timeout")
         data["output"].pop("remote")
+        data["output"].pop("quality")  # lossless: none (ids made before it stay)
+        if self.output.lossy():
+            # The quality that encodes (JPEG's default filled in), and the encoder: a lossy
+            # encoder's bytes change with its library, so the id names it (OpenCV's codec).
+            from pipeline.core.images import encoder_versions
+
+            data["output"]["quality"] = self.output.encoding()["quality"]
+            data["output"]["encoder"] = encoder_versions(self.output.image_format)
         for key in ("path", "image_column", "label_column"):
             data["source"].pop(key)  # the source enters the version id by its content hash and labels
         if self.source.resize is None:

@@ -64,28 +64,56 @@ def content_sha256(pixels: np.ndarray) -> str:
     return hashlib.sha256(header + np.ascontiguousarray(pixels).tobytes()).hexdigest()
 
 
-ImageFormat = Literal["png", "webp"]
-EXTENSIONS: dict[str, str] = {"png": ".png", "webp": ".webp"}
-MIME_TYPES: dict[str, str] = {"png": "image/png", "webp": "image/webp"}
+ImageFormat = Literal["png", "webp", "jpeg"]
+EXTENSIONS: dict[str, str] = {"png": ".png", "webp": ".webp", "jpeg": ".jpg"}
+MIME_TYPES: dict[str, str] = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
 
 
-def encode_image(pixels: np.ndarray, image_format: ImageFormat = "png", compress_level: int = 6) -> bytes:
-    """Lossless bytes of a pipeline array, PNG (zlib ``compress_level``) or WebP lossless.
+def encode_image(
+    pixels: np.ndarray,
+    image_format: ImageFormat = "png",
+    compress_level: int = 6,
+    quality: int | None = None,
+) -> bytes:
+    """The bytes of a pipeline array: PNG (zlib ``compress_level``), WebP (lossless, or lossy
+    at ``quality``) or JPEG (at ``quality``, which it needs; 4:2:0 chroma for colour,
+    OpenCV's default).
 
     OpenCV's encoders: for 28x28 and 32x32 images its PNG encoder is 1.4-2.4x faster than
     Pillow's at the same level and size. WebP has no grayscale, so an ``L`` image is
-    stored as three equal channels (readers convert back). Deterministic for equal input.
+    stored as three equal channels (readers convert back). Deterministic for equal input
+    on the same OpenCV build (:func:`encoder_versions` names its codecs).
     """
     bgr = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
     if image_format == "png":
         params = [cv2.IMWRITE_PNG_COMPRESSION, compress_level]
+    elif image_format == "jpeg":
+        if quality is None:
+            raise ValueError("JPEG has no lossless mode: encode_image needs a quality (1-100)")
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality]
     else:
         bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR) if bgr.ndim == 2 else bgr
-        params = [cv2.IMWRITE_WEBP_QUALITY, 101]  # above 100: lossless
+        params = [cv2.IMWRITE_WEBP_QUALITY, 101 if quality is None else quality]  # above 100: lossless
     ok, encoded = cv2.imencode(EXTENSIONS[image_format], np.ascontiguousarray(bgr), params)
     if not ok:
         raise ValueError(f"OpenCV could not encode a {pixels.shape} image as {image_format}")
     return encoded.tobytes()
+
+
+def encoder_versions(image_format: ImageFormat) -> dict[str, str]:
+    """The encoder behind ``image_format``: OpenCV's version and, from its build information,
+    the codec library it was built with (libjpeg-turbo, libwebp). A lossy encoder's bytes
+    change with these, so they enter the version id of a lossy version."""
+    codec = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}[image_format]
+    line = next(
+        (
+            text.split(":", 1)[1].strip()
+            for text in cv2.getBuildInformation().splitlines()
+            if text.strip().startswith(f"{codec}:")
+        ),
+        "unknown",
+    )
+    return {"opencv": cv2.__version__, "codec": line}
 
 
 def header_mode(source: str | Path | IO[bytes], where: str) -> str:

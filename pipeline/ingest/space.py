@@ -107,7 +107,7 @@ def estimate_space(
     the default width) are not counted."""
     output = config.output
     sample = _sample_rows(count, math.prod(shape))
-    sizes = [len(encode_image(pixels[i], output.image_format, output.png_compress_level)) for i in sample]
+    sizes = [len(encode_image(pixels[i], **output.encoding())) for i in sample]
     image = float(np.mean(sizes)) if sizes else 0.0
     other = int(_PICTURE_IMAGES * image) + _METADATA
     row = image + ROW_OVERHEAD

@@ -17,7 +17,7 @@ import yaml
 from pipeline.core.images import EXTENSIONS
 from pipeline.version.croissant import CROISSANT_FILE, LINEAGE_COLUMNS
 from pipeline.version.layout import parquet_schema
-from pipeline.version.model import Manifest, as_manifest
+from pipeline.version.model import ImageInfo, Manifest, as_manifest
 from pipeline.version.pictures import TUNE_FILE, tune_column
 from pipeline.version.summary import tune_markdown
 
@@ -92,15 +92,23 @@ def _synthetic_rows(manifest: Manifest) -> int:
     return sum(info.by_origin.get("synthetic", 0) for info in manifest.splits.values())
 
 
-def _test_split_text(source: dict[str, Any]) -> str:
+def _test_split_text(source: dict[str, Any], image: ImageInfo) -> str:
     """What the test split holds: the source's pixels, or with ``source.resize`` the
-    source's images resized as every image was at ingest."""
+    source's images resized as every image was at ingest; and a lossy encoding's loss."""
+    if image.quality is not None:
+        lossy = (
+            f" Every image, test included, is stored as lossy {image.format.upper()} at quality "
+            f"{image.quality}: its pixels differ slightly from the ones the pipeline made."
+        )
+    else:
+        lossy = ""
     if not source.get("resize"):
-        return "The test split holds real source images only, byte for byte."
+        pixels = "" if lossy else ", byte for byte"
+        return f"The test split holds real source images only{pixels}." + lossy
     height, width = source["resize"]
     return (
         "The test split holds real source images only. Every image, test included, was resized "
-        f"to {width}x{height} as it was ingested ({source['resize_mode']}: see `source.resize_mode`)."
+        f"to {width}x{height} as it was ingested ({source['resize_mode']}: see `source.resize_mode`)." + lossy
     )
 
 
@@ -118,7 +126,7 @@ def _body(manifest: Manifest, grid: str | None) -> str:
         "",
         "Only the train split is expanded: `augmented` rows are seeded albumentations transforms of real "
         "training images and `synthetic` rows come from a class-conditional GAN trained on them. "
-        + _test_split_text(manifest.config["source"]),
+        + _test_split_text(manifest.config["source"], image),
         "",
         "| split | " + " | ".join(origins) + " | total |",
         "|---|" + "---:|" * (len(origins) + 1),

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.core.images import EXTENSIONS, MIME_TYPES
-from pipeline.version.model import Manifest, as_manifest
+from pipeline.version.model import ImageInfo, Manifest, as_manifest
 from pipeline.version.pictures import tune_column
 
 CROISSANT_FILE = "croissant.json"
@@ -97,12 +97,12 @@ def croissant_metadata(manifest: Manifest | dict[str, Any]) -> dict[str, Any]:
             distribution.append(
                 _file_set(f"{split}-shards", f"data/{split}-*.parquet", "application/x-parquet")
             )
-            record_sets.append(_parquet_record_set(split, soft, weights))
+            record_sets.append(_parquet_record_set(split, soft, weights, _image_text(manifest.image)))
     else:
         for split in splits:
             pattern, mime = f"{split}/*/*{EXTENSIONS[image_format]}", MIME_TYPES[image_format]
             distribution.append(_file_set(f"{split}-images", pattern, mime))
-            record_sets.append(_image_folder_record_set(split))
+            record_sets.append(_image_folder_record_set(split, _image_text(manifest.image)))
         distribution.append(_file_set("lineage-files", "lineage/*.parquet", "application/x-parquet"))
         record_sets.append(_lineage_record_set(soft, weights))
     counts = {split: manifest.splits[split].by_origin for split in splits}
@@ -235,13 +235,19 @@ def _extra_fields(record_set: str, files: str, soft: bool, weights: bool) -> lis
     ]
 
 
-def _parquet_record_set(split: str, soft: bool, weights: bool) -> dict[str, Any]:
+def _image_text(image: ImageInfo) -> str:
+    """The image field's description: its format, and its quality when lossy."""
+    name = {"png": "PNG", "webp": "WebP", "jpeg": "JPEG"}[image.format]
+    return f"{name} image" + (f" (lossy, quality {image.quality})" if image.quality is not None else "")
+
+
+def _parquet_record_set(split: str, soft: bool, weights: bool, image_text: str) -> dict[str, Any]:
     files = f"{split}-shards"
     image = _field(
         split,
         "image",
         "sc:ImageObject",
-        "PNG image",
+        image_text,
         {**_column(files, "image"), "transform": {"jsonPath": "bytes"}},
     )
     label = _field(split, "label", "sc:Integer", "label id (see class_names)", _column(files, "label"))
@@ -255,7 +261,7 @@ def _parquet_record_set(split: str, soft: bool, weights: bool) -> dict[str, Any]
     }
 
 
-def _image_folder_record_set(split: str) -> dict[str, Any]:
+def _image_folder_record_set(split: str, image_text: str) -> dict[str, Any]:
     files = f"{split}-images"
 
     def from_path(regex: str) -> dict[str, Any]:
@@ -272,7 +278,7 @@ def _image_folder_record_set(split: str) -> dict[str, Any]:
         "name": split,
         "description": f"Images of the {split} split; lineage by file name in the 'lineage' record set.",
         "field": [
-            _field(split, "image", "sc:ImageObject", "PNG image", content),
+            _field(split, "image", "sc:ImageObject", image_text, content),
             _field(
                 split,
                 "class_name",

@@ -37,7 +37,9 @@ class ImageInfo(_Strict):
     mode: str
     height: int
     width: int
-    format: Literal["png", "webp"] = "png"  # versions before output.image_format: PNG
+    format: Literal["png", "webp", "jpeg"] = "png"  # versions before output.image_format: PNG
+    quality: int | None = None  # lossy WebP and JPEG only
+    encoder: dict[str, str] | None = None  # lossy only: OpenCV and its codec's version
 
 
 class SplitCounts(_Strict):

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import config_for, make_imagefolder
 from pipeline.build import build, load_config
-from pipeline.version.manifest import load_manifest
+from pipeline.version.manifest import load_manifest, verify
 
 
 def test_hostile_names_stay_inside_the_output_root(tmp_path):
@@ -137,3 +137,47 @@ def test_webp_lossless_reads_back_the_png_pixels(tmp_path, fmt, mode):
     assert png.keys() == webp.keys() and len(png) >= 8
     assert all(np.array_equal(png[k], webp[k]) for k in png)
     assert next(iter(webp.values())).shape[0] == (1 if mode == "L" else 3)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "imagefolder"])
+def test_a_lossy_version_records_its_encoder_and_reads_back_close_to_png(tmp_path, fmt):
+    import numpy as np
+
+    from conftest import RECIPE, make_imagefolder
+    from pipeline.dataset import ExpandedDataset
+    from pipeline.version.croissant import croissant_metadata
+
+    source = make_imagefolder(tmp_path / "src", {"a": 4, "b": 3}, mode="RGB", size=(24, 24))
+
+    def built(*extra: str):
+        config = load_config(
+            None,
+            [
+                "source.kind=imagefolder",
+                f"source.path={source}",
+                f"output.root={tmp_path / 'out'}",
+                f"output.format={fmt}",
+                "augment.copies_per_image=1",
+                f"augment.transforms={json.dumps(RECIPE)}",
+                "runner.workers=1",
+                *extra,
+            ],
+        )
+        version, _ = build(config)
+        data = ExpandedDataset(version, split="train", return_lineage=True)
+        return version, {row["id"]: np.asarray(x, dtype=float) for x, _, row in data}
+
+    png_version, png = built()
+    version, jpeg = built("output.image_format=jpeg", "output.quality=90", "name=lossy")
+    manifest = load_manifest(version)
+    assert (manifest.image.format, manifest.image.quality) == ("jpeg", 90)
+    assert manifest.image.encoder and "jpeg" in manifest.image.encoder["codec"].lower()
+    assert jpeg.keys() == png.keys()
+    errors = [np.abs(jpeg[k] - png[k]).mean() for k in png]
+    assert 0 < max(errors) < 12  # lossy, and close
+    assert "lossy JPEG at quality 90" in (version / "README.md").read_text()
+    document = json.dumps(croissant_metadata(manifest))
+    assert "JPEG image (lossy, quality 90)" in document
+    if fmt == "imagefolder":
+        assert list(version.glob("train/*/*.jpg")) and not list(version.glob("train/*/*.png"))
+    assert verify(version) == [] and png_version != version

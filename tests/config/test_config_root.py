@@ -42,6 +42,24 @@ def test_gan_synthesis_refuses_a_large_resize():
         Config.model_validate({"synthesis": {"enabled": True}, "source": {"resize": [128, 128]}})
 
 
+def test_lossy_output_enters_the_content_with_its_quality_and_encoder():
+    import cv2
+
+    png = Config().content_dict()["output"]
+    assert "quality" not in png and "encoder" not in png
+    jpeg = Config(output=OutputConfig(image_format="jpeg")).content_dict()["output"]
+    assert jpeg["quality"] == 95 and jpeg["encoder"]["opencv"] == cv2.__version__
+    # The default quality and the same number written out make the same version.
+    assert Config(output=OutputConfig(image_format="jpeg", quality=95)).content_dict()["output"] == jpeg
+    assert Config(output=OutputConfig(image_format="jpeg", quality=90)).content_dict()["output"] != jpeg
+    lossless = Config(output=OutputConfig(image_format="webp")).content_dict()["output"]
+    assert "encoder" not in lossless and "quality" not in lossless
+    lossy = Config(output=OutputConfig(image_format="webp", quality=80)).content_dict()["output"]
+    assert lossy["quality"] == 80 and "WEBP" not in lossy["encoder"]["codec"]
+    with pytest.raises(ValidationError, match="output.quality 90 applies to lossy formats"):
+        OutputConfig(quality=90)
+
+
 def test_content_dict_leaves_out_where_and_how_a_run_writes():
     base = Config().content_dict()
     for key in ("name", "runner", "evaluate", "synthesis"):

@@ -112,3 +112,30 @@ def test_header_modes_read_headers_and_skip_or_name_unreadable_files(tmp_path):
     with pytest.raises(SourceError, match="junk.png: cannot read image"):
         header_modes([*good, tmp_path / "junk.png"])
     assert header_modes([*good, tmp_path / "junk.png"], skip_bad=True) == {"L", "RGB"}
+
+
+@pytest.mark.parametrize("image_format", ["jpeg", "webp"])
+@pytest.mark.parametrize("shape", [(32, 40), (32, 40, 3)])
+def test_lossy_encoding_is_deterministic_close_and_smaller_at_lower_quality(image_format, shape):
+    import io
+
+    from pipeline.core.images import encode_image
+
+    ramp = np.add.outer(np.arange(shape[0]), np.arange(shape[1])).astype(np.uint8) * 3
+    pixels = ramp if len(shape) == 2 else np.dstack([ramp, ramp[::-1], 255 - ramp])
+    high = encode_image(pixels, image_format, quality=95)
+    assert high == encode_image(pixels, image_format, quality=95)
+    assert Image.open(io.BytesIO(high)).format == {"jpeg": "JPEG", "webp": "WEBP"}[image_format]
+    decoded = np.asarray(Image.open(io.BytesIO(high)).convert("L" if len(shape) == 2 else "RGB"))
+    assert decoded.shape == pixels.shape
+    assert np.abs(decoded.astype(int) - pixels).mean() < 4  # close, not equal
+    assert len(encode_image(pixels, image_format, quality=20)) < len(high)
+
+
+def test_jpeg_needs_a_quality_and_the_encoder_is_named():
+    from pipeline.core.images import encode_image, encoder_versions
+
+    with pytest.raises(ValueError, match="JPEG has no lossless mode"):
+        encode_image(np.zeros((4, 4), np.uint8), "jpeg")
+    versions = encoder_versions("jpeg")
+    assert versions["opencv"] and "jpeg" in versions["codec"].lower()

@@ -112,11 +112,11 @@ def test_failure_mid_shard_leaves_nothing_listed_and_rerun_gives_same_id(tiny_co
     calls = {"n": 0}
     real_encode = shard_writing.encode_image
 
-    def fail_on_fifth(*args):
+    def fail_on_fifth(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 5:
             raise OSError("disk full")
-        return real_encode(*args)
+        return real_encode(*args, **kwargs)
 
     monkeypatch.setattr(shard_writing, "encode_image", fail_on_fifth)
     with pytest.raises(OSError, match="disk full"):
