@@ -102,9 +102,10 @@ def gan_progress_line(metrics: dict[str, float], settings: GanTrainConfig) -> st
         return f"GAN step {metrics['step']}: classifier FD {metrics['fd']:.3f}"
     steps_per_s = metrics["img_per_s"] / settings.batch_size
     left = (settings.steps - metrics["step"]) / max(steps_per_s, 1e-9)
+    memory = f", peak memory {metrics['peak_mem_gib']:.2f} GiB" if "peak_mem_gib" in metrics else ""
     return (
         f"GAN step {metrics['step']}/{settings.steps}: d_loss {metrics['d_loss']:.3f} "
-        f"g_loss {metrics['g_loss']:.3f}, {metrics['img_per_s']:.0f} img/s, about {left:.0f} s left"
+        f"g_loss {metrics['g_loss']:.3f}, {metrics['img_per_s']:.0f} img/s{memory}, about {left:.0f} s left"
     )
 
 

@@ -13,7 +13,27 @@ SOURCE_KINDS = ("digits", "imagefolder", "parquet", "cifar10", "mnist-idx")
 MAX_RESIZE = 4096  # pixels per side of source.resize
 # A source.path with one of these is an archive, extracted before it is read.
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-GAN_MAX_SIDE = 64  # the largest image side GAN synthesis trains on
+GAN_MAX_SIDE = 256  # the largest side GAN synthesis trains at
+GAN_MIN_SIDE = 8
+GAN_MAX_BASE = 7  # the generator grows a base x base map (4..7) by doublings
+
+
+def gan_layout(side: int) -> tuple[int, int]:
+    """(base, blocks): the generator grows a ``base`` x ``base`` map by ``blocks`` doublings
+    to ``side``; the discriminator shrinks it back (base >= 4)."""
+    base, blocks = side, 0
+    while base % 2 == 0 and base // 2 >= 4:
+        base, blocks = base // 2, blocks + 1
+    return base, blocks
+
+
+def gan_side_ok(side: int) -> bool:
+    """Whether the GAN's networks can work at ``side``: b x 2^k with b in 4..7 and k >= 1,
+    within GAN_MIN_SIDE..GAN_MAX_SIDE (8, 10, 12, 14, 16, 20, ..., 128, 160, 192, 224, 256)."""
+    base, blocks = gan_layout(side)
+    return GAN_MIN_SIDE <= side <= GAN_MAX_SIDE and base <= GAN_MAX_BASE and blocks >= 1
+
+
 # shard_size 'auto': this many shards, each within these row bounds.
 AUTO_SHARDS = 64
 AUTO_SHARD_ROWS = (1000, 5000)

@@ -22,6 +22,8 @@ _LATER_SYNTHESIS_KEYS: dict[tuple[str, ...], Any] = {
     ("weight",): 1.0,
     ("target_per_class",): None,
     ("gate", "per_class"): False,
+    ("train", "resolution"): None,
+    ("train", "fit"): "stretch",
 }
 
 
@@ -87,10 +89,16 @@ class Config(Strict):
     @model_validator(mode="after")
     def _gan_fits_the_resize(self) -> Config:
         resize = self.source.resize
-        if self.synthesis.enabled and resize is not None and max(resize) > GAN_MAX_SIDE:
+        if (
+            self.synthesis.enabled
+            and self.synthesis.train.resolution is None
+            and resize is not None
+            and max(resize) > GAN_MAX_SIDE
+        ):
             raise ValueError(
-                f"synthesis.enabled: GAN synthesis supports images up to {GAN_MAX_SIDE}x{GAN_MAX_SIDE}, "
-                f"and source.resize is {list(resize)}"
+                f"synthesis.enabled: the GAN trains at up to {GAN_MAX_SIDE}x{GAN_MAX_SIDE}, and "
+                f"source.resize is {list(resize)}: set synthesis.train.resolution (e.g. 128; samples "
+                "are resized to the images' size) or a smaller source.resize"
             )
         return self
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pipeline.config.common import METRIC_HELP, Device, Metric, Strict
+from pipeline.config.common import GAN_MAX_SIDE, METRIC_HELP, Device, Metric, Strict, gan_side_ok
 
 
 class GanTrainConfig(Strict):
@@ -34,6 +34,19 @@ class GanTrainConfig(Strict):
         description="images per batch (real batches and generator updates alike)",
     )
     width: int = Field(default=64, ge=8, description="base channel count of G and D")
+    resolution: int | None = Field(
+        default=None,
+        description=f"square side the GAN trains at, b x 2^k with b in 4..7 (8 to {GAN_MAX_SIDE}: "
+        "..., 64, 96, 128, 192, 256); its samples are resized to the data's size. null: the data's "
+        "own side when square and of that form, else the next power of two (an error above "
+        f"{GAN_MAX_SIDE}: set this, or source.resize)",
+    )
+    fit: Literal["stretch", "crop", "pad"] = Field(
+        default="stretch",
+        description="how non-square images meet the square resolution, both ways: stretch (each side "
+        "scaled; samples scaled back), pad (letterboxed on black; samples lose the bars), crop (the "
+        "centre square; samples cover the image size, cut at the centre)",
+    )
     z_dim: int = Field(default=64, ge=2, description="latent size")
     lr_g: float = Field(default=2e-4, gt=0, description="generator Adam learning rate")
     lr_d: float = Field(default=2e-4, gt=0, description="discriminator Adam learning rate")
@@ -77,6 +90,16 @@ class GanTrainConfig(Strict):
     diffaug: list[Literal["color", "translation", "cutout"]] | None = Field(
         default=None, description="DiffAugment ops; null: translation, colour for RGB, cutout from 16x16 up"
     )
+
+    @field_validator("resolution")
+    @classmethod
+    def _resolution_grows(cls, value: int | None) -> int | None:
+        if value is not None and not gan_side_ok(value):
+            raise ValueError(
+                f"synthesis.train.resolution {value} is not a side the networks grow to: b x 2^k with "
+                f"b in 4..7, 8 to {GAN_MAX_SIDE} (e.g. 32, 64, 96, 128, 192, 256)"
+            )
+        return value
 
 
 class FilterConfig(Strict):

@@ -20,3 +20,16 @@ def pick_device(name: str, key: str = "device") -> torch.device:
     if (name == "cuda" and not cuda) or (name == "mps" and not mps):
         raise ConfigError(f"{key}: {name} is not available on this machine (use auto or cpu)")
     return torch.device(name)
+
+
+def peak_memory_gib(device: torch.device) -> float | None:
+    """The most memory used so far, in GiB: on CUDA, what torch allocated on ``device`` (the
+    training's own tensors); on the CPU, the process's peak resident size (all of it, data
+    and libraries included); None where torch does not say (mps)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    if device.type == "cpu":
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    return None

@@ -19,6 +19,7 @@ import torch
 from pipeline.config import GanTrainConfig
 from pipeline.core.errors import PipelineError
 from pipeline.core.hashing import file_sha256
+from pipeline.gan.geometry import Fit
 from pipeline.gan.models import power_of_two_resolution, train_resolution
 
 CHECKPOINT_FORMAT = "dataset-expand-gan/2"  # 2: own spectral norm (sn_u/sn_v buffers)
@@ -28,16 +29,24 @@ CHECKPOINT_LIBRARIES = ("torch", "torchvision")
 
 @dataclass(frozen=True)
 class GanShape:
-    """What the networks are built for; derived from the data, stored in checkpoints."""
+    """What the networks are built for; derived from the data (and ``synthesis.train``'s
+    ``resolution`` and ``fit``), stored in checkpoints."""
 
     num_classes: int
     channels: int
     height: int
     width: int
+    side: int | None = None  # synthesis.train.resolution: None, from the data
+    fit: Fit = "stretch"
 
     @property
     def resolution(self) -> int:
-        return train_resolution(self.height, self.width)
+        return train_resolution(self.height, self.width, self.side)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The data's (height, width), which samples are made at."""
+        return self.height, self.width
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> str:
@@ -123,6 +132,12 @@ def check_compatible(state: dict[str, Any], shape: GanShape, settings: GanTrainC
         raise PipelineError(
             f"{where}: trained at {resolution}x{resolution}; this version trains "
             f"{shape.height}x{shape.width} images at {shape.resolution}x{shape.resolution}: retrain"
+        )
+    fit = state.get("fit", "stretch")  # checkpoints before synthesis.train.fit: stretched
+    if fit != shape.fit and shape.height != shape.width:
+        raise PipelineError(
+            f"{where}: trained on images fitted by {fit!r}, the config has synthesis.train.fit="
+            f"{shape.fit!r}: set it to {fit!r} or retrain"
         )
     saved = json.loads(state["settings"])
     for key in ("width", "z_dim"):

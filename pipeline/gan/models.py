@@ -1,4 +1,4 @@
-"""Class-conditional ResNet GAN (SNGAN/BigGAN family) for 8x8 to 64x64 images.
+"""Class-conditional ResNet GAN (SNGAN/BigGAN family) for 8x8 to 256x256 images.
 
 Generator: class-conditional BatchNorm in every residual up-block. Discriminator: spectral
 norm everywhere and a projection head (Miyato & Koyama 2018), no auxiliary classifier.
@@ -21,49 +21,44 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.config import GAN_MAX_SIDE
+from pipeline.config import GAN_MAX_SIDE, GAN_MIN_SIDE, gan_layout, gan_side_ok
 from pipeline.core.errors import ConfigError
 
-MIN_RESOLUTION, MAX_RESOLUTION = 8, GAN_MAX_SIDE
+MIN_RESOLUTION, MAX_RESOLUTION = GAN_MIN_SIDE, GAN_MAX_SIDE
+layout = gan_layout
 
 
-def train_resolution(height: int, width: int) -> int:
-    """The side the networks work at: the image's own for a square image whose side is
-    b * 2^k with b in 4..7 and k >= 1 (8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64),
-    so 28x28 data trains without resampling; otherwise the smallest power of two >= the
-    larger side (the data is resized to it and the samples back). Within 8..64.
+def train_resolution(height: int, width: int, requested: int | None = None) -> int:
+    """The side the networks work at: ``requested`` (``synthesis.train.resolution``, checked
+    when the config loads) when given; else the image's own for a square image whose side
+    is b * 2^k with b in 4..7 and k >= 1 (8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, ...,
+    256), so 28x28 data trains without resampling; otherwise the smallest power of two >=
+    the larger side (the data is fitted to it and the samples back, see
+    :mod:`pipeline.gan.geometry`). Within 8..256.
 
     Raises:
-        ConfigError: the images are larger than 64 pixels on a side (synthesis is on for
-            images it cannot train on: the fix is in the config).
+        ConfigError: no resolution is requested and the images need one above 256 (the fix
+            is in the config).
     """
+    if requested is not None:
+        return requested
     side = max(height, width)
-    if side > MAX_RESOLUTION:
+    if height == width and gan_side_ok(side):
+        return side
+    resolution = power_of_two_resolution(side)
+    if resolution > MAX_RESOLUTION:
         raise ConfigError(
-            f"synthesis.enabled: GAN synthesis supports images up to {MAX_RESOLUTION}x{MAX_RESOLUTION}, "
-            f"these are {width}x{height}: set source.resize to at most {MAX_RESOLUTION} a side, "
+            f"synthesis.enabled: the GAN trains at up to {MAX_RESOLUTION}x{MAX_RESOLUTION}, and these "
+            f"images are {width}x{height}: set synthesis.train.resolution (e.g. 128; samples are "
+            f"resized to {width}x{height}) or source.resize to at most {MAX_RESOLUTION} a side, "
             "or turn synthesis off"
         )
-    if height == width and side >= MIN_RESOLUTION and layout(side)[0] <= _MAX_BASE:
-        return side
-    return power_of_two_resolution(side)
+    return resolution
 
 
 def power_of_two_resolution(side: int) -> int:
     """The smallest power of two >= ``side``, at least 8 (the only rule before native sizes)."""
     return max(MIN_RESOLUTION, 1 << math.ceil(math.log2(side)))
-
-
-_MAX_BASE = 7
-
-
-def layout(resolution: int) -> tuple[int, int]:
-    """(base, blocks): the generator grows a ``base`` x ``base`` map by ``blocks`` doublings
-    to ``resolution``; the discriminator shrinks it back (base >= 4)."""
-    base, blocks = resolution, 0
-    while base % 2 == 0 and base // 2 >= 4:
-        base, blocks = base // 2, blocks + 1
-    return base, blocks
 
 
 class _SpectralNorm:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from pipeline.core.progress import report
+from pipeline.gan.geometry import Fit, from_square
 from pipeline.gan.models import Discriminator, Generator
 
 
@@ -36,12 +36,14 @@ def generate(
     seeds: np.ndarray,
     *,
     out_size: tuple[int, int],
+    fit: Fit = "stretch",
     truncation: float | None = None,
     batch_size: int = 256,
     progress: str | None = None,
     progress_offset: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Generate one image per (label, seed), reporting each batch as stage ``progress``
+    """Generate one image per (label, seed) at ``out_size`` (the data's size, reached from the
+    generator's square by the ``fit`` policy), reporting each batch as stage ``progress``
     (``progress_offset`` images counted before this call).
 
     Returns:
@@ -62,8 +64,7 @@ def generate(
             scores.append(discriminator(x, y).float().cpu().numpy())
         else:
             scores.append(np.full(len(y), np.nan))
-        if tuple(x.shape[2:]) != out_size:
-            x = F.interpolate(x, size=out_size, mode="bilinear", align_corners=False, antialias=True)
+        x = from_square(x, out_size, fit)
         pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
         images.append(pixels[:, 0] if pixels.shape[1] == 1 else pixels.transpose(0, 2, 3, 1))
         if progress:

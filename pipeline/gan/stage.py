@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from pipeline.config import Config
+from pipeline.config import Config, GanTrainConfig
 from pipeline.ingest.store import INDEX_FILE, load_index, load_split, write_pixels
 from pipeline.version.pictures import CURVES_FILE, training_curves
 
@@ -36,11 +36,18 @@ HISTORY_FILE = "gan/history.json"
 _GRID_COLUMNS = 8
 
 
-def gan_shape(shape: tuple[int, ...], num_classes: int) -> GanShape:
+def gan_shape(shape: tuple[int, ...], num_classes: int, settings: GanTrainConfig | None = None) -> GanShape:
+    """What the GAN is built for: the data's ``shape`` and classes, and ``settings``'
+    resolution and fit (None: the defaults)."""
     from pipeline.gan.checkpoint import GanShape
 
     return GanShape(
-        num_classes=num_classes, channels=1 if len(shape) == 2 else 3, height=shape[0], width=shape[1]
+        num_classes=num_classes,
+        channels=1 if len(shape) == 2 else 3,
+        height=shape[0],
+        width=shape[1],
+        side=settings.resolution if settings else None,
+        fit=settings.fit if settings else "stretch",
     )
 
 
@@ -61,7 +68,7 @@ def train_gan_stage(
     summary = train_gan(
         config,
         train.subset(fit_mask),
-        gan_shape(shape, num_classes),
+        gan_shape(shape, num_classes, config.synthesis.train),
         work_dir / "gan",
         resume=resume,
         on_metrics=on_metrics,
@@ -90,7 +97,14 @@ def synthesize_stage(
     index = load_index(work_dir / INDEX_FILE)
     train = load_split(work_dir, shape, "train", index)
     test = load_split(work_dir, shape, "test", index)
-    result = synthesize(config, train, test, gan_shape(shape, len(class_names)), checkpoint, class_names)
+    result = synthesize(
+        config,
+        train,
+        test,
+        gan_shape(shape, len(class_names), config.synthesis.train),
+        checkpoint,
+        class_names,
+    )
     report = result["report"]
     sha = report["checkpoint_sha256"]
     write_pixels(work_dir / SYNTHETIC_PIXELS, iter(result["images"]))

@@ -180,6 +180,7 @@ def synthesize(
         "checkpoint_sha256": file_sha256(checkpoint),
         "checkpoint_step": int(state["step"]),
         **({"checkpoint_chosen": chosen} if chosen else {}),
+        "geometry": {"resolution": shape.resolution, "fit": shape.fit, "size": list(shape.size)},
         "candidates": int(len(pool["labels"])),
         "kept_after_filter": int(len(kept)),
         "wanted": int(sum(wanted.values())),
@@ -300,7 +301,7 @@ def _ema_fd(
     labels = against.labels[np.arange(n) % len(against.labels)]
     seeds = np.asarray([derive_seed(config.seed, "fd", k) for k in range(n)], dtype=np.int64)
     images, _ = generate(
-        trainer.G_ema, None, labels, seeds, out_size=(trainer.shape.height, trainer.shape.width)
+        trainer.G_ema, None, labels, seeds, out_size=trainer.shape.size, fit=trainer.shape.fit
     )
     return gm.frechet_distance(real_features, _features(config, reference, to_tensor(images)))
 

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from pipeline.config import GanTrainConfig
-from pipeline.core.devices import pick_device
+from pipeline.core.devices import peak_memory_gib, pick_device
+from pipeline.core.errors import PipelineError
 from pipeline.core.progress import GAN, report
 from pipeline.gan.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -31,20 +31,25 @@ from pipeline.gan.checkpoint import (
     id_digests,
 )
 from pipeline.gan.diffaug import augment, default_policy, draw
+from pipeline.gan.geometry import Fit, to_square
 from pipeline.gan.losses import LOSSES, lecam_regularizer
 from pipeline.gan.models import Discriminator, Generator
 from pipeline.version.manifest import library_versions
 
 
-def images_to_tensor(images: np.ndarray, resolution: int) -> torch.Tensor:
-    """uint8 (N, H, W[, C]) -> float (N, C, R, R) in [-1, 1], resized to the GAN resolution."""
+def images_to_tensor(images: np.ndarray, resolution: int, fit: Fit = "stretch") -> torch.Tensor:
+    """uint8 (N, H, W[, C]) -> float (N, C, R, R) in [-1, 1], fitted to the GAN resolution
+    (see :mod:`pipeline.gan.geometry`), a chunk at a time (photos in float are large)."""
     array = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
-    x = torch.from_numpy(np.ascontiguousarray(array)).float().div_(127.5).sub_(1.0)
-    if x.shape[2:] != (resolution, resolution):
-        x = F.interpolate(
-            x, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True
+    parts = [
+        to_square(
+            torch.from_numpy(np.ascontiguousarray(array[i : i + 256])).float().div_(127.5).sub_(1.0),
+            resolution,
+            fit,
         )
-    return x
+        for i in range(0, len(array), 256)
+    ]
+    return torch.cat(parts) if parts else torch.empty(0, array.shape[1], resolution, resolution)
 
 
 LECAM_DECAY = 0.99  # of the moving averages the LeCam regulariser compares D's scores with
@@ -94,7 +99,7 @@ class GanTrainer:
             if settings.diffaug is not None
             else default_policy(shape.channels, shape.resolution)
         )
-        self.data = images_to_tensor(images, shape.resolution).to(self.device)
+        self.data = images_to_tensor(images, shape.resolution, shape.fit).to(self.device)
         self.labels = torch.as_tensor(labels, dtype=torch.long, device=self.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -218,17 +223,43 @@ class GanTrainer:
         history = []
         started, images_done = time.perf_counter(), 0
         for done in range(1, steps + 1):
-            step_metrics = self.train_step()
+            step_metrics = self._step_that_fits()
             images_done += self.settings.batch_size  # real images per iteration, as DCGAN counts
             report(GAN, self.step, max(self.settings.steps, self.step))
             if self.step % log_every == 0 or done == steps:
                 metrics = {k: float(v) for k, v in step_metrics.items()}
                 metrics["step"] = self.step
                 metrics["img_per_s"] = images_done / max(time.perf_counter() - started, 1e-9)
+                peak = peak_memory_gib(self.device)
+                if peak is not None:
+                    metrics["peak_mem_gib"] = peak
                 history.append(metrics)
                 if on_metrics:
                     on_metrics(metrics)
         return history
+
+    def _step_that_fits(self) -> dict[str, Any]:
+        """:meth:`train_step`, with running out of memory turned into the settings to lower.
+
+        Raises:
+            PipelineError: a step does not fit in the device's memory.
+        """
+        try:
+            return self.train_step()
+        except torch.OutOfMemoryError:
+            pass  # raised below, outside the handler: the failed step's tensors are freed first
+        s, r = self.settings, self.shape.resolution
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+            total = torch.cuda.get_device_properties(self.device).total_memory / 2**30
+            where = f"{self.device} ({total:.0f} GiB)"
+        else:
+            where = str(self.device)
+        raise PipelineError(
+            f"synthesis.train: one step at batch_size {s.batch_size}, width {s.width} and {r}x{r} does "
+            f"not fit in the memory of {where}: lower synthesis.train.batch_size (e.g. to "
+            f"{max(2, s.batch_size // 2)}), width or resolution"
+        )
 
     # -- sampling helpers ---------------------------------------------------------------------
     @torch.no_grad()
@@ -256,6 +287,7 @@ class GanTrainer:
             "libraries": library_versions(CHECKPOINT_LIBRARIES),
             "shape": [self.shape.num_classes, self.shape.channels, self.shape.height, self.shape.width],
             "resolution": self.shape.resolution,
+            "fit": self.shape.fit,
             "policy": list(self.policy),
             "step": self.step,
             "best": json.dumps(self.best, sort_keys=True),

@@ -195,6 +195,7 @@ class SynthesisReport(_Open):
     checkpoint_sha256: str | None = None
     checkpoint_step: int | None = None
     checkpoint_chosen: dict[str, Any] | None = None  # the best checkpoint's step, FD and what it was against
+    geometry: dict[str, Any] | None = None  # the GAN's square side and how the images meet it (fit)
     candidates: int | None = None
     kept_after_filter: int | None = None
     wanted: int | None = None

@@ -52,23 +52,26 @@ def test_cli_a_device_this_machine_lacks_exits_2_before_ingest(prefect_harness, 
     assert not list((config.output.root / config.dataset_name()).glob(".incomplete-*"))
 
 
-def test_synthesis_on_images_over_64_pixels_stops_with_the_keys_to_change(prefect_harness, tmp_path, capsys):
+def test_synthesis_on_images_over_256_pixels_stops_with_the_keys_to_change(prefect_harness, tmp_path, capsys):
     """No traceback: the size is known after ingest (or from source.resize, at load)."""
     from conftest import make_imagefolder
 
-    folder = make_imagefolder(tmp_path / "big", {"cat": 3, "dog": 3}, size=(80, 72))
+    folder = make_imagefolder(tmp_path / "big", {"cat": 3, "dog": 3}, size=(300, 272))
     args = ["run", "/dev/null", "--set", "source.kind=imagefolder", "--set", f"source.path={folder}"]
     args += ["--set", f"output.root={tmp_path / 'o'}", "--set", "synthesis.enabled=true"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "GAN synthesis supports images up to 64x64, these are 80x72: set source.resize" in err
-    assert "Traceback" not in err
-    assert main([*args, "--set", "source.resize=[72, 80]"]) == 2
-    assert "synthesis.enabled: GAN synthesis supports images up to 64x64, and source.resize is [72, 80]" in (
-        capsys.readouterr().err
+    assert (
+        "the GAN trains at up to 256x256, and these images are 300x272: set synthesis.train.resolution" in err
     )
+    assert "Traceback" not in err
+    assert main([*args, "--set", "source.resize=[272, 300]"]) == 2
+    assert "the GAN trains at up to 256x256, and source.resize is [272, 300]" in capsys.readouterr().err
     tiny = [item for key in TINY_GAN for item in ("--set", key)]
     assert main([*args, "--set", "source.resize=[16, 16]", *tiny]) == 0  # resized, it trains
+    # At a set resolution it trains the photos' size down and samples back up to 300x272.
+    at = ["--set", "synthesis.train.resolution=16", "--set", "synthesis.train.fit=pad", "--set", "name=at16"]
+    assert main([*args, *tiny, *at]) == 0
 
 
 def test_full_disk_fails_the_run_cleanly(prefect_harness, tiny_config, tmp_path, capsys, monkeypatch):
@@ -79,7 +82,7 @@ def test_full_disk_fails_the_run_cleanly(prefect_harness, tiny_config, tmp_path,
 
     calls = {"n": 0}
 
-    def no_space(*args):
+    def no_space(*args, **kwargs):
         calls["n"] += 1
         raise OSError(errno.ENOSPC, "Error writing bytes to file")
 

@@ -37,9 +37,19 @@ def test_output_must_not_lie_inside_a_folder_source(tmp_path):
         )
 
 
-def test_gan_synthesis_refuses_a_large_resize():
-    with pytest.raises(ValidationError, match="GAN synthesis supports images up to 64x64"):
-        Config.model_validate({"synthesis": {"enabled": True}, "source": {"resize": [128, 128]}})
+def test_gan_synthesis_refuses_a_large_resize_unless_it_trains_at_a_set_resolution():
+    with pytest.raises(ValidationError, match="the GAN trains at up to 256x256, and source.resize"):
+        Config.model_validate({"synthesis": {"enabled": True}, "source": {"resize": [384, 512]}})
+    Config.model_validate({"synthesis": {"enabled": True}, "source": {"resize": [256, 256]}})
+    Config.model_validate(
+        {"synthesis": {"enabled": True, "train": {"resolution": 128}}, "source": {"resize": [384, 512]}}
+    )
+
+
+@pytest.mark.parametrize("side", [7, 9, 100, 288, 512])
+def test_a_gan_resolution_the_networks_cannot_grow_to_is_refused(side):
+    with pytest.raises(ValidationError, match=f"synthesis.train.resolution {side} is not a side"):
+        Config.model_validate({"synthesis": {"train": {"resolution": side}}})
 
 
 def test_lossy_output_enters_the_content_with_its_quality_and_encoder():

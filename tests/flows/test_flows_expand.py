@@ -88,11 +88,11 @@ def _failing_once(real, at: int, message: str):
     """``real`` wrapped to raise OSError(message) on call number ``at``; and the call count."""
     calls = {"n": 0}
 
-    def flaky(*args):
+    def flaky(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == at:
             raise OSError(message)
-        return real(*args)
+        return real(*args, **kwargs)
 
     return flaky, calls
 

@@ -19,7 +19,9 @@ from pipeline.gan.models import (
 )
 
 
-@pytest.mark.parametrize("resolution, channels", [(8, 1), (12, 1), (16, 3), (28, 1), (32, 3)])
+@pytest.mark.parametrize(
+    "resolution, channels", [(8, 1), (12, 1), (16, 3), (28, 1), (32, 3), (96, 3), (128, 3), (256, 1)]
+)
 def test_model_shapes(resolution, channels):
     g = Generator(num_classes=3, channels=channels, resolution=resolution, z_dim=8, width=8)
     d = Discriminator(num_classes=3, channels=channels, resolution=resolution, width=8)
@@ -31,14 +33,18 @@ def test_model_shapes(resolution, channels):
 
 def test_train_resolution():
     # Square sides of the form b * 2^k (b in 4..7) train as they are; others go to a power of two.
-    assert [train_resolution(s, s) for s in (8, 12, 28, 32, 48, 64)] == [8, 12, 28, 32, 48, 64]
-    assert [train_resolution(s, s) for s in (5, 9, 18, 27, 36)] == [8, 16, 32, 32, 64]
-    assert train_resolution(28, 24) == 32
-    assert [layout(r) for r in (8, 28, 32, 48)] == [(4, 1), (7, 2), (4, 3), (6, 3)]
+    assert [train_resolution(s, s) for s in (8, 12, 28, 32, 48, 64, 96, 224, 256)] == [
+        8, 12, 28, 32, 48, 64, 96, 224, 256,
+    ]  # fmt: skip
+    assert [train_resolution(s, s) for s in (5, 9, 18, 27, 36, 100, 200)] == [8, 16, 32, 32, 64, 128, 256]
+    assert train_resolution(28, 24) == 32 and train_resolution(80, 96) == 128
+    assert train_resolution(256, 384, requested=128) == 128  # a set resolution wins
+    assert [layout(r) for r in (8, 28, 32, 48, 256)] == [(4, 1), (7, 2), (4, 3), (6, 3), (4, 6)]
     with pytest.raises(
-        ConfigError, match=r"synthesis.enabled: .* up to 64x64, these are 96x80: set source.resize"
+        ConfigError,
+        match=r"up to 256x256, and these images are 384x256: set synthesis.train.resolution",
     ):
-        train_resolution(80, 96)
+        train_resolution(256, 384)
 
 
 @pytest.mark.parametrize(

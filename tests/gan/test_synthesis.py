@@ -388,6 +388,7 @@ def test_the_best_checkpoint_is_chosen_on_images_neither_the_gan_nor_the_classif
         config, train, None, GanShape(3, 1, 8, 8), Path(summary["checkpoint"]), list("abc")
     )["report"]
     assert report["checkpoint_chosen"] == summary["best"]
+    assert report["geometry"] == {"resolution": 8, "fit": "stretch", "size": [8, 8]}
     assert classifiers[-1] == list(gan_part.ids)  # sampling's classifier: the one saved beside it
     # 0: chosen against the training images, and the manifest says so
     off = config.model_copy(

@@ -333,3 +333,38 @@ def test_adaptive_augmentation_raises_p_while_d_is_sure_of_the_real_images(tmp_p
     assert torch.equal(resumed.ada, trainer.ada)
     # Without ADA no extra random numbers are drawn: training is what it always was.
     assert float(tiny_gan_trainer().train_step()["ada_p"]) == 1.0  # every image augmented
+
+
+def test_photo_sizes_train_at_128_on_the_cpu_and_sample_at_the_data_size(tmp_path):
+    """A few steps at 128x128 from 96x160 RGB images letterboxed (pad); the samples come
+    back at 96x160, the checkpoint records the fit, and the log line has the peak memory."""
+    from pipeline.gan.sample import generate
+
+    shape = GanShape(4, 3, 96, 160, side=128, fit="pad")
+    t = tiny_gan_trainer(shape=shape, settings=TINY_GAN_SETTINGS.model_copy(update={"batch_size": 4}))
+    assert t.data.shape[1:] == (3, 128, 128)
+    assert (t.data[:, :, :24] == -1).all() and (t.data[:, :, -24:] == -1).all()  # the letterbox bars
+    history = t.train(2, log_every=1)
+    assert t.step == 2 and all(np.isfinite(h["d_loss"]) for h in history)
+    assert history[-1]["peak_mem_gib"] > 0
+    images, _ = generate(
+        t.G_ema, None, np.array([0, 1]), np.array([1, 2]), out_size=shape.size, fit=shape.fit
+    )
+    assert images.shape == (2, 96, 160, 3)
+    save_checkpoint(t.state_dict(), tmp_path / "photo.pt")
+    state = load_checkpoint(tmp_path / "photo.pt")
+    assert (state["resolution"], state["fit"]) == (128, "pad")
+    cropped = tiny_gan_trainer(shape=GanShape(4, 3, 96, 160, side=128, fit="crop"))
+    with pytest.raises(PipelineError, match="fitted by 'pad', the config has synthesis.train.fit='crop'"):
+        cropped.load_state_dict(state)
+
+
+def test_a_step_that_does_not_fit_in_memory_names_the_settings_to_lower(monkeypatch):
+    t = tiny_gan_trainer()
+
+    def too_big():
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(t, "train_step", too_big)
+    with pytest.raises(PipelineError, match="batch_size 8, width 8 and 8x8 does not fit .* to 4"):
+        t.train(1)

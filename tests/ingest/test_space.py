@@ -111,7 +111,7 @@ def test_the_sample_of_large_images_is_small(tmp_path, monkeypatch):
             self.read.append(row)
             return np.zeros((8, 8), dtype="uint8")
 
-    monkeypatch.setattr(space, "encode_image", lambda *args: b"x" * 100)
+    monkeypatch.setattr(space, "encode_image", lambda *args, **kwargs: b"x" * 100)
     for shape, count, sample in [((32, 32, 3), 10_000, 64), ((3000, 4000, 3), 10_000, 4), ((8, 8), 5, 5)]:
         pixels = Pixels()
         estimate = space.estimate_space(_config(), 10, pixels, shape, count, tmp_path)
@@ -123,7 +123,7 @@ def test_the_sample_of_large_images_is_small(tmp_path, monkeypatch):
 def test_an_image_folder_row_takes_whole_blocks(tmp_path, monkeypatch):
     from pipeline.ingest import space
 
-    monkeypatch.setattr(space, "encode_image", lambda *args: b"x" * 100)
+    monkeypatch.setattr(space, "encode_image", lambda *args, **kwargs: b"x" * 100)
     pixels = {0: None}
     config = _config("output.format=imagefolder")
     block = os.statvfs(tmp_path).f_frsize
