@@ -13,6 +13,7 @@ import contextlib
 import json
 import sys
 import time
+from pathlib import Path
 
 from cli.errors import EXIT_OK, hide_tracebacks_of_expected_errors
 from cli.mode import FLOW, IN_PROCESS, MODES, run_mode, stderr_logger
@@ -238,15 +239,22 @@ def _serve(args: argparse.Namespace) -> int:
 def _train_gan(args: argparse.Namespace) -> int:
     from pipeline.build import load_config
 
-    load_config(args.config, args.overrides)
+    config = load_config(args.config, args.overrides)
     hide_tracebacks_of_expected_errors()
-    from flows.expand import train_gan
-    from flows.settings import one_off_run
+    from pipeline.gan.distributed import launched_distributed
 
-    with _progress(quiet=False), one_off_run():
-        result = train_gan(
-            config_path=args.config, overrides=args.overrides, out_dir=args.out, resume=args.resume
-        )
+    if launched_distributed():  # one of torchrun's processes: no Prefect run, rank 0 reports
+        result = _train_gan_rank(config, args)
+        if result["checkpoint"] is None:
+            return EXIT_OK
+    else:
+        from flows.expand import train_gan
+        from flows.settings import one_off_run
+
+        with _progress(quiet=False), one_off_run():
+            result = train_gan(
+                config_path=args.config, overrides=args.overrides, out_dir=args.out, resume=args.resume
+            )
     best = result["best"]
     print(
         f"best checkpoint at step {best.get('step')} (classifier FD {best.get('fd', float('nan')):.3f}),"
@@ -254,6 +262,18 @@ def _train_gan(args: argparse.Namespace) -> int:
     )
     print(result["checkpoint"])
     return EXIT_OK
+
+
+def _train_gan_rank(config, args: argparse.Namespace) -> dict:
+    """``expand train-gan`` as one rank of a torchrun launch (see docs/guide-gan.md)."""
+    from pipeline.build.runner import gan_out_dir, train_gan_distributed
+    from pipeline.build.stages import gan_progress_line
+
+    def show(metrics: dict[str, float]) -> None:
+        print(gan_progress_line(metrics, config.synthesis.train), file=sys.stderr, flush=True)
+
+    resume = Path(args.resume) if args.resume else None
+    return train_gan_distributed(config, gan_out_dir(config, args.out), resume=resume, on_metrics=show)
 
 
 COMMANDS = {

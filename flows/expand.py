@@ -35,7 +35,7 @@ from flows.settings import one_off_run, temporary_server_url
 from pipeline.build import load_config
 from pipeline.build.context import BuildContext, prepare
 from pipeline.build.plan import ShardSpec
-from pipeline.build.runner import run_result, run_stages, train_gan_only
+from pipeline.build.runner import gan_out_dir, run_result, run_stages, train_gan_only
 from pipeline.build.stages import Stage, gan_progress_line, stage_named
 from pipeline.config import Config
 from pipeline.core.errors import ConfigError
@@ -282,7 +282,7 @@ def train_gan(
         ``synthesis.checkpoint`` to sample from it without training again.
     """
     config = load_config(config_path, overrides or [])
-    target = Path(out_dir) if out_dir else config.output.root / f"{config.dataset_name()}-gan"
+    target = gan_out_dir(config, out_dir)
     logger, settings = get_run_logger(), config.synthesis.train
     with reporting(ProgressLog(logger, skip=(GAN,))):
         summary = train_gan_only(

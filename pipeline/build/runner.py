@@ -10,13 +10,15 @@ for every way of running.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from pipeline.build.context import BuildContext, dataset_dir, discard, prepare
-from pipeline.build.stages import STAGES, Log, Stage, quiet
+from pipeline.build.stages import STAGES, Log, Stage, load_config, quiet
+from pipeline.build.torchrun import SUMMARY_FILE, launch_train_gan
 from pipeline.config import Config
 from pipeline.core.progress import WRITING, report
 from pipeline.core.workers import run_all, stop_workers, warm_up
@@ -147,18 +149,32 @@ def run_result(context: BuildContext) -> dict[str, Any]:
     }
 
 
+def gan_out_dir(config: Config, out: str | Path | None = None) -> Path:
+    """Where ``expand train-gan`` keeps the checkpoints: ``out``, else <output.root>/<name>-gan."""
+    return Path(out) if out else config.output.root / f"{config.dataset_name()}-gan"
+
+
 def train_gan_only(
     config: Config, out_dir: Path, *, resume: Path | None = None, on_metrics=None
 ) -> dict[str, Any]:
     """Train the GAN without publishing: ingest into staging, train, keep the checkpoints.
+    With ``synthesis.train.processes`` above 1, on that many processes (torchrun); in a
+    process torchrun started, as its rank (each rank stages the data itself, so machines
+    need not share a disk; rank 0 writes ``out_dir``).
 
     Returns:
-        The training summary; ``checkpoint`` points at ``out_dir/best.pt``.
+        The training summary; ``checkpoint`` points at ``out_dir/best.pt`` (None on the
+        other ranks).
     """
+    from pipeline.gan.distributed import current_world, launched_distributed
     from pipeline.gan.synthesis import REFERENCE_FILE  # torch: only for GAN training
 
-    # Staged under "<name>-gan", where nothing is ever published, so it always stages.
-    staged = config.model_copy(update={"name": config.dataset_name() + "-gan"})
+    if config.synthesis.train.processes > 1 and not launched_distributed():
+        return launch_train_gan(config, out_dir, resume=resume)
+    world = current_world()
+    # Staged under "<name>-gan" (rank r > 0: "-rank<r>"), where nothing is ever published.
+    suffix = f"-rank{world.rank}" if world.rank else ""
+    staged = config.model_copy(update={"name": f"{config.dataset_name()}-gan{suffix}"})
     with dataset_lock(dataset_dir(staged), purpose="expand train-gan", timeout=config.output.lock_timeout):
         context = prepare(staged)
         try:
@@ -170,9 +186,55 @@ def train_gan_only(
                 resume=resume,
                 on_metrics=on_metrics,
             )
+            if not world.main:
+                return summary
             out_dir.mkdir(parents=True, exist_ok=True)
             for name in ("best.pt", "last.pt", REFERENCE_FILE):
                 shutil.copyfile(context.work_dir / "gan" / name, out_dir / name)
             return {**summary, "checkpoint": str(out_dir / "best.pt")}
         finally:
             discard(context)
+
+
+def train_gan_distributed(
+    config: Config, out_dir: Path, *, resume: Path | None = None, on_metrics=None
+) -> dict[str, Any]:
+    """:func:`train_gan_only` in a process torchrun started: join the process group, train
+    as this rank, leave; rank 0 also writes the summary to ``out_dir/summary.json``."""
+    from pipeline.core.devices import pick_device
+    from pipeline.gan.distributed import init_from_env, shutdown
+
+    world = init_from_env(pick_device(config.synthesis.train.device, "synthesis.train.device").type)
+    try:
+        summary = train_gan_only(
+            config, out_dir, resume=resume, on_metrics=on_metrics if world.main else None
+        )
+        if world.main:
+            (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, sort_keys=True))
+        return summary
+    finally:
+        shutdown()
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m pipeline.build.runner CONFIG OUT_DIR [RESUME]``: one rank of
+    :func:`pipeline.build.torchrun.launch_train_gan`."""
+    import sys
+
+    from pipeline.build.stages import gan_progress_line
+
+    config = load_config(argv[0])
+    settings = config.synthesis.train
+
+    def show(metrics: dict[str, float]) -> None:
+        print(gan_progress_line(metrics, settings), file=sys.stderr, flush=True)
+
+    resume = Path(argv[2]) if len(argv) > 2 else None
+    train_gan_distributed(config, Path(argv[1]), resume=resume, on_metrics=show)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_main(sys.argv[1:]))

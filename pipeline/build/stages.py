@@ -24,10 +24,11 @@ from pipeline.augment.recipe import check_augment
 from pipeline.build.context import BuildContext, release_arrow_memory
 from pipeline.build.plan import build_plan
 from pipeline.build.publish import publish, upload
+from pipeline.build.torchrun import launch_train_gan
 from pipeline.build.write import rows_per_shard, write_shard
 from pipeline.config import Config, GanTrainConfig, read_config
 from pipeline.core.errors import ConfigError
-from pipeline.gan.stage import read_synthetic, synthesize_stage, train_gan_stage
+from pipeline.gan.stage import read_synthetic, synthesize_stage, train_gan_stage, write_history
 from pipeline.ingest.store import INDEX_FILE, load_index
 from pipeline.version.pictures import TUNE_FILE, tune_chart
 
@@ -85,13 +86,17 @@ def tune(context: BuildContext, log: Log = quiet) -> BuildContext:
 def train_gan(context: BuildContext, log: Log = quiet) -> BuildContext:
     """Train the GAN on the staged training split (see :func:`pipeline.gan.stage.train_gan_stage`)."""
     settings = context.config.synthesis.train
-    summary = train_gan_stage(
-        context.config,
-        context.work_dir,
-        context.shape,
-        len(context.class_names),
-        on_metrics=lambda metrics: log(gan_progress_line(metrics, settings)),
-    )
+    if settings.processes > 1:  # torchrun's processes stage the same split themselves
+        summary = launch_train_gan(context.config, context.work_dir / "gan")
+        write_history(context.work_dir, summary["history"])
+    else:
+        summary = train_gan_stage(
+            context.config,
+            context.work_dir,
+            context.shape,
+            len(context.class_names),
+            on_metrics=lambda metrics: log(gan_progress_line(metrics, settings)),
+        )
     return replace(context, checkpoint=str(summary["checkpoint"]))
 
 

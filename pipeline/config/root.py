@@ -24,6 +24,7 @@ _LATER_SYNTHESIS_KEYS: dict[tuple[str, ...], Any] = {
     ("gate", "per_class"): False,
     ("train", "resolution"): None,
     ("train", "fit"): "stretch",
+    ("train", "processes"): 1,
 }
 
 

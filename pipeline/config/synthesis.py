@@ -71,6 +71,12 @@ class GanTrainConfig(Strict):
         "against the training images, which rewards memorising",
     )
     device: Device = Field(default="auto", description="where training runs (auto: cuda, mps, cpu)")
+    processes: int = Field(
+        default=1,
+        ge=1,
+        description="processes that train together (data-parallel, torchrun on this machine: one per "
+        "GPU, or CPU processes with gloo); batch_size is the global batch, split among them",
+    )
     compile: Literal["default", "reduce-overhead"] | None = Field(
         default=None, description="torch.compile mode for G and D (reduce-overhead: CUDA graphs)"
     )

@@ -11,6 +11,7 @@ and training fails.
 from __future__ import annotations
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 MIN_CUTOUT_RESOLUTION = 16
@@ -92,3 +93,22 @@ def _cutout(x: torch.Tensor, r: torch.Tensor, ratio: float = 0.5) -> torch.Tenso
 
 
 _OPS = {"color": _color, "translation": _translation, "cutout": _cutout}
+
+
+class AugmentedDiscriminator(nn.Module):
+    """D's scores for DiffAugment-ed images: one unit, so ``torch.compile`` puts the
+    augmentation's kernels in the discriminator's graph (and CUDA graph)."""
+
+    def __init__(self, discriminator: nn.Module, policy: tuple[str, ...]):
+        super().__init__()
+        self.D = discriminator
+        self.policy = policy
+
+    def forward(
+        self, x: torch.Tensor, r: torch.Tensor, y: torch.Tensor, apply: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``apply`` (booleans, one per image; None: all): which images are augmented."""
+        augmented = augment(x, self.policy, r)
+        if apply is not None:
+            augmented = torch.where(apply.view(-1, 1, 1, 1), augmented, x)
+        return self.D(augmented.contiguous(memory_format=torch.channels_last), y)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -69,3 +70,18 @@ def from_square(x: torch.Tensor, size: tuple[int, int], fit: Fit) -> torch.Tenso
     x = _resize(x, (side, side))
     top, left = (side - height) // 2, (side - width) // 2
     return x[:, :, top : top + height, left : left + width].contiguous()
+
+
+def images_to_tensor(images: np.ndarray, resolution: int, fit: Fit = "stretch") -> torch.Tensor:
+    """uint8 (N, H, W[, C]) -> float (N, C, R, R) in [-1, 1], fitted to the GAN resolution
+    (see :mod:`pipeline.gan.geometry`), a chunk at a time (photos in float are large)."""
+    array = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+    parts = [
+        to_square(
+            torch.from_numpy(np.ascontiguousarray(array[i : i + 256])).float().div_(127.5).sub_(1.0),
+            resolution,
+            fit,
+        )
+        for i in range(0, len(array), 256)
+    ]
+    return torch.cat(parts) if parts else torch.empty(0, array.shape[1], resolution, resolution)

@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from pipeline.config import GAN_MAX_SIDE, GAN_MIN_SIDE, gan_layout, gan_side_ok
 from pipeline.core.errors import ConfigError
+from pipeline.gan.distributed import SyncedBatchNorm2d
 
 MIN_RESOLUTION, MAX_RESOLUTION = GAN_MIN_SIDE, GAN_MAX_SIDE
 layout = gan_layout
@@ -129,7 +130,7 @@ class ConditionalBatchNorm(nn.Module):
 
     def __init__(self, channels: int, num_classes: int):
         super().__init__()
-        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.norm = SyncedBatchNorm2d(channels, affine=False)
         self.gain = nn.Embedding(num_classes, channels)
         self.bias = nn.Embedding(num_classes, channels)
         nn.init.ones_(self.gain.weight)
@@ -168,7 +169,7 @@ class Generator(nn.Module):
         self.blocks = nn.ModuleList(
             GeneratorBlock(widths[i], widths[i + 1], num_classes) for i in range(blocks)
         )
-        self.out_bn = nn.BatchNorm2d(widths[-1])
+        self.out_bn = SyncedBatchNorm2d(widths[-1])
         self.out_conv = nn.Conv2d(widths[-1], channels, 3, padding=1)
         self._first = widths[0]
 

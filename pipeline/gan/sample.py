@@ -106,3 +106,24 @@ def select(
             members = np.concatenate([members, rest[: count - len(members)]])
         keep.extend(members.tolist())
     return np.asarray(sorted(keep), dtype=np.int64)
+
+
+@torch.no_grad()
+def recompute_batchnorm(
+    generator_net: Generator, num_classes: int, z_dim: int, batch_size: int, batches: int, g: torch.Generator
+) -> None:
+    """Cumulative BatchNorm statistics of ``generator_net`` over ``batches`` random batches."""
+    norms = [m for m in generator_net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    device = next(generator_net.parameters()).device
+    generator_net.train()
+    for _ in range(batches):
+        z = torch.randn(batch_size, z_dim, generator=g, device=device)
+        y = torch.randint(0, num_classes, (batch_size,), generator=g, device=device)
+        generator_net(z, y)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    generator_net.eval()

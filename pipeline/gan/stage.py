@@ -73,10 +73,16 @@ def train_gan_stage(
         resume=resume,
         on_metrics=on_metrics,
     )
-    # For the curves in the version; speeds vary from run to run, so they are left out.
-    curves = [{k: v for k, v in h.items() if k != "img_per_s"} for h in summary["history"]]
-    (work_dir / HISTORY_FILE).write_text(json.dumps(curves))
+    write_history(work_dir, summary["history"])
     return summary
+
+
+def write_history(work_dir: Path, history: list[dict[str, float]]) -> None:
+    """Stage the training curves for the version; speeds and memory vary from run to run,
+    so they are left out."""
+    curves = [{k: v for k, v in h.items() if k not in ("img_per_s", "peak_mem_gib")} for h in history]
+    (work_dir / HISTORY_FILE).parent.mkdir(parents=True, exist_ok=True)
+    (work_dir / HISTORY_FILE).write_text(json.dumps(curves))
 
 
 def synthesize_stage(

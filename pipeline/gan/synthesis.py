@@ -39,6 +39,7 @@ from pipeline.gan.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from pipeline.gan.distributed import barrier
 from pipeline.gan.filtering import sample_until_filled
 from pipeline.gan.gate import synthesis_device, take_ratio, utility_gate
 from pipeline.gan.sample import generate
@@ -109,22 +110,34 @@ def train_gan(
         if not saved.is_file() and (resume.parent / REFERENCE_FILE).is_file():
             out_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(resume.parent / REFERENCE_FILE, saved)  # loaded below if it fits
-    reference = _reference(config, fit, shape.num_classes, saved, save=True)
-    against = held_out if len(held_out.ids) >= 2 else fit
-    real_features = _features(config, reference, to_tensor(against.images))
+    # In a distributed run every process trains; rank 0 alone measures, keeps the best and
+    # writes checkpoints (the others wait for it at the barrier).
+    main = trainer.world.main
+    if main:
+        reference = _reference(config, fit, shape.num_classes, saved, save=True)
+        against = held_out if len(held_out.ids) >= 2 else fit
+        real_features = _features(config, reference, to_tensor(against.images))
     history: list[dict[str, float]] = []
     while trainer.step < settings.steps:
         chunk = min(settings.eval_every - trainer.step % settings.eval_every, settings.steps - trainer.step)
-        history += trainer.train(chunk, on_metrics=on_metrics)
-        trainer.recompute_ema_batchnorm()
-        fd = _ema_fd(trainer, config, reference, real_features, against)
-        history.append({"step": trainer.step, "fd": fd})
-        if on_metrics:
-            on_metrics({"step": trainer.step, "fd": fd})
-        if not trainer.best or fd < trainer.best["fd"]:
-            trainer.best = {"step": trainer.step, "fd": fd, "against": _named(against is held_out, against)}
-            save_checkpoint(trainer.state_dict(), out_dir / "best.pt")
-        save_checkpoint(trainer.state_dict(), out_dir / "last.pt")
+        history += trainer.train(chunk, on_metrics=on_metrics if main else None)
+        if main:
+            trainer.recompute_ema_batchnorm()
+            fd = _ema_fd(trainer, config, reference, real_features, against)
+            history.append({"step": trainer.step, "fd": fd})
+            if on_metrics:
+                on_metrics({"step": trainer.step, "fd": fd})
+            if not trainer.best or fd < trainer.best["fd"]:
+                trainer.best = {
+                    "step": trainer.step,
+                    "fd": fd,
+                    "against": _named(against is held_out, against),
+                }
+                save_checkpoint(trainer.state_dict(), out_dir / "best.pt")
+            save_checkpoint(trainer.state_dict(), out_dir / "last.pt")
+        barrier()
+    if not main:
+        return {"checkpoint": None, "sha256": None, "history": history, "best": {}}
     best = out_dir / "best.pt"
     if not best.is_file():  # resumed at or past the last step: nothing new was measured
         save_checkpoint(trainer.state_dict(), best)

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from pipeline.config import GanTrainConfig
 from pipeline.core.devices import peak_memory_gib, pick_device
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import ConfigError, PipelineError
 from pipeline.core.progress import GAN, report
 from pipeline.gan.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -30,49 +31,16 @@ from pipeline.gan.checkpoint import (
     check_compatible,
     id_digests,
 )
-from pipeline.gan.diffaug import augment, default_policy, draw
-from pipeline.gan.geometry import Fit, to_square
+from pipeline.gan.diffaug import AugmentedDiscriminator, default_policy, draw
+from pipeline.gan.distributed import current_world, mean_across, my_rows, sum_across_, sync_batch_norm
+from pipeline.gan.geometry import images_to_tensor
 from pipeline.gan.losses import LOSSES, lecam_regularizer
 from pipeline.gan.models import Discriminator, Generator
+from pipeline.gan.sample import recompute_batchnorm
 from pipeline.version.manifest import library_versions
-
-
-def images_to_tensor(images: np.ndarray, resolution: int, fit: Fit = "stretch") -> torch.Tensor:
-    """uint8 (N, H, W[, C]) -> float (N, C, R, R) in [-1, 1], fitted to the GAN resolution
-    (see :mod:`pipeline.gan.geometry`), a chunk at a time (photos in float are large)."""
-    array = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
-    parts = [
-        to_square(
-            torch.from_numpy(np.ascontiguousarray(array[i : i + 256])).float().div_(127.5).sub_(1.0),
-            resolution,
-            fit,
-        )
-        for i in range(0, len(array), 256)
-    ]
-    return torch.cat(parts) if parts else torch.empty(0, array.shape[1], resolution, resolution)
-
 
 LECAM_DECAY = 0.99  # of the moving averages the LeCam regulariser compares D's scores with
 ADA_INTERVAL = 4  # steps between adjustments of the adaptive augmentation probability
-
-
-class AugmentedDiscriminator(nn.Module):
-    """D's scores for DiffAugment-ed images: one unit, so ``torch.compile`` puts the
-    augmentation's kernels in the discriminator's graph (and CUDA graph)."""
-
-    def __init__(self, discriminator: Discriminator, policy: tuple[str, ...]):
-        super().__init__()
-        self.D = discriminator
-        self.policy = policy
-
-    def forward(
-        self, x: torch.Tensor, r: torch.Tensor, y: torch.Tensor, apply: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """``apply`` (booleans, one per image; None: all): which images are augmented."""
-        augmented = augment(x, self.policy, r)
-        if apply is not None:
-            augmented = torch.where(apply.view(-1, 1, 1, 1), augmented, x)
-        return self.D(augmented.contiguous(memory_format=torch.channels_last), y)
 
 
 class GanTrainer:
@@ -93,7 +61,15 @@ class GanTrainer:
         self.settings = settings
         self.config_json = config_json
         self.trained_on = id_digests(trained_on) if trained_on is not None else None
+        self.world = current_world()
         self.device = pick_device(settings.device, "synthesis.train.device")
+        if self.device.type == "cuda" and self.world.size > 1:
+            self.device = torch.device("cuda", self.world.local_rank)
+        if settings.batch_size % self.world.size:
+            raise ConfigError(
+                f"synthesis.train.batch_size {settings.batch_size} is the global batch, split over "
+                f"{self.world.size} processes: make it a multiple of {self.world.size}"
+            )
         policy = (
             tuple(settings.diffaug)
             if settings.diffaug is not None
@@ -131,12 +107,23 @@ class GanTrainer:
         # The compiled callables share the modules' parameters; checkpoints save the modules.
         self._augmented_D = AugmentedDiscriminator(self.D, policy)
         self._G, self._D, self._power_iteration = self.G, self._augmented_D, self.D.power_iteration
+        # The generator's update runs D without its gradients: the plain module, not DDP's.
+        self._D_for_G = self._augmented_D
+        if self.world.size > 1:
+            sync_batch_norm(self.G)  # not G_ema, copied above: sampling stays in one process
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._G = DistributedDataParallel(self.G, device_ids=ids)
+            self._D = DistributedDataParallel(self._augmented_D, device_ids=ids)
         if settings.compile:
             # D sees two batch sizes (real and fake together, then fake alone): one static
             # graph for each rather than a dynamic-shape one.
-            self._G = torch.compile(self.G, mode=settings.compile, dynamic=False)
-            self._D = torch.compile(self._augmented_D, mode=settings.compile, dynamic=False)
+            self._G = torch.compile(self._G, mode=settings.compile, dynamic=False)
+            self._D = torch.compile(self._D, mode=settings.compile, dynamic=False)
+            if self.world.size > 1:
+                self._D_for_G = torch.compile(self._augmented_D, mode=settings.compile, dynamic=False)
             self._power_iteration = torch.compile(self.D.power_iteration, mode=settings.compile)
+        if self.world.size == 1:
+            self._D_for_G = self._D
         self.rng = {
             name: torch.Generator(device=self.device).manual_seed(seed * 1000 + k)
             for k, name in enumerate(("batch", "latent", "augment"))
@@ -171,16 +158,16 @@ class GanTrainer:
             self._power_iteration()
             real, y = self._batch()
             with self._autocast(), torch.no_grad():
-                fake = self._G(self._latents(len(y)), y)
+                fake = self._G(self._latents(), y)
             with self._autocast():
                 # Real and fake through D as one batch (D has no batch statistics): half the
                 # kernel launches of two calls, the same function.
-                both = self._scores(torch.cat([real, fake.float()]), torch.cat([y, y]))
+                both = self._scores(torch.cat([real, fake.float()]), torch.cat([y, y]), 2, self._D)
                 d_real, d_fake = both.float().split(len(y))
                 d_loss = self._d_loss(d_real, d_fake)
                 if s.lecam:
                     with torch.no_grad():
-                        means = torch.stack([d_real.mean(), d_fake.mean()])
+                        means = mean_across(torch.stack([d_real.mean(), d_fake.mean()]))
                         self.lecam_ema.mul_(LECAM_DECAY).add_(means, alpha=1 - LECAM_DECAY)
                     d_loss = d_loss + s.lecam * lecam_regularizer(d_real, d_fake, *self.lecam_ema)
             if s.ada_target is not None:  # how sure D is of the real images, for ADA
@@ -193,12 +180,12 @@ class GanTrainer:
             self.opt_D.step()
         if s.ada_target is not None and (self.step + 1) % ADA_INTERVAL == 0:
             self._adapt()
-        y = self._labels(s.batch_size)
+        y = self._labels()
         self.D.requires_grad_(False)  # the generator's update needs no gradients for D's weights
         try:
             with self._autocast():
-                fake = self._G(self._latents(s.batch_size), y)
-                g_loss = self._g_loss(self._scores(fake.float(), y).float())
+                fake = self._G(self._latents(), y)
+                g_loss = self._g_loss(self._scores(fake.float(), y, 1, self._D_for_G).float())
             self.opt_G.zero_grad(set_to_none=True)
             g_loss.backward()
         finally:
@@ -227,7 +214,7 @@ class GanTrainer:
             images_done += self.settings.batch_size  # real images per iteration, as DCGAN counts
             report(GAN, self.step, max(self.settings.steps, self.step))
             if self.step % log_every == 0 or done == steps:
-                metrics = {k: float(v) for k, v in step_metrics.items()}
+                metrics = _world_means(step_metrics)
                 metrics["step"] = self.step
                 metrics["img_per_s"] = images_done / max(time.perf_counter() - started, 1e-9)
                 peak = peak_memory_gib(self.device)
@@ -333,32 +320,47 @@ class GanTrainer:
         self._augmented_D.policy = tuple(state["policy"])
 
     # -- internals ----------------------------------------------------------------------------
+    # Every draw is of the global batch (the same on every process); each process keeps its
+    # rows (pipeline.gan.distributed.my_rows), so the streams do not depend on the world size.
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.randint(
             0, len(self.data), (self.settings.batch_size,), generator=self.rng["batch"], device=self.device
         )
+        index = my_rows(index, self.world)
         return self.data[index].contiguous(memory_format=torch.channels_last), self.labels[index]
 
-    def _latents(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.settings.z_dim, generator=self.rng["latent"], device=self.device)
-
-    def _labels(self, n: int) -> torch.Tensor:
-        return torch.randint(
-            0, self.shape.num_classes, (n,), generator=self.rng["latent"], device=self.device
+    def _latents(self) -> torch.Tensor:
+        z = torch.randn(
+            self.settings.batch_size, self.settings.z_dim, generator=self.rng["latent"], device=self.device
         )
+        return my_rows(z, self.world)
 
-    def _scores(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """D on DiffAugment-ed ``x``: the random numbers are drawn here, in one call (with
-        adaptive augmentation, then which images are augmented, each with probability p)."""
-        r = draw(len(x), self.rng["augment"], self.device)
+    def _labels(self) -> torch.Tensor:
+        y = torch.randint(
+            0,
+            self.shape.num_classes,
+            (self.settings.batch_size,),
+            generator=self.rng["latent"],
+            device=self.device,
+        )
+        return my_rows(y, self.world)
+
+    def _scores(self, x: torch.Tensor, y: torch.Tensor, parts: int, discriminator: nn.Module) -> torch.Tensor:
+        """``discriminator`` on DiffAugment-ed ``x`` (``parts`` parts of this process's rows:
+        real and fake, or fake alone): the random numbers are drawn here, in one call for the
+        global batch (with adaptive augmentation, then which images are augmented, each with
+        probability p)."""
+        rows = len(x) * self.world.size
+        r = my_rows(draw(rows, self.rng["augment"], self.device), self.world, parts)
         if self.settings.ada_target is None:
-            return self._D(x, r, y)
-        apply = torch.rand(len(x), generator=self.rng["augment"], device=self.device) < self.ada[0]
-        return self._D(x, r, y, apply)
+            return discriminator(x, r, y)
+        chance = torch.rand(rows, generator=self.rng["augment"], device=self.device)
+        return discriminator(x, r, y, my_rows(chance, self.world, parts) < self.ada[0])
 
     def _adapt(self) -> None:
         """ADA's rule (Karras et al. 2020), every ``ADA_INTERVAL`` steps: move p by
         sign(E[sign(D(real))] - target) x (real images seen) / (``ada_kimg`` x 1000), in [0, 1]."""
+        sum_across_(self.ada[1:])  # every process's real images
         overfit = self.ada[1] / self.ada[2]  # 1: D is sure of every real image
         step = self.ada[2] / (self.settings.ada_kimg * 1000)
         self.ada[0] = (self.ada[0] + torch.sign(overfit - self.settings.ada_target) * step).clamp(0, 1)
@@ -377,22 +379,9 @@ class GanTrainer:
         torch._foreach_copy_(list(self.G_ema.buffers()), list(self.G.buffers()))
 
 
-@torch.no_grad()
-def recompute_batchnorm(
-    generator_net: Generator, num_classes: int, z_dim: int, batch_size: int, batches: int, g: torch.Generator
-) -> None:
-    """Cumulative BatchNorm statistics of ``generator_net`` over ``batches`` random batches."""
-    norms = [m for m in generator_net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    device = next(generator_net.parameters()).device
-    generator_net.train()
-    for _ in range(batches):
-        z = torch.randn(batch_size, z_dim, generator=g, device=device)
-        y = torch.randint(0, num_classes, (batch_size,), generator=g, device=device)
-        generator_net(z, y)
-    for m, momentum in zip(norms, momenta, strict=True):
-        m.momentum = momentum
-    generator_net.eval()
+def _world_means(step_metrics: dict[str, Any]) -> dict[str, float]:
+    """A step's metrics as floats; losses and scores averaged over the processes (each
+    computed them on its rows), so they are the global batch's."""
+    names = [k for k in step_metrics if k != "step"]
+    values = mean_across(torch.stack([step_metrics[k].float() for k in names])).tolist()
+    return {"step": float(step_metrics["step"]), **dict(zip(names, values, strict=True))}

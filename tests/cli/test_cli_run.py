@@ -166,6 +166,33 @@ def test_cli_train_gan_then_sample_from_checkpoint(prefect_harness, tiny_config,
     assert torch.load(tmp_path / "more" / "last.pt", weights_only=True)["step"] == 6
 
 
+def test_cli_train_gan_on_two_processes_launched_or_under_torchrun(
+    prefect_harness, tiny_config, tmp_path, capsys
+):
+    """synthesis.train.processes 2: ``expand train-gan`` launches torchrun itself; the same
+    command started by torchrun trains as its ranks. Both give the same training."""
+    import os
+    import subprocess
+    import sys
+
+    source = tiny_config().source.path
+    settings = (*TINY_GAN, "synthesis.gate.enabled=false", "synthesis.train.processes=2")
+    common = ["--set", "source.kind=imagefolder", "--set", f"source.path={source}"]
+    common += ["--set", f"output.root={tmp_path / 'o'}"] + [a for s in settings for a in ("--set", s)]
+    assert main(["train-gan", "/dev/null", *common, "--out", str(tmp_path / "launched")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(tmp_path / "launched" / "best.pt")
+    launched = torch.load(tmp_path / "launched" / "last.pt", weights_only=True)
+    assert launched["step"] == 4
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    command += ["-m", "cli.main", "train-gan", "/dev/null", *common, "--out", str(tmp_path / "ranks")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=os.environ)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == str(tmp_path / "ranks" / "best.pt")  # rank 0 alone
+    ranks = torch.load(tmp_path / "ranks" / "last.pt", weights_only=True)
+    assert ranks["step"] == 4 and ranks["best"] == launched["best"]
+    assert all(torch.equal(ranks["G"][k], v) for k, v in launched["G"].items())
+
+
 def test_init_writes_a_commented_config_that_loads(tmp_path, capsys):
     from conftest import make_imagefolder
 

@@ -17,18 +17,15 @@ from pipeline.gan.checkpoint import (
     provenance,
     save_checkpoint,
 )
-from pipeline.gan.diffaug import augment, draw
+from pipeline.gan.diffaug import AugmentedDiscriminator, augment, draw
+from pipeline.gan.geometry import images_to_tensor
 from pipeline.gan.models import (
     Discriminator,
     Generator,
     _SpectralNorm,
 )
-from pipeline.gan.train import (
-    AugmentedDiscriminator,
-    GanTrainer,
-    images_to_tensor,
-    recompute_batchnorm,
-)
+from pipeline.gan.sample import recompute_batchnorm
+from pipeline.gan.train import GanTrainer
 from pipeline.version.manifest import library_versions
 
 SHAPE = GanShape(num_classes=2, channels=1, height=8, width=8)
