@@ -13,7 +13,13 @@ still runs eagerly next to the compiled graphs (with ``reduce-overhead``, next t
 graphs' replays).
 
     python bench/gan.py --resolution 32 --channels 3 --batches 64 256 1024 \
-        [--compile default reduce-overhead]
+        [--width 64 | --width equal] [--compile default reduce-overhead]
+
+``--width equal`` picks the width at which our G and D together cost the DCGAN's FLOPs per
+image (forward), so the two are compared at equal model size; every row also gives
+``flop_per_image`` (one training step's FLOPs, forward and backward, counted by
+``torch.utils.flop_counter``, divided by the batch) and ``tflop_per_s``, what the step
+achieves (FLOPs per step x steps per second).
 
 ``--compile`` also times ours with ``synthesis.train.compile`` set to each mode (the
 first steps, which compile, are in the warm-up). A variant that fails is reported with
@@ -60,6 +66,41 @@ def dcgan(resolution: int, channels: int, nz: int = 100, ngf: int = 64, ndf: int
         width *= 2
     d_layers += [nn.Conv2d(width, 1, 4, 1, 0, bias=False)]
     return nn.Sequential(*g_layers), nn.Sequential(*d_layers)
+
+
+def forward_flops(resolution: int, channels: int, width: int | None) -> float:
+    """FLOPs per image of one forward pass of G and of D (``width`` None: the DCGAN)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from pipeline.gan.models import Discriminator, Generator
+
+    if width is None:
+        G, D = dcgan(resolution, channels)
+        z = torch.randn(2, 100, 1, 1)
+        run = lambda: D(G(z))  # noqa: E731
+    else:
+        G = Generator(num_classes=10, channels=channels, resolution=resolution, z_dim=64, width=width)
+        D = Discriminator(num_classes=10, channels=channels, resolution=resolution, width=width)
+        y = torch.tensor([0, 1])
+        run = lambda: D(G(torch.randn(2, 64), y), y)  # noqa: E731
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        run()
+    return counter.get_total_flops() / 2
+
+
+def equal_width(resolution: int, channels: int) -> int:
+    """The width (a multiple of 4) whose forward FLOPs per image are nearest the DCGAN's."""
+    target = forward_flops(resolution, channels, None)
+    return min(range(4, 129, 4), key=lambda w: abs(forward_flops(resolution, channels, w) - target))
+
+
+def step_flops(step) -> float:
+    """FLOPs of one call of ``step`` (a training step: forward, backward, optimizer)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return float(counter.get_total_flops())
 
 
 def time_dcgan(resolution, channels, batch, device, steps, warmup):
@@ -176,7 +217,7 @@ def _measure(step, batch, device, steps, warmup, count_ops=True):
     if count_ops:
         with _OpCounter() as counter:
             step()
-        counted = {"ops_per_step": counter.count}
+        counted = {"ops_per_step": counter.count, "flop_per_image": step_flops(step) / batch}
     if device == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
@@ -185,7 +226,10 @@ def _measure(step, batch, device, steps, warmup, count_ops=True):
     if device == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - started
-    return {"img_per_s": batch * steps / elapsed, "it_per_s": steps / elapsed, **counted}
+    rates = {"img_per_s": batch * steps / elapsed, "it_per_s": steps / elapsed}
+    if "flop_per_image" in counted:
+        rates["tflop_per_s"] = counted["flop_per_image"] * rates["img_per_s"] / 1e12
+    return {**rates, **counted}
 
 
 def main() -> None:
@@ -196,7 +240,7 @@ def main() -> None:
     parser.add_argument(
         "--devices", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     )
-    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--width", default="64", help="ours' width, or 'equal': the DCGAN's FLOPs per image")
     parser.add_argument("--steps", type=int, default=0, help="timed steps (default: 20 cpu, 200 cuda)")
     parser.add_argument(
         "--compile",
@@ -206,6 +250,7 @@ def main() -> None:
         help="also time ours with these torch.compile modes",
     )
     args = parser.parse_args()
+    args.width = equal_width(args.resolution, args.channels) if args.width == "equal" else int(args.width)
     rows = []
     for device in args.devices:
         steps = args.steps or (20 if device == "cpu" else 200)
@@ -218,6 +263,10 @@ def main() -> None:
                 "resolution": args.resolution,
                 "batch": batch,
                 "width": args.width,
+                "forward_flop_per_image": {
+                    "dcgan": forward_flops(args.resolution, args.channels, None),
+                    "ours": forward_flops(args.resolution, args.channels, args.width),
+                },
                 "dcgan": time_dcgan(args.resolution, args.channels, batch, device, steps, warmup),
                 "ours": time_ours(args.resolution, args.channels, batch, device, steps, warmup, args.width),
             }
@@ -228,6 +277,9 @@ def main() -> None:
                     )
                 except Exception as exc:  # a benchmark reports the failure and goes on
                     row[f"ours_compile_{mode}"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+                compiled = row[f"ours_compile_{mode}"]
+                if "img_per_s" in compiled:  # the same step's FLOPs, counted eagerly
+                    compiled["tflop_per_s"] = row["ours"]["flop_per_image"] * compiled["img_per_s"] / 1e12
             rows.append(row)
             print(json.dumps(row), flush=True)
 

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# Every GPU measurement of the README in one prepared run (about 8 minutes on one H200):
-#   1. bench/gan.py: ours against the DCGAN at 32x32 RGB, batches 64/256/1024, eager, at
-#      width 64 (the default) and 32; then ours under reduce-overhead (CUDA graphs) at
-#      batches 64 and 1024, at both widths, one process each (a compile takes about a minute);
-#   2. bench/gpu_check.py (CUDA path: finite losses, weights_only checkpoints, resume,
-#      best-checkpoint loop, sampling, then the digits demo with sampling and the gate's
-#      classifiers on the GPU, synthesis.device auto); with QUALITY=1, bench/gan_quality.py meanwhile builds
-#      and evaluates a Fashion-MNIST K=100 version with the GAN on the GPU (not timed against
-#      anything; it adds about 4 minutes, so it is left out of a short device lease).
-# Usage, from the repository root:  OUT=somewhere [QUALITY=1] bash bench/gpu_session.sh [FASHION_TARBALL]
+# Every GPU measurement of issue 35 in one prepared run (about 10 minutes on one H200):
+#   1. bench/gan.py: ours against the DCGAN at 32x32 RGB, batches 64 and 1024, eager, at the
+#      width of equal FLOPs per image (--width equal) and at the default 64; then ours under
+#      reduce-overhead (CUDA graphs) at both batches and widths, one process each (a compile
+#      takes about a minute). Every row has images/s and achieved TFLOP/s;
+#   2. with 2+ GPUs, bench/gan_ddp.py: 1 process against torchrun on 2, equal per-GPU batch
+#      (64 and 256, width 64);
+#   3. bench/gan_photos.py: the GAN at 128 px on the hymenoptera photos (ants and bees,
+#      non-square, letterboxed), FD / precision / recall on their test split, the sample grid
+#      and the gate's decision;
+#   4. with CHECK=1, bench/gpu_check.py (the CUDA path end to end; about 2 minutes more).
+# Usage, from the repository root:  OUT=somewhere [CHECK=1] bash bench/gpu_session.sh [HYMENOPTERA_TARBALL]
 # Each step has its own time limit and writes its own files, so one failing step or one
 # cut short leaves the others' figures in $OUT.
 set -u
 out=${OUT:-bench/results/gpu}
-tarball=${1:-../shared/datasets/fashion-mnist.tar.gz}
+tarball=${1:-../shared/datasets/hymenoptera-256.tar.gz}
 py=${PYTHON:-python3}
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -24,23 +26,27 @@ fast=${FAST:-0}  # FAST=1: a few small steps of everything, to check the script 
     "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cpus', __import__('os').cpu_count())"
 } > "$out/card.txt" 2>&1
 cat "$out/card.txt"
+gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
 
 if [ "$fast" = 1 ]; then
-    devices=cpu; steps=(--steps 2); gan_steps=20; limit=300; batches=(8 16 32)
+    devices=cpu; steps=(--steps 2); photo_steps=(--steps 4 --width 8 --batch 8 --resolution 32); limit=300
+    batches=(8 32); per_gpu=(4 8); gpus=2; photo_limit=600
+    photo_set=(--set synthesis.gate.seeds=1 synthesis.gate.classifier_epochs=1 "synthesis.gate.ratios=[0.5]")
 else
-    devices=cuda; steps=(); gan_steps=1500; limit=90; batches=(64 256 1024)
+    devices=cuda; steps=(); photo_steps=(--steps 3000 --width 64 --batch 64 --resolution 128); limit=75
+    batches=(64 1024); per_gpu=(64 256); photo_limit=200; photo_set=()
 fi
 
-for width in 64 32; do
+for width in equal 64; do
     echo "== gan.py eager, width $width $(date +%T)"
-    timeout 75 "$py" bench/gan.py --devices $devices --resolution 32 --channels 3 \
+    timeout 60 "$py" bench/gan.py --devices $devices --resolution 32 --channels 3 \
         --batches "${batches[@]}" --width $width "${steps[@]}" >> "$out/gan.jsonl" 2>> "$out/gan.err"
     echo "rc=$?"
 done
 cat "$out/gan.jsonl"
 
-small=${batches[0]} big=${batches[2]}
-for run in "$small 64" "$big 64" "$small 32" "$big 32"; do
+small=${batches[0]} big=${batches[1]}
+for run in "$small equal" "$big equal" "$small 64" "$big 64"; do
     set -- $run
     echo "== gan.py reduce-overhead, batch $1, width $2 $(date +%T)"
     timeout $limit "$py" bench/gan.py --devices $devices --resolution 32 --channels 3 \
@@ -50,21 +56,32 @@ for run in "$small 64" "$big 64" "$small 32" "$big 32"; do
 done
 cat "$out/gan_compiled.jsonl"
 
-echo "== gpu_check$([ "${QUALITY:-0}" = 1 ] && echo " and quality") $(date +%T)"
-if [ "${QUALITY:-0}" = 1 ] && [ -f "$tarball" ]; then
-    timeout 230 "$py" bench/gan_quality.py --tarball "$tarball" --per-class 100 --steps $gan_steps \
-        --width 64 --batch 256 --copies 4 --seeds 2 --epochs 15 --json "$out/quality.json" \
-        > "$out/quality.log" 2>&1 &
-    quality=$!
-fi
-if [ "$fast" = 1 ]; then
-    echo "gpu_check needs CUDA: skipped with FAST=1"
+if [ "$gpus" -ge 2 ]; then
+    for batch in "${per_gpu[@]}"; do
+        echo "== gan_ddp.py, per-process batch $batch $(date +%T)"
+        timeout 60 "$py" bench/gan_ddp.py --device $devices --per-process-batch "$batch" "${steps[@]}" \
+            >> "$out/gan_ddp.jsonl" 2>> "$out/gan_ddp.err"
+        timeout 90 "$py" -m torch.distributed.run --standalone --nproc-per-node 2 bench/gan_ddp.py \
+            --device $devices --per-process-batch "$batch" "${steps[@]}" >> "$out/gan_ddp.jsonl" 2>> "$out/gan_ddp.err"
+        echo "rc=$?"
+    done
+    cat "$out/gan_ddp.jsonl"
 else
+    echo "== gan_ddp.py: one GPU here, the 2-GPU scaling is not measured"
+fi
+
+echo "== gan_photos.py $(date +%T)"
+if [ -f "$tarball" ]; then
+    timeout $photo_limit "$py" bench/gan_photos.py --tarball "$tarball" --device $devices \
+        "${photo_steps[@]}" --out "$out" "${photo_set[@]}" > "$out/photos.log" 2>&1
+    echo "rc=$?"; tail -40 "$out/photos.log"
+else
+    echo "no $tarball: skipped"
+fi
+
+if [ "${CHECK:-0}" = 1 ] && [ "$fast" != 1 ]; then
+    echo "== gpu_check $(date +%T)"
     timeout 200 "$py" bench/gpu_check.py > "$out/gpu_check.jsonl" 2> "$out/gpu_check.err"
     echo "rc=$?"; cat "$out/gpu_check.jsonl"
-fi
-if [ -n "${quality:-}" ]; then
-    wait "$quality"
-    echo "quality rc=$?"; tail -5 "$out/quality.log"
 fi
 echo "== done $(date +%T)"

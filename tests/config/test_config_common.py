@@ -64,3 +64,12 @@ def test_sizes():
     assert parse_size("512KiB") == 512 * 1024
     with pytest.raises(ValueError):
         parse_size("12 parsecs")
+
+
+def test_gan_sides_are_a_small_map_grown_by_doublings():
+    from pipeline.config import gan_layout, gan_side_ok
+
+    assert [gan_layout(s) for s in (8, 28, 96, 256, 100)] == [(4, 1), (7, 2), (6, 4), (4, 6), (25, 2)]
+    assert [s for s in range(1, 300) if gan_side_ok(s)][:6] == [8, 10, 12, 14, 16, 20]
+    assert gan_side_ok(224) and gan_side_ok(256)
+    assert not any(gan_side_ok(s) for s in (7, 9, 100, 288, 320, 512))  # odd base, or above 256

@@ -104,3 +104,56 @@ def test_a_global_batch_that_does_not_split_is_refused(monkeypatch):
     monkeypatch.setattr(train, "current_world", lambda: World(0, 2))
     with pytest.raises(ConfigError, match="batch_size 7 is the global batch, split over 2 processes"):
         tiny_gan_trainer(settings=TINY_GAN_SETTINGS.model_copy(update={"batch_size": 7}))
+
+
+@pytest.fixture
+def group_of_one(monkeypatch):
+    """A gloo process group of one process, as torchrun would describe it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    yield
+    from pipeline.gan.distributed import shutdown
+
+    shutdown()
+
+
+def test_the_process_group_helpers_in_a_group_of_one(group_of_one, monkeypatch):
+    from torch import distributed as dist
+
+    from pipeline.gan.distributed import (
+        barrier,
+        current_world,
+        init_from_env,
+        launched_distributed,
+        mean_across,
+        shutdown,
+        sum_across_,
+        sync_batch_norm,
+    )
+    from pipeline.gan.models import Generator
+
+    assert not launched_distributed()  # WORLD_SIZE 1: not one of several
+    world = init_from_env("cpu")
+    assert dist.is_initialized() and world == World(0, 1, 0) == current_world() and world.main
+    values = torch.tensor([1.0, 3.0])
+    barrier()
+    assert torch.equal(mean_across(values), values)
+    sum_across_(values)
+    assert values.tolist() == [1.0, 3.0]
+    g = Generator(num_classes=2, channels=1, resolution=8, z_dim=4, width=8)
+    sync_batch_norm(g)
+    norms = [m for m in g.modules() if isinstance(m, SyncedBatchNorm2d)]
+    assert norms and all(m.sync for m in norms)
+    sync_batch_norm(g, on=False)
+    assert not any(m.sync for m in norms)
+    shutdown()
+    assert not dist.is_initialized() and current_world() == World()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert launched_distributed()

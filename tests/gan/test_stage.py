@@ -186,3 +186,17 @@ def test_target_per_class_fills_each_class_up_with_synthetic_rows(tiny_config):
     for name, real in by_origin["real"].items():  # the filter keeps every sample: exactly the fill
         assert real + by_origin.get("synthetic", {}).get(name, 0) == 6
     assert manifest.synthesis.wanted == sum(6 - n for n in by_origin["real"].values())
+
+
+def test_the_staged_history_leaves_out_speed_and_memory(tmp_path):
+    import json
+
+    from pipeline.gan.stage import HISTORY_FILE, write_history
+
+    write_history(
+        tmp_path, [{"step": 2, "d_loss": 1.0, "img_per_s": 90.0, "peak_mem_gib": 0.5}, {"step": 2, "fd": 3.0}]
+    )
+    assert json.loads((tmp_path / HISTORY_FILE).read_text()) == [
+        {"step": 2, "d_loss": 1.0},
+        {"step": 2, "fd": 3.0},
+    ]
