@@ -151,7 +151,8 @@ def _body(manifest: Manifest, grid: str | None) -> str:
             "image always the larger share). Every row has a `soft_label` column, one probability per "
             "class (one-hot when not mixed); `label` is its argmax.",
         ]
-    if manifest.soft_labels and (manifest.config.get("synthesis") or {}).get("soft_labels"):
+    synthesis = manifest.config.get("synthesis") or {}
+    if manifest.soft_labels and synthesis.get("enabled") and synthesis.get("soft_labels"):
         lines += [
             "",
             "Soft labels: every synthetic row's `soft_label` holds the reference classifier's class "
