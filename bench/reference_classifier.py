@@ -4,6 +4,13 @@ protocol: 30 passes over its own rows) and by a fixed number of steps (the equal
 protocol gives every arm the steps of the largest one), over seeds, with the paired gain.
 
     python bench/reference_classifier.py --per-class 100 --steps 1500 2820 --seeds 3 --json out.json
+
+With ``--arms``, it compares network shapes instead (``w32-g1``: width 32, the head on the
+global average; ``w32-g3``: on the last map pooled to 3x3), each trained ``--steps``
+steps: scored on ``--validation`` images per class drawn from the rest of the training
+split (the choice is made there), and on the test split only with ``--report-test``.
+
+    python bench/reference_classifier.py --arms w32-g1 w32-g3 w48-g1 --steps 1500 --validation 200
 """
 
 from __future__ import annotations
@@ -27,9 +34,20 @@ ROOT = Path(__file__).resolve().parents[1]
 TARBALL = ROOT.parent / "shared" / "datasets" / "fashion-mnist.tar.gz"
 
 
-def load(tarball: Path, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load(
+    tarball: Path, per_class: int, seed: int, validation: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """K seeded training images per class and the test split; with ``validation``, the
+    "test" returned is that many other training images per class instead."""
     rng = np.random.default_rng(seed)
-    chosen = {str(c): {f"{k:04d}.png" for k in rng.choice(6000, per_class, replace=False)} for c in range(10)}
+    picks = {c: rng.choice(6000, per_class, replace=False) for c in range(10)}
+    chosen = {str(c): {f"{k:04d}.png" for k in picks[c]} for c in range(10)}
+    held: dict[str, set[str]] = {}
+    if validation:
+        other = np.random.default_rng(seed + 1)
+        for c in range(10):
+            rest = np.setdiff1d(np.arange(6000), picks[c])
+            held[str(c)] = {f"{k:04d}.png" for k in other.choice(rest, validation, replace=False)}
     train, test = ([], []), ([], [])
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(tarball) as tar:
         members = [
@@ -37,12 +55,18 @@ def load(tarball: Path, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarr
             for m in tar
             if m.isfile()
             and len(parts := m.name.split("/")) == 3
-            and (parts[0] == "test" or (parts[0] == "train" and parts[2] in chosen[parts[1]]))
+            and (
+                (parts[0] == "test" and not validation)
+                or (
+                    parts[0] == "train"
+                    and (parts[2] in chosen[parts[1]] or parts[2] in held.get(parts[1], ()))
+                )
+            )
         ]
         tar.extractall(tmp, members=members, filter="data")
         for member in members:
-            split, cls, _ = member.name.split("/")
-            target = test if split == "test" else train
+            split, cls, name = member.name.split("/")
+            target = train if split == "train" and name in chosen[cls] else test
             target[0].append(np.asarray(Image.open(Path(tmp) / member.name)))
             target[1].append(int(cls))
     return np.stack(train[0]), np.asarray(train[1]), np.stack(test[0]), np.asarray(test[1])
@@ -56,10 +80,19 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--tarball", type=Path, default=TARBALL)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--arms", nargs="*", default=[], help="network shapes: w<width>-g<grid>")
+    parser.add_argument(
+        "--validation", type=int, default=200, help="with --arms: validation images per class"
+    )
+    parser.add_argument(
+        "--report-test", action="store_true", help="with --arms: also score on the test split"
+    )
     args = parser.parse_args()
     if not args.tarball.is_file():
         print(f"skipped: {args.tarball} not found", file=sys.stderr)
         return 0
+    if args.arms:
+        return compare_shapes(args)
     x, y, test_x, test_y = load(args.tarball, args.per_class, 0)
     x, y, test_x = to_tensor(x), torch.as_tensor(y), to_tensor(test_x)
     arms = {f"{args.epochs} epochs": ClassifierSpec(epochs=args.epochs)}
@@ -88,6 +121,38 @@ def main() -> int:
     results["gain_over_epochs"] = {
         n: paired_interval(a - answers[first]) for n, a in answers.items() if n != first
     }
+    print(json.dumps(results, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+def compare_shapes(args: argparse.Namespace) -> int:
+    """The ``--arms`` mode: each network shape on validation (and with ``--report-test``,
+    test) images, paired with the first arm."""
+    x, y, val_x, val_y = load(args.tarball, args.per_class, 0, args.validation)
+    splits = {"validation": (to_tensor(val_x), val_y)}
+    if args.report_test:
+        _, _, test_x, test_y = load(args.tarball, args.per_class, 0)
+        splits["test"] = (to_tensor(test_x), test_y)
+    x, y = to_tensor(x), torch.as_tensor(y)
+    results: dict = {"per_class": args.per_class, "steps": args.steps[0], "threads": torch.get_num_threads()}
+    answers: dict[str, dict[str, np.ndarray]] = {split: {} for split in splits}
+    for arm in args.arms:
+        width, grid = (int(part[1:]) for part in arm.split("-"))
+        spec = ClassifierSpec(steps=args.steps[0], width=width, grid=grid)
+        started = time.perf_counter()
+        models = [train_classifier(x, y, 10, seed=s, spec=spec) for s in range(args.seeds)]
+        results[arm] = {"seconds": round(time.perf_counter() - started, 1)}
+        for split, (images, labels) in splits.items():
+            right = np.stack([correct(m, images, labels) for m in models]).astype(np.float64)
+            answers[split][arm] = right
+            runs = right.mean(axis=1)
+            results[arm][split] = {"mean": float(runs.mean()), "std": spread(runs), "runs": runs.tolist()}
+            first = args.arms[0]
+            if arm != first:
+                results[arm][split]["gain_over_" + first] = paired_interval(right - answers[split][first])
+        print(arm, json.dumps(results[arm]), file=sys.stderr, flush=True)
     print(json.dumps(results, indent=1))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")

@@ -37,10 +37,14 @@ class ClassifierSpec:
     lr: float = 2e-3
     weight_decay: float = 5e-4
     width: int = 32
+    grid: int = 1  # the head reads the last map average-pooled to grid x grid (1: global pooling)
 
 
 class ReferenceCNN(nn.Module):
-    def __init__(self, *, channels: int, num_classes: int, resolution: int, width: int = 32):
+    """See the module; ``grid`` above 1 gives the head the last map pooled to grid x grid
+    (where things are, not only what), while :meth:`embed` stays the global average."""
+
+    def __init__(self, *, channels: int, num_classes: int, resolution: int, width: int = 32, grid: int = 1):
         super().__init__()
         layers: list[nn.Module] = []
         in_ch, out_ch, size = channels, width, resolution
@@ -54,7 +58,8 @@ class ReferenceCNN(nn.Module):
             out_ch = min(out_ch * 2, 4 * width)
         self.features = nn.Sequential(*layers)
         self.dropout = nn.Dropout(0.3)
-        self.head = nn.Linear(in_ch, num_classes)
+        self.grid = grid
+        self.head = nn.Linear(in_ch * grid * grid, num_classes)
         self.feature_dim = in_ch
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,7 +67,10 @@ class ReferenceCNN(nn.Module):
         return self.features(x).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.embed(x)))
+        if self.grid == 1:
+            return self.head(self.dropout(self.embed(x)))
+        pooled = F.adaptive_avg_pool2d(self.features(x), self.grid).flatten(1)
+        return self.head(self.dropout(pooled))
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -77,7 +85,11 @@ def new_classifier(
     """An untrained reference CNN for images of ``shape`` (C, H, W), channels_last on ``device``
     (initialised from torch's global RNG)."""
     return ReferenceCNN(
-        channels=shape[0], num_classes=num_classes, resolution=max(shape[1:]), width=spec.width
+        channels=shape[0],
+        num_classes=num_classes,
+        resolution=max(shape[1:]),
+        width=spec.width,
+        grid=spec.grid,
     ).to(device, memory_format=torch.channels_last)
 
 

@@ -43,6 +43,17 @@ def test_new_classifier_adapts_to_the_shape():
     assert model.embed(torch.zeros(2, 3, 16, 16)).shape == (2, model.feature_dim)
 
 
+def test_a_grid_head_reads_where_things_are_and_keeps_the_pooled_features():
+    spec = ClassifierSpec(epochs=2, batch_size=8, width=8, grid=3)
+    model = new_classifier((1, 16, 16), 4, spec)
+    assert model.head.in_features == 9 * model.feature_dim
+    assert model(torch.zeros(2, 1, 16, 16)).shape == (2, 4)
+    assert model.embed(torch.zeros(2, 1, 16, 16)).shape == (2, model.feature_dim)  # metrics unchanged
+    images, labels = tiny()
+    trained = train_classifier(to_tensor(images), torch.as_tensor(labels), 3, seed=0, spec=spec)
+    assert trained.grid == 3 and predict_proba(trained, to_tensor(images)).shape == (24, 3)
+
+
 def test_training_depends_only_on_the_seed():
     images, labels = tiny()
     x, y = to_tensor(images), torch.as_tensor(labels)
