@@ -6,10 +6,11 @@ per step count), and the paired gain of real+augmented+synthetic over real+augme
 its 95 % interval over seeds and test images, CAS against real-only, rows kept and time.
 
 Arms: the baseline synthesis (hinge loss), then each lever alone (minimax loss, LeCam, ADA,
-label-consistent filtering, soft labels, a 0.25 ratio, loss weight 0.5) and all the
-GAN-side and filter-side levers together. Arms that only change filtering or labels reuse
-the baseline's generator (``synthesis.checkpoint``), so they differ in that lever alone;
-``--generator`` gives one from an earlier run (the baseline arm then samples it too).
+label-consistent filtering, discriminator rejection sampling, soft labels, a 0.25 ratio,
+loss weight 0.5) and all the GAN-side and filter-side levers together. Arms that only
+change filtering or labels reuse the baseline's generator (``synthesis.checkpoint``), so
+they differ in that lever alone; ``--generator`` gives one from an earlier run (the
+baseline arm then samples it too).
 
     python bench/ablation.py --per-class 100 --steps 1500 --seeds 3 --json bench/results/ablation-k100.json
     python bench/ablation.py --per-class 10 --steps 20 --seeds 2 --epochs 1 --arms baseline soft_labels
@@ -41,6 +42,7 @@ ARMS: dict[str, tuple[list[str], bool]] = {
     "lecam": (["synthesis.train.lecam=0.3"], True),
     "ada": (["synthesis.train.ada_target=0.6"], True),
     "label_consistent": (["synthesis.filter.label_consistent=true"], False),
+    "drs": (["synthesis.filter.drs=0.95"], False),
     "soft_labels": (["synthesis.soft_labels=true"], False),
     "ratio_0.25": (["synthesis.ratio=0.25"], False),
     "weight_0.5": (["synthesis.weight=0.5"], False),

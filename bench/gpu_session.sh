@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Every GPU measurement of issue 35 in one prepared run (about 10 minutes on one H200):
+# Every GPU measurement of issue 35 in one prepared run (at most 9 minutes on one GPU, each step
+# under its own time limit; with 2+ GPUs the DDP step adds up to 5 minutes):
 #   1. bench/gan.py: ours against the DCGAN at 32x32 RGB, batches 64 and 1024, eager, at the
 #      width of equal FLOPs per image (--width equal) and at the default 64; then ours under
 #      reduce-overhead (CUDA graphs) at both batches and widths, one process each (a compile
 #      takes about a minute). Every row has images/s and achieved TFLOP/s;
 #   2. with 2+ GPUs, bench/gan_ddp.py: 1 process against torchrun on 2, equal per-GPU batch
 #      (64 and 256, width 64);
-#   3. bench/gan_photos.py: the GAN at 128 px on the hymenoptera photos (ants and bees,
-#      non-square, letterboxed), FD / precision / recall on their test split, the sample grid
-#      and the gate's decision;
+#   3. bench/gan_photos.py: the GAN at 128 px (1,500 steps, width 64, batch 64) on the
+#      hymenoptera photos (ants and bees, non-square, letterboxed), FD / precision / recall on
+#      their test split, the sample grid and the gate's decision;
 #   4. with CHECK=1, bench/gpu_check.py (the CUDA path end to end; about 2 minutes more).
 # Usage, from the repository root:  OUT=somewhere [CHECK=1] bash bench/gpu_session.sh [HYMENOPTERA_TARBALL]
 # Each step has its own time limit and writes its own files, so one failing step or one
@@ -33,13 +34,13 @@ if [ "$fast" = 1 ]; then
     batches=(8 32); per_gpu=(4 8); gpus=2; photo_limit=600
     photo_set=(--set synthesis.gate.seeds=1 synthesis.gate.classifier_epochs=1 "synthesis.gate.ratios=[0.5]")
 else
-    devices=cuda; steps=(); photo_steps=(--steps 3000 --width 64 --batch 64 --resolution 128); limit=75
+    devices=cuda; steps=(); photo_steps=(--steps 1500 --width 64 --batch 64 --resolution 128); limit=65
     batches=(64 1024); per_gpu=(64 256); photo_limit=200; photo_set=()
 fi
 
 for width in equal 64; do
     echo "== gan.py eager, width $width $(date +%T)"
-    timeout 60 "$py" bench/gan.py --devices $devices --resolution 32 --channels 3 \
+    timeout 50 "$py" bench/gan.py --devices $devices --resolution 32 --channels 3 \
         --batches "${batches[@]}" --width $width "${steps[@]}" >> "$out/gan.jsonl" 2>> "$out/gan.err"
     echo "rc=$?"
 done

@@ -25,6 +25,7 @@ _LATER_SYNTHESIS_KEYS: dict[tuple[str, ...], Any] = {
     ("train", "resolution"): None,
     ("train", "fit"): "stretch",
     ("train", "processes"): 1,
+    ("filter", "drs"): None,
 }
 
 

@@ -122,6 +122,15 @@ class FilterConfig(Strict):
     reject_d_fraction: float = Field(
         default=0.0, ge=0.0, lt=1.0, description="share of each class's lowest discriminator scores dropped"
     )
+    drs: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description="discriminator rejection sampling (Azadi et al. 2019): keep a candidate with "
+        "probability sigmoid(F), its density ratio to real images estimated from D's score; the "
+        "value is γ's quantile of F over the class's candidates (a high one such as 0.95, as in the "
+        "paper; lower keeps more); unset: off",
+    )
     max_oversample: float = Field(
         default=10.0,
         ge=1.0,

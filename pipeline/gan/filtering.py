@@ -1,6 +1,7 @@
 """Filtered sampling: candidates are generated per class in rounds, scored by the reference
-classifier (confidence in the intended class, whether it is the top class) and by D, and
-kept by ``synthesis.filter`` until each class has its count or its candidate budget.
+classifier (confidence in the intended class, whether it is the top class) and by D (its
+score cut, or discriminator rejection sampling), and kept by ``synthesis.filter`` until
+each class has its count or its candidate budget.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ def sample_until_filled(
     syn = config.synthesis
     limit = {c: int(np.ceil(n * syn.filter.max_oversample)) for c, n in wanted.items()}
     rate = {
-        c: (1.0 - syn.filter.reject_d_fraction) * (2 / 3 if syn.filter.min_confidence else 1.0)
+        c: (1.0 - syn.filter.reject_d_fraction)
+        * (2 / 3 if syn.filter.min_confidence else 1.0)
+        * (1.0 - syn.filter.drs if syn.filter.drs is not None else 1.0)
         for c in wanted
     }
     made = dict.fromkeys(wanted, 0)
@@ -67,7 +70,7 @@ def sample_until_filled(
             made[c] += n
         scored = {
             key: np.concatenate([part[key] for part in parts])
-            for key in ("labels", "confidence", "d_score", "consistent")
+            for key in ("labels", "seeds", "confidence", "d_score", "consistent")
         }
         kept = _select(syn, scored, wanted)
         counts = np.bincount(scored["labels"][kept], minlength=shape.num_classes)
@@ -86,6 +89,8 @@ def _select(
         reject_d_fraction=syn.filter.reject_d_fraction,
         fill=fill,
         consistent=pool["consistent"] if syn.filter.label_consistent else None,
+        drs=syn.filter.drs,
+        seeds=pool["seeds"],
     )
 
 

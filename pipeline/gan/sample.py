@@ -73,6 +73,37 @@ def generate(
     return np.concatenate(images), np.concatenate(scores)
 
 
+# The ε of discriminator rejection sampling's F (Azadi et al. 2019), and the stream
+# of its uniform draws (one per candidate, seeded by the candidate's latent seed).
+DRS_EPSILON = 1e-6
+_DRS_STREAM = 0x445253
+
+
+def drs_keep(d_scores: np.ndarray, seeds: np.ndarray, quantile: float) -> np.ndarray:
+    """Discriminator rejection sampling (Azadi et al. 2019) over one class's candidates.
+
+    D's score is taken as its logit (exact for the minimax loss, a heuristic for hinge).
+    With D* the class's highest score, each candidate x has
+    F(x) = D(x) - D* - log(1 - exp(D(x) - D* - ε)) - γ, γ the ``quantile`` of F over the
+    candidates, and is kept with probability sigmoid(F(x)): a candidate D finds more
+    real-like than most is nearly always kept, the others in proportion to their estimated
+    density ratio. The uniform draw of candidate k is seeded by its latent seed, so the
+    choice is reproducible.
+
+    Returns:
+        A boolean mask over the candidates.
+    """
+    if len(d_scores) == 0:
+        return np.zeros(0, dtype=bool)
+    delta = np.asarray(d_scores, dtype=np.float64)
+    delta = delta - delta.max()
+    f = delta - np.log(-np.expm1(delta - DRS_EPSILON))
+    f = f - np.quantile(f, quantile)
+    accept = 0.5 * (1.0 + np.tanh(0.5 * f))  # sigmoid, without overflow
+    uniforms = np.asarray([np.random.default_rng([int(s), _DRS_STREAM]).random() for s in seeds])
+    return uniforms < accept
+
+
 def select(
     labels: np.ndarray,
     confidences: np.ndarray,
@@ -83,17 +114,26 @@ def select(
     reject_d_fraction: float,
     fill: bool = False,
     consistent: np.ndarray | None = None,
+    drs: float | None = None,
+    seeds: np.ndarray | None = None,
 ) -> np.ndarray:
     """Indices of kept candidates: per class, drop those not ``consistent`` (when given:
-    the reference classifier's top class is another), low confidence and the lowest D
-    scores, then keep the first ``wanted[c]`` in candidate order. With ``fill``, a class
-    left short is topped up with its most confident remaining candidates."""
+    the reference classifier's top class is another), low confidence, those discriminator
+    rejection sampling rejects (``drs``: its γ quantile, with the candidates' latent
+    ``seeds``; see :func:`drs_keep`) and the lowest D scores, then keep the first
+    ``wanted[c]`` in candidate order. With ``fill``, a class left short is topped up with
+    its most confident remaining candidates."""
+    if drs is not None and seeds is None:
+        raise ValueError("discriminator rejection sampling needs the candidates' latent seeds")
     keep: list[int] = []
     for c, count in wanted.items():
         candidates = np.flatnonzero(labels == c)
         members = candidates[confidences[candidates] >= min_confidence]
         if consistent is not None:
             members = members[consistent[members]]
+        if drs is not None:  # D* and γ over all of the class's candidates, as the paper's burn-in
+            accepted = drs_keep(d_scores[candidates], seeds[candidates], drs)
+            members = np.intersect1d(members, candidates[accepted])
         if reject_d_fraction > 0 and len(members):
             cut = np.quantile(d_scores[members], reject_d_fraction)
             members = members[d_scores[members] >= cut]

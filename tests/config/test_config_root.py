@@ -169,11 +169,20 @@ def test_synthesis_keys_added_later_enter_the_content_only_away_from_their_defau
     default = load_config(None, stages).content_dict()["synthesis"]
     assert "weight" not in default and "target_per_class" not in default
     assert "per_class" not in default["gate"] and "loss" not in default["train"]
+    assert "drs" not in default["filter"]
     for key, value in [
         ("synthesis.weight", "0.5"),
         ("synthesis.gate.per_class", "true"),
         ("synthesis.train.loss", "minimax"),
+        ("synthesis.filter.drs", "0.95"),
     ]:
         assert load_config(None, [*stages, f"{key}={value}"]).content_dict()["synthesis"] != default
     filled = load_config(None, [*stages, "synthesis.target_per_class=40"]).content_dict()["synthesis"]
     assert filled["target_per_class"] == 40
+
+
+def test_drs_takes_a_quantile_strictly_between_0_and_1():
+    for value in ("0", "1", "1.5"):
+        with pytest.raises(ConfigError, match="synthesis.filter.drs"):
+            load_config(None, [f"synthesis.filter.drs={value}"])
+    assert load_config(None, ["synthesis.filter.drs=0.8"]).synthesis.filter.drs == 0.8

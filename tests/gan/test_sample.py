@@ -1,9 +1,10 @@
 """pipeline.gan.sample: latents, generation and the candidate filter."""
 
 import numpy as np
+import pytest
 
 from conftest import tiny_gan_trainer
-from pipeline.gan.sample import generate, latent, select
+from pipeline.gan.sample import drs_keep, generate, latent, select
 
 
 def test_sampling_is_reproducible_per_seed():
@@ -56,3 +57,42 @@ def test_select_filters_and_counts():
         consistent=consistent,
     )
     assert kept.tolist() == [1, 2, 4]
+
+
+def test_drs_keeps_in_proportion_to_the_discriminators_estimate_reproducibly():
+    rng = np.random.default_rng(0)
+    scores, seeds = rng.normal(0, 2, 4000), np.arange(4000) * 7 + 3
+    keep = drs_keep(scores, seeds, 0.9)
+    assert np.array_equal(keep, drs_keep(scores, seeds, 0.9))  # the draws follow the latent seeds
+    assert not np.array_equal(keep, drs_keep(scores, seeds + 1, 0.9))
+    order = np.argsort(scores)
+    half = drs_keep(scores, seeds, 0.5)  # at γ the median: D's most real-like decile is kept
+    assert half[order[-400:]].mean() > 0.9 and half[order[:400]].mean() < 0.05  # its least rarely
+    assert keep[order[-400:]].mean() > 0.5 > 0.01 > keep[order[:400]].mean()
+    assert drs_keep(scores, seeds, 0.5).mean() > keep.mean() > drs_keep(scores, seeds, 0.99).mean()
+    assert drs_keep(np.zeros(0), np.zeros(0), 0.9).shape == (0,)
+    assert drs_keep(np.array([3.0]), np.array([1]), 0.9).dtype == bool  # one candidate: a coin flip
+
+
+def test_select_with_drs_judges_each_class_against_its_own_best_score():
+    # class 1's scores sit far below class 0's: judged per class, it keeps as many
+    labels = np.repeat([0, 1], 500)
+    rng = np.random.default_rng(1)
+    d_score = np.concatenate([rng.normal(10, 1, 500), rng.normal(-10, 1, 500)])
+    seeds, confidence = np.arange(1000), np.ones(1000)
+    kept = select(
+        labels,
+        confidence,
+        d_score,
+        {0: 500, 1: 500},
+        min_confidence=0.0,
+        reject_d_fraction=0.0,
+        drs=0.8,
+        seeds=seeds,
+    )
+    per_class = np.bincount(labels[kept], minlength=2)
+    assert 0 < per_class[0] < 500 and 0 < per_class[1] < 500
+    assert abs(int(per_class[0]) - int(per_class[1])) < 60
+    assert d_score[kept[labels[kept] == 1]].mean() > d_score[500:].mean()  # the better ones stay
+    with pytest.raises(ValueError, match="latent seeds"):
+        select(labels, confidence, d_score, {0: 1}, min_confidence=0.0, reject_d_fraction=0.0, drs=0.8)

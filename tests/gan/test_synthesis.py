@@ -354,6 +354,28 @@ def test_label_consistent_filtering_keeps_samples_whose_top_class_is_their_own(m
     assert not pool["consistent"][kept].all()  # off: the top class is not asked
 
 
+def test_drs_filtering_keeps_the_candidates_d_scores_highest_more_often(monkeypatch):
+    monkeypatch.setattr(
+        filtering, "predict_proba", lambda reference, images: torch.full((len(images), 4), 0.25)
+    )
+    shape = GanShape(4, 1, 8, 8)
+    trainer = GanTrainer(
+        images=np.zeros((8, 8, 8), np.uint8),
+        labels=np.arange(8) % 4,
+        shape=shape,
+        settings=GanTrainConfig(width=8, z_dim=8),
+        seed=0,
+    )
+    wanted = {c: 30 for c in range(4)}
+    config = Config.model_validate({"synthesis": {"filter": {"drs": 0.8, "max_oversample": 4}}})
+    pool, kept = sample_until_filled(config, trainer, None, shape, wanted)
+    assert len(pool["labels"]) > len(kept) > 0  # it rejected some, and sampled more in rounds
+    rejected = np.setdiff1d(np.arange(len(pool["labels"])), kept)
+    assert pool["d_score"][kept].mean() > pool["d_score"][rejected].mean()
+    again, kept_again = sample_until_filled(config, trainer, None, shape, wanted)
+    assert np.array_equal(kept, kept_again) and np.array_equal(pool["seeds"], again["seeds"])
+
+
 def test_the_best_checkpoint_is_chosen_on_images_neither_the_gan_nor_the_classifier_saw(
     tmp_path, monkeypatch
 ):
