@@ -35,6 +35,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         default=_DEFAULTS.device,
         help="where the classifiers train: auto (default: cuda, then mps, then cpu), cpu, cuda or mps",
     )
+    evaluate.add_argument(
+        "--grid",
+        type=int,
+        default=_DEFAULTS.grid,
+        help=f"the classifier's head reads its last map pooled to GRID x GRID (default {_DEFAULTS.grid}; "
+        "2: a stronger learner)",
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -80,6 +87,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "epochs": args.epochs,
         "real_per_class": args.real_per_class,
         "device": args.device,
+        "grid": args.grid,
     }
 
 

@@ -70,6 +70,7 @@ def evaluate(
     epochs: int = _DEFAULTS.epochs,
     real_per_class: int | None = _DEFAULTS.real_per_class,
     device: str = _DEFAULTS.device,
+    grid: int = _DEFAULTS.grid,
 ) -> dict[str, Any]:
     """Evaluate a version; returns the report (also written to ``attachments/``).
 
@@ -80,7 +81,7 @@ def evaluate(
     path = str(resolve_version(version))
     settings = validate_section(
         EvaluateConfig,
-        {"seeds": seeds, "epochs": epochs, "real_per_class": real_per_class, "device": device},
+        {"seeds": seeds, "epochs": epochs, "real_per_class": real_per_class, "device": device, "grid": grid},
     )
     results = {}
     manifest = load_manifest(path)

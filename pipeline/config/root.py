@@ -26,6 +26,7 @@ _LATER_SYNTHESIS_KEYS: dict[tuple[str, ...], Any] = {
     ("train", "fit"): "stretch",
     ("train", "processes"): 1,
     ("filter", "drs"): None,
+    ("gate", "classifier_grid"): 1,
 }
 
 

@@ -178,6 +178,13 @@ class GateConfig(Strict):
         ge=1,
         description="every arm trains for as many steps as this many epochs of the largest arm take",
     )
+    classifier_grid: int = Field(
+        default=1,
+        ge=1,
+        le=4,
+        description="the gate's classifier's head reads its last feature map average-pooled to "
+        "grid x grid (1: global pooling; 2: a stronger learner, as evaluate.grid)",
+    )
     metric: Metric = Field(default="accuracy", description=METRIC_HELP)
     per_class: bool = Field(
         default=False,

@@ -194,7 +194,9 @@ def _score(
     weights_of_rows = torch.as_tensor(train.weights[mask]) if weighted else None
     test_x = to_tensor(test.images)
     weights = metric_weights(test.labels, "balanced_accuracy")
-    spec = ClassifierSpec(epochs=settings.epochs, steps=arm_steps(train, settings, manifest))
+    spec = ClassifierSpec(
+        epochs=settings.epochs, steps=arm_steps(train, settings, manifest), grid=settings.grid
+    )
     runs, balanced, per_class, answers = [], [], [], []
     device = pick_device(settings.device, "device")
     for s in range(settings.seeds):
@@ -256,7 +258,7 @@ def report(version: Path, settings: EvaluateConfig, results: dict[str, dict[str,
         "settings": settings.model_dump(mode="json"),
         "classifier": {
             "name": "ReferenceCNN",
-            **asdict(ClassifierSpec(epochs=settings.epochs, steps=steps)),
+            **asdict(ClassifierSpec(epochs=settings.epochs, steps=steps, grid=settings.grid)),
             "device": device,
             **({"cpu_threads": torch.get_num_threads()} if device == "cpu" else {}),
         },

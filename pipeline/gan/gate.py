@@ -56,7 +56,8 @@ def utility_gate(
             )
         arms[f"{ratio:g}"] = (x, y, weights)
     steps = equal_steps(max(len(y) for _, y, _ in arms.values()), gate.classifier_epochs)
-    spec, device = ClassifierSpec(epochs=gate.classifier_epochs, steps=steps), synthesis_device(config)
+    spec = ClassifierSpec(epochs=gate.classifier_epochs, steps=steps, grid=gate.classifier_grid)
+    device = synthesis_device(config)
     val_x, val_y = to_tensor(validation.images), torch.as_tensor(validation.labels)
     trainings, trained = gate.seeds * len(arms), 0
 

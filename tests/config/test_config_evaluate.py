@@ -19,6 +19,7 @@ def test_defaults():
         0,
         "auto",
     )
+    assert settings.grid == 1
     assert Config().evaluate == settings
 
 
@@ -58,3 +59,5 @@ def test_the_evaluate_section_loads_from_yaml_and_never_enters_the_content(tmp_p
         read_config(path)
     with pytest.raises(ConfigError, match="evaluate.device: device must be"):
         read_config(None, ["evaluate.device=tpu"])
+    with pytest.raises(ConfigError, match="evaluate.grid"):
+        read_config(None, ["evaluate.grid=0"])

@@ -169,12 +169,13 @@ def test_synthesis_keys_added_later_enter_the_content_only_away_from_their_defau
     default = load_config(None, stages).content_dict()["synthesis"]
     assert "weight" not in default and "target_per_class" not in default
     assert "per_class" not in default["gate"] and "loss" not in default["train"]
-    assert "drs" not in default["filter"]
+    assert "drs" not in default["filter"] and "classifier_grid" not in default["gate"]
     for key, value in [
         ("synthesis.weight", "0.5"),
         ("synthesis.gate.per_class", "true"),
         ("synthesis.train.loss", "minimax"),
         ("synthesis.filter.drs", "0.95"),
+        ("synthesis.gate.classifier_grid", "2"),
     ]:
         assert load_config(None, [*stages, f"{key}={value}"]).content_dict()["synthesis"] != default
     filled = load_config(None, [*stages, "synthesis.target_per_class=40"]).content_dict()["synthesis"]

@@ -19,7 +19,14 @@ def parser():
 
 def test_options_and_their_defaults():
     args = parser().parse_args(["evaluate", "v-1"])
-    assert cli_evaluate._options(args) == {"seeds": 3, "epochs": 30, "real_per_class": None, "device": "auto"}
+    assert cli_evaluate._options(args) == {
+        "seeds": 3,
+        "epochs": 30,
+        "real_per_class": None,
+        "device": "auto",
+        "grid": 1,
+    }
+    assert cli_evaluate._options(parser().parse_args(["evaluate", "v-1", "--grid", "2"]))["grid"] == 2
     help_text = parser()._subparsers._group_actions[0].choices["evaluate"].format_help()
     assert "(default 3)" in help_text and "(default 30)" in help_text
 
@@ -30,6 +37,7 @@ def test_options_and_their_defaults():
         (["--epochs", "0"], "evaluation needs seeds >= 1 and epochs >= 1, got 3, 0"),
         (["--real-per-class", "0"], "real_per_class must be at least 1, got 0"),
         (["--device", "tpu"], "device must be auto, cpu, cuda or mps, got 'tpu'"),
+        (["--grid", "0"], "grid"),
     ],
 )
 def test_a_bad_option_is_a_usage_error(tiny_config, capsys, option, message):
@@ -44,11 +52,24 @@ def test_evaluate_cli_runs_the_flow(prefect_harness, tiny_config, capsys, monkey
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same figures on a GPU host
     version, _ = build(tiny_config())
     code = main(
-        ["evaluate", str(version), "--seeds", "1", "--epochs", "1", "--real-per-class", "2", "--json"]
+        [
+            "evaluate",
+            str(version),
+            "--seeds",
+            "1",
+            "--epochs",
+            "1",
+            "--real-per-class",
+            "2",
+            "--grid",
+            "2",
+            "--json",
+        ]
     )
     assert code == 0
     document = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert document["settings"]["real_per_class"] == 2
+    assert document["settings"]["grid"] == document["classifier"]["grid"] == 2  # through the flow
     assert (document["settings"]["device"], document["classifier"]["device"]) == ("auto", "cpu")
     assert document["classifier"]["cpu_threads"] == torch.get_num_threads()
     assert document["results"]["real"]["rows"] == 6  # 2 per class, 3 classes

@@ -10,6 +10,7 @@ from conftest import TINY_GAN
 from pipeline.build import build
 from pipeline.config import EvaluateConfig, validate_section
 from pipeline.core.errors import ConfigError, PipelineError
+from pipeline.evaluate import evaluation
 from pipeline.evaluate.evaluation import (
     SUBSETS,
     _Rows,
@@ -115,8 +116,26 @@ def test_subset_report_and_evaluate_on_a_version(tiny_config, monkeypatch):
     real = evaluate_subset(version, "real", settings)
     assert real["rows"] > 0 and len(real["runs"]) == 1
     doc = report(version, settings, {"real": real})
-    assert doc["settings"] == {"seeds": 1, "epochs": 1, "real_per_class": None, "seed": 0, "device": "cpu"}
+    assert doc["settings"] == {
+        "seeds": 1,
+        "epochs": 1,
+        "real_per_class": None,
+        "seed": 0,
+        "device": "cpu",
+        "grid": 1,
+    }
     assert doc["classifier"]["device"] == "cpu" and doc["classifier"]["epochs"] == 1
+    assert doc["classifier"]["grid"] == 1
+    # the stronger head (evaluate.grid 2): the classifiers train with it, and the report says so
+    specs, train = [], evaluation.train_classifier
+    monkeypatch.setattr(
+        evaluation, "train_classifier", lambda *a, spec, **k: specs.append(spec) or train(*a, spec=spec, **k)
+    )
+    pooled = EvaluateConfig(seeds=1, epochs=1, device="cpu", grid=2)
+    gridded = evaluate_subset(version, "real", pooled)
+    assert [s.grid for s in specs] == [2] and report(version, pooled, {"real": gridded})["classifier"][
+        "grid"
+    ] == 2
     whole = evaluate(version, settings, subsets=["real", "synthetic only (CAS)"])
     assert list(whole["results"]) == ["real", "synthetic only (CAS)"]
     assert whole["results"]["real"]["runs"] == real["runs"]  # seeded: the same figures

@@ -149,6 +149,10 @@ def test_utility_gate_trains_per_seed_and_ratio_and_decides_with_gate_decision(m
     assert events[-1] == (GATE, 2, 2)  # 1 seed x (baseline + 1 ratio) trainings
     # Equal compute: both arms train the steps one epoch of the larger (24 + 6 rows) takes.
     assert result["steps"] == 1 and len(trained) == 2 and {spec.steps for spec in trained} == {1}
+    assert {spec.grid for spec in trained} == {1}
+    stronger = load_config(None, [*TINY_GAN, "synthesis.gate.classifier_grid=2"])
+    gate.utility_gate(stronger, fit, validation, rows, ["a", "b", "c"])
+    assert {spec.grid for spec in trained[2:]} == {2}  # synthesis.gate.classifier_grid reaches the arms
 
 
 def test_the_per_class_gate_keeps_rows_only_for_the_classes_they_help():
