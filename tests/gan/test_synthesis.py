@@ -326,6 +326,19 @@ def test_synthesis_devices_name_where_training_and_sampling_ran(monkeypatch, tmp
     assert synthesis.synthesis_devices(given)["training"] is None  # a given checkpoint: not trained here
 
 
+def _four_class_trainer() -> tuple[GanShape, GanTrainer]:
+    """An untrained 4-class GAN on 8x8 grey images: enough to sample and filter from."""
+    shape = GanShape(4, 1, 8, 8)
+    trainer = GanTrainer(
+        images=np.zeros((8, 8, 8), np.uint8),
+        labels=np.arange(8) % 4,
+        shape=shape,
+        settings=GanTrainConfig(width=8, z_dim=8),
+        seed=0,
+    )
+    return shape, trainer
+
+
 def test_label_consistent_filtering_keeps_samples_whose_top_class_is_their_own(monkeypatch):
     # The classifier's top class is the intended one for even-numbered candidates, the next
     # class for odd ones; its confidence in the intended class is 0.4 either way.
@@ -338,14 +351,7 @@ def test_label_consistent_filtering_keeps_samples_whose_top_class_is_their_own(m
         return probs
 
     monkeypatch.setattr(filtering, "predict_proba", predict_proba)
-    shape = GanShape(4, 1, 8, 8)
-    trainer = GanTrainer(
-        images=np.zeros((8, 8, 8), np.uint8),
-        labels=np.arange(8) % 4,
-        shape=shape,
-        settings=GanTrainConfig(width=8, z_dim=8),
-        seed=0,
-    )
+    shape, trainer = _four_class_trainer()
     config = Config.model_validate({"synthesis": {"filter": {"label_consistent": True, "max_oversample": 2}}})
     pool, kept = sample_until_filled(config, trainer, None, shape, {c: 2 for c in range(4)})
     assert pool["consistent"][kept].all() and not pool["consistent"].all()
@@ -358,14 +364,7 @@ def test_drs_filtering_keeps_the_candidates_d_scores_highest_more_often(monkeypa
     monkeypatch.setattr(
         filtering, "predict_proba", lambda reference, images: torch.full((len(images), 4), 0.25)
     )
-    shape = GanShape(4, 1, 8, 8)
-    trainer = GanTrainer(
-        images=np.zeros((8, 8, 8), np.uint8),
-        labels=np.arange(8) % 4,
-        shape=shape,
-        settings=GanTrainConfig(width=8, z_dim=8),
-        seed=0,
-    )
+    shape, trainer = _four_class_trainer()
     wanted = {c: 30 for c in range(4)}
     config = Config.model_validate({"synthesis": {"filter": {"drs": 0.8, "max_oversample": 4}}})
     pool, kept = sample_until_filled(config, trainer, None, shape, wanted)
