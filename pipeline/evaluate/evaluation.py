@@ -194,9 +194,8 @@ def _score(
     weights_of_rows = torch.as_tensor(train.weights[mask]) if weighted else None
     test_x = to_tensor(test.images)
     weights = metric_weights(test.labels, "balanced_accuracy")
-    spec = ClassifierSpec(
-        epochs=settings.epochs, steps=arm_steps(train, settings, manifest), grid=settings.grid
-    )
+    steps = arm_steps(train, settings, manifest)
+    spec = ClassifierSpec(epochs=settings.epochs, steps=steps, grid=settings.grid)
     runs, balanced, per_class, answers = [], [], [], []
     device = pick_device(settings.device, "device")
     for s in range(settings.seeds):
