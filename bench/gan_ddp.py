@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.config import GanTrainConfig  # noqa: E402
 from pipeline.gan.checkpoint import GanShape  # noqa: E402
-from pipeline.gan.distributed import init_from_env, launched_distributed, shutdown  # noqa: E402
+from pipeline.gan.distributed import World, joined, launched_distributed  # noqa: E402
 from pipeline.gan.train import GanTrainer  # noqa: E402
 
 
@@ -43,8 +43,15 @@ def main() -> int:
     args = parser.parse_args()
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
-    world = init_from_env(args.device) if launched_distributed() else None
-    size = world.size if world else 1
+    if not launched_distributed():
+        return measure(args, World())
+    with joined(args.device) as world:
+        return measure(args, world)
+
+
+def measure(args: argparse.Namespace, world: World) -> int:
+    """Time this process's share of the training steps; rank 0 prints the JSON row."""
+    size = world.size
     steps = args.steps or (10 if args.device == "cpu" else 200)
     shape = (4096, args.resolution, args.resolution, args.channels)
     images = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
@@ -60,32 +67,29 @@ def main() -> int:
         settings=settings,
         seed=0,
     )
-    try:
-        for _ in range(3 if args.device == "cpu" else 30):  # warm-up (and compile)
-            trainer.train_step()
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        for _ in range(steps):
-            trainer.train_step()
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        elapsed = time.perf_counter() - started
-        if world is None or world.main:
-            row = {
-                "processes": size,
-                "device": args.device,
-                "per_process_batch": args.per_process_batch,
-                "global_batch": settings.batch_size,
-                "resolution": args.resolution,
-                "width": args.width,
-                "threads_per_process": args.threads if args.device == "cpu" else None,
-                "img_per_s": settings.batch_size * steps / elapsed,
-                "it_per_s": steps / elapsed,
-            }
-            print(json.dumps(row), flush=True)
-    finally:
-        shutdown()
+    for _ in range(3 if args.device == "cpu" else 30):  # warm-up (and compile)
+        trainer.train_step()
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step()
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - started
+    if world.main:
+        row = {
+            "processes": size,
+            "device": args.device,
+            "per_process_batch": args.per_process_batch,
+            "global_batch": settings.batch_size,
+            "resolution": args.resolution,
+            "width": args.width,
+            "threads_per_process": args.threads if args.device == "cpu" else None,
+            "img_per_s": settings.batch_size * steps / elapsed,
+            "it_per_s": steps / elapsed,
+        }
+        print(json.dumps(row), flush=True)
     return 0
 
 

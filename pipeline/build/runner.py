@@ -202,18 +202,15 @@ def train_gan_distributed(
     """:func:`train_gan_only` in a process torchrun started: join the process group, train
     as this rank, leave; rank 0 also writes the summary to ``out_dir/summary.json``."""
     from pipeline.core.devices import pick_device
-    from pipeline.gan.distributed import init_from_env, shutdown
+    from pipeline.gan.distributed import joined
 
-    world = init_from_env(pick_device(config.synthesis.train.device, "synthesis.train.device").type)
-    try:
+    with joined(pick_device(config.synthesis.train.device, "synthesis.train.device").type) as world:
         summary = train_gan_only(
             config, out_dir, resume=resume, on_metrics=on_metrics if world.main else None
         )
         if world.main:
             (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, sort_keys=True))
-        return summary
-    finally:
-        shutdown()
+    return summary
 
 
 def _main(argv: list[str]) -> int:

@@ -12,7 +12,10 @@ rank 0; every stream is global) resumes at any world size.
 
 from __future__ import annotations
 
+import gc
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -58,9 +61,28 @@ def init_from_env(device_type: str) -> World:
 
 
 def shutdown() -> None:
-    """Leave the process group (if any)."""
+    """Leave the process group (if any) at once."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def joined(device_type: str) -> Iterator[World]:
+    """The process group of :func:`init_from_env` for the ``with`` block, then left.
+
+    On a normal end every process first waits for the others and drops its unreferenced
+    DistributedDataParallel wrappers, so none tears its connections down while a peer
+    still uses them (gloo aborted the process that left first, now and then). On an error
+    it leaves at once: the peers may never reach the barrier."""
+    world = init_from_env(device_type)
+    try:
+        yield world
+    except BaseException:
+        shutdown()
+        raise
+    barrier()
+    gc.collect()
+    shutdown()
 
 
 def barrier() -> None:

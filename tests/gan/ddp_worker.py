@@ -20,7 +20,7 @@ import torch
 
 from pipeline.config import GanTrainConfig
 from pipeline.gan.checkpoint import GanShape, load_checkpoint, save_checkpoint
-from pipeline.gan.distributed import current_world, init_from_env, shutdown
+from pipeline.gan.distributed import current_world, joined
 from pipeline.gan.train import GanTrainer
 
 SHAPE = GanShape(4, 1, 16, 16)
@@ -55,13 +55,10 @@ def main() -> int:
     parser.add_argument("--save", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    world = init_from_env("cpu")
-    try:
+    with joined("cpu") as world:
         history = run(args.steps, args.resume, args.save)
         if world.main:
             args.out.write_text(json.dumps({"world": world.size, "history": history}))
-    finally:
-        shutdown()
     return 0
 
 

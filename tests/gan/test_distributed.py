@@ -157,3 +157,17 @@ def test_the_process_group_helpers_in_a_group_of_one(group_of_one, monkeypatch):
     assert not dist.is_initialized() and current_world() == World()
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert launched_distributed()
+
+
+def test_joined_leaves_the_group_after_the_block_and_on_an_error(group_of_one):
+    from torch import distributed as dist
+
+    from pipeline.gan.distributed import joined
+
+    with joined("cpu") as world:
+        assert dist.is_initialized() and world == World(0, 1, 0)
+    assert not dist.is_initialized()
+    with pytest.raises(RuntimeError, match="rank failed"), joined("cpu"):
+        assert dist.is_initialized()
+        raise RuntimeError("rank failed")
+    assert not dist.is_initialized()
