@@ -17,6 +17,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,36 @@ def prepare_task(config: Config, run: dict[str, Any], processes: int) -> BuildCo
 
 
 @task(cache_policy=NO_CACHE, retry_delay_seconds=1, retry_condition_fn=_retry_if_it_may_help)
-def stage_task(name: str, context: BuildContext) -> BuildContext:
-    """One stage of :data:`~pipeline.build.stages.STAGES`, by name, logging to the task run."""
-    return stage_named(name).run(context, get_run_logger().info)
+def stage_task(name: str, context: BuildContext, on_cluster: bool = False) -> BuildContext:
+    """One stage of :data:`~pipeline.build.stages.STAGES`, by name, logging to the task run;
+    ``on_cluster``: a stage that can spread its work hands its chunks to the flow's cluster."""
+    stage = stage_named(name)
+    if stage.spread and on_cluster:
+        return stage.run(context, get_run_logger().info, _on_cluster)
+    return stage.run(context, get_run_logger().info)
+
+
+@task(
+    cache_policy=NO_CACHE,
+    retries=_RETRIES,
+    retry_delay_seconds=1,
+    retry_condition_fn=_retry_if_it_may_help,
+    task_run_name="chunk-{index}",
+)
+def chunk_task(fn: Callable[..., Any], args: tuple[Any, ...], index: int) -> Any:
+    """One chunk of a stage's work (e.g. sampling candidates), on a cluster worker."""
+    return fn(*args)
+
+
+def _on_cluster(fn: Callable[..., Any], calls: list[tuple[Any, ...]]) -> list[Any]:
+    """A stage's :data:`~pipeline.gan.filtering.Spread`: one task per chunk on the flow's
+    task runner (nested in the stage's task, they go to its Dask cluster)."""
+    futures = chunk_task.map(unmapped(fn), calls, range(len(calls)))
+    try:
+        return [future.result() for future in futures]
+    except BaseException:
+        _stop(futures)
+        raise
 
 
 @task(
@@ -80,10 +108,11 @@ def shard_task(name: str, context: BuildContext, shard: ShardSpec, processes: in
 
 class PrefectTasks:
     """The runner's executor in a flow run: each stage a task named after it, each shard a
-    task on the flow's task runner, log lines to the flow run's log."""
+    task on the flow's task runner, log lines to the flow run's log. ``on_cluster`` (the
+    Dask runner): stages that can spread their work send its chunks to the cluster too."""
 
-    def __init__(self, logger):
-        self._logger = logger
+    def __init__(self, logger, *, on_cluster: bool = False):
+        self._logger, self._on_cluster = logger, on_cluster
 
     def prepare(self, config: Config, run: dict[str, Any], workers: int) -> BuildContext:
         context = prepare_task(config, run, workers)
@@ -94,7 +123,8 @@ class PrefectTasks:
 
     def stage(self, stage: Stage, context: BuildContext) -> BuildContext:
         retries = _RETRIES if stage.retried else 0
-        return stage_task.with_options(name=stage.name, retries=retries)(stage.name, context)
+        run = stage_task.with_options(name=stage.name, retries=retries)
+        return run(stage.name, context, self._on_cluster)
 
     def shards(self, stage: Stage, context: BuildContext) -> BuildContext:
         mapped = shard_task.with_options(name=stage.name)
@@ -213,7 +243,8 @@ def expand(config_path: str | None = None, overrides: list[str] | None = None) -
     config = load_config(config_path, overrides)
     # Long stages log their progress (GAN training and writing log their own lines).
     with reporting(ProgressLog(logger, skip=(GAN, WRITING))):
-        context = run_stages(config, PrefectTasks(logger), _run_record())
+        executor = PrefectTasks(logger, on_cluster=config.runner.kind == "dask")
+        context = run_stages(config, executor, _run_record())
     _publish_artifacts(context.final_dir, created=not context.existing)
     return run_result(context)
 

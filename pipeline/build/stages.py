@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.augment.counts import allocate_copies
 from pipeline.augment.recipe import check_augment
@@ -31,6 +31,9 @@ from pipeline.core.errors import ConfigError
 from pipeline.gan.stage import read_synthetic, synthesize_stage, train_gan_stage, write_history
 from pipeline.ingest.store import INDEX_FILE, load_index
 from pipeline.version.pictures import TUNE_FILE, tune_chart
+
+if TYPE_CHECKING:  # torch is imported by the stages that use it
+    from pipeline.gan.filtering import Spread
 
 Log = Callable[[str], None]
 
@@ -54,6 +57,9 @@ class Stage:
         per_shard: ``run`` is ``(context, shard) -> shard entry``, called once per planned
             shard (on worker processes, or one Prefect task per shard); the entries land in
             ``context.entries`` in shard order.
+        spread: ``run`` also takes a :data:`pipeline.gan.filtering.Spread`, to hand
+            chunks of its work to the executor's workers (a cluster); without one it does
+            the work itself.
         retried: I/O: an orchestrator may retry a failed attempt.
         existing: also runs when the version is already published.
         makes: what the stage adds to the context or the version (for readers and logs).
@@ -64,6 +70,7 @@ class Stage:
     makes: str = ""
     applies: Callable[[Config], bool] = _always
     per_shard: bool = False
+    spread: bool = False
     retried: bool = False
     existing: bool = False
 
@@ -114,13 +121,20 @@ def gan_progress_line(metrics: dict[str, float], settings: GanTrainConfig) -> st
     )
 
 
-def synthesize(context: BuildContext, log: Log = quiet) -> BuildContext:
+def synthesize(context: BuildContext, log: Log = quiet, spread: Spread | None = None) -> BuildContext:
     """Sample, filter and gate synthetic rows into staging (see
-    :func:`pipeline.gan.stage.synthesize_stage`), from the trained or the given generator."""
+    :func:`pipeline.gan.stage.synthesize_stage`), from the trained or the given generator;
+    the candidates are made through ``spread`` when the executor gives one (a cluster)."""
     config = context.config
     checkpoint = Path(context.checkpoint or config.synthesis.checkpoint)
     report = synthesize_stage(
-        config, context.work_dir, context.version_dir, context.shape, context.class_names, checkpoint
+        config,
+        context.work_dir,
+        context.version_dir,
+        context.shape,
+        context.class_names,
+        checkpoint,
+        spread,
     )
     if report.get("gate"):
         log(f"utility gate: {report['gate']['reason']}")
@@ -180,6 +194,7 @@ STAGES: tuple[Stage, ...] = (
         synthesize,
         "synthesis (the report), the kept rows in work/, the generator and samples.png",
         applies=lambda c: c.synthesis.enabled,
+        spread=True,
     ),
     Stage("plan", plan, "shards, details.augment"),
     Stage("write-shard", write_shard, "entries (one per shard)", per_shard=True, retried=True),

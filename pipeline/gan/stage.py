@@ -26,12 +26,14 @@ from pipeline.version.pictures import CURVES_FILE, training_curves
 # that a build without synthesis, and its worker processes, never load torch.
 if TYPE_CHECKING:
     from pipeline.gan.checkpoint import GanShape
+    from pipeline.gan.filtering import Spread
     from pipeline.ingest.store import RealData
 
 SYNTHETIC_PIXELS = "synthetic.u8"
 SYNTHETIC_INDEX = "synthetic.parquet"
 CHECKPOINT_IN_VERSION = "gan/generator.pt"
 GRID_FILE = "samples.png"
+CANDIDATES_DIR = "candidates"
 HISTORY_FILE = "gan/history.json"
 _GRID_COLUMNS = 8
 
@@ -92,8 +94,11 @@ def synthesize_stage(
     shape: tuple[int, ...],
     class_names: list[str],
     checkpoint: Path,
+    spread: Spread | None = None,
 ) -> dict[str, Any]:
     """Sample, filter and gate; stage the kept rows; put checkpoint and grid into the version.
+    With ``spread``, the candidates are made on its workers (their images staged in
+    ``work_dir/candidates``; see :mod:`pipeline.gan.filtering`).
 
     Returns:
         The synthesis report for the manifest (metrics, gate figures, counts, files).
@@ -110,7 +115,10 @@ def synthesize_stage(
         gan_shape(shape, len(class_names), config.synthesis.train),
         checkpoint,
         class_names,
+        spread=spread,
+        scratch=work_dir / CANDIDATES_DIR,
     )
+    shutil.rmtree(work_dir / CANDIDATES_DIR, ignore_errors=True)  # the kept rows are staged below
     report = result["report"]
     sha = report["checkpoint_sha256"]
     write_pixels(work_dir / SYNTHETIC_PIXELS, iter(result["images"]))

@@ -40,7 +40,7 @@ from pipeline.gan.checkpoint import (
     save_checkpoint,
 )
 from pipeline.gan.distributed import barrier
-from pipeline.gan.filtering import sample_until_filled
+from pipeline.gan.filtering import Sampler, SamplerFiles, Spread, sample_until_filled, sampling_trainer
 from pipeline.gan.gate import synthesis_device, take_ratio, utility_gate
 from pipeline.gan.sample import generate
 from pipeline.gan.train import GanTrainer
@@ -151,8 +151,17 @@ def synthesize(
     shape: GanShape,
     checkpoint: Path,
     class_names: list[str],
+    *,
+    spread: Spread | None = None,
+    scratch: Path | None = None,
 ) -> dict[str, Any]:
     """Sample, filter, measure and gate synthetic rows from a trained checkpoint.
+
+    Args:
+        spread: make the candidates chunk by chunk through it (the flow's Dask cluster;
+            see :mod:`pipeline.gan.filtering`), the workers reading the checkpoint and the
+            reference classifier that this call writes to ``scratch``, where they write
+            the candidates' images. None: in this process.
 
     Returns:
         ``{"images", "labels", "seeds", "confidence", "d_score", "report", "preview"}``:
@@ -166,18 +175,22 @@ def synthesize(
     state = load_checkpoint(checkpoint)
     check_compatible(state, shape, syn.train, str(checkpoint))
     check_held_out(state, list(validation.ids), str(checkpoint))
-    trainer = GanTrainer(
-        images=fit.images[:2],
-        labels=fit.labels[:2],
-        shape=shape,
-        settings=syn.train.model_copy(update={"device": syn.device, "compile": None}),
-        seed=config.seed,
-    )
-    trainer.load_state_dict(state, str(checkpoint))
     reference = _reference(config, fit, shape.num_classes, checkpoint.parent / REFERENCE_FILE)
+    sampler = Sampler(config, shape, sampling_trainer(config, shape, state, str(checkpoint)), reference)
 
     wanted = {c: syn.count_for(int((train.labels == c).sum())) for c in range(shape.num_classes)}
-    pool, kept = sample_until_filled(config, trainer, reference, shape, wanted)
+    files = None
+    if spread is not None:  # what the cluster's workers load: the checkpoint and these weights
+        scratch.mkdir(parents=True, exist_ok=True)
+        torch.save(reference.state_dict(), scratch / REFERENCE_FILE)
+        # The device type this process picked, and its CPU threads: the ones the id records.
+        device = synthesis_device(config).type
+        pinned = config.model_copy(update={"synthesis": syn.model_copy(update={"device": device})})
+        threads = torch.get_num_threads() if device == "cpu" else None
+        files = SamplerFiles(
+            pinned, shape, checkpoint, scratch / REFERENCE_FILE, _reference_spec(config), threads
+        )
+    pool, kept = sample_until_filled(sampler, wanted, spread=spread, files=files, scratch=scratch)
     rows = {key: values[kept] for key, values in pool.items()}
     counts = np.bincount(rows["labels"], minlength=shape.num_classes)
     short = {class_names[c]: int(counts[c]) for c, n in wanted.items() if counts[c] < n}
@@ -265,7 +278,7 @@ def quality_metrics(
 def _reference(config: Config, fit: RealData, num_classes: int, saved: Path, *, save: bool = False):
     """The reference classifier trained on ``fit``, or the one saved at ``saved`` for the
     same images, labels, seed, recipe and device (written there when ``save``)."""
-    spec = ClassifierSpec(epochs=config.synthesis.gate.classifier_epochs)
+    spec = _reference_spec(config)
     return saved_or_trained(
         fit.images,
         fit.labels,
@@ -277,6 +290,10 @@ def _reference(config: Config, fit: RealData, num_classes: int, saved: Path, *, 
         save=save,
         on_epoch=lambda e: report(REFERENCE, e, spec.epochs),
     )
+
+
+def _reference_spec(config: Config) -> ClassifierSpec:
+    return ClassifierSpec(epochs=config.synthesis.gate.classifier_epochs)
 
 
 def _features(config: Config, reference, images: torch.Tensor) -> np.ndarray:

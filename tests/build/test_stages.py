@@ -91,7 +91,7 @@ def test_train_gan_and_synthesize_record_what_their_stage_made(monkeypatch, tiny
         on_metrics({"step": 5, "d_loss": 1.0, "g_loss": 2.0, "img_per_s": 10.0})
         return {"checkpoint": work_dir / "gan" / "best.pt"}
 
-    def synthesize(config, work_dir, version_dir, shape, class_names, checkpoint):
+    def synthesize(config, work_dir, version_dir, shape, class_names, checkpoint, spread=None):
         calls["synthesize"] = checkpoint
         return {"gate": {"reason": "kept 0.5"}, "published": 3}
 

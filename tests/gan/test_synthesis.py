@@ -18,7 +18,7 @@ from pipeline.core.seeds import derive_seed
 from pipeline.evaluate import classifier
 from pipeline.gan import filtering, synthesis
 from pipeline.gan.checkpoint import GanShape, id_digests
-from pipeline.gan.filtering import sample_until_filled
+from pipeline.gan.filtering import Sampler, sample_until_filled
 from pipeline.gan.train import GanTrainer
 from pipeline.version.manifest import load_manifest
 from pipeline.version.summary import run_markdown
@@ -148,7 +148,7 @@ def test_filtered_sampling_draws_rounds_until_each_class_is_full(
         images=images, labels=np.arange(8) % 4, shape=shape, settings=GanTrainConfig(width=8, z_dim=8), seed=0
     )
     wanted = {0: 5, 1: 5, 2: 5, 3: 0}
-    pool, kept = sample_until_filled(config, trainer, None, shape, wanted)
+    pool, kept = sample_until_filled(Sampler(config, shape, trainer, None), wanted)
     counts = np.bincount(pool["labels"][kept], minlength=4)
     made = np.bincount(pool["labels"], minlength=4)
     if fill_short:  # every confident candidate kept, the rest of each class from the others
@@ -353,10 +353,10 @@ def test_label_consistent_filtering_keeps_samples_whose_top_class_is_their_own(m
     monkeypatch.setattr(filtering, "predict_proba", predict_proba)
     shape, trainer = _four_class_trainer()
     config = Config.model_validate({"synthesis": {"filter": {"label_consistent": True, "max_oversample": 2}}})
-    pool, kept = sample_until_filled(config, trainer, None, shape, {c: 2 for c in range(4)})
+    pool, kept = sample_until_filled(Sampler(config, shape, trainer, None), {c: 2 for c in range(4)})
     assert pool["consistent"][kept].all() and not pool["consistent"].all()
     loose = Config.model_validate({"synthesis": {"filter": {"max_oversample": 2}}})
-    pool, kept = sample_until_filled(loose, trainer, None, shape, {c: 2 for c in range(4)})
+    pool, kept = sample_until_filled(Sampler(loose, shape, trainer, None), {c: 2 for c in range(4)})
     assert not pool["consistent"][kept].all()  # off: the top class is not asked
 
 
@@ -367,11 +367,11 @@ def test_drs_filtering_keeps_the_candidates_d_scores_highest_more_often(monkeypa
     shape, trainer = _four_class_trainer()
     wanted = {c: 30 for c in range(4)}
     config = Config.model_validate({"synthesis": {"filter": {"drs": 0.8, "max_oversample": 4}}})
-    pool, kept = sample_until_filled(config, trainer, None, shape, wanted)
+    pool, kept = sample_until_filled(Sampler(config, shape, trainer, None), wanted)
     assert len(pool["labels"]) > len(kept) > 0  # it rejected some, and sampled more in rounds
     rejected = np.setdiff1d(np.arange(len(pool["labels"])), kept)
     assert pool["d_score"][kept].mean() > pool["d_score"][rejected].mean()
-    again, kept_again = sample_until_filled(config, trainer, None, shape, wanted)
+    again, kept_again = sample_until_filled(Sampler(config, shape, trainer, None), wanted)
     assert np.array_equal(kept, kept_again) and np.array_equal(pool["seeds"], again["seeds"])
 
 
