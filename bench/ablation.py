@@ -1,19 +1,23 @@
 """Which lever makes synthetic rows help? Fashion-MNIST, K real images per class, the whole
-test split: one version per arm (the gate forced open, so every arm publishes its rows),
-each evaluated as ``expand evaluate`` does (every subset trained for the same steps, 3+
-seeds; the real and real+augmented subsets, the same rows in every arm, are trained once
-per step count), and the paired gain of real+augmented+synthetic over real+augmented with
-its 95 % interval over seeds and test images, CAS against real-only, rows kept and time.
+test split: one version per arm (the gate forced open, so every arm publishes its rows,
+but in ``together_gated``), each evaluated as ``expand evaluate`` does (every subset
+trained for the same steps, 3+ seeds; the real and real+augmented subsets, the same rows
+in every arm, are trained once per step count), and the paired gain of
+real+augmented+synthetic over real+augmented with its 95 % interval over seeds and test
+images, CAS against real-only, rows kept and time.
 
 Arms: the baseline synthesis (hinge loss), then each lever alone (minimax loss, LeCam, ADA,
 label-consistent filtering, discriminator rejection sampling, soft labels, a 0.25 ratio,
-loss weight 0.5) and all the GAN-side and filter-side levers together. Arms that only
+loss weight 0.5), all the GAN-side and filter-side levers together, and together with
+the per-class utility gate deciding which classes get rows. Arms that only
 change filtering or labels reuse the baseline's generator (``synthesis.checkpoint``), so
 they differ in that lever alone; ``--generator`` gives one from an earlier run (the
 baseline arm then samples it too).
 
     python bench/ablation.py --per-class 100 --steps 1500 --seeds 3 --json bench/results/ablation-k100.json
     python bench/ablation.py --per-class 10 --steps 20 --seeds 2 --epochs 1 --arms baseline soft_labels
+
+``--grid 2`` scores every subset with the stronger reference classifier (``evaluate.grid``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,12 @@ from pipeline.evaluate.evaluation import SUBSETS, comparisons, evaluate_subset
 from pipeline.version.manifest import load_manifest
 
 # Each arm: its overrides, and whether it trains its own generator (else the baseline's).
+TOGETHER = [
+    "synthesis.train.lecam=0.3",
+    "synthesis.train.ada_target=0.6",
+    "synthesis.filter.label_consistent=true",
+    "synthesis.soft_labels=true",
+]
 ARMS: dict[str, tuple[list[str], bool]] = {
     "baseline": ([], True),
     "minimax": (["synthesis.train.loss=minimax", "synthesis.train.betas=[0.5, 0.999]"], True),
@@ -46,15 +56,10 @@ ARMS: dict[str, tuple[list[str], bool]] = {
     "soft_labels": (["synthesis.soft_labels=true"], False),
     "ratio_0.25": (["synthesis.ratio=0.25"], False),
     "weight_0.5": (["synthesis.weight=0.5"], False),
-    "together": (
-        [
-            "synthesis.train.lecam=0.3",
-            "synthesis.train.ada_target=0.6",
-            "synthesis.filter.label_consistent=true",
-            "synthesis.soft_labels=true",
-        ],
-        True,
-    ),
+    "together": (TOGETHER, True),
+    # The levers together with the utility gate on, per class: it decides on its own part of
+    # the training images (which the GAN then does not see) which classes get rows.
+    "together_gated": ([*TOGETHER, "synthesis.gate.enabled=true", "synthesis.gate.per_class=true"], True),
 }
 
 
@@ -68,7 +73,7 @@ def scored(version: Path, settings: EvaluateConfig, cache: Path) -> dict[str, di
     cache.mkdir(parents=True, exist_ok=True)
     found = {}
     for subset in SUBSETS:
-        saved = cache / f"{subset}-{steps}-{settings.seeds}.pickle"
+        saved = cache / f"{subset}-{steps}-{settings.seeds}-g{settings.grid}.pickle"
         if subset in ("real", "real+augmented") and saved.is_file():
             found[subset] = pickle.loads(saved.read_bytes())
             continue
@@ -86,6 +91,9 @@ def main() -> int:
     parser.add_argument("--copies", type=float, default=4)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=15, help="evaluation: passes over the largest subset")
+    parser.add_argument(
+        "--grid", type=int, default=1, help="evaluation: the classifier's head (evaluate.grid)"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     parser.add_argument("--tarball", type=Path, default=TARBALL)
@@ -125,7 +133,7 @@ def main() -> int:
             *args.set,
         ]
         generator = args.generator
-        settings = EvaluateConfig(seeds=args.seeds, epochs=args.epochs, device=args.device)
+        settings = EvaluateConfig(seeds=args.seeds, epochs=args.epochs, device=args.device, grid=args.grid)
         for name in args.arms:
             overrides, trains = ARMS[name]
             if not trains and generator is None:
