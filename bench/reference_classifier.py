@@ -11,11 +11,15 @@ steps: scored on ``--validation`` images per class drawn from the rest of the tr
 split (the choice is made there), and on the test split only with ``--report-test``.
 
     python bench/reference_classifier.py --arms w32-g1 w32-g3 w48-g1 --steps 1500 --validation 200
+
+``--tarball`` reads any ImageFolder tarball (the CIFAR-10 subset has no test split: use it
+with ``--arms``), or ``digits``, the embedded ones.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import tarfile
@@ -29,6 +33,7 @@ from PIL import Image
 
 from pipeline.evaluate.classifier import ClassifierSpec, correct, to_tensor, train_classifier
 from pipeline.evaluate.stats import paired_interval, spread
+from pipeline.sources.digits import DIGITS_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 TARBALL = ROOT.parent / "shared" / "datasets" / "fashion-mnist.tar.gz"
@@ -38,16 +43,25 @@ def load(
     tarball: Path, per_class: int, seed: int, validation: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """K seeded training images per class and the test split; with ``validation``, the
-    "test" returned is that many other training images per class instead."""
+    "test" returned is that many other training images per class instead. Any ImageFolder
+    tarball (``train/<class>/<file>``, classes in sorted order, files picked by their rank
+    in sorted order): Fashion-MNIST, the CIFAR-10 subset (which has no test split: use it
+    with ``validation``)."""
+    with tarfile.open(tarball) as tar:
+        listed = [m.name.split("/") for m in tar if m.isfile() and m.name.count("/") == 2]
+    classes = sorted({cls for split, cls, _ in listed if split == "train"})
+    files = {c: sorted(name for split, cls, name in listed if split == "train" and cls == c) for c in classes}
     rng = np.random.default_rng(seed)
-    picks = {c: rng.choice(6000, per_class, replace=False) for c in range(10)}
-    chosen = {str(c): {f"{k:04d}.png" for k in picks[c]} for c in range(10)}
+    picks = {c: rng.choice(len(files[c]), per_class, replace=False) for c in classes}
+    chosen = {c: {files[c][k] for k in picks[c]} for c in classes}
     held: dict[str, set[str]] = {}
     if validation:
         other = np.random.default_rng(seed + 1)
-        for c in range(10):
-            rest = np.setdiff1d(np.arange(6000), picks[c])
-            held[str(c)] = {f"{k:04d}.png" for k in other.choice(rest, validation, replace=False)}
+        for c in classes:
+            rest = np.setdiff1d(np.arange(len(files[c])), picks[c])
+            held[c] = {files[c][k] for k in other.choice(rest, validation, replace=False)}
+    elif not any(split == "test" for split, _, _ in listed):
+        raise SystemExit(f"{tarball} has no test split: use --arms with --validation")
     train, test = ([], []), ([], [])
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(tarball) as tar:
         members = [
@@ -55,6 +69,7 @@ def load(
             for m in tar
             if m.isfile()
             and len(parts := m.name.split("/")) == 3
+            and parts[1] in chosen
             and (
                 (parts[0] == "test" and not validation)
                 or (
@@ -68,8 +83,25 @@ def load(
             split, cls, name = member.name.split("/")
             target = train if split == "train" and name in chosen[cls] else test
             target[0].append(np.asarray(Image.open(Path(tmp) / member.name)))
-            target[1].append(int(cls))
+            target[1].append(classes.index(cls))
     return np.stack(train[0]), np.asarray(train[1]), np.stack(test[0]), np.asarray(test[1])
+
+
+def digits_tarball(target: Path) -> Path:
+    """The embedded digits as an ImageFolder tarball (``train/<label>/<index>.png``, pixels
+    scaled to 0..255 as the ``digits`` source does), for ``--tarball digits``."""
+    with np.load(DIGITS_FILE) as data:
+        raw, labels = data["images"], data["labels"].astype(int)
+    images = np.rint(raw * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    with tarfile.open(target, "w:gz") as tar:
+        for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+            encoded = io.BytesIO()
+            Image.fromarray(pixels).save(encoded, "PNG")
+            member = tarfile.TarInfo(f"train/{label}/{index:04d}.png")
+            member.size = encoded.tell()
+            encoded.seek(0)
+            tar.addfile(member, encoded)
+    return target
 
 
 def main() -> int:
@@ -78,7 +110,12 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--steps", type=int, nargs="+", default=[1500])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--tarball", type=Path, default=TARBALL)
+    parser.add_argument(
+        "--tarball",
+        type=Path,
+        default=TARBALL,
+        help="an ImageFolder tarball, or 'digits' (the embedded ones)",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--arms", nargs="*", default=[], help="network shapes: w<width>-g<grid>")
     parser.add_argument(
@@ -88,12 +125,16 @@ def main() -> int:
         "--report-test", action="store_true", help="with --arms: also score on the test split"
     )
     args = parser.parse_args()
+    if str(args.tarball) == "digits":
+        scratch = tempfile.TemporaryDirectory()
+        args.tarball = digits_tarball(Path(scratch.name) / "digits.tar.gz")
     if not args.tarball.is_file():
         print(f"skipped: {args.tarball} not found", file=sys.stderr)
         return 0
     if args.arms:
         return compare_shapes(args)
     x, y, test_x, test_y = load(args.tarball, args.per_class, 0)
+    classes = int(y.max()) + 1
     x, y, test_x = to_tensor(x), torch.as_tensor(y), to_tensor(test_x)
     arms = {f"{args.epochs} epochs": ClassifierSpec(epochs=args.epochs)}
     arms.update({f"{s} steps": ClassifierSpec(steps=s) for s in args.steps})
@@ -106,7 +147,8 @@ def main() -> int:
     for name, spec in arms.items():
         started = time.perf_counter()
         right = [
-            correct(train_classifier(x, y, 10, seed=s, spec=spec), test_x, test_y) for s in range(args.seeds)
+            correct(train_classifier(x, y, classes, seed=s, spec=spec), test_x, test_y)
+            for s in range(args.seeds)
         ]
         answers[name] = np.stack(right).astype(np.float64)
         runs = answers[name].mean(axis=1)
@@ -135,14 +177,20 @@ def compare_shapes(args: argparse.Namespace) -> int:
     if args.report_test:
         _, _, test_x, test_y = load(args.tarball, args.per_class, 0)
         splits["test"] = (to_tensor(test_x), test_y)
+    classes = int(y.max()) + 1
     x, y = to_tensor(x), torch.as_tensor(y)
-    results: dict = {"per_class": args.per_class, "steps": args.steps[0], "threads": torch.get_num_threads()}
+    results: dict = {
+        "tarball": args.tarball.name,
+        "per_class": args.per_class,
+        "steps": args.steps[0],
+        "threads": torch.get_num_threads(),
+    }
     answers: dict[str, dict[str, np.ndarray]] = {split: {} for split in splits}
     for arm in args.arms:
         width, grid = (int(part[1:]) for part in arm.split("-"))
         spec = ClassifierSpec(steps=args.steps[0], width=width, grid=grid)
         started = time.perf_counter()
-        models = [train_classifier(x, y, 10, seed=s, spec=spec) for s in range(args.seeds)]
+        models = [train_classifier(x, y, classes, seed=s, spec=spec) for s in range(args.seeds)]
         results[arm] = {"seconds": round(time.perf_counter() - started, 1)}
         for split, (images, labels) in splits.items():
             right = np.stack([correct(m, images, labels) for m in models]).astype(np.float64)

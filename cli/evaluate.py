@@ -40,7 +40,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         type=int,
         default=_DEFAULTS.grid,
         help=f"the classifier's head reads its last map pooled to GRID x GRID (default {_DEFAULTS.grid}; "
-        "2: a stronger learner)",
+        "1: global pooling)",
     )
 
 

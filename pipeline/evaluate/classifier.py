@@ -3,7 +3,9 @@ evaluation, so every figure the project reports comes from the same yardstick.
 
 The network adapts to the resolution: conv3x3-BN-ReLU blocks that double the width (32 to
 128) with max pooling between them while the map is at least 8 pixels, global average
-pooling, dropout, a linear head. It is small on purpose: the gate trains it many times.
+pooling, dropout, a linear head (with ``grid`` 2, the head reads the last map pooled to 2x2:
+``expand evaluate``'s default, chosen on validation images; metrics, tuning and the gate
+use the global head unless configured). It is small on purpose: the gate trains it many times.
 Its pooled features (up to 128 values) replace Inception features for Fréchet distance,
 KID and precision/recall, which need no downloaded weights.
 """

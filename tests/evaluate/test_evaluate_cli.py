@@ -24,9 +24,9 @@ def test_options_and_their_defaults():
         "epochs": 30,
         "real_per_class": None,
         "device": "auto",
-        "grid": 1,
+        "grid": 2,
     }
-    assert cli_evaluate._options(parser().parse_args(["evaluate", "v-1", "--grid", "2"]))["grid"] == 2
+    assert cli_evaluate._options(parser().parse_args(["evaluate", "v-1", "--grid", "1"]))["grid"] == 1
     help_text = parser()._subparsers._group_actions[0].choices["evaluate"].format_help()
     assert "(default 3)" in help_text and "(default 30)" in help_text
 
@@ -62,14 +62,14 @@ def test_evaluate_cli_runs_the_flow(prefect_harness, tiny_config, capsys, monkey
             "--real-per-class",
             "2",
             "--grid",
-            "2",
+            "1",
             "--json",
         ]
     )
     assert code == 0
     document = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert document["settings"]["real_per_class"] == 2
-    assert document["settings"]["grid"] == document["classifier"]["grid"] == 2  # through the flow
+    assert document["settings"]["grid"] == document["classifier"]["grid"] == 1  # through the flow
     assert (document["settings"]["device"], document["classifier"]["device"]) == ("auto", "cpu")
     assert document["classifier"]["cpu_threads"] == torch.get_num_threads()
     assert document["results"]["real"]["rows"] == 6  # 2 per class, 3 classes

@@ -122,20 +122,20 @@ def test_subset_report_and_evaluate_on_a_version(tiny_config, monkeypatch):
         "real_per_class": None,
         "seed": 0,
         "device": "cpu",
-        "grid": 1,
+        "grid": 2,
     }
     assert doc["classifier"]["device"] == "cpu" and doc["classifier"]["epochs"] == 1
-    assert doc["classifier"]["grid"] == 1
-    # the stronger head (evaluate.grid 2): the classifiers train with it, and the report says so
+    assert doc["classifier"]["grid"] == 2
+    # the global-pooling head (evaluate.grid 1): the classifiers train with it, and the report says so
     specs, train = [], evaluation.train_classifier
     monkeypatch.setattr(
         evaluation, "train_classifier", lambda *a, spec, **k: specs.append(spec) or train(*a, spec=spec, **k)
     )
-    pooled = EvaluateConfig(seeds=1, epochs=1, device="cpu", grid=2)
-    gridded = evaluate_subset(version, "real", pooled)
-    assert [s.grid for s in specs] == [2] and report(version, pooled, {"real": gridded})["classifier"][
+    pooled = EvaluateConfig(seeds=1, epochs=1, device="cpu", grid=1)
+    global_head = evaluate_subset(version, "real", pooled)
+    assert [s.grid for s in specs] == [1] and report(version, pooled, {"real": global_head})["classifier"][
         "grid"
-    ] == 2
+    ] == 1
     whole = evaluate(version, settings, subsets=["real", "synthetic only (CAS)"])
     assert list(whole["results"]) == ["real", "synthetic only (CAS)"]
     assert whole["results"]["real"]["runs"] == real["runs"]  # seeded: the same figures

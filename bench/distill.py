@@ -1,0 +1,165 @@
+"""Does a stronger teacher make synthetic rows help? Knowledge distillation through the
+GAN's images (Hinton et al. 2015: an ensemble's soft labels on a transfer set).
+
+``synthesis.soft_labels`` labels synthetic rows with the reference classifier the GAN
+measured itself with: one network, trained on the real images only. Here the teacher is
+an ensemble of ``--teachers`` reference classifiers (the ``--grid`` head) trained on the
+version's real and augmented rows, each row of the transfer set labelled by the mean of
+their softmax at temperature T. Per version (built with the gate off, e.g. by
+``bench/ablation.py --workdir``; the real and augmented rows must be the same in all) and
+temperature, the student (the same network, ``--steps`` steps, ``--seeds`` seeds) trains on
+
+- real + augmented, hard labels: the baseline;
+- real + augmented (hard) + synthetic (the teacher's soft labels): do the images carry the
+  teacher's knowledge, on top of the real rows?
+- real + augmented, all with the teacher's soft labels (no synthetic rows): the control,
+  distillation without the GAN.
+
+Each is scored on the whole test split, paired with the baseline over seeds and images
+(95 %). The test split only reports: nothing here is chosen on it.
+
+    python bench/distill.py --versions V1 V2 --teachers 3 --temperatures 1 3 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from pipeline.dataset import ExpandedDataset
+from pipeline.evaluate.classifier import ClassifierSpec, correct, predict_proba, to_tensor, train_classifier
+from pipeline.evaluate.stats import paired_interval, spread
+
+
+class Rows:
+    """One split of a version: images, labels, each row's origin and source id."""
+
+    def __init__(self, version: Path, split: str):
+        dataset = ExpandedDataset(version, split, transform=np.asarray, return_lineage=True, check="none")
+        items = [dataset[i] for i in range(len(dataset))]
+        self.images = np.stack([image for image, _, _ in items])
+        self.labels = np.asarray(dataset.labels)
+        self.origins = np.asarray([info["origin"] for _, _, info in items])
+        self.source_ids = np.asarray([info["source_id"] for _, _, info in items])
+
+
+def soft_labels(logits: list[torch.Tensor], temperature: float) -> torch.Tensor:
+    """The ensemble's class probabilities: the mean of each member's softmax at ``temperature``."""
+    return torch.stack([F.softmax(member / temperature, dim=1) for member in logits]).mean(dim=0)
+
+
+def logits_of(model, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--versions", type=Path, nargs="+", required=True)
+    parser.add_argument("--teachers", type=int, default=3)
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--steps", type=int, default=940, help="optimizer steps of every network")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--grid", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    spec = ClassifierSpec(steps=args.steps, grid=args.grid)
+    test = Rows(args.versions[0], "test")
+    test_x = to_tensor(test.images)
+    trains = [Rows(v, "train") for v in args.versions]
+    kept = [np.isin(t.origins, ["real", "augmented"]) for t in trains]
+    if any(
+        not np.array_equal(t.source_ids[k], trains[0].source_ids[kept[0]])
+        for t, k in zip(trains, kept, strict=True)
+    ):
+        raise SystemExit(
+            "the versions' real and augmented rows differ: build them from one source and recipe"
+        )
+    first = trains[0]
+    x, y = to_tensor(first.images[kept[0]]), torch.as_tensor(first.labels[kept[0]].copy())
+    classes = int(y.max()) + 1
+    hard = F.one_hot(y, classes).float()
+
+    def trained(images, labels, seed):
+        return train_classifier(images, labels, classes, seed=seed, spec=spec)
+
+    def scored(images, labels) -> np.ndarray:
+        return np.stack(
+            [correct(trained(images, labels, s), test_x, test.labels) for s in range(args.seeds)]
+        ).astype(np.float64)
+
+    def note(line: str) -> None:
+        print(f"[{time.perf_counter() - started:6.0f} s] {line}", file=sys.stderr, flush=True)
+
+    results: dict = {
+        "settings": json.loads(json.dumps(vars(args), default=str)),
+        "threads": torch.get_num_threads(),
+        "real_augmented_rows": len(y),
+        "test_rows": len(test.labels),
+    }
+    teachers = [trained(x, y, 1000 + i) for i in range(args.teachers)]  # seeds apart from the students'
+    members = [correct(t, test_x, test.labels).mean() for t in teachers]
+    ensemble = torch.stack([predict_proba(t, test_x) for t in teachers]).mean(dim=0)
+    results["teacher"] = {
+        "members_test_accuracy": [float(m) for m in members],
+        "ensemble_test_accuracy": float((ensemble.argmax(dim=1).numpy() == test.labels).mean()),
+    }
+    note(f"teacher: {json.dumps(results['teacher'])}")
+    baseline = scored(x, y)
+    results["real+augmented"] = {
+        "mean": float(baseline.mean()),
+        "std": spread(baseline.mean(axis=1).tolist()),
+    }
+    note(f"real+augmented {baseline.mean():.4f}")
+    own = [logits_of(t, x) for t in teachers]
+
+    def arm(name: str, answers: np.ndarray, **extra) -> dict:
+        runs = answers.mean(axis=1)
+        found = {
+            "mean": float(runs.mean()),
+            "std": spread(runs.tolist()),
+            "gain_over_real_augmented": paired_interval(answers - baseline),
+            **extra,
+        }
+        gain = found["gain_over_real_augmented"]
+        note(
+            f"{name}: {found['mean']:.4f}, gain {gain['gain']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}]"
+        )
+        return found
+
+    for temperature in args.temperatures:
+        key = f"T={temperature:g}"
+        results[key] = {
+            "control (real+augmented, soft)": arm(f"{key} control", scored(x, soft_labels(own, temperature)))
+        }
+        for version, train in zip(args.versions, trains, strict=True):
+            synthetic = train.origins == "synthetic"
+            syn_x = to_tensor(train.images[synthetic])
+            labels = soft_labels([logits_of(t, syn_x) for t in teachers], temperature)
+            agree = float((labels.argmax(dim=1).numpy() == train.labels[synthetic]).mean())
+            results[key][version.name] = arm(
+                f"{key} {version.name} ({int(synthetic.sum())} synthetic)",
+                scored(torch.cat([x, syn_x]), torch.cat([hard, labels])),
+                synthetic_rows=int(synthetic.sum()),
+                teacher_agrees_with_conditioning_class=agree,
+            )
+            if args.json:  # after each arm, so a run cut short keeps its figures
+                args.json.write_text(json.dumps(results, indent=1) + "\n")
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
