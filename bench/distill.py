@@ -13,12 +13,16 @@ temperature, the student (the same network, ``--steps`` steps, ``--seeds`` seeds
 - real + augmented (hard) + synthetic (the teacher's soft labels): do the images carry the
   teacher's knowledge, on top of the real rows?
 - real + augmented, all with the teacher's soft labels (no synthetic rows): the control,
-  distillation without the GAN.
+  distillation without the GAN;
+- with ``--oracle K``: real + augmented + K other real training images per class from
+  ``--tarball`` (not in the version), hard and soft-labelled: the rows a perfect generator
+  would add, the ceiling of what synthetic rows can give at that ratio.
 
 Each is scored on the whole test split, paired with the baseline over seeds and images
 (95 %). The test split only reports: nothing here is chosen on it.
 
     python bench/distill.py --versions V1 V2 --teachers 3 --temperatures 1 3 --json out.json
+    python bench/distill.py --versions V1 --temperatures 1 --oracle 100 --json oracle.json
 """
 
 from __future__ import annotations
@@ -26,16 +30,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from gan_quality import TARBALL
+from PIL import Image
 from torch.nn import functional as F
 
 from pipeline.dataset import ExpandedDataset
 from pipeline.evaluate.classifier import ClassifierSpec, correct, predict_proba, to_tensor, train_classifier
 from pipeline.evaluate.stats import paired_interval, spread
+from pipeline.version.manifest import load_manifest
 
 
 class Rows:
@@ -48,6 +57,24 @@ class Rows:
         self.labels = np.asarray(dataset.labels)
         self.origins = np.asarray([info["origin"] for _, _, info in items])
         self.source_ids = np.asarray([info["source_id"] for _, _, info in items])
+
+
+def other_real(
+    tarball: Path, used: set[str], classes: list[str], per_class: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``per_class`` seeded training images of each class from ``tarball`` that are not in
+    ``used`` (the version's source ids, ``train/<class>/<file>``)."""
+    with tarfile.open(tarball) as tar:
+        names = sorted(m.name for m in tar if m.isfile() and m.name.count("/") == 2 and m.name not in used)
+    rng = np.random.default_rng(12345)
+    picked = []
+    for name in classes:
+        pool = [n for n in names if n.startswith(f"train/{name}/")]
+        picked += [pool[k] for k in sorted(rng.choice(len(pool), per_class, replace=False))]
+    with tempfile.TemporaryDirectory() as tmp, tarfile.open(tarball) as tar:
+        tar.extractall(tmp, members=[m for m in tar if m.name in set(picked)], filter="data")
+        images = np.stack([np.asarray(Image.open(Path(tmp) / n)) for n in picked])
+    return images, np.asarray([classes.index(n.split("/")[1]) for n in picked])
 
 
 def soft_labels(logits: list[torch.Tensor], temperature: float) -> torch.Tensor:
@@ -69,6 +96,10 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=940, help="optimizer steps of every network")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--grid", type=int, default=2)
+    parser.add_argument(
+        "--oracle", type=int, default=0, help="also: K other real images per class from --tarball"
+    )
+    parser.add_argument("--tarball", type=Path, default=TARBALL)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     started = time.perf_counter()
@@ -136,11 +167,32 @@ def main() -> int:
         )
         return found
 
+    if args.oracle:
+        class_names = load_manifest(args.versions[0]).class_names
+        oracle_images, oracle_labels = other_real(
+            args.tarball, set(first.source_ids.tolist()), class_names, args.oracle
+        )
+        oracle_x = to_tensor(oracle_images)
+        oracle_logits = [logits_of(t, oracle_x) for t in teachers]
+        oracle_hard = F.one_hot(torch.as_tensor(oracle_labels), classes).float()
+        results["oracle (other real images, hard)"] = arm(
+            f"oracle: {len(oracle_labels)} other real images, hard",
+            scored(torch.cat([x, oracle_x]), torch.cat([hard, oracle_hard])),
+            rows=len(oracle_labels),
+        )
     for temperature in args.temperatures:
         key = f"T={temperature:g}"
         results[key] = {
             "control (real+augmented, soft)": arm(f"{key} control", scored(x, soft_labels(own, temperature)))
         }
+        if args.oracle:
+            labels = soft_labels(oracle_logits, temperature)
+            results[key]["oracle (other real images, soft)"] = arm(
+                f"{key} oracle, soft",
+                scored(torch.cat([x, oracle_x]), torch.cat([hard, labels])),
+                rows=len(oracle_labels),
+                teacher_agrees_with_label=float((labels.argmax(dim=1).numpy() == oracle_labels).mean()),
+            )
         for version, train in zip(args.versions, trains, strict=True):
             synthetic = train.origins == "synthetic"
             syn_x = to_tensor(train.images[synthetic])
