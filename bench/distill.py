@@ -41,22 +41,10 @@ from gan_quality import TARBALL
 from PIL import Image
 from torch.nn import functional as F
 
-from pipeline.dataset import ExpandedDataset
 from pipeline.evaluate.classifier import ClassifierSpec, correct, predict_proba, to_tensor, train_classifier
+from pipeline.evaluate.rows import load_rows
 from pipeline.evaluate.stats import paired_interval, spread
 from pipeline.version.manifest import load_manifest
-
-
-class Rows:
-    """One split of a version: images, labels, each row's origin and source id."""
-
-    def __init__(self, version: Path, split: str):
-        dataset = ExpandedDataset(version, split, transform=np.asarray, return_lineage=True, check="none")
-        items = [dataset[i] for i in range(len(dataset))]
-        self.images = np.stack([image for image, _, _ in items])
-        self.labels = np.asarray(dataset.labels)
-        self.origins = np.asarray([info["origin"] for _, _, info in items])
-        self.source_ids = np.asarray([info["source_id"] for _, _, info in items])
 
 
 def other_real(
@@ -104,9 +92,9 @@ def main() -> int:
     args = parser.parse_args()
     started = time.perf_counter()
     spec = ClassifierSpec(steps=args.steps, grid=args.grid)
-    test = Rows(args.versions[0], "test")
+    test = load_rows(args.versions[0], "test")
     test_x = to_tensor(test.images)
-    trains = [Rows(v, "train") for v in args.versions]
+    trains = [load_rows(v, "train") for v in args.versions]
     kept = [np.isin(t.origins, ["real", "augmented"]) for t in trains]
     if any(
         not np.array_equal(t.source_ids[k], trains[0].source_ids[kept[0]])

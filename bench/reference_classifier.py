@@ -33,7 +33,7 @@ from PIL import Image
 
 from pipeline.evaluate.classifier import ClassifierSpec, correct, to_tensor, train_classifier
 from pipeline.evaluate.stats import paired_interval, spread
-from pipeline.sources.digits import DIGITS_FILE
+from pipeline.sources.digits import open_digits
 
 ROOT = Path(__file__).resolve().parents[1]
 TARBALL = ROOT.parent / "shared" / "datasets" / "fashion-mnist.tar.gz"
@@ -88,16 +88,13 @@ def load(
 
 
 def digits_tarball(target: Path) -> Path:
-    """The embedded digits as an ImageFolder tarball (``train/<label>/<index>.png``, pixels
-    scaled to 0..255 as the ``digits`` source does), for ``--tarball digits``."""
-    with np.load(DIGITS_FILE) as data:
-        raw, labels = data["images"], data["labels"].astype(int)
-    images = np.rint(raw * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    """The embedded digits, as the ``digits`` source reads them, as an ImageFolder tarball
+    (``train/<label>/<index>.png``), for ``--tarball digits``."""
     with tarfile.open(target, "w:gz") as tar:
-        for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+        for index, sample in enumerate(open_digits().samples()):
             encoded = io.BytesIO()
-            Image.fromarray(pixels).save(encoded, "PNG")
-            member = tarfile.TarInfo(f"train/{label}/{index:04d}.png")
+            Image.fromarray(sample.pixels).save(encoded, "PNG")
+            member = tarfile.TarInfo(f"train/{sample.label}/{index:04d}.png")
             member.size = encoded.tell()
             encoded.seek(0)
             tar.addfile(member, encoded)

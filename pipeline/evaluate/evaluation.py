@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,6 @@ from pipeline.config import EvaluateConfig
 from pipeline.config.evaluate import report_stem
 from pipeline.core.devices import pick_device
 from pipeline.core.errors import PipelineError
-from pipeline.dataset import ExpandedDataset
 from pipeline.evaluate.classifier import (
     ClassifierSpec,
     correct,
@@ -47,6 +46,7 @@ from pipeline.evaluate.classifier import (
     to_tensor,
     train_classifier,
 )
+from pipeline.evaluate.rows import VersionRows, load_rows
 from pipeline.evaluate.stats import CONFIDENCE, interval_text, paired_interval, spread
 from pipeline.version.manifest import ATTACHMENTS_DIR, load_manifest, utcnow
 from pipeline.version.model import Manifest
@@ -69,36 +69,7 @@ BASELINES = {
 _DEFAULT_SETTINGS = EvaluateConfig()
 
 
-@dataclass(frozen=True)
-class _Rows:
-    images: np.ndarray
-    labels: np.ndarray
-    origins: np.ndarray
-    source_ids: np.ndarray
-    soft_labels: np.ndarray | None = None  # (N, classes) for versions built with augment.mix
-    weights: np.ndarray | None = None  # each row's loss weight, for versions built with synthesis.weight
-
-
-def _load(version: Path, split: str) -> _Rows:
-    manifest = load_manifest(version)
-    soft = manifest.soft_labels
-    dataset = ExpandedDataset(
-        version, split, transform=np.asarray, return_lineage=True, soft_labels=soft, check="none"
-    )
-    items = [dataset[i] for i in range(len(dataset))]
-    if not items:
-        raise PipelineError(f"{version}: the {split} split has no rows to evaluate with")
-    return _Rows(
-        images=np.stack([image for image, _, _ in items]),
-        labels=dataset.labels,
-        origins=np.asarray([info["origin"] for _, _, info in items]),
-        source_ids=np.asarray([info["source_id"] for _, _, info in items]),
-        soft_labels=np.stack([label.numpy() for _, label, _ in items]) if soft else None,
-        weights=dataset.loss_weights if manifest.row_weights else None,
-    )
-
-
-def low_data_mask(rows: _Rows, per_class: int | None, seed: int) -> np.ndarray:
+def low_data_mask(rows: VersionRows, per_class: int | None, seed: int) -> np.ndarray:
     """Rows kept under the low-data protocol: K real images per class (ranked by a seeded
     hash of their source id), their augmented copies, and every synthetic row."""
     if per_class is None:
@@ -143,7 +114,7 @@ def evaluate_subset(version: Path, subset: str, settings: EvaluateConfig) -> dic
     if subset not in SUBSETS:
         raise PipelineError(f"unknown subset {subset!r}; use one of {list(SUBSETS)}")
     manifest = load_manifest(version)
-    return _score(_load(version, "train"), _load(version, "test"), manifest, subset, settings)
+    return _score(load_rows(version, "train"), load_rows(version, "test"), manifest, subset, settings)
 
 
 def leaked_synthesis(manifest: Manifest, settings: EvaluateConfig) -> str | None:
@@ -162,7 +133,7 @@ def leaked_synthesis(manifest: Manifest, settings: EvaluateConfig) -> str | None
     )
 
 
-def arm_steps(train: _Rows, settings: EvaluateConfig, manifest: Manifest) -> int:
+def arm_steps(train: VersionRows, settings: EvaluateConfig, manifest: Manifest) -> int:
     """The optimizer steps every subset trains for: ``epochs`` passes over the largest one
     that is evaluated (subsets with synthetic rows left out by :func:`leaked_synthesis` do
     not count)."""
@@ -174,7 +145,7 @@ def arm_steps(train: _Rows, settings: EvaluateConfig, manifest: Manifest) -> int
 
 
 def _score(
-    train: _Rows, test: _Rows, manifest: Manifest, subset: str, settings: EvaluateConfig
+    train: VersionRows, test: VersionRows, manifest: Manifest, subset: str, settings: EvaluateConfig
 ) -> dict[str, Any]:
     classes = manifest.class_names
     if "synthetic" in SUBSETS[subset]:
@@ -283,7 +254,7 @@ def evaluate(
     unknown = set(subsets) - set(SUBSETS)
     if unknown:
         raise PipelineError(f"unknown subsets {sorted(unknown)}; use some of {list(SUBSETS)}")
-    train, test = _load(path, "train"), _load(path, "test")
+    train, test = load_rows(path, "train"), load_rows(path, "test")
     manifest = load_manifest(path)
     results: dict[str, dict[str, Any]] = {}
     for name in subsets:

@@ -48,6 +48,11 @@ class GanShape:
         """The data's (height, width), which samples are made at."""
         return self.height, self.width
 
+    @property
+    def image_array(self) -> tuple[int, ...]:
+        """One sample's uint8 array shape: (height, width), or (height, width, 3) for RGB."""
+        return self.size + ((3,) if self.channels == 3 else ())
+
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> str:
     """Write a checkpoint atomically (temp file + rename); return its sha256."""

@@ -122,9 +122,8 @@ class Sampler:
 def sampling_trainer(config: Config, shape: GanShape, state: dict[str, Any], where: str) -> GanTrainer:
     """A trainer holding the checkpoint ``state`` on ``synthesis.device``, for sampling only."""
     syn = config.synthesis
-    size = (shape.height, shape.width) + ((3,) if shape.channels == 3 else ())
     trainer = GanTrainer(
-        images=np.zeros((2, *size), dtype=np.uint8),  # never trained on
+        images=np.zeros((2, *shape.image_array), dtype=np.uint8),  # never trained on
         labels=np.zeros(2, dtype=np.int64),
         shape=shape,
         settings=syn.train.model_copy(update={"device": syn.device, "compile": None}),
@@ -264,9 +263,8 @@ def _round(
 
 
 def _empty(shape: GanShape) -> dict[str, np.ndarray]:
-    size = (shape.height, shape.width) + ((3,) if shape.channels == 3 else ())
     return {
-        "images": np.zeros((0, *size), dtype=np.uint8),
+        "images": np.zeros((0, *shape.image_array), dtype=np.uint8),
         "labels": np.zeros(0, dtype=np.int64),
         "seeds": np.zeros(0, dtype=np.int64),
         "confidence": np.zeros(0),

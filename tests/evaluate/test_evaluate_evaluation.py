@@ -13,7 +13,6 @@ from pipeline.core.errors import ConfigError, PipelineError
 from pipeline.evaluate import evaluation
 from pipeline.evaluate.evaluation import (
     SUBSETS,
-    _Rows,
     accuracy_text,
     bar_chart,
     evaluate,
@@ -26,6 +25,7 @@ from pipeline.evaluate.evaluation import (
     unbalanced_test,
     write_report,
 )
+from pipeline.evaluate.rows import VersionRows
 from pipeline.version.manifest import verify
 from pipeline.version.model import Manifest, SplitCounts
 
@@ -61,7 +61,7 @@ def test_evaluation_settings_are_an_evaluate_config_with_config_errors():
 
 
 def test_low_data_mask_is_seeded():
-    rows = _Rows(
+    rows = VersionRows(
         images=np.zeros((6, 2, 2), np.uint8),
         labels=np.array([0, 0, 0, 1, 1, 1]),
         origins=np.array(["real"] * 6),
@@ -147,7 +147,7 @@ def test_subset_report_and_evaluate_on_a_version(tiny_config, monkeypatch):
 
 def test_low_data_mask_keeps_k_real_per_class_and_their_copies():
     ids = np.asarray(["a", "b", "c", "d", "a", "b", "c", "d", "g1", "g2"])
-    rows = _Rows(
+    rows = VersionRows(
         images=np.zeros((10, 2, 2), np.uint8),
         labels=np.asarray([0, 0, 1, 1, 0, 0, 1, 1, 0, 1]),
         origins=np.asarray(["real"] * 4 + ["augmented"] * 4 + ["synthetic"] * 2),
@@ -293,7 +293,7 @@ def test_leaked_synthesis_and_arm_steps():
     assert leaked_synthesis(manifest, EvaluateConfig()) is None  # every real image kept
     assert leaked_synthesis(manifest, EvaluateConfig(real_per_class=6)) is None  # no more than K seen
     assert "up to 6 real images per class" in leaked_synthesis(manifest, EvaluateConfig(real_per_class=5))
-    rows = _Rows(
+    rows = VersionRows(
         images=np.zeros((200, 2, 2), np.uint8),
         labels=np.arange(200) % 2,
         origins=np.asarray(["real"] * 20 + ["augmented"] * 100 + ["synthetic"] * 80),
