@@ -11,6 +11,7 @@ plans, and :func:`run_all` works in the caller's process until the pool is ready
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -30,6 +31,7 @@ import cv2
 PRELOAD = ["pipeline.build.preload", "pandas"]
 
 _IN_FLIGHT = 2  # calls submitted per worker at a time by run_all
+_STOP_SECONDS = 30  # a ceiling for stopped workers to end (terminated, they end at once)
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 _READY: dict[int, threading.Event] = {}
 _LOCK = threading.Lock()
@@ -162,16 +164,30 @@ def stop_workers() -> None:
     """Stop every pool of this process now, for an interrupted run: calls not started are
     dropped and the worker processes are terminated, rather than left to finish the calls
     they hold (a tuning candidate's training can take minutes). The next call starts a
-    fresh pool."""
+    fresh pool.
+
+    It returns once the workers and each pool's manager thread have ended. Left running, a
+    manager thread still shutting down when the interpreter exits races the exit hook of
+    ``concurrent.futures`` (an ``OSError`` traceback, and a worker being started then failed
+    to find its semaphores: a second one).
+    """
     with _LOCK:  # warm-ups under way are still waited for at exit (see _finish_warm_ups)
         pools = list(_POOLS.values())
         _POOLS.clear()
     for pool in pools:
-        # ProcessPoolExecutor.terminate_workers() from Python 3.14; before, its processes.
-        processes = list((getattr(pool, "_processes", None) or {}).values())
+        # The pool's private parts (ProcessPoolExecutor.terminate_workers() from Python 3.14),
+        # taken under its lock: a worker being started (a submit holds the lock) is listed too.
+        # Shutting down drops the pool's references to them.
+        with getattr(pool, "_shutdown_lock", contextlib.nullcontext()):
+            processes = getattr(pool, "_processes", None) or {}
+            manager = getattr(pool, "_executor_manager_thread", None)
         pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
+        for process in list(processes.values()):
             process.terminate()
+        for process in list(processes.values()):
+            process.join(timeout=_STOP_SECONDS)
+        if manager is not None:
+            manager.join(timeout=_STOP_SECONDS)
 
 
 def single_threaded() -> None:

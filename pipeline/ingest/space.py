@@ -16,6 +16,7 @@ import errno
 import math
 import os
 import shutil
+from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,9 +156,10 @@ def worth_retrying(exc: BaseException) -> bool:
     """False for errors that another attempt of the same task cannot fix: bad input, a
     full disk or quota, a read-only file system, a permission refused, a file too large,
     a file or folder that is not there, a worker process that died (killed by a stopped
-    run, or by the kernel for memory: a retry would start a fresh pool to meet the same).
-    A pipeline error raised from an I/O error (an upload, say) is judged by that error."""
-    if isinstance(exc, BrokenProcessPool):
+    run, or by the kernel for memory: a retry would start a fresh pool to meet the same), a
+    call cancelled by a stopped run. A pipeline error raised from an I/O error (an upload,
+    say) is judged by that error."""
+    if isinstance(exc, BrokenProcessPool | CancelledError):
         return False
     if isinstance(exc, PipelineError):
         if not isinstance(exc.__cause__, OSError):

@@ -26,6 +26,7 @@ def test_run_all_makes_a_calls_arguments_only_when_it_is_sent():
 
 def test_stopped_workers_end_their_calls_at_once_and_a_fresh_pool_follows():
     """An interrupted run does not wait for the calls its workers hold (they ignore Ctrl-C)."""
+    import multiprocessing
     import signal
     import time
     from concurrent.futures import CancelledError
@@ -37,13 +38,35 @@ def test_stopped_workers_end_their_calls_at_once_and_a_fresh_pool_follows():
     pool = worker_pool(2)
     assert run_one(signal.getsignal, (signal.SIGINT,), 2) == signal.SIG_IGN
     held = [pool.submit(time.sleep, 600) for _ in range(3)]  # two running, one queued
+    workers = set(multiprocessing.active_children())
     started = time.monotonic()
     stop_workers()
+    assert len(workers) == 2 and not workers & set(multiprocessing.active_children())  # ended, not ending
     for future in held:
         with pytest.raises((BrokenProcessPool, CancelledError)):
             future.result(timeout=30)
     assert time.monotonic() - started < 30  # not the 600 s they hold
     assert worker_pool(2) is not pool and run_one(pow, (3, 2), 2) == 9
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.8, 1.6])
+def test_workers_stopped_while_the_pool_starts_have_ended_when_the_stop_returns(delay):
+    """A run stopped in its first seconds (SIGTERM while the pool starts): a worker the fork
+    server is starting is stopped too, and nothing is left to race the interpreter's exit
+    (a worker started after its parent left failed to find its semaphores: a traceback)."""
+    script = (
+        "import multiprocessing, time; from pipeline.core.workers import stop_workers, warm_up\n"
+        f"warm_up(2); time.sleep({delay}); stop_workers()\n"
+        "print(len(multiprocessing.active_children()))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0 and done.stdout == "0\n", done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
 
 
 def test_a_run_that_fails_while_the_pool_starts_exits_without_a_traceback():

@@ -1,5 +1,6 @@
 import errno
 import os
+from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -87,6 +88,7 @@ def test_a_full_disk_is_said_with_output_root_and_the_estimate(tmp_path):
         (PermissionError(errno.EACCES, "Permission denied"), False),
         (FileNotFoundError(errno.ENOENT, "No such file or directory"), False),  # staging removed
         (BrokenProcessPool("A process in the process pool was terminated abruptly"), False),
+        (CancelledError(), False),  # a call the stopped pool dropped
         (SourceError("a.png: cannot identify image file"), False),
         (PipelineError("bad input"), False),
     ],
