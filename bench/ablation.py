@@ -55,6 +55,8 @@ ARMS: dict[str, tuple[list[str], bool]] = {
     "drs": (["synthesis.filter.drs=0.95"], False),
     "soft_labels": (["synthesis.soft_labels=true"], False),
     "ratio_0.25": (["synthesis.ratio=0.25"], False),
+    "ratio_0.1": (["synthesis.ratio=0.1"], False),
+    "soft_labels_ratio_0.25": (["synthesis.soft_labels=true", "synthesis.ratio=0.25"], False),
     "weight_0.5": (["synthesis.weight=0.5"], False),
     "together": (TOGETHER, True),
     # The levers together with the utility gate on, per class: it decides on its own part of
