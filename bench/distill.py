@@ -14,6 +14,9 @@ temperature, the student (the same network, ``--steps`` steps, ``--seeds`` seeds
   teacher's knowledge, on top of the real rows?
 - real + augmented, all with the teacher's soft labels (no synthetic rows): the control,
   distillation without the GAN;
+- with ``--vetted P [P ...]``: real + augmented + the synthetic rows the ensemble (T=1) puts
+  in their conditioning class with probability at least P, hard-labelled with that class:
+  the teacher as a filter instead of a labeller;
 - with ``--oracle K``: real + augmented + K other real training images per class from
   ``--tarball`` (not in the version), hard and soft-labelled: the rows a perfect generator
   would add, the ceiling of what synthetic rows can give at that ratio.
@@ -23,6 +26,7 @@ Each is scored on the whole test split, paired with the baseline over seeds and 
 
     python bench/distill.py --versions V1 V2 --teachers 3 --temperatures 1 3 --json out.json
     python bench/distill.py --versions V1 --temperatures 1 --oracle 100 --json oracle.json
+    python bench/distill.py --versions V1 --temperatures --vetted 0.5 0.9 --json vetted.json
 """
 
 from __future__ import annotations
@@ -80,7 +84,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--versions", type=Path, nargs="+", required=True)
     parser.add_argument("--teachers", type=int, default=3)
-    parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--temperatures", type=float, nargs="*", default=[1.0])
+    parser.add_argument(
+        "--vetted", type=float, nargs="*", default=[], help="also: rows the ensemble gives P of their class"
+    )
     parser.add_argument("--steps", type=int, default=940, help="optimizer steps of every network")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--grid", type=int, default=2)
@@ -155,6 +162,25 @@ def main() -> int:
         )
         return found
 
+    def vetted(name: str, train, thresholds: list[float]) -> dict:
+        """The synthetic rows the ensemble (T=1) puts in their conditioning class with
+        probability >= each threshold, hard-labelled with that class."""
+        synthetic = train.origins == "synthetic"
+        syn_x, syn_y = to_tensor(train.images[synthetic]), torch.as_tensor(train.labels[synthetic].copy())
+        probability = soft_labels([logits_of(t, syn_x) for t in teachers], 1.0)
+        own_class = probability.gather(1, syn_y[:, None])[:, 0]
+        found = {}
+        for threshold in thresholds:
+            keep = (probability.argmax(dim=1) == syn_y) & (own_class >= threshold)
+            labels = F.one_hot(syn_y[keep], classes).float()
+            found[f"vetted P>={threshold:g} {name}"] = arm(
+                f"vetted P>={threshold:g} {name} ({int(keep.sum())} of {len(syn_y)} synthetic)",
+                scored(torch.cat([x, syn_x[keep]]), torch.cat([hard, labels])),
+                synthetic_rows=int(keep.sum()),
+                candidates=len(syn_y),
+            )
+        return found
+
     if args.oracle:
         class_names = load_manifest(args.versions[0]).class_names
         oracle_images, oracle_labels = other_real(
@@ -168,6 +194,11 @@ def main() -> int:
             scored(torch.cat([x, oracle_x]), torch.cat([hard, oracle_hard])),
             rows=len(oracle_labels),
         )
+    for version, train in zip(args.versions, trains, strict=True):
+        if args.vetted:
+            results.update(vetted(version.name, train, args.vetted))
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=1) + "\n")
     for temperature in args.temperatures:
         key = f"T={temperature:g}"
         results[key] = {
