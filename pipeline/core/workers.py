@@ -11,7 +11,6 @@ plans, and :func:`run_all` works in the caller's process until the pool is ready
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import signal
@@ -166,28 +165,39 @@ def stop_workers() -> None:
     they hold (a tuning candidate's training can take minutes). The next call starts a
     fresh pool.
 
-    It returns once the workers and each pool's manager thread have ended. Left running, a
-    manager thread still shutting down when the interpreter exits races the exit hook of
-    ``concurrent.futures`` (an ``OSError`` traceback, and a worker being started then failed
-    to find its semaphores: a second one).
+    A pool still starting is stopped once it is up (the process would wait for it at exit
+    anyway, see :func:`_finish_warm_ups`). It returns once the workers and each pool's
+    manager thread have ended: left running, a manager thread still shutting down when the
+    interpreter exits races the exit hook of ``concurrent.futures`` (an ``OSError``
+    traceback), and a worker started as the command left fails to find its semaphores.
     """
-    with _LOCK:  # warm-ups under way are still waited for at exit (see _finish_warm_ups)
+    for ready in list(_READY.values()):
+        ready.wait(timeout=_STOP_SECONDS)
+    with _LOCK:
         pools = list(_POOLS.values())
         _POOLS.clear()
     for pool in pools:
-        # The pool's private parts (ProcessPoolExecutor.terminate_workers() from Python 3.14),
-        # taken under its lock: a worker being started (a submit holds the lock) is listed too.
-        # Shutting down drops the pool's references to them.
-        with getattr(pool, "_shutdown_lock", contextlib.nullcontext()):
-            processes = getattr(pool, "_processes", None) or {}
-            manager = getattr(pool, "_executor_manager_thread", None)
+        processes, manager = _closed_to_new_calls(pool)
         pool.shutdown(wait=False, cancel_futures=True)
-        for process in list(processes.values()):
+        for process in processes:
             process.terminate()
-        for process in list(processes.values()):
+        for process in processes:
             process.join(timeout=_STOP_SECONDS)
         if manager is not None:
             manager.join(timeout=_STOP_SECONDS)
+
+
+def _closed_to_new_calls(pool: ProcessPoolExecutor) -> tuple[list, threading.Thread | None]:
+    """Refuse ``pool`` new calls and return its worker processes and manager thread.
+
+    Private parts of ``ProcessPoolExecutor`` (``terminate_workers()`` comes with Python
+    3.14), taken under its lock: a submit holds it while it starts a worker, so a worker
+    being started is listed too, and none starts after (``shutdown`` drops these references).
+    """
+    with pool._shutdown_lock:
+        pool._shutdown_thread = True  # what shutdown() sets first: a later submit raises
+        processes = list((pool._processes or {}).values())
+        return processes, pool._executor_manager_thread
 
 
 def single_threaded() -> None:

@@ -50,9 +50,10 @@ def test_stopped_workers_end_their_calls_at_once_and_a_fresh_pool_follows():
 
 @pytest.mark.parametrize("delay", [0.0, 0.8, 1.6])
 def test_workers_stopped_while_the_pool_starts_have_ended_when_the_stop_returns(delay):
-    """A run stopped in its first seconds (SIGTERM while the pool starts): a worker the fork
-    server is starting is stopped too, and nothing is left to race the interpreter's exit
-    (a worker started after its parent left failed to find its semaphores: a traceback)."""
+    """A run stopped in its first seconds (SIGTERM while the pool starts): the pool is
+    stopped once it is up, workers being started included, and nothing is left to race
+    the interpreter's exit (a worker started after its parent left failed to find its
+    semaphores: a traceback)."""
     script = (
         "import multiprocessing, time; from pipeline.core.workers import stop_workers, warm_up\n"
         f"warm_up(2); time.sleep({delay}); stop_workers()\n"
@@ -63,6 +64,7 @@ def test_workers_stopped_while_the_pool_starts_have_ended_when_the_stop_returns(
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parents[2],
+        timeout=120,  # a ceiling, not a budget
     )
     assert done.returncode == 0 and done.stdout == "0\n", done.stderr
     assert "Traceback" not in done.stderr, done.stderr
