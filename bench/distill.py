@@ -147,6 +147,15 @@ def main() -> int:
     }
     note(f"real+augmented {baseline.mean():.4f}")
     own = [logits_of(t, x) for t in teachers]
+    transfer = {}  # per version: its synthetic images, their conditioning class, each teacher's logits
+    for version, train in zip(args.versions, trains, strict=True):
+        synthetic = train.origins == "synthetic"
+        syn_x = to_tensor(train.images[synthetic])
+        transfer[version.name] = (
+            syn_x,
+            torch.as_tensor(train.labels[synthetic].copy()),
+            [logits_of(t, syn_x) for t in teachers],
+        )
 
     def arm(name: str, answers: np.ndarray, **extra) -> dict:
         runs = answers.mean(axis=1)
@@ -162,12 +171,11 @@ def main() -> int:
         )
         return found
 
-    def vetted(name: str, train, thresholds: list[float]) -> dict:
+    def vetted(name: str, thresholds: list[float]) -> dict:
         """The synthetic rows the ensemble (T=1) puts in their conditioning class with
         probability >= each threshold, hard-labelled with that class."""
-        synthetic = train.origins == "synthetic"
-        syn_x, syn_y = to_tensor(train.images[synthetic]), torch.as_tensor(train.labels[synthetic].copy())
-        probability = soft_labels([logits_of(t, syn_x) for t in teachers], 1.0)
+        syn_x, syn_y, logits = transfer[name]
+        probability = soft_labels(logits, 1.0)
         own_class = probability.gather(1, syn_y[:, None])[:, 0]
         found = {}
         for threshold in thresholds:
@@ -194,9 +202,9 @@ def main() -> int:
             scored(torch.cat([x, oracle_x]), torch.cat([hard, oracle_hard])),
             rows=len(oracle_labels),
         )
-    for version, train in zip(args.versions, trains, strict=True):
-        if args.vetted:
-            results.update(vetted(version.name, train, args.vetted))
+    if args.vetted:
+        for name in transfer:
+            results.update(vetted(name, args.vetted))
             if args.json:
                 args.json.write_text(json.dumps(results, indent=1) + "\n")
     for temperature in args.temperatures:
@@ -212,16 +220,13 @@ def main() -> int:
                 rows=len(oracle_labels),
                 teacher_agrees_with_label=float((labels.argmax(dim=1).numpy() == oracle_labels).mean()),
             )
-        for version, train in zip(args.versions, trains, strict=True):
-            synthetic = train.origins == "synthetic"
-            syn_x = to_tensor(train.images[synthetic])
-            labels = soft_labels([logits_of(t, syn_x) for t in teachers], temperature)
-            agree = float((labels.argmax(dim=1).numpy() == train.labels[synthetic]).mean())
-            results[key][version.name] = arm(
-                f"{key} {version.name} ({int(synthetic.sum())} synthetic)",
+        for name, (syn_x, syn_y, logits) in transfer.items():
+            labels = soft_labels(logits, temperature)
+            results[key][name] = arm(
+                f"{key} {name} ({len(syn_y)} synthetic)",
                 scored(torch.cat([x, syn_x]), torch.cat([hard, labels])),
-                synthetic_rows=int(synthetic.sum()),
-                teacher_agrees_with_conditioning_class=agree,
+                synthetic_rows=len(syn_y),
+                teacher_agrees_with_conditioning_class=float((labels.argmax(dim=1) == syn_y).double().mean()),
             )
             if args.json:  # after each arm, so a run cut short keeps its figures
                 args.json.write_text(json.dumps(results, indent=1) + "\n")
