@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import gzip
 import io
 import json
 import os
 import pickle
+import shutil
 import tempfile
 from pathlib import Path
 
-# Prefect reads its settings at import: isolate it before any test imports it.
+# Prefect reads its settings at import: isolate it before any test imports it, and remove
+# its home at exit (registered before Prefect's own exit hooks, so it runs after them).
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-home-")
+atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 

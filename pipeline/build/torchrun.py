@@ -21,19 +21,21 @@ from pipeline.core.errors import PipelineError
 
 SUMMARY_FILE = "summary.json"  # what rank 0 returns, beside the checkpoints
 CONFIG_FILE = "config.json"  # the resolved config the processes load
+LOG_DIR = "torchrun-logs"  # torchrun's per-run log folders (else it leaves them in the system's temp)
 
 
 def torchrun_command(
     processes: int, config_file: Path, out_dir: Path, resume: Path | None = None
 ) -> list[str]:
     """The command that trains on ``processes`` local processes (a standalone rendezvous
-    on 127.0.0.1)."""
+    on 127.0.0.1), torchrun's logs beside the checkpoints in ``out_dir``."""
     return [
         sys.executable,
         "-m",
         "torch.distributed.run",
         "--standalone",
         f"--nproc-per-node={processes}",
+        f"--log-dir={out_dir / LOG_DIR}",
         "-m",
         "pipeline.build.runner",
         str(config_file),

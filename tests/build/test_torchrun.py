@@ -13,23 +13,28 @@ from pipeline.version.manifest import load_manifest, verify
 
 def test_the_command_runs_the_runner_module_on_local_processes(tmp_path):
     command = torchrun_command(3, tmp_path / "c.json", tmp_path / "out", tmp_path / "last.pt")
-    assert command[:5] == [
+    assert command[:6] == [
         sys.executable,
         "-m",
         "torch.distributed.run",
         "--standalone",
         "--nproc-per-node=3",
+        f"--log-dir={tmp_path / 'out' / 'torchrun-logs'}",
     ]
-    assert command[5:] == [
+    assert command[6:] == [
         "-m",
         "pipeline.build.runner",
         *(str(tmp_path / p) for p in ("c.json", "out", "last.pt")),
     ]
 
 
-def test_a_build_trains_its_gan_on_two_processes_and_publishes(tiny_config):
+def test_a_build_trains_its_gan_on_two_processes_and_publishes(tiny_config, tmp_path, monkeypatch):
+    temp = tmp_path / "system-temp"  # torchrun's own default for its logs
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
     config = tiny_config(*TINY_GAN, "synthesis.gate.enabled=false", "synthesis.train.processes=2")
     version, created = build(config)
+    assert not list(temp.glob("torchelastic_*"))  # its logs went to the run's folder
     assert created and verify(version) == []
     manifest = load_manifest(version)
     assert manifest.synthesis.checkpoint_step in {2, 4}
