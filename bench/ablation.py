@@ -7,8 +7,8 @@ real+augmented+synthetic over real+augmented with its 95 % interval over seeds a
 images, CAS against real-only, rows kept and time.
 
 Arms: the baseline synthesis (hinge loss), then each lever alone (minimax loss, LeCam, ADA,
-label-consistent filtering, discriminator rejection sampling, soft labels, a 0.25 ratio,
-loss weight 0.5), all the GAN-side and filter-side levers together, and together with
+label-consistent filtering, discriminator rejection sampling, soft labels, ratios 0.25 and
+0.1, loss weight 0.5, truncation), all the GAN-side and filter-side levers together, and together with
 the per-class utility gate deciding which classes get rows. Arms that only
 change filtering or labels reuse the baseline's generator (``synthesis.checkpoint``), so
 they differ in that lever alone; ``--generator`` gives one from an earlier run (the
@@ -58,6 +58,9 @@ ARMS: dict[str, tuple[list[str], bool]] = {
     "ratio_0.1": (["synthesis.ratio=0.1"], False),
     "soft_labels_ratio_0.25": (["synthesis.soft_labels=true", "synthesis.ratio=0.25"], False),
     "weight_0.5": (["synthesis.weight=0.5"], False),
+    # The truncation trick (Brock et al. 2019): latents beyond |t| redrawn, fidelity for diversity.
+    "truncation_1.0": (["synthesis.truncation=1.0"], False),
+    "truncation_0.5": (["synthesis.truncation=0.5"], False),
     "together": (TOGETHER, True),
     # The levers together with the utility gate on, per class: it decides on its own part of
     # the training images (which the GAN then does not see) which classes get rows.
