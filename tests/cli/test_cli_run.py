@@ -184,6 +184,7 @@ def test_cli_train_gan_on_two_processes_launched_or_under_torchrun(
     launched = torch.load(tmp_path / "launched" / "last.pt", weights_only=True)
     assert launched["step"] == 4
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    command += [f"--log-dir={tmp_path / 'torchrun-logs'}"]  # not the system's temp folder
     command += ["-m", "cli.main", "train-gan", "/dev/null", *common, "--out", str(tmp_path / "ranks")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=os.environ)
     assert done.returncode == 0, done.stderr[-3000:]

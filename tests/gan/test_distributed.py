@@ -28,6 +28,7 @@ TOLERANCE = 1e-4
 def _torchrun(tmp_path: Path, name: str, steps: int, *extra: str) -> list[dict[str, float]]:
     out = tmp_path / f"{name}.json"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    command += [f"--log-dir={tmp_path / 'torchrun-logs'}"]  # not the system's temp folder
     command += [str(WORKER), str(out), str(steps), *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
