@@ -8,8 +8,8 @@ images, CAS against real-only, rows kept and time.
 
 Arms: the baseline synthesis (hinge loss), then each lever alone (minimax loss, LeCam, ADA,
 label-consistent filtering, discriminator rejection sampling, soft labels, ratios 0.25 and
-0.1, loss weight 0.5, truncation), all the GAN-side and filter-side levers together, and together with
-the per-class utility gate deciding which classes get rows. Arms that only
+0.1, loss weight 0.5, truncation), all the GAN-side and filter-side levers together, and
+together with the per-class utility gate deciding which classes get rows. Arms that only
 change filtering or labels reuse the baseline's generator (``synthesis.checkpoint``), so
 they differ in that lever alone; ``--generator`` gives one from an earlier run (the
 baseline arm then samples it too).

@@ -41,7 +41,7 @@ def invert(generator, images: torch.Tensor, labels: torch.Tensor, size, fit, ste
     [-1, 1]) in mean squared error, plus ``prior`` x |z|^2 to stay where G was trained.
 
     Returns:
-        The latents and each image's final pixel error.
+        The latents and each image's pixel error at the last step (before its update).
     """
     generator.eval()
     for p in generator.parameters():
@@ -88,7 +88,7 @@ def main() -> int:
     state = load_checkpoint(args.version / "gan" / "generator.pt")
     classes, channels, height, width = state["shape"]
     shape = GanShape(classes, channels, height, width, state.get("resolution"), state.get("fit", "stretch"))
-    generator = sampling_trainer(config, shape, state, str(args.version)).G_ema
+    generator = sampling_trainer(config, shape, state, str(args.version)).G_ema.cpu()  # beside the rows
 
     test = load_rows(args.version, "test")
     test_x = to_tensor(test.images)
@@ -124,7 +124,7 @@ def main() -> int:
         "pixel_mse_mean": float(error.mean()),  # on [-1, 1] images
         "pixel_mse_quartiles": [float(q) for q in np.quantile(error.numpy(), [0.25, 0.5, 0.75])],
         "latent_norm_mean": float(z.norm(dim=1).mean()),
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(time.perf_counter() - started, 1),  # since the start, the baseline's too
     }
     note(f"inversion: {json.dumps(results['inversion'])}")
     for sigma in args.sigmas:

@@ -220,8 +220,8 @@ class SynthesisConfig(Strict):
     truncation: float | None = Field(
         default=None,
         gt=0.0,
-        description="resample latents beyond this |z| (off: keeps diversity; measured, it lowered the "
-        "precision of a small generator, bench/README.md)",
+        description="resample latents beyond this |z| (off by default: measured, it lowered both the "
+        "precision and the recall of a small generator, bench/README.md)",
     )
     checkpoint: Path | None = Field(default=None, description="use this generator instead of training")
     soft_labels: bool = Field(
