@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from gan_quality import TARBALL
+from gan_quality import TARBALL, note
 from PIL import Image
 from torch.nn import functional as F
 
@@ -56,15 +56,15 @@ def other_real(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``per_class`` seeded training images of each class from ``tarball`` that are not in
     ``used`` (the version's source ids, ``train/<class>/<file>``)."""
-    with tarfile.open(tarball) as tar:
-        names = sorted(m.name for m in tar if m.isfile() and m.name.count("/") == 2 and m.name not in used)
     rng = np.random.default_rng(12345)
-    picked = []
-    for name in classes:
-        pool = [n for n in names if n.startswith(f"train/{name}/")]
-        picked += [pool[k] for k in sorted(rng.choice(len(pool), per_class, replace=False))]
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(tarball) as tar:
-        tar.extractall(tmp, members=[m for m in tar if m.name in set(picked)], filter="data")
+        members = {m.name: m for m in tar if m.isfile() and m.name.count("/") == 2 and m.name not in used}
+        names = sorted(members)
+        picked = []
+        for name in classes:
+            pool = [n for n in names if n.startswith(f"train/{name}/")]
+            picked += [pool[k] for k in sorted(rng.choice(len(pool), per_class, replace=False))]
+        tar.extractall(tmp, members=[members[n] for n in picked], filter="data")
         images = np.stack([np.asarray(Image.open(Path(tmp) / n)) for n in picked])
     return images, np.asarray([classes.index(n.split("/")[1]) for n in picked])
 
@@ -123,9 +123,6 @@ def main() -> int:
             [correct(trained(images, labels, s), test_x, test.labels) for s in range(args.seeds)]
         ).astype(np.float64)
 
-    def note(line: str) -> None:
-        print(f"[{time.perf_counter() - started:6.0f} s] {line}", file=sys.stderr, flush=True)
-
     results: dict = {
         "settings": json.loads(json.dumps(vars(args), default=str)),
         "threads": torch.get_num_threads(),
@@ -139,13 +136,13 @@ def main() -> int:
         "members_test_accuracy": [float(m) for m in members],
         "ensemble_test_accuracy": float((ensemble.argmax(dim=1).numpy() == test.labels).mean()),
     }
-    note(f"teacher: {json.dumps(results['teacher'])}")
+    note(f"teacher: {json.dumps(results['teacher'])}", started)
     baseline = scored(x, y)
     results["real+augmented"] = {
         "mean": float(baseline.mean()),
         "std": spread(baseline.mean(axis=1).tolist()),
     }
-    note(f"real+augmented {baseline.mean():.4f}")
+    note(f"real+augmented {baseline.mean():.4f}", started)
     own = [logits_of(t, x) for t in teachers]
     transfer = {}  # per version: its synthetic images, their conditioning class, each teacher's logits
     for version, train in zip(args.versions, trains, strict=True):
@@ -167,7 +164,9 @@ def main() -> int:
         }
         gain = found["gain_over_real_augmented"]
         note(
-            f"{name}: {found['mean']:.4f}, gain {gain['gain']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}]"
+            f"{name}: {found['mean']:.4f}, gain {gain['gain']:+.4f} "
+            f"[{gain['low']:+.4f}, {gain['high']:+.4f}]",
+            started,
         )
         return found
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from gan_quality import note
 
 from pipeline.config import Config
 from pipeline.evaluate.classifier import ClassifierSpec, correct, predict_proba, to_tensor, train_classifier
@@ -80,9 +81,6 @@ def main() -> int:
     args = parser.parse_args()
     started = time.perf_counter()
 
-    def note(line: str) -> None:
-        print(f"[{time.perf_counter() - started:6.0f} s] {line}", file=sys.stderr, flush=True)
-
     manifest = load_manifest(args.version)
     config = Config.model_validate(manifest.config)
     state = load_checkpoint(args.version / "gan" / "generator.pt")
@@ -116,7 +114,7 @@ def main() -> int:
         "mean": float(baseline.mean()),
         "std": spread(baseline.mean(axis=1).tolist()),
     }
-    note(f"real+augmented {baseline.mean():.4f}")
+    note(f"real+augmented {baseline.mean():.4f}", started)
     z, error = invert(
         generator, real_x * 2 - 1, real_y, (height, width), shape.fit, args.invert_steps, args.prior
     )
@@ -126,7 +124,7 @@ def main() -> int:
         "latent_norm_mean": float(z.norm(dim=1).mean()),
         "seconds": round(time.perf_counter() - started, 1),  # since the start, the baseline's too
     }
-    note(f"inversion: {json.dumps(results['inversion'])}")
+    note(f"inversion: {json.dumps(results['inversion'])}", started)
     for sigma in args.sigmas:
         made = neighbours(generator, z, real_y, sigma, (height, width), shape.fit)
         agrees = float((predict_proba(models[0], made).argmax(dim=1) == real_y).double().mean())
@@ -143,7 +141,8 @@ def main() -> int:
         gain = found["gain_over_real_augmented"]
         note(
             f"sigma={sigma:g}: {found['mean']:.4f}, gain {gain['gain']:+.4f} "
-            f"[{gain['low']:+.4f}, {gain['high']:+.4f}], agrees {agrees:.3f}"
+            f"[{gain['low']:+.4f}, {gain['high']:+.4f}], agrees {agrees:.3f}",
+            started,
         )
         if args.json:  # after each arm, so a run cut short keeps its figures
             args.json.write_text(json.dumps(results, indent=1) + "\n")
